@@ -1,0 +1,236 @@
+//! Command-line interface: argument parsing, progress bars and output. It knows nothing of
+//! tensors; everything else is in the library.
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rftx::error::Error;
+use rftx::runner::{self, Observer, Outcome};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (also: the run was already complete)
+  1  the run failed while generating; its durable work is kept, and re-running resumes it
+  2  bad input: command line, config file, model file, question file or runs directory;
+     nothing was run and no run directory was created";
+
+#[derive(Parser)]
+#[command(
+    name = "rftx",
+    version,
+    about = "Reproducible, memory-aware sample generation for rejection-sampling fine-tuning",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate samples for every question, grade them and store the run in its hashed directory
+    /// (resumes an interrupted run; reports a complete one).
+    Run(RunArgs),
+    /// Print the resolved config and, as the last line, the run directory it maps to.
+    Hash(ConfigArgs),
+    /// Write the built-in unit-conversion question set as JSON ([[question, answer], …]).
+    Data(DataArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// The experiment file (TOML).
+    config: PathBuf,
+    /// Override a key: --set generation.chunk_size=5 (value parsed as TOML; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Where run directories live.
+    #[arg(long, value_name = "DIR", env = "RFTX_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// No progress bars or log lines on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Redo a run even if its directory is complete.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Output file; `-` for standard output.
+    #[arg(long, short, default_value = "-")]
+    out: PathBuf,
+    /// Number of questions.
+    #[arg(long, default_value_t = rftx::data::BUILTIN_COUNT)]
+    count: usize,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run(a),
+        Command::Hash(a) => hash(a),
+        Command::Data(a) => data(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn prepare(a: &ConfigArgs) -> Result<runner::Prepared, Error> {
+    let resolved = rftx::config::load(&a.config, &a.set)?;
+    runner::prepare(resolved, &a.runs_dir)
+}
+
+fn hash(a: ConfigArgs) -> Result<(), Error> {
+    let p = prepare(&a)?;
+    print!("{}", p.resolved.to_toml());
+    println!("# model: {} (sha256 {})", p.model_path.display(), p.model_sha256);
+    println!(
+        "# questions: {}, {} questions (sha256 {})",
+        p.questions.source,
+        p.questions.questions.len(),
+        p.questions.sha256
+    );
+    println!("# hash: {}", p.hash);
+    println!("{}", p.dir.display());
+    Ok(())
+}
+
+fn run(a: RunArgs) -> Result<(), Error> {
+    let p = prepare(&a.config)?;
+    let mut progress = Progress::new(a.quiet);
+    let result = runner::run(&p, a.force, &mut progress)?;
+    if result.outcome == Outcome::AlreadyComplete {
+        println!(
+            "already complete: {}",
+            rftx::report::summary(&result.metrics).replace('\n', "\n  ")
+        );
+    } else {
+        println!("{}", rftx::report::summary(&result.metrics));
+    }
+    println!("{}", result.dir.display());
+    Ok(())
+}
+
+fn data(a: DataArgs) -> Result<(), Error> {
+    if a.count == 0 {
+        return Err(Error::input(&a.out, "--count must be ≥ 1"));
+    }
+    let json = rftx::data::to_json(&rftx::data::builtin(a.count));
+    if a.out.as_os_str() == "-" {
+        print!("{json}");
+        Ok(())
+    } else {
+        rftx::util::write_atomic(&a.out, json.as_bytes())
+            .map_err(|e| Error::input(&a.out, format!("cannot write the question file: {e}")))
+            .map(|()| eprintln!("wrote {} questions to {}", a.count, a.out.display()))
+    }
+}
+
+/// Progress on stderr: one bar of questions with samples, tokens/s and acceptance. Hidden when
+/// stderr is not a terminal or with --quiet.
+struct Progress {
+    quiet: bool,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    tokens: u64,
+    last_draw: Instant,
+    samples_per_question: usize,
+    accepted: usize,
+    samples: usize,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Progress {
+            quiet,
+            bar: None,
+            started: Instant::now(),
+            tokens: 0,
+            last_draw: Instant::now(),
+            samples_per_question: 0,
+            accepted: 0,
+            samples: 0,
+        }
+    }
+
+    fn refresh(&mut self) {
+        if let Some(bar) = &self.bar {
+            let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{} samples · {:.1} tok/s · accepted {}",
+                self.samples,
+                self.tokens as f64 / secs,
+                self.accepted
+            ));
+        }
+        self.last_draw = Instant::now();
+    }
+}
+
+impl Observer for Progress {
+    fn log(&mut self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn begin(&mut self, total: usize, done: usize, samples_per_question: usize) {
+        self.samples_per_question = samples_per_question;
+        self.started = Instant::now();
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} questions · {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_position(done as u64);
+        self.bar = Some(bar);
+        self.refresh();
+    }
+
+    fn tokens(&mut self, n: usize) {
+        self.tokens += n as u64;
+        if self.last_draw.elapsed().as_millis() >= 200 {
+            self.refresh();
+        }
+    }
+
+    fn question_done(&mut self, done: usize, accepted: usize, samples: usize) {
+        self.accepted = accepted;
+        self.samples = samples;
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+        }
+        self.refresh();
+    }
+
+    fn end(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

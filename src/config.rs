@@ -1,0 +1,693 @@
+//! The experiment file: defaults < TOML file < `RFTX_…` environment < `--set key.path=value`.
+//!
+//! Every problem is reported with where the value came from (file, environment variable or
+//! `--set` argument), the full key path and the fix. [`Resolved::hash_input`] is the canonical
+//! form that the run directory's content hash is computed from.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment variables that override config keys; `__` separates key levels:
+/// `RFTX_GENERATION__CHUNK_SIZE=5` sets `generation.chunk_size`.
+pub const ENV_PREFIX: &str = "RFTX_";
+/// Variables with [`ENV_PREFIX`] that configure rftx itself rather than the experiment.
+pub const ENV_RESERVED: &[&str] = &["models_dir", "runs_dir", "test_slow"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Run name: the prefix of the run directory. Letters, digits, `.`, `_` and `-`.
+    pub name: String,
+    /// Master seed: every sample's RNG stream derives from (seed, question index, sample index).
+    pub seed: u64,
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub prompt: PromptConfig,
+    pub generation: GenerationConfig,
+    pub rft: RftConfig,
+    pub checkpoint: CheckpointConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A llama-architecture GGUF file. Unset: the default model, fetched into the model cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Weight format the matrices are converted to at load time.
+    pub weights: WeightFormat,
+}
+
+/// Weight format of the linear layers after loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WeightFormat {
+    /// Keep the file's own formats (Q4_1 for the default model).
+    #[serde(rename = "native")]
+    Native,
+    /// Re-quantise to Q8_0: candle's AVX2 Q8_0 kernel is the fastest on x86 CPUs.
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    #[serde(rename = "q4_0")]
+    Q4_0,
+    #[serde(rename = "f16")]
+    F16,
+    #[serde(rename = "f32")]
+    F32,
+}
+
+impl WeightFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightFormat::Native => "native",
+            WeightFormat::Q8_0 => "q8_0",
+            WeightFormat::Q4_0 => "q4_0",
+            WeightFormat::F16 => "f16",
+            WeightFormat::F32 => "f32",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `"builtin"` (the built-in unit-conversion set) or a JSON file: a list of `[question, answer]`.
+    pub source: String,
+    /// Use only the first `limit` questions. Unset: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptConfig {
+    /// System message.
+    pub system: String,
+    /// Few-shot examples, rendered as earlier user/assistant turns.
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    pub question: String,
+    pub response: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationConfig {
+    /// Samples per question.
+    pub oversample: usize,
+    /// Sequences decoded together (one question at a time).
+    pub chunk_size: usize,
+    /// Softmax temperature; 0 is greedy decoding.
+    pub temperature: f64,
+    /// Nucleus sampling mass in (0, 1]; 1 disables it.
+    pub top_p: f64,
+    /// Generation budget per sample, the end-of-turn token included.
+    pub max_new_tokens: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RftConfig {
+    /// Relative tolerance for accepting a parsed answer: |parsed − answer| ≤ tolerance·|answer|.
+    pub tolerance: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Make completed work durable (fsync, dataset and metrics rewritten) every this many questions.
+    pub every: usize,
+}
+
+pub const DEFAULT_SYSTEM: &str = "You are a careful assistant that converts units. \
+Reason briefly, step by step, then give only the final number inside <answer></answer> tags.";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "rftx".into(),
+            seed: 0,
+            model: ModelConfig { path: None, weights: WeightFormat::Q8_0 },
+            data: DataConfig { source: "builtin".into(), limit: None },
+            prompt: PromptConfig {
+                system: DEFAULT_SYSTEM.into(),
+                examples: vec![
+                    Example {
+                        question: "How many meters are in 3 kilometers?".into(),
+                        response: "1 kilometer is 1000 meters, so 3 kilometers is 3 * 1000 = 3000 meters. <answer>3000</answer>".into(),
+                    },
+                    Example {
+                        question: "Convert 2 hours to minutes.".into(),
+                        response: "1 hour is 60 minutes, so 2 hours is 2 * 60 = 120 minutes. <answer>120</answer>".into(),
+                    },
+                ],
+            },
+            generation: GenerationConfig {
+                oversample: 15,
+                chunk_size: 3,
+                temperature: 0.7,
+                top_p: 1.0,
+                max_new_tokens: 80,
+            },
+            rft: RftConfig { tolerance: 0.05 },
+            checkpoint: CheckpointConfig { every: 100 },
+        }
+    }
+}
+
+/// All problems found in a configuration, each naming its source, key path and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(problem: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} problems in the configuration:", many.len())?;
+                for p in many {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A `--set key.path=value` override. The value is parsed as TOML (`5`, `0.7`, `"text"`,
+/// `[1, 2]`); a value that is not valid TOML is taken as a plain string.
+#[derive(Debug, Clone)]
+pub struct SetArg {
+    raw: String,
+    key: String,
+    value: Value,
+}
+
+impl SetArg {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let Some((key, value)) = raw.split_once('=') else {
+            return Err(ConfigError::one(format!(
+                "--set {raw}: expected KEY=VALUE, e.g. --set generation.chunk_size=5"
+            )));
+        };
+        let key = key.trim();
+        let valid_segment = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !key.split('.').all(valid_segment) {
+            return Err(ConfigError::one(format!(
+                "--set {raw}: `{key}` is not a key path; use dotted names such as generation.chunk_size"
+            )));
+        }
+        let value = value.trim();
+        let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let value = Value::serialize(parsed).map_err(|e| ConfigError::one(format!("--set {raw}: {e}")))?;
+        Ok(SetArg {
+            raw: raw.to_string(),
+            key: key.to_string(),
+            value,
+        })
+    }
+}
+
+impl Provider for SetArg {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("--set {}", self.raw))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let nested = figment::util::nest(&self.key, self.value.clone());
+        let dict = nested.into_dict().unwrap_or_default();
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// A validated configuration with its paths resolved.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub config: Config,
+    /// The experiment file it was read from.
+    pub file: PathBuf,
+    /// `model.path` made absolute (relative to the file that set it). `None`: the default model.
+    pub model_path: Option<PathBuf>,
+    /// `data.source` made absolute when it is a file.
+    pub data_path: Option<PathBuf>,
+}
+
+impl Resolved {
+    /// The resolved configuration as TOML, paths absolute. Reading it back gives the same run.
+    pub fn to_toml(&self) -> String {
+        let mut config = self.config.clone();
+        config.model.path = self.model_path.clone();
+        if let Some(p) = &self.data_path {
+            config.data.source = p.display().to_string();
+        }
+        let body = toml::to_string(&config).expect("a Config always serialises to TOML");
+        if self.model_path.is_none() {
+            format!(
+                "# model.path is unset: the default model {}\n{body}",
+                crate::fetch::DEFAULT_MODEL_FILE
+            )
+        } else {
+            body
+        }
+    }
+}
+
+/// Reads `file`, layers the environment and the `--set` arguments over it and validates the result.
+pub fn load(file: &Path, sets: &[String]) -> Result<Resolved, ConfigError> {
+    let sets = sets.iter().map(|s| SetArg::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::one(format!("{}: cannot read the config file: {e}", file.display())))?;
+    if let Err(e) = toml::from_str::<toml::Table>(&text) {
+        let msg = e.to_string().trim_end().replace('\n', "\n    ");
+        return Err(ConfigError::one(format!("{}: invalid TOML: {msg}", file.display())));
+    }
+    let mut figment = Figment::from(Serialized::defaults(Config::default()))
+        .merge(Toml::file_exact(file))
+        .merge(env_provider());
+    for set in sets {
+        figment = figment.merge(set);
+    }
+    let config: Config = figment.extract().map_err(|e| describe_figment_error(e, &figment))?;
+    let mut problems = validate(&config);
+    problems
+        .iter_mut()
+        .for_each(|p| *p = format!("{}: {p}", origin_of(&figment, key_of(p))));
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    let model_path = config
+        .model
+        .path
+        .as_ref()
+        .map(|p| resolve_path(&figment, "model.path", p));
+    let data_path = (config.data.source != "builtin")
+        .then(|| resolve_path(&figment, "data.source", Path::new(&config.data.source)));
+    Ok(Resolved {
+        config,
+        file: file.to_path_buf(),
+        model_path,
+        data_path,
+    })
+}
+
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|k| !ENV_RESERVED.iter().any(|r| k.as_str().eq_ignore_ascii_case(r)))
+        .split("__")
+}
+
+/// The key path at the start of a validation problem (`generation.top_p = 2: …`).
+fn key_of(problem: &str) -> &str {
+    problem.split([' ', ':']).next().unwrap_or("")
+}
+
+/// Where the value of `key` came from: a file path, an environment variable or a `--set`.
+fn origin_of(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(md) => describe_metadata(md, key),
+        None => "config".into(),
+    }
+}
+
+fn describe_metadata(md: &Metadata, key: &str) -> String {
+    match &md.source {
+        Some(Source::File(p)) => p.display().to_string(),
+        _ if md.name.contains("environment") => {
+            format!(
+                "environment variable {ENV_PREFIX}{}",
+                key.to_uppercase().replace('.', "__")
+            )
+        }
+        _ => md.name.to_string(),
+    }
+}
+
+/// Relative paths are relative to the config file that set them, else to the working directory.
+fn resolve_path(figment: &Figment, key: &str, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let base = match figment.find_metadata(key).and_then(|m| m.source.as_ref()) {
+        Some(Source::File(f)) => f.parent().map(Path::to_path_buf).unwrap_or_default(),
+        _ => PathBuf::new(),
+    };
+    crate::util::absolute(&base.join(path))
+}
+
+fn describe_figment_error(err: figment::Error, figment: &Figment) -> ConfigError {
+    use figment::error::Kind;
+    let problems = err
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            let origin = match &e.metadata {
+                Some(md) => describe_metadata(md, &path),
+                None => origin_of(figment, &path),
+            };
+            let message = match &e.kind {
+                Kind::UnknownField(field, expected) => {
+                    // figment's path already ends with the unknown field.
+                    let full = if path.ends_with(field.as_str()) {
+                        path.clone()
+                    } else if path.is_empty() {
+                        field.clone()
+                    } else {
+                        format!("{path}.{field}")
+                    };
+                    let hint = closest(field, expected)
+                        .map(|c| format!(" (did you mean `{c}`?)"))
+                        .unwrap_or_default();
+                    format!(
+                        "{full}: unknown key{hint}; the keys allowed here are: {}",
+                        expected.join(", ")
+                    )
+                }
+                Kind::InvalidType(actual, expected) => {
+                    format!("{path}: wrong type: found {actual}, expected {expected}")
+                }
+                Kind::InvalidValue(actual, expected) => {
+                    format!("{path}: invalid value: found {actual}, expected {expected}")
+                }
+                Kind::UnknownVariant(actual, expected) => {
+                    format!("{path} = \"{actual}\": not one of: {}", expected.join(", "))
+                }
+                other => format!("{path}: {other}"),
+            };
+            format!("{origin}: {message}")
+        })
+        .collect();
+    ConfigError { problems }
+}
+
+/// The allowed key closest to a misspelt one, if any is close.
+fn closest<'a>(field: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|a| (crate::util::edit_distance(field, a), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 3))
+        .min()
+        .map(|(_, a)| a)
+}
+
+/// Range checks. Each problem starts with its key path, as `key = value: rule`.
+pub fn validate(c: &Config) -> Vec<String> {
+    let mut p = Vec::new();
+    let g = &c.generation;
+    if c.name.is_empty()
+        || !c
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+        || c.name.starts_with('.')
+    {
+        p.push(format!(
+            "name = {:?}: must be non-empty, made of letters, digits, '.', '_' and '-', and not start with '.'",
+            c.name
+        ));
+    }
+    if g.oversample == 0 {
+        p.push("generation.oversample = 0: must be ≥ 1".into());
+    }
+    if g.chunk_size == 0 {
+        p.push("generation.chunk_size = 0: must be ≥ 1".into());
+    }
+    if !(g.temperature >= 0.0 && g.temperature.is_finite()) {
+        p.push(format!(
+            "generation.temperature = {}: must be ≥ 0 (0 is greedy)",
+            g.temperature
+        ));
+    }
+    if !(g.top_p > 0.0 && g.top_p <= 1.0) {
+        p.push(format!(
+            "generation.top_p = {}: must be in (0, 1] (1 disables nucleus sampling)",
+            g.top_p
+        ));
+    }
+    if g.max_new_tokens == 0 {
+        p.push("generation.max_new_tokens = 0: must be ≥ 1".into());
+    }
+    if c.checkpoint.every == 0 {
+        p.push("checkpoint.every = 0: must be ≥ 1 (questions between checkpoints)".into());
+    }
+    if !(c.rft.tolerance >= 0.0 && c.rft.tolerance.is_finite()) {
+        p.push(format!(
+            "rft.tolerance = {}: must be a finite number ≥ 0",
+            c.rft.tolerance
+        ));
+    }
+    if c.data.limit == Some(0) {
+        p.push("data.limit = 0: must be ≥ 1 (leave it unset for all questions)".into());
+    }
+    if c.data.source.trim().is_empty() {
+        p.push("data.source = \"\": must be \"builtin\" or the path of a JSON question file".into());
+    }
+    if c.model.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        p.push("model.path = \"\": must be the path of a GGUF file (leave it unset for the default model)".into());
+    }
+    for (i, e) in c.prompt.examples.iter().enumerate() {
+        if e.question.trim().is_empty() || e.response.trim().is_empty() {
+            p.push(format!(
+                "prompt.examples[{i}]: question and response must both be non-empty"
+            ));
+        }
+    }
+    p
+}
+
+/// Version of the canonical form. Bump it when generation semantics change, so that old run
+/// directories are never mistaken for new ones.
+pub const HASH_FORMAT: &str = "rftx-run-v1";
+
+impl Resolved {
+    /// The canonical JSON object the run hash is computed from: every key that can change the
+    /// samples or the measurements, plus the digests of the model file and the question set.
+    /// Deliberately left out: `name` (it prefixes the directory), paths (the digests stand for
+    /// the content) and `checkpoint.every` (durability only: change it and resume).
+    pub fn hash_input(&self, model_sha256: &str, questions_sha256: &str, questions: usize) -> serde_json::Value {
+        let c = &self.config;
+        serde_json::json!({
+            "format": HASH_FORMAT,
+            "seed": c.seed,
+            "model": { "sha256": model_sha256, "weights": c.model.weights.as_str() },
+            "data": { "sha256": questions_sha256, "questions": questions },
+            "prompt": c.prompt,
+            "generation": c.generation,
+            "rft": c.rft,
+        })
+    }
+}
+
+/// JSON with object keys sorted at every level and no whitespace: a canonical byte string.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    fn sort(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let sorted: BTreeMap<&String, serde_json::Value> = m.iter().map(|(k, v)| (k, sort(v))).collect();
+                let mut out = serde_json::Map::new();
+                for (k, v) in sorted {
+                    out.insert(k.clone(), v);
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    // serde_json keeps insertion order when `preserve_order` is on somewhere in the build, so the
+    // keys are written in sorted order explicitly rather than relying on the map type.
+    let mut out = String::new();
+    write_canonical(&sort(v), &mut out);
+    out
+}
+
+fn write_canonical(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k).unwrap());
+                out.push(':');
+                write_canonical(&m[*k], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults_are_the_seed_fix() {
+        let c = Config::default();
+        assert_eq!(c.generation.oversample, 15);
+        assert_eq!(c.generation.chunk_size, 3);
+        assert_eq!(c.generation.max_new_tokens, 80);
+        assert_eq!(c.checkpoint.every, 100);
+        assert!(validate(&c).is_empty());
+    }
+
+    #[test]
+    fn file_then_set_layering() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(
+            d.path(),
+            "a.toml",
+            "name = \"x\"\n[generation]\nchunk_size = 5\noversample = 6\n",
+        );
+        let r = load(&f, &["generation.chunk_size=2".into(), "seed=9".into()]).unwrap();
+        assert_eq!(r.config.generation.chunk_size, 2);
+        assert_eq!(r.config.generation.oversample, 6);
+        assert_eq!(r.config.seed, 9);
+        assert_eq!(r.config.name, "x");
+        assert_eq!(r.config.generation.temperature, 0.7);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_full_path() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "a.toml", "[generation]\nchunk_szie = 5\n");
+        let e = load(&f, &[]).unwrap_err().to_string();
+        assert!(e.contains("a.toml: generation.chunk_szie: unknown key"), "{e}");
+        assert!(e.contains("did you mean `chunk_size`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "a.toml", "[generation]\ntemperature = \"hot\"\n");
+        let e = load(&f, &[]).unwrap_err().to_string();
+        assert!(e.contains("a.toml: generation.temperature: wrong type"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_say_the_range_and_origin() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "a.toml", "[generation]\nchunk_size = 0\ntop_p = 1.5\n");
+        let e = load(&f, &["generation.max_new_tokens=0".into()]).unwrap_err();
+        let s = e.to_string();
+        assert_eq!(e.problems.len(), 3, "{s}");
+        assert!(s.contains("a.toml: generation.chunk_size = 0: must be ≥ 1"), "{s}");
+        assert!(s.contains("a.toml: generation.top_p = 1.5: must be in (0, 1]"), "{s}");
+        assert!(
+            s.contains("--set generation.max_new_tokens=0: generation.max_new_tokens = 0: must be ≥ 1"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn set_errors() {
+        assert!(SetArg::parse("generation.chunk_size")
+            .unwrap_err()
+            .to_string()
+            .contains("expected KEY=VALUE"));
+        assert!(SetArg::parse("a..b=1").is_err());
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "a.toml", "");
+        let e = load(&f, &["generation.nope=1".into()]).unwrap_err().to_string();
+        assert!(
+            e.contains("--set generation.nope=1: generation.nope: unknown key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn set_values_are_toml_or_strings() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "a.toml", "");
+        let r = load(&f, &["name=plain-name".into(), "generation.temperature=1".into()]).unwrap();
+        assert_eq!(r.config.name, "plain-name");
+        assert_eq!(r.config.generation.temperature, 1.0);
+    }
+
+    #[test]
+    fn invalid_toml_is_reported_with_position() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "a.toml", "[generation\n");
+        let e = load(&f, &[]).unwrap_err().to_string();
+        assert!(e.contains("a.toml: invalid TOML"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file_that_set_them() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        let f = write(
+            &d.path().join("sub"),
+            "a.toml",
+            "[model]\npath = \"m.gguf\"\n[data]\nsource = \"q.json\"\n",
+        );
+        let r = load(&f, &[]).unwrap();
+        assert_eq!(
+            r.model_path.unwrap(),
+            crate::util::absolute(&d.path().join("sub/m.gguf"))
+        );
+        assert_eq!(
+            r.data_path.unwrap(),
+            crate::util::absolute(&d.path().join("sub/q.json"))
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let v = serde_json::json!({"b": 1, "a": {"d": [1, {"z": 0, "y": 0.7}], "c": "x"}});
+        assert_eq!(canonical_json(&v), r#"{"a":{"c":"x","d":[1,{"y":0.7,"z":0}]},"b":1}"#);
+    }
+
+    #[test]
+    fn resolved_toml_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "a.toml", "name = \"rt\"\n[generation]\ntop_p = 0.9\n");
+        let r = load(&f, &[]).unwrap();
+        let f2 = write(d.path(), "b.toml", &r.to_toml());
+        let r2 = load(&f2, &[]).unwrap();
+        assert_eq!(r.config, r2.config);
+    }
+}

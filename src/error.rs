@@ -1,0 +1,81 @@
+//! Typed errors for the library. Every variant says what went wrong and what to do about it;
+//! [`Error::exit_code`] maps them onto the documented exit codes.
+use std::path::PathBuf;
+
+/// Exit code for bad input: config, command line, model or question files (nothing was run).
+pub const EXIT_INPUT: i32 = 2;
+/// Exit code for a failure while a run was under way (its durable work stays in place).
+pub const EXIT_RUN: i32 = 1;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The experiment file or its overrides are wrong; every problem is listed.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+
+    /// An input file (model, question set) is missing or malformed.
+    #[error("{}: {message}", path.display())]
+    Input { path: PathBuf, message: String },
+
+    /// The default model could not be obtained or verified.
+    #[error("{0}")]
+    Fetch(String),
+
+    /// A file system operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Another process is writing the same run directory.
+    #[error("{0}")]
+    Locked(String),
+
+    /// The tensor backend failed during generation.
+    #[error("model computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+
+    /// Anything else that went wrong while a run was under way.
+    #[error("{0}")]
+    Run(String),
+}
+
+impl Error {
+    pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// 2 for problems with what the user gave us (fix the input and retry),
+    /// 1 for failures while running.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Input { .. } | Error::Fetch(_) | Error::Locked(_) => EXIT_INPUT,
+            Error::Io { .. } | Error::Candle(_) | Error::Run(_) => EXIT_RUN,
+        }
+    }
+}
+
+/// Adds a path to an `std::io::Error`.
+pub trait IoContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(what(), e))
+    }
+}

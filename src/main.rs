@@ -1,0 +1,11 @@
+//! The `rftx` binary: a thin layer over the library. See `cli` for the commands.
+mod cli;
+
+/// Counts heap bytes so that every chunk's peak can be recorded.
+#[global_allocator]
+static ALLOC: rftx::memory::CountingAlloc = rftx::memory::CountingAlloc;
+
+fn main() -> std::process::ExitCode {
+    rftx::memory::enable_heap_tracking();
+    cli::main()
+}

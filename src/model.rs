@@ -1,0 +1,590 @@
+//! A llama-architecture decoder on candle's building blocks, made for sampling many
+//! continuations of one prompt.
+//!
+//! candle-transformers' `quantized_llama` keeps its KV cache private and grows it by
+//! concatenation (copying the whole cache every step). Here the cache is ours:
+//! - [`KvCache`] is preallocated for prompt + generation budget and written in place;
+//! - a prompt is prefilled once at batch 1 and [`KvCache::fork`]ed into one copy per sequence;
+//! - every row of a batch sits at the same position (samples of one question share the prompt
+//!   length), so decoding needs no mask and no padding;
+//! - finished rows leave the batch with [`KvCache::retain`].
+//!
+//! Grouped-query attention runs without repeating K/V: the query heads that share a KV head are
+//! folded into the row dimension of one matmul.
+//!
+//! Each row's arithmetic is independent of the other rows of its batch, so a sequence's logits
+//! do not depend on the batch size: what makes samples identical whatever the chunk size.
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+use crate::error::{Error, Result};
+use crate::tokenizer::GgufTokenizer;
+
+pub use crate::config::WeightFormat;
+
+/// Architecture hyper-parameters, read from GGUF metadata.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelSpec {
+    pub arch: String,
+    pub name: String,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub rope_base: f32,
+    pub rms_eps: f64,
+}
+
+impl ModelSpec {
+    /// Bytes of K and V for one position of one sequence (f32 cache).
+    pub fn kv_bytes_per_position(&self) -> u64 {
+        (self.n_layer * 2 * self.n_kv_head * self.head_dim * DType::F32.size_in_bytes()) as u64
+    }
+}
+
+/// A linear layer whose rows are computed independently of each other.
+///
+/// candle's quantized kernels compute every output row with the same dot products whatever
+/// the number of rows. Dense f32/f16 weights go through gemm, whose kernels (and so roundings)
+/// change with the number of rows: for those, a batch is applied one row at a time, so that a
+/// sequence's logits never depend on the batch it was decoded in.
+struct Linear {
+    inner: QMatMul,
+    row_by_row: bool,
+}
+
+impl Linear {
+    fn new(inner: QMatMul) -> Self {
+        let row_by_row = !matches!(inner, QMatMul::QTensor(_));
+        Linear { inner, row_by_row }
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let rows = x.dim(0)?;
+        if self.row_by_row && rows > 1 {
+            let outs = (0..rows)
+                .map(|i| self.inner.forward(&x.narrow(0, i, 1)?))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            return Tensor::cat(&outs, 0);
+        }
+        self.inner.forward(x)
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    ffn_norm: Tensor,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
+}
+
+pub struct Model {
+    pub spec: ModelSpec,
+    embed: Arc<QTensor>,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Linear,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+    /// Bytes held by the weights after conversion.
+    pub weight_bytes: u64,
+    /// Storage format of the linear layers after conversion (e.g. `q8_0`), per tensor count.
+    pub formats: Vec<(String, usize)>,
+}
+
+/// The model, its tokenizer and the chat template, as found in one GGUF file.
+pub struct Loaded {
+    pub model: Model,
+    pub tokenizer: GgufTokenizer,
+    pub chat_template: Option<String>,
+}
+
+/// Positions precomputed for rotary embeddings at most (the cache is sized per prompt anyway).
+const MAX_ROPE_POSITIONS: usize = 32_768;
+
+impl Model {
+    /// Loads a llama-architecture GGUF file and converts its matrices to `weights`.
+    pub fn load(path: &Path, weights: WeightFormat) -> Result<Loaded> {
+        let bad = |m: String| Error::input(path, m);
+        let mut file = std::fs::File::open(path).map_err(|e| {
+            bad(format!("cannot open the model file: {e}; set model.path to a GGUF file, or leave it unset for the default model"))
+        })?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| {
+            bad(format!(
+                "not a readable GGUF file ({e}); is it truncated or of another format?"
+            ))
+        })?;
+        let md = &content.metadata;
+        let spec = spec_from_metadata(md).map_err(bad)?;
+        let tokenizer = GgufTokenizer::from_gguf_metadata(md).map_err(bad)?;
+        if tokenizer.vocab_size != spec.vocab_size {
+            return Err(bad(format!(
+                "tokenizer has {} tokens but the model's vocabulary is {}",
+                tokenizer.vocab_size, spec.vocab_size
+            )));
+        }
+        let chat_template = md
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok())
+            .cloned();
+
+        let device = Device::Cpu;
+        let mut read = |name: &str| {
+            content
+                .tensor(&mut file, name, &device)
+                .map_err(|e| bad(format!("cannot read tensor {name}: {e} (truncated file?)")))
+        };
+        let mut formats: HashMap<String, usize> = HashMap::new();
+        let mut weight_bytes = 0u64;
+        let mut matmul = |qt: QTensor, name: &str| -> Result<Linear> {
+            let qt =
+                convert(qt, weights).map_err(|e| bad(format!("cannot convert {name} to {}: {e}", weights.as_str())))?;
+            *formats.entry(format!("{:?}", qt.dtype()).to_lowercase()).or_default() += 1;
+            weight_bytes += qt.storage_size_in_bytes() as u64;
+            Ok(Linear::new(QMatMul::from_arc(Arc::new(qt))?))
+        };
+        let vector = |qt: QTensor| -> Result<Tensor> { Ok(qt.dequantize(&device)?) };
+
+        let embed = Arc::new(
+            convert(read("token_embd.weight")?, weights)
+                .map_err(|e| bad(format!("cannot convert token_embd.weight: {e}")))?,
+        );
+        let lm_head = match read("output.weight") {
+            Ok(out) => matmul(out, "output.weight")?,
+            // Tied embeddings: one tensor serves the lookup and the output projection.
+            Err(_) => Linear::new(QMatMul::from_arc(embed.clone())?),
+        };
+        let embed_bytes = embed.storage_size_in_bytes() as u64;
+        let norm = vector(read("output_norm.weight")?)?;
+        let mut layers = Vec::with_capacity(spec.n_layer);
+        for i in 0..spec.n_layer {
+            let mut r = |n: &str| read(&format!("blk.{i}.{n}.weight"));
+            let (attn_norm, ffn_norm) = (r("attn_norm")?, r("ffn_norm")?);
+            let (q, k, v, o) = (r("attn_q")?, r("attn_k")?, r("attn_v")?, r("attn_output")?);
+            let (g, u, d) = (r("ffn_gate")?, r("ffn_up")?, r("ffn_down")?);
+            layers.push(Layer {
+                attn_norm: vector(attn_norm)?,
+                wq: matmul(q, "attn_q")?,
+                wk: matmul(k, "attn_k")?,
+                wv: matmul(v, "attn_v")?,
+                wo: matmul(o, "attn_output")?,
+                ffn_norm: vector(ffn_norm)?,
+                w_gate: matmul(g, "ffn_gate")?,
+                w_up: matmul(u, "ffn_up")?,
+                w_down: matmul(d, "ffn_down")?,
+            });
+        }
+        weight_bytes += embed_bytes;
+        let (cos, sin) = rope_tables(&spec, MAX_ROPE_POSITIONS.min(spec.context_length), &device)?;
+        let mut formats: Vec<(String, usize)> = formats.into_iter().collect();
+        formats.sort();
+        let model = Model {
+            spec,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            device,
+            weight_bytes,
+            formats,
+        };
+        Ok(Loaded {
+            model,
+            tokenizer,
+            chat_template,
+        })
+    }
+
+    /// Runs the prompt at batch 1 into a fresh cache sized for `capacity` positions, and returns
+    /// the cache and the logits that follow the prompt.
+    pub fn prefill(&self, prompt: &[u32], capacity: usize) -> Result<(KvCache, Vec<f32>)> {
+        if prompt.is_empty() {
+            return Err(Error::Run("empty prompt".into()));
+        }
+        if capacity > self.cos.dim(0)? {
+            return Err(Error::Run(format!(
+                "prompt ({} tokens) plus generation.max_new_tokens needs {capacity} positions; the model supports {}: lower generation.max_new_tokens or shorten the prompt",
+                prompt.len(),
+                self.cos.dim(0)?
+            )));
+        }
+        let mut cache = KvCache::new(&self.spec, 1, capacity, &self.device)?;
+        let tokens = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let logits = self.forward(&tokens, &mut cache)?;
+        Ok((cache, logits.squeeze(0)?.to_vec1::<f32>()?))
+    }
+
+    /// One decoding step: `tokens[i]` is appended to row `i` of the cache. Returns the next-token
+    /// logits, one row per sequence, flattened (`rows × vocab`).
+    pub fn step(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.len() != cache.batch() {
+            return Err(Error::Run(format!(
+                "{} tokens for a batch of {}",
+                tokens.len(),
+                cache.batch()
+            )));
+        }
+        if cache.len >= cache.capacity {
+            return Err(Error::Run("KV cache is full".into()));
+        }
+        let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
+        let logits = self.forward(&tokens, cache)?;
+        Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// `tokens`: (batch, len) at positions `cache.len ..`. Returns (batch, vocab) logits of the
+    /// last position.
+    fn forward(&self, tokens: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (b, l) = tokens.dims2()?;
+        let pos = cache.len;
+        let eps = self.spec.rms_eps as f32;
+        let mut h = self.embed.embedding(tokens)?;
+        let mask = if l > 1 { Some(self.causal_mask(l, pos)?) } else { None };
+        let cos = self.cos.narrow(0, pos, l)?;
+        let sin = self.sin.narrow(0, pos, l)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, eps)?;
+            let a = self.attention(layer, &x, &mut cache.layers[i], pos, mask.as_ref(), (&cos, &sin))?;
+            h = (h + a)?;
+            let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, eps)?;
+            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&x)?)?;
+            let ff = layer.w_down.forward(&(gate * layer.w_up.forward(&x)?)?)?;
+            h = (h + ff)?;
+        }
+        cache.len += l;
+        let last = h.narrow(1, l - 1, 1)?.reshape((b, self.spec.n_embd))?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, eps)?;
+        Ok(self.lm_head.forward(&last)?)
+    }
+
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        kv: &mut (Tensor, Tensor),
+        pos: usize,
+        mask: Option<&Tensor>,
+        (cos, sin): (&Tensor, &Tensor),
+    ) -> Result<Tensor> {
+        let s = &self.spec;
+        let (b, l, _) = x.dims3()?;
+        let n_rep = s.n_head / s.n_kv_head;
+        let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
+            t.reshape((b, l, n, s.head_dim))?.transpose(1, 2)?.contiguous()
+        };
+        let q = heads(layer.wq.forward(x)?, s.n_head)?;
+        let k = heads(layer.wk.forward(x)?, s.n_kv_head)?;
+        let v = heads(layer.wv.forward(x)?, s.n_kv_head)?;
+        let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
+        kv.0.slice_set(&k, 2, pos)?;
+        kv.1.slice_set(&v, 2, pos)?;
+        let t = pos + l;
+        let keys = kv.0.narrow(2, 0, t)?;
+        let values = kv.1.narrow(2, 0, t)?;
+        // (b, n_head, l, d) → (b, n_kv_head, n_rep·l, d): the heads sharing a KV head become rows.
+        let q = q.reshape((b, s.n_kv_head, n_rep * l, s.head_dim))?;
+        let att = (q.matmul(&keys.t()?)? * (1.0 / (s.head_dim as f64).sqrt()))?;
+        let att = match mask {
+            Some(m) => att.broadcast_add(m)?,
+            None => att,
+        };
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let y = att.matmul(&values)?;
+        let y = y
+            .reshape((b, s.n_head, l, s.head_dim))?
+            .transpose(1, 2)?
+            .reshape((b, l, s.n_head * s.head_dim))?;
+        Ok(layer.wo.forward(&y)?)
+    }
+
+    /// Additive mask for `l` new positions after `pos` cached ones, for the folded query rows
+    /// (n_rep · l rows, pos + l columns).
+    fn causal_mask(&self, l: usize, pos: usize) -> Result<Tensor> {
+        let n_rep = self.spec.n_head / self.spec.n_kv_head;
+        let t = pos + l;
+        let mut m = vec![0f32; n_rep * l * t];
+        for r in 0..n_rep {
+            for i in 0..l {
+                let row = &mut m[(r * l + i) * t..(r * l + i + 1) * t];
+                row[pos + i + 1..].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+            }
+        }
+        Ok(Tensor::from_vec(m, (n_rep * l, t), &self.device)?)
+    }
+}
+
+/// K and V of every layer for a batch of sequences at one common position.
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    fn new(spec: &ModelSpec, batch: usize, capacity: usize, device: &Device) -> Result<Self> {
+        let shape = (batch, spec.n_kv_head, capacity, spec.head_dim);
+        let layers = (0..spec.n_layer)
+            .map(|_| {
+                Ok((
+                    Tensor::zeros(shape, DType::F32, device)?,
+                    Tensor::zeros(shape, DType::F32, device)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(KvCache {
+            layers,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// `n` independent copies of a batch-1 cache, one per sequence.
+    pub fn fork(&self, n: usize) -> Result<KvCache> {
+        let copy = |t: &Tensor| -> candle_core::Result<Tensor> {
+            let (_, h, c, d) = t.dims4()?;
+            t.broadcast_as((n, h, c, d))?.contiguous()
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|(k, v)| Ok((copy(k)?, copy(v)?)))
+            .collect::<Result<_>>()?;
+        Ok(KvCache {
+            layers,
+            len: self.len,
+            capacity: self.capacity,
+        })
+    }
+
+    /// Keeps only the given rows, in that order.
+    pub fn retain(&mut self, rows: &[usize]) -> Result<()> {
+        if rows.len() == self.batch() {
+            return Ok(());
+        }
+        let device = self.layers[0].0.device().clone();
+        let idx = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), &device)?;
+        for (k, v) in self.layers.iter_mut() {
+            *k = k.index_select(&idx, 0)?;
+            *v = v.index_select(&idx, 0)?;
+        }
+        Ok(())
+    }
+
+    pub fn batch(&self) -> usize {
+        self.layers.first().map_or(0, |(k, _)| k.dim(0).unwrap_or(0))
+    }
+
+    /// Positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+fn convert(qt: QTensor, to: WeightFormat) -> candle_core::Result<QTensor> {
+    let target = match to {
+        WeightFormat::Native => return Ok(qt),
+        WeightFormat::Q8_0 => GgmlDType::Q8_0,
+        WeightFormat::Q4_0 => GgmlDType::Q4_0,
+        WeightFormat::F16 => GgmlDType::F16,
+        WeightFormat::F32 => GgmlDType::F32,
+    };
+    if qt.dtype() == target {
+        return Ok(qt);
+    }
+    QTensor::quantize(&qt.dequantize(&Device::Cpu)?, target)
+}
+
+fn rope_tables(spec: &ModelSpec, positions: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = spec.head_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / spec.rope_base.powf(2.0 * i as f32 / spec.head_dim as f32))
+        .collect();
+    let inv = Tensor::from_vec(inv, (1, half), device)?;
+    let pos = Tensor::arange(0u32, positions as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((positions, 1))?;
+    let freqs = pos.broadcast_mul(&inv)?;
+    Ok((freqs.cos()?.contiguous()?, freqs.sin()?.contiguous()?))
+}
+
+fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std::result::Result<ModelSpec, String> {
+    let arch = md
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .ok_or("metadata general.architecture is missing")?;
+    if arch != "llama" {
+        return Err(format!("architecture `{arch}` is not supported: rftx runs llama-architecture GGUF models (SmolLM2, Llama, TinyLlama, …)"));
+    }
+    let get = |k: &str| -> std::result::Result<usize, String> {
+        md.get(&format!("llama.{k}"))
+            .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
+            .map(|v| v as usize)
+            .ok_or(format!("metadata llama.{k} is missing"))
+    };
+    let float = |k: &str| md.get(&format!("llama.{k}")).and_then(|v| v.to_f32().ok());
+    let n_embd = get("embedding_length")?;
+    let n_head = get("attention.head_count")?;
+    let n_kv_head = get("attention.head_count_kv").unwrap_or(n_head);
+    if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || n_embd % n_head != 0 {
+        return Err(format!(
+            "inconsistent attention shape: {n_embd} dims, {n_head} heads, {n_kv_head} KV heads"
+        ));
+    }
+    let head_dim = n_embd / n_head;
+    if let Ok(rope_dim) = get("rope.dimension_count") {
+        if rope_dim != head_dim {
+            return Err(format!(
+                "partial rotary embeddings ({rope_dim} of {head_dim} dims) are not supported"
+            ));
+        }
+    }
+    let vocab_size = match get("vocab_size") {
+        Ok(v) => v,
+        Err(_) => match md.get("tokenizer.ggml.tokens") {
+            Some(gguf_file::Value::Array(a)) => a.len(),
+            _ => return Err("metadata llama.vocab_size is missing".into()),
+        },
+    };
+    Ok(ModelSpec {
+        arch,
+        name: md
+            .get("general.name")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default(),
+        n_layer: get("block_count")?,
+        n_embd,
+        n_head,
+        n_kv_head,
+        head_dim,
+        n_ff: get("feed_forward_length")?,
+        vocab_size,
+        context_length: get("context_length").unwrap_or(2048),
+        rope_base: float("rope.freq_base").unwrap_or(10_000.0),
+        rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
+    })
+}
+
+/// Index of the largest value.
+pub fn argmax(xs: &[f32]) -> usize {
+    xs.iter()
+        .enumerate()
+        .fold(0, |best, (i, &x)| if x > xs[best] { i } else { best })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    fn tiny(format: WeightFormat) -> (tempfile::TempDir, Loaded) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tiny.gguf");
+        testing::write_tiny_model(&p, 7).unwrap();
+        let l = Model::load(&p, format).unwrap();
+        (d, l)
+    }
+
+    /// Logits of the full sequence at once, with a fresh cache: the reference for the cached path.
+    fn full_logits(m: &Model, tokens: &[u32]) -> Vec<f32> {
+        m.prefill(tokens, tokens.len() + 1).unwrap().1
+    }
+
+    #[test]
+    fn cached_decoding_matches_full_recompute() {
+        let (_d, l) = tiny(WeightFormat::Native);
+        let m = &l.model;
+        let prompt = [1u32, 40, 41, 42, 43];
+        let (mut cache, _) = m.prefill(&prompt, 16).unwrap();
+        let mut seq = prompt.to_vec();
+        for t in [50u32, 51, 52] {
+            let logits = m.step(&mut cache, &[t]).unwrap();
+            seq.push(t);
+            let reference = full_logits(m, &seq);
+            let diff = logits
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-3, "max diff {diff}");
+        }
+    }
+
+    #[test]
+    fn rows_do_not_depend_on_batch_size() {
+        let (_d, l) = tiny(WeightFormat::Q8_0);
+        let m = &l.model;
+        let (prefix, _) = m.prefill(&[1, 40, 41, 42], 12).unwrap();
+        let vocab = m.spec.vocab_size;
+        let mut one = prefix.fork(1).unwrap();
+        let mut three = prefix.fork(3).unwrap();
+        let a = m.step(&mut one, &[60]).unwrap();
+        let b = m.step(&mut three, &[61, 60, 62]).unwrap();
+        assert_eq!(a[..], b[vocab..2 * vocab], "row results must be bit-identical");
+        // After dropping rows, the survivors keep their own history.
+        three.retain(&[1]).unwrap();
+        let a2 = m.step(&mut one, &[63]).unwrap();
+        let b2 = m.step(&mut three, &[63]).unwrap();
+        assert_eq!(a2, b2);
+    }
+
+    #[test]
+    fn weight_conversion_changes_format_not_behaviour() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tiny.gguf");
+        testing::write_tiny_model(&p, 3).unwrap();
+        let f32m = Model::load(&p, WeightFormat::F32).unwrap().model;
+        let q8 = Model::load(&p, WeightFormat::Q8_0).unwrap().model;
+        assert!(q8.formats.iter().all(|(f, _)| f == "q8_0"), "{:?}", q8.formats);
+        assert!(q8.weight_bytes * 3 < f32m.weight_bytes);
+        let a = full_logits(&f32m, &[1, 40, 41]);
+        let b = full_logits(&q8, &[1, 40, 41]);
+        assert_eq!(argmax(&a), argmax(&b));
+    }
+
+    #[test]
+    fn bad_files_are_input_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = Model::load(&d.path().join("none.gguf"), WeightFormat::Native)
+            .err()
+            .unwrap();
+        assert!(missing.to_string().contains("cannot open the model file"));
+        let junk = d.path().join("junk.gguf");
+        std::fs::write(&junk, b"definitely not gguf").unwrap();
+        let e = Model::load(&junk, WeightFormat::Native).err().unwrap();
+        assert!(e.to_string().contains("not a readable GGUF file"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        let p = d.path().join("tiny.gguf");
+        testing::write_tiny_model(&p, 1).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        let e = Model::load(&p, WeightFormat::Native).err().unwrap();
+        assert!(e.to_string().contains("truncated"), "{e}");
+    }
+}

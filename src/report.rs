@@ -1,0 +1,145 @@
+//! Run metrics, accumulated from the committed records so that a resumed run reports the same
+//! counts as an uninterrupted one.
+use serde::{Deserialize, Serialize};
+
+use crate::generate::Finish;
+use crate::store::{ChunkRecord, QuestionRecord};
+
+/// `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Questions completed.
+    pub questions: usize,
+    /// Questions in the configured set (after `data.limit`).
+    pub questions_total: usize,
+    pub samples: usize,
+    /// Tokens generated, end-of-turn tokens included.
+    pub new_tokens: usize,
+    /// Wall time of all sessions, model loading included.
+    pub wall_s: f64,
+    /// Time spent in prefill and decoding.
+    pub generation_s: f64,
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    /// `new_tokens / generation_s`.
+    pub tokens_per_s: f64,
+    /// Samples whose parsed answer is correct.
+    pub accepted: usize,
+    /// `accepted / samples`.
+    pub acceptance_rate: f64,
+    /// Records in dataset.json (accepted samples, duplicates removed).
+    pub dataset_records: usize,
+    /// Questions with at least one accepted sample.
+    pub questions_with_accepted: usize,
+    /// Samples that contained a parsable `<answer>` tag.
+    pub parsed: usize,
+    /// Samples that ended with an end-of-turn token rather than the token budget.
+    pub finished_eos: usize,
+    pub chunks: usize,
+    /// Highest heap bytes over all chunks (counting allocator; weights included).
+    pub peak_bytes: u64,
+    /// Highest resident set size over all chunks.
+    pub rss_peak_bytes: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    questions: usize,
+    samples: usize,
+    new_tokens: usize,
+    accepted: usize,
+    parsed: usize,
+    eos: usize,
+    questions_with_accepted: usize,
+    prefill_ms: f64,
+    decode_ms: f64,
+    chunks: usize,
+    peak_bytes: u64,
+    rss_peak_bytes: u64,
+}
+
+impl Tally {
+    pub fn add_question(&mut self, q: &QuestionRecord) {
+        self.questions += 1;
+        self.samples += q.samples.len();
+        let accepted = q.samples.iter().filter(|s| s.correct).count();
+        self.accepted += accepted;
+        self.questions_with_accepted += usize::from(accepted > 0);
+        self.parsed += q.samples.iter().filter(|s| s.parsed.is_some()).count();
+        self.eos += q.samples.iter().filter(|s| s.finish == Finish::Eos).count();
+        self.new_tokens += q.samples.iter().map(|s| s.new_tokens).sum::<usize>();
+    }
+
+    pub fn add_chunk(&mut self, c: &ChunkRecord) {
+        self.chunks += 1;
+        self.prefill_ms += c.prefill_ms;
+        self.decode_ms += c.ms;
+        self.peak_bytes = self.peak_bytes.max(c.peak_bytes);
+        self.rss_peak_bytes = self.rss_peak_bytes.max(c.rss_peak_bytes);
+    }
+
+    pub fn questions(&self) -> usize {
+        self.questions
+    }
+
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted
+    }
+
+    pub fn new_tokens(&self) -> usize {
+        self.new_tokens
+    }
+
+    pub fn metrics(&self, questions_total: usize, wall_s: f64, dataset_records: usize) -> Metrics {
+        let generation_s = (self.prefill_ms + self.decode_ms) / 1e3;
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Metrics {
+            questions: self.questions,
+            questions_total,
+            samples: self.samples,
+            new_tokens: self.new_tokens,
+            wall_s,
+            generation_s,
+            prefill_s: self.prefill_ms / 1e3,
+            decode_s: self.decode_ms / 1e3,
+            tokens_per_s: ratio(self.new_tokens as f64, generation_s),
+            accepted: self.accepted,
+            acceptance_rate: ratio(self.accepted as f64, self.samples as f64),
+            dataset_records,
+            questions_with_accepted: self.questions_with_accepted,
+            parsed: self.parsed,
+            finished_eos: self.eos,
+            chunks: self.chunks,
+            peak_bytes: self.peak_bytes,
+            rss_peak_bytes: self.rss_peak_bytes,
+        }
+    }
+}
+
+/// A few human-readable lines summarising a run.
+pub fn summary(m: &Metrics) -> String {
+    use crate::util::human_bytes;
+    format!(
+        "{} questions, {} samples, {} tokens in {:.1} s generation ({:.1} tokens/s), {:.1} s wall\n\
+         accepted {} of {} samples ({:.1} %), {} unique dataset records, {} of {} questions covered\n\
+         peak heap {} (per chunk, weights included), peak RSS {}",
+        m.questions,
+        m.samples,
+        m.new_tokens,
+        m.generation_s,
+        m.tokens_per_s,
+        m.wall_s,
+        m.accepted,
+        m.samples,
+        100.0 * m.acceptance_rate,
+        m.dataset_records,
+        m.questions_with_accepted,
+        m.questions,
+        human_bytes(m.peak_bytes),
+        human_bytes(m.rss_peak_bytes),
+    )
+}

@@ -1,0 +1,402 @@
+//! One run, end to end: resolve inputs and the content hash ([`prepare`]), then generate,
+//! grade and store, resuming where a previous session stopped ([`run`]).
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::config::Resolved;
+use crate::data::QuestionSet;
+use crate::error::{Error, Result};
+use crate::generate::{generate_question, GenerationParams};
+use crate::model::{Loaded, Model};
+use crate::prompt::{self, ChatFormat};
+use crate::report::{self, Metrics, Tally};
+use crate::rft::{self, Dataset};
+use crate::sampling::Sampler;
+use crate::store::{self, Appender, ChunkRecord, Lock, Manifest, QuestionRecord, RunDir, SampleRecord, Status};
+use crate::util::now_rfc3339;
+
+/// Receives what a run does, for progress display. Every method has a no-op default.
+pub trait Observer {
+    /// A human-readable line (also written to run.log once the directory exists).
+    fn log(&mut self, _line: &str) {}
+    /// Generation starts: `done` of `total` questions are already complete.
+    fn begin(&mut self, _total: usize, _done: usize, _samples_per_question: usize) {}
+    /// `n` tokens were generated.
+    fn tokens(&mut self, _n: usize) {}
+    /// A question was committed.
+    fn question_done(&mut self, _done: usize, _accepted: usize, _samples: usize) {}
+    fn end(&mut self) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// A configuration with all its inputs resolved and digested: everything the hash depends on.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub resolved: Resolved,
+    /// The GGUF file; for the default model, its place in the cache (it may not exist yet).
+    pub model_path: PathBuf,
+    pub model_is_default: bool,
+    pub model_sha256: String,
+    pub questions: QuestionSet,
+    /// sha256 of the canonical config, 64 hex digits.
+    pub hash: String,
+    pub dir: PathBuf,
+}
+
+/// Resolves inputs and computes the run hash and directory, creating nothing. The default
+/// model's digest is the pinned one (it is verified when fetched and when loaded).
+pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
+    let (model_path, model_is_default, model_sha256) = match &resolved.model_path {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(Error::input(
+                    p,
+                    format!("model.path: no such file (set in {}); point it at a llama-architecture GGUF file, or remove it to use the default model", resolved.file.display()),
+                ));
+            }
+            (p.clone(), false, crate::util::sha256_file(p)?)
+        }
+        None => (
+            crate::fetch::default_model_path(),
+            true,
+            crate::fetch::DEFAULT_MODEL_SHA256.to_string(),
+        ),
+    };
+    let questions = QuestionSet::from_config(resolved.data_path.as_deref(), resolved.config.data.limit)?;
+    let input = resolved.hash_input(&model_sha256, &questions.sha256, questions.questions.len());
+    let hash = crate::util::sha256_hex(crate::config::canonical_json(&input).as_bytes());
+    let dir = store::run_dir_path(runs_dir, &resolved.config.name, &hash);
+    Ok(Prepared {
+        resolved,
+        model_path,
+        model_is_default,
+        model_sha256,
+        questions,
+        hash,
+        dir,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Generation ran in this session, starting after `resumed_from` committed questions.
+    Completed { resumed_from: usize },
+    /// The directory already held a complete run; nothing was redone.
+    AlreadyComplete,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub dir: PathBuf,
+    pub outcome: Outcome,
+    pub metrics: Metrics,
+}
+
+/// Logs to the observer and, once the run directory exists, to run.log.
+struct Log<'a> {
+    observer: &'a mut dyn Observer,
+    file: Option<Appender>,
+}
+
+impl Log<'_> {
+    fn line(&mut self, msg: &str) {
+        self.observer.log(msg);
+        if let Some(f) = &mut self.file {
+            let _ = f.append_raw(format!("{} {msg}\n", now_rfc3339()).as_bytes());
+        }
+    }
+}
+
+/// Runs (or resumes, or reports) the prepared configuration.
+pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<RunResult> {
+    let session_start = Instant::now();
+    if !force {
+        if let Some(m) = store::read_manifest(&p.dir)? {
+            if m.status == Status::Complete {
+                let metrics = read_metrics(&p.dir)?;
+                observer.log(&format!(
+                    "{}: already complete (use --force to redo it)",
+                    p.dir.display()
+                ));
+                return Ok(RunResult {
+                    dir: p.dir.clone(),
+                    outcome: Outcome::AlreadyComplete,
+                    metrics,
+                });
+            }
+        }
+    }
+
+    // Everything that can fail on bad input happens before the directory is created.
+    let mut log = Log { observer, file: None };
+    let model_path = if p.model_is_default {
+        crate::fetch::ensure_default_model(&mut |s| log.line(s))?
+    } else {
+        p.model_path.clone()
+    };
+    let c = &p.resolved.config;
+    let load_start = Instant::now();
+    let Loaded {
+        model,
+        tokenizer,
+        chat_template,
+    } = Model::load(&model_path, c.model.weights)?;
+    let format = ChatFormat::detect(chat_template.as_deref())
+        .map_err(|e| Error::input(&model_path, format!("cannot format prompts for this model: {e}")))?;
+    let load_s = load_start.elapsed().as_secs_f64();
+    let total = p.questions.questions.len();
+
+    let dir = RunDir::create(&p.dir)?;
+    let (_lock, stale) = Lock::acquire(&dir.path)?;
+    log.file = Some(dir.appender(store::LOG_FILE)?);
+    if let Some(pid) = stale {
+        log.line(&format!(
+            "took over a stale lock left by pid {pid}, which is no longer running"
+        ));
+    }
+    if force {
+        dir.clear_outputs()?;
+        log.line("--force: previous outputs removed, starting again");
+    }
+    dir.write(store::CONFIG_FILE, p.resolved.to_toml().as_bytes())?;
+
+    let recovered = dir.recover()?;
+    for note in &recovered.notes {
+        log.line(&format!("recovery: {note}"));
+    }
+    let mut tally = Tally::default();
+    let mut dataset = Dataset::default();
+    for q in &recovered.questions {
+        tally.add_question(q);
+        add_to_dataset(&mut dataset, q);
+    }
+    recovered.chunks.iter().for_each(|ch| tally.add_chunk(ch));
+    let resumed_from = recovered.questions.len();
+
+    let now = now_rfc3339();
+    let mut manifest = match dir.read_manifest()? {
+        Some(m) if m.hash == p.hash => m,
+        _ => Manifest {
+            layout_version: store::LAYOUT_VERSION,
+            name: c.name.clone(),
+            hash: p.hash.clone(),
+            status: Status::Running,
+            rftx_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: now.clone(),
+            started_at: now.clone(),
+            finished_at: None,
+            inputs: store::Inputs {
+                model: store::ModelInput {
+                    path: model_path.display().to_string(),
+                    sha256: p.model_sha256.clone(),
+                    weights: c.model.weights.as_str().into(),
+                },
+                questions: store::QuestionsInput {
+                    source: p.questions.source.clone(),
+                    sha256: p.questions.sha256.clone(),
+                    count: total,
+                },
+            },
+            progress: store::Progress {
+                questions_done: 0,
+                questions_total: total,
+            },
+            sessions: Vec::new(),
+            wall_s: 0.0,
+            error: None,
+        },
+    };
+    let earlier_wall_s = manifest.wall_s;
+    manifest.status = Status::Running;
+    manifest.error = None;
+    manifest.finished_at = None;
+    manifest.rftx_version = env!("CARGO_PKG_VERSION").into();
+    manifest.progress.questions_done = resumed_from;
+    manifest.sessions.push(store::Session {
+        started_at: now,
+        ended_at: None,
+        resumed_at_question: resumed_from,
+        pid: std::process::id(),
+    });
+    dir.write_manifest(&manifest)?;
+
+    log.line(&format!(
+        "run {} ({}): model {} [{} weights, {} MiB, loaded in {load_s:.2} s], {total} questions × {} samples, chunk size {}",
+        &p.hash[..12],
+        c.name,
+        model_path.display(),
+        c.model.weights.as_str(),
+        model.weight_bytes >> 20,
+        c.generation.oversample,
+        c.generation.chunk_size
+    ));
+    if resumed_from > 0 {
+        log.line(&format!(
+            "resuming after question {resumed_from} of {total}: {resumed_from} questions were already durable"
+        ));
+    }
+
+    let mut samples_out = dir.appender(store::SAMPLES_FILE)?;
+    let mut chunks_out = dir.appender(store::CHUNKS_FILE)?;
+    let params = GenerationParams {
+        oversample: c.generation.oversample,
+        chunk_size: c.generation.chunk_size,
+        max_new_tokens: c.generation.max_new_tokens,
+        sampler: Sampler {
+            temperature: c.generation.temperature,
+            top_p: c.generation.top_p,
+        },
+        seed: c.seed,
+    };
+    let every = c.checkpoint.every;
+
+    let checkpoint = |manifest: &mut Manifest,
+                      tally: &Tally,
+                      dataset: &Dataset,
+                      samples_out: &mut Appender,
+                      chunks_out: &mut Appender,
+                      status: Status|
+     -> Result<Metrics> {
+        chunks_out.sync()?;
+        samples_out.sync()?;
+        let wall_s = earlier_wall_s + session_start.elapsed().as_secs_f64();
+        let metrics = tally.metrics(total, wall_s, dataset.len());
+        dir.write(store::DATASET_FILE, dataset.to_json().as_bytes())?;
+        dir.write(
+            store::METRICS_FILE,
+            (serde_json::to_string_pretty(&metrics).expect("metrics serialise") + "\n").as_bytes(),
+        )?;
+        manifest.progress.questions_done = tally.questions();
+        manifest.wall_s = wall_s;
+        manifest.status = status;
+        if status != Status::Running {
+            let end = now_rfc3339();
+            manifest.sessions.last_mut().expect("a session").ended_at = Some(end.clone());
+            if status == Status::Complete {
+                manifest.finished_at = Some(end);
+            }
+        }
+        dir.write_manifest(manifest)?;
+        Ok(metrics)
+    };
+
+    log.observer.begin(total, resumed_from, c.generation.oversample);
+    let generated = (|| -> Result<()> {
+        for (index, q) in p.questions.questions.iter().enumerate().skip(resumed_from) {
+            let text = prompt::render(format, &prompt::messages(&c.prompt, &q.question));
+            let ids = tokenizer
+                .encode(&text)
+                .map_err(|e| Error::Run(format!("question {index}: cannot tokenize the prompt: {e}")))?;
+            let obs = &mut *log.observer;
+            let (completions, reports) =
+                generate_question(&model, &ids, &tokenizer.stop_ids, index as u64, &params, &mut |n| {
+                    obs.tokens(n)
+                })?;
+            let mut samples = Vec::with_capacity(completions.len());
+            for comp in completions {
+                let text = tokenizer
+                    .decode(&comp.tokens)
+                    .map_err(|e| Error::Run(format!("question {index}: cannot decode: {e}")))?;
+                let parsed = rft::parse_answer(&text);
+                let correct = parsed.is_some_and(|x| rft::is_correct(x, q.answer, c.rft.tolerance));
+                samples.push(SampleRecord {
+                    sample: comp.sample,
+                    text,
+                    new_tokens: comp.new_tokens,
+                    finish: comp.finish,
+                    parsed,
+                    correct,
+                });
+            }
+            let record = QuestionRecord {
+                index,
+                question: q.question.clone(),
+                answer: q.answer,
+                samples,
+            };
+            for r in &reports {
+                let chunk = ChunkRecord {
+                    question: index,
+                    chunk: r.chunk,
+                    size: r.size,
+                    new_tokens: r.new_tokens,
+                    prefill_ms: round3(r.prefill_ms),
+                    ms: round3(r.ms),
+                    peak_bytes: r.peaks.heap_bytes,
+                    rss_peak_bytes: r.peaks.rss_bytes,
+                };
+                tally.add_chunk(&chunk);
+                chunks_out.append(&chunk)?;
+            }
+            // The samples line commits the question.
+            samples_out.append(&record)?;
+            tally.add_question(&record);
+            add_to_dataset(&mut dataset, &record);
+            log.observer
+                .question_done(tally.questions(), tally.accepted(), tally.samples());
+            if tally.questions() % every == 0 && tally.questions() < total {
+                checkpoint(
+                    &mut manifest,
+                    &tally,
+                    &dataset,
+                    &mut samples_out,
+                    &mut chunks_out,
+                    Status::Running,
+                )?;
+                log.line(&format!(
+                    "checkpoint: {} of {total} questions durable",
+                    tally.questions()
+                ));
+            }
+        }
+        Ok(())
+    })();
+    log.observer.end();
+
+    if let Err(e) = generated {
+        manifest.error = Some(e.to_string());
+        let _ = checkpoint(
+            &mut manifest,
+            &tally,
+            &dataset,
+            &mut samples_out,
+            &mut chunks_out,
+            Status::Failed,
+        );
+        log.line(&format!("failed after {} questions: {e}", tally.questions()));
+        return Err(e);
+    }
+    let metrics = checkpoint(
+        &mut manifest,
+        &tally,
+        &dataset,
+        &mut samples_out,
+        &mut chunks_out,
+        Status::Complete,
+    )?;
+    log.line(&format!("complete: {}", report::summary(&metrics).replace('\n', "; ")));
+    Ok(RunResult {
+        dir: dir.path.clone(),
+        outcome: Outcome::Completed { resumed_from },
+        metrics,
+    })
+}
+
+fn add_to_dataset(dataset: &mut Dataset, q: &QuestionRecord) {
+    for s in q.samples.iter().filter(|s| s.correct) {
+        dataset.add(&q.question, q.answer, &s.text);
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}
+
+pub fn read_metrics(dir: &Path) -> Result<Metrics> {
+    let p = dir.join(store::METRICS_FILE);
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(format!("{}: cannot read", p.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| Error::input(&p, format!("unreadable metrics ({e}); rerun with --force")))
+}

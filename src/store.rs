@@ -1,0 +1,484 @@
+//! The content-hashed run directory `runs/<name>-<hash12>/` and its files.
+//!
+//! - `config.toml`, `manifest.json`, `dataset.json`, `metrics.json`: whole files, written
+//!   atomically (temporary file, fsync, rename).
+//! - `samples.jsonl`, `chunks.jsonl`: append-only. A question's chunk lines are appended first
+//!   and its samples line last: the samples line commits the question. Lines are written whole
+//!   with one `write` each and fsynced at every checkpoint. On resume, a torn last line is
+//!   dropped, and chunk lines of uncommitted questions are removed.
+//! - `run.log`: a human-readable log, append-only.
+//! - `lock`: the pid of the process writing the directory.
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::generate::Finish;
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const SAMPLES_FILE: &str = "samples.jsonl";
+pub const CHUNKS_FILE: &str = "chunks.jsonl";
+pub const DATASET_FILE: &str = "dataset.json";
+pub const METRICS_FILE: &str = "metrics.json";
+pub const LOG_FILE: &str = "run.log";
+pub const LOCK_FILE: &str = "lock";
+
+/// Version of the directory layout, recorded in every manifest.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// `runs_dir/<name>-<first 12 hex of hash>`.
+pub fn run_dir_path(runs_dir: &Path, name: &str, hash: &str) -> PathBuf {
+    runs_dir.join(format!("{name}-{}", &hash[..12]))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Complete,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub layout_version: u32,
+    pub name: String,
+    /// sha256 of the canonical config (64 hex digits).
+    pub hash: String,
+    pub status: Status,
+    pub rftx_version: String,
+    pub created_at: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub inputs: Inputs,
+    pub progress: Progress,
+    /// One entry per `rftx run` invocation that worked on this directory.
+    pub sessions: Vec<Session>,
+    /// Wall time of all sessions together, model loading included.
+    pub wall_s: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub model: ModelInput,
+    pub questions: QuestionsInput,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInput {
+    pub path: String,
+    pub sha256: String,
+    pub weights: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuestionsInput {
+    pub source: String,
+    pub sha256: String,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub questions_done: usize,
+    pub questions_total: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// Questions already durable when the session started.
+    pub resumed_at_question: usize,
+    pub pid: u32,
+}
+
+/// One line of `samples.jsonl`: a question and all its samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuestionRecord {
+    pub index: usize,
+    pub question: String,
+    pub answer: f64,
+    pub samples: Vec<SampleRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    pub sample: usize,
+    pub text: String,
+    pub new_tokens: usize,
+    pub finish: Finish,
+    pub parsed: Option<f64>,
+    pub correct: bool,
+}
+
+/// One line of `chunks.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    pub question: usize,
+    pub chunk: usize,
+    pub size: usize,
+    pub new_tokens: usize,
+    pub prefill_ms: f64,
+    pub ms: f64,
+    pub peak_bytes: u64,
+    pub rss_peak_bytes: u64,
+}
+
+/// What a directory held when it was opened for (re)writing.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub questions: Vec<QuestionRecord>,
+    pub chunks: Vec<ChunkRecord>,
+    /// Human-readable notes on what was repaired (torn lines dropped, …).
+    pub notes: Vec<String>,
+}
+
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates the directory (and the runs directory) if needed.
+    pub fn create(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|e| {
+            Error::input(
+                path,
+                format!(
+                    "cannot create the run directory ({e}); is the runs directory writable? --runs-dir chooses another"
+                ),
+            )
+        })?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn read_manifest(&self) -> Result<Option<Manifest>> {
+        read_manifest(&self.path)
+    }
+
+    pub fn write_manifest(&self, m: &Manifest) -> Result<()> {
+        self.write(
+            MANIFEST_FILE,
+            (serde_json::to_string_pretty(m).expect("manifest serialises") + "\n").as_bytes(),
+        )
+    }
+
+    /// Writes a whole file atomically.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        crate::util::write_atomic(&self.file(name), bytes)
+    }
+
+    /// Deletes the generated outputs (for `--force`), keeping the lock and the log.
+    pub fn clear_outputs(&self) -> Result<()> {
+        for f in [SAMPLES_FILE, CHUNKS_FILE, DATASET_FILE, METRICS_FILE, MANIFEST_FILE] {
+            match std::fs::remove_file(self.file(f)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("{}: cannot remove", self.file(f).display()), e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the committed questions and their chunk records, repairing the files so that
+    /// appends continue after the last committed question.
+    pub fn recover(&self) -> Result<Recovered> {
+        let mut rec = Recovered::default();
+        let (questions, valid_len, note) =
+            read_jsonl_prefix::<QuestionRecord>(&self.file(SAMPLES_FILE), |i, q| q.index == i)?;
+        if let Some(n) = note {
+            rec.notes.push(format!("{SAMPLES_FILE}: {n}"));
+        }
+        truncate(&self.file(SAMPLES_FILE), valid_len)?;
+        let committed = questions.len();
+        let (chunks, valid_len, note) =
+            read_jsonl_prefix::<ChunkRecord>(&self.file(CHUNKS_FILE), |_, c| c.question < committed)?;
+        if let Some(n) = note {
+            rec.notes.push(format!("{CHUNKS_FILE}: {n}"));
+        }
+        truncate(&self.file(CHUNKS_FILE), valid_len)?;
+        rec.questions = questions;
+        rec.chunks = chunks;
+        Ok(rec)
+    }
+
+    pub fn appender(&self, name: &str) -> Result<Appender> {
+        Appender::open(&self.file(name))
+    }
+}
+
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
+    let p = dir.join(MANIFEST_FILE);
+    match std::fs::read_to_string(&p) {
+        Ok(s) => serde_json::from_str(&s).map(Some).map_err(|e| {
+            Error::input(
+                &p,
+                format!("unreadable manifest ({e}); rerun with --force to start this run again"),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("{}: cannot read", p.display()), e)),
+    }
+}
+
+/// Parses complete, valid lines from the start of a JSON Lines file while `accept(i, record)`
+/// holds. Returns the records, the byte length of that prefix and a note if anything after it
+/// was dropped.
+fn read_jsonl_prefix<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    accept: impl Fn(usize, &T) -> bool,
+) -> Result<(Vec<T>, u64, Option<String>)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0, None)),
+        Err(e) => return Err(Error::io(format!("{}: cannot read", path.display()), e)),
+    };
+    let mut out = Vec::new();
+    let mut offset = 0usize;
+    while offset < bytes.len() {
+        let Some(nl) = bytes[offset..].iter().position(|&b| b == b'\n') else {
+            let note = format!(
+                "dropped a torn last line ({} bytes without a newline)",
+                bytes.len() - offset
+            );
+            return Ok((out, offset as u64, Some(note)));
+        };
+        let line = &bytes[offset..offset + nl];
+        match serde_json::from_slice::<T>(line) {
+            Ok(r) if accept(out.len(), &r) => out.push(r),
+            Ok(_) => {
+                let note = format!(
+                    "dropped {} bytes of records after the last committed question",
+                    bytes.len() - offset
+                );
+                return Ok((out, offset as u64, Some(note)));
+            }
+            Err(e) => {
+                let note = format!("dropped an invalid line and everything after it ({e})");
+                return Ok((out, offset as u64, Some(note)));
+            }
+        }
+        offset += nl + 1;
+    }
+    Ok((out, offset as u64, None))
+}
+
+fn truncate(path: &Path, len: u64) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if meta.len() == len {
+        return Ok(());
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .ctx(|| format!("{}: cannot open", path.display()))?;
+    f.set_len(len).ctx(|| format!("{}: cannot truncate", path.display()))?;
+    f.sync_all().ctx(|| format!("{}: cannot sync", path.display()))
+}
+
+/// An append-only JSON Lines file. Each line goes out in one `write` call; [`Appender::sync`]
+/// makes everything appended so far durable.
+pub struct Appender {
+    file: File,
+    path: PathBuf,
+}
+
+impl Appender {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ctx(|| format!("{}: cannot open for appending", path.display()))?;
+        Ok(Appender {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn append<T: Serialize>(&mut self, record: &T) -> Result<()> {
+        let mut line = serde_json::to_vec(record).expect("records serialise");
+        line.push(b'\n');
+        self.append_raw(&line)
+    }
+
+    pub fn append_raw(&mut self, line: &[u8]) -> Result<()> {
+        self.file
+            .write_all(line)
+            .ctx(|| format!("{}: cannot append", self.path.display()))
+    }
+
+    pub fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .ctx(|| format!("{}: cannot sync", self.path.display()))
+    }
+}
+
+/// Exclusive ownership of a run directory, by a lock file holding our pid. A lock left by a
+/// process that no longer exists is taken over.
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Returns the lock, and the pid of a dead previous holder if the lock was stale.
+    pub fn acquire(dir: &Path) -> Result<(Lock, Option<u32>)> {
+        let path = dir.join(LOCK_FILE);
+        let me = std::process::id();
+        let mut stale = None;
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(format!("{me}\n").as_bytes())
+                        .ctx(|| format!("{}: cannot write", path.display()))?;
+                    f.sync_all().ok();
+                    return Ok((Lock { path }, stale));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok());
+                    match holder {
+                        Some(pid) if pid != me && process_alive(pid) => {
+                            return Err(Error::Locked(format!(
+                                "{}: another rftx process (pid {pid}) is writing this run; wait for it to finish or stop it",
+                                dir.display()
+                            )));
+                        }
+                        _ => {
+                            stale = holder.or(Some(0));
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::io(format!("{}: cannot create the lock file", path.display()), e)),
+            }
+        }
+        Err(Error::Locked(format!("{}: could not take the lock", dir.display())))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    let status = Path::new("/proc").join(pid.to_string()).join("status");
+    match std::fs::read_to_string(status) {
+        // A zombie has exited: it no longer writes anything.
+        Ok(s) => !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(i: usize) -> QuestionRecord {
+        QuestionRecord {
+            index: i,
+            question: format!("q{i}"),
+            answer: i as f64,
+            samples: vec![SampleRecord {
+                sample: 0,
+                text: "t".into(),
+                new_tokens: 1,
+                finish: Finish::Eos,
+                parsed: None,
+                correct: false,
+            }],
+        }
+    }
+
+    fn c(question: usize) -> ChunkRecord {
+        ChunkRecord {
+            question,
+            chunk: 0,
+            size: 1,
+            new_tokens: 1,
+            prefill_ms: 1.0,
+            ms: 1.0,
+            peak_bytes: 1,
+            rss_peak_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn recover_drops_torn_lines_and_uncommitted_chunks() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&d.path().join("r")).unwrap();
+        let mut s = run.appender(SAMPLES_FILE).unwrap();
+        let mut ch = run.appender(CHUNKS_FILE).unwrap();
+        for i in 0..3 {
+            ch.append(&c(i)).unwrap();
+            s.append(&q(i)).unwrap();
+        }
+        ch.append(&c(3)).unwrap(); // question 3 never committed
+        s.append_raw(b"{\"index\":3,\"quest").unwrap(); // torn
+        let r = run.recover().unwrap();
+        assert_eq!(r.questions.len(), 3);
+        assert_eq!(r.chunks.len(), 3);
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        assert!(r.notes[0].contains("torn"));
+        // Files now end at the committed prefix; appending continues cleanly.
+        let mut s = run.appender(SAMPLES_FILE).unwrap();
+        s.append(&q(3)).unwrap();
+        let again = run.recover().unwrap();
+        assert_eq!(again.questions.len(), 4);
+        assert!(again.notes.is_empty());
+        assert_eq!(again.chunks.len(), 3);
+    }
+
+    #[test]
+    fn recover_stops_at_gaps() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&d.path().join("r")).unwrap();
+        let mut s = run.appender(SAMPLES_FILE).unwrap();
+        s.append(&q(0)).unwrap();
+        s.append(&q(2)).unwrap();
+        assert_eq!(run.recover().unwrap().questions.len(), 1);
+    }
+
+    #[test]
+    fn lock_is_exclusive_and_stale_locks_are_taken_over() {
+        let d = tempfile::tempdir().unwrap();
+        let (lock, stale) = Lock::acquire(d.path()).unwrap();
+        assert_eq!(stale, None);
+        // Our own pid in the file: a second acquisition from another process would fail; from a
+        // live foreign pid it fails here too (pid 1 always exists).
+        std::fs::write(d.path().join(LOCK_FILE), "1\n").unwrap();
+        let e = Lock::acquire(d.path()).err().unwrap();
+        assert!(e.to_string().contains("pid 1"), "{e}");
+        // A dead pid is stale.
+        std::fs::write(d.path().join(LOCK_FILE), "4194303\n").unwrap();
+        let (_l2, stale) = Lock::acquire(d.path()).unwrap();
+        assert_eq!(stale, Some(4194303));
+        drop(lock);
+    }
+
+    #[test]
+    fn dir_name() {
+        let h = "0123456789abcdef".repeat(4);
+        assert_eq!(
+            run_dir_path(Path::new("runs"), "t4", &h),
+            PathBuf::from("runs/t4-0123456789ab")
+        );
+    }
+}

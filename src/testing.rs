@@ -1,0 +1,173 @@
+//! Fixtures for tests: a tiny random-weight llama model with a real byte-level BPE tokenizer,
+//! written as a GGUF file, so that the whole pipeline runs in milliseconds.
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::{gguf_file::Value, GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+use crate::sampling::Rng;
+use crate::tokenizer::GgufTokenizer;
+
+pub const TINY_SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+const TINY_MERGES: [(&str, &str); 5] = [("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "t"), ("<", "answer")];
+
+/// GPT-2's reversible byte → printable character table.
+pub fn byte_chars() -> Vec<char> {
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let mut table = vec![' '; 256];
+    for (b, c) in bs.iter().zip(cs) {
+        table[*b as usize] = char::from_u32(c).unwrap();
+    }
+    table
+}
+
+/// Tokens of the tiny vocabulary: specials, the 256 byte tokens, then merge results.
+fn tiny_tokens() -> Vec<String> {
+    let mut tokens: Vec<String> = TINY_SPECIALS.iter().map(|s| s.to_string()).collect();
+    tokens.extend(byte_chars().into_iter().map(String::from));
+    tokens.push("answer".into()); // so that the `< answer` merge has both sides in the vocabulary
+    for (a, b) in TINY_MERGES {
+        let merged = format!("{a}{b}");
+        if !tokens.contains(&merged) {
+            tokens.push(merged);
+        }
+    }
+    tokens
+}
+
+/// GGUF tokenizer metadata of the tiny vocabulary.
+pub fn tiny_tokenizer_metadata() -> HashMap<String, Value> {
+    let tokens = tiny_tokens();
+    let types: Vec<Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, _)| Value::I32(if i < TINY_SPECIALS.len() { 3 } else { 1 }))
+        .collect();
+    let mut md = HashMap::new();
+    md.insert("tokenizer.ggml.model".into(), Value::String("gpt2".into()));
+    md.insert("tokenizer.ggml.pre".into(), Value::String("smollm".into()));
+    md.insert(
+        "tokenizer.ggml.tokens".into(),
+        Value::Array(tokens.into_iter().map(Value::String).collect()),
+    );
+    md.insert("tokenizer.ggml.token_type".into(), Value::Array(types));
+    md.insert(
+        "tokenizer.ggml.merges".into(),
+        Value::Array(
+            TINY_MERGES
+                .iter()
+                .map(|(a, b)| Value::String(format!("{a} {b}")))
+                .collect(),
+        ),
+    );
+    md.insert("tokenizer.ggml.eos_token_id".into(), Value::U32(2));
+    md.insert("tokenizer.ggml.bos_token_id".into(), Value::U32(1));
+    md.insert(
+        "tokenizer.chat_template".into(),
+        Value::String("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}".into()),
+    );
+    md
+}
+
+pub fn tiny_tokenizer() -> GgufTokenizer {
+    GgufTokenizer::from_gguf_metadata(&tiny_tokenizer_metadata()).expect("tiny tokenizer")
+}
+
+/// Shape of the tiny model.
+pub const TINY_LAYERS: usize = 2;
+pub const TINY_EMBD: usize = 64;
+pub const TINY_HEADS: usize = 4;
+pub const TINY_KV_HEADS: usize = 2;
+pub const TINY_FF: usize = 128;
+
+/// Writes a tiny llama GGUF with random f32 weights drawn from `seed`.
+pub fn write_tiny_model(path: &Path, seed: u64) -> candle_core::Result<()> {
+    let mut md = tiny_tokenizer_metadata();
+    let vocab = match &md["tokenizer.ggml.tokens"] {
+        Value::Array(a) => a.len(),
+        _ => unreachable!(),
+    };
+    for (k, v) in [
+        ("general.architecture", Value::String("llama".into())),
+        ("general.name", Value::String("rftx-tiny-test-model".into())),
+        ("llama.block_count", Value::U32(TINY_LAYERS as u32)),
+        ("llama.context_length", Value::U32(512)),
+        ("llama.embedding_length", Value::U32(TINY_EMBD as u32)),
+        ("llama.feed_forward_length", Value::U32(TINY_FF as u32)),
+        ("llama.attention.head_count", Value::U32(TINY_HEADS as u32)),
+        ("llama.attention.head_count_kv", Value::U32(TINY_KV_HEADS as u32)),
+        ("llama.rope.freq_base", Value::F32(10_000.0)),
+        (
+            "llama.rope.dimension_count",
+            Value::U32((TINY_EMBD / TINY_HEADS) as u32),
+        ),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("llama.vocab_size", Value::U32(vocab as u32)),
+    ] {
+        md.insert(k.to_string(), v);
+    }
+    let mut rng = Rng::from_seed(seed);
+    let mut draw =
+        |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect() };
+    let matrix = |data: Vec<f32>, rows: usize, cols: usize| -> candle_core::Result<QTensor> {
+        QTensor::quantize(&Tensor::from_vec(data, (rows, cols), &Device::Cpu)?, GgmlDType::F32)
+    };
+    let mut random = |rows: usize, cols: usize, scale: f32| matrix(draw(rows * cols, scale), rows, cols);
+    let kv = TINY_KV_HEADS * TINY_EMBD / TINY_HEADS;
+    let w = 1.0 / (TINY_EMBD as f32).sqrt();
+    let mut tensors: Vec<(String, QTensor)> = vec![("token_embd.weight".into(), random(vocab, TINY_EMBD, 1.0)?)];
+    // An untied output layer with small weights keeps the logits flat enough for varied samples;
+    // the end-of-turn row is larger, so that sequences also finish early.
+    let mut output = random(vocab, TINY_EMBD, 0.05)?
+        .dequantize(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    output[2 * TINY_EMBD..3 * TINY_EMBD].iter_mut().for_each(|x| *x *= 3.0);
+    tensors.push(("output.weight".into(), matrix(output, vocab, TINY_EMBD)?));
+    let ones = |n: usize| QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &Device::Cpu)?, GgmlDType::F32);
+    tensors.push(("output_norm.weight".into(), ones(TINY_EMBD)?));
+    for i in 0..TINY_LAYERS {
+        let p = |n: &str| format!("blk.{i}.{n}.weight");
+        tensors.push((p("attn_norm"), ones(TINY_EMBD)?));
+        tensors.push((p("ffn_norm"), ones(TINY_EMBD)?));
+        tensors.push((p("attn_q"), random(TINY_EMBD, TINY_EMBD, w)?));
+        tensors.push((p("attn_k"), random(kv, TINY_EMBD, w)?));
+        tensors.push((p("attn_v"), random(kv, TINY_EMBD, w)?));
+        tensors.push((p("attn_output"), random(TINY_EMBD, TINY_EMBD, w)?));
+        tensors.push((p("ffn_gate"), random(TINY_FF, TINY_EMBD, w)?));
+        tensors.push((p("ffn_up"), random(TINY_FF, TINY_EMBD, w)?));
+        tensors.push((
+            p("ffn_down"),
+            random(TINY_EMBD, TINY_FF, 1.0 / (TINY_FF as f32).sqrt())?,
+        ));
+    }
+    let mut md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    md_refs.sort_by_key(|(k, _)| *k); // a deterministic file: the same seed gives the same sha256
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(path)?;
+    candle_core::quantized::gguf_file::write(&mut f, &md_refs, &t_refs)
+}
+
+/// A config file for the tiny model, with `extra` TOML appended.
+pub fn tiny_config(dir: &Path, model: &Path, extra: &str) -> std::path::PathBuf {
+    let p = dir.join("tiny.toml");
+    let text = format!(
+        "name = \"tiny\"\nseed = 1\n[model]\npath = {:?}\nweights = \"native\"\n[data]\nlimit = 4\n[generation]\noversample = 5\nchunk_size = 2\nmax_new_tokens = 12\ntemperature = 1.0\n{extra}",
+        model.display().to_string()
+    );
+    std::fs::write(&p, text).expect("write tiny config");
+    p
+}

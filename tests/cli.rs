@@ -1,0 +1,420 @@
+//! The `rftx` binary end to end on a tiny random-weight model: run directories, hashing,
+//! chunk-size invariance, resume, errors and exit codes.
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn hex12(dir_name: &str) -> &str {
+    dir_name.rsplit('-').next().unwrap()
+}
+
+#[test]
+fn run_writes_every_file_with_the_documented_fields() {
+    let f = Fixture::new("");
+    let r = f.run(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dir = printed_dir(&r, f.path());
+    assert!(dir.starts_with(f.runs()), "{}", dir.display());
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with("tiny-") && hex12(name).len() == 12, "{name}");
+
+    let manifest = read_json(&dir.join("manifest.json"));
+    let hash = manifest["hash"].as_str().unwrap();
+    assert_eq!(hash.len(), 64);
+    assert!(hash.starts_with(hex12(name)));
+    assert_eq!(manifest["status"], "complete");
+    assert_eq!(manifest["progress"]["questions_done"], 4);
+    assert_eq!(manifest["inputs"]["model"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(manifest["finished_at"].is_string());
+
+    let samples = read_jsonl(&dir.join("samples.jsonl"));
+    assert_eq!(samples.len(), 4);
+    let mut tokens = 0;
+    let mut correct = 0;
+    for (i, q) in samples.iter().enumerate() {
+        assert_eq!(q["index"], i);
+        assert!(q["question"].is_string() && q["answer"].is_number());
+        let s = q["samples"].as_array().unwrap();
+        assert_eq!(s.len(), 5);
+        for (j, x) in s.iter().enumerate() {
+            assert_eq!(x["sample"], j);
+            assert!(x["text"].is_string());
+            let n = x["new_tokens"].as_u64().unwrap();
+            assert!((1..=12).contains(&n));
+            tokens += n;
+            assert!(x["finish"] == "eos" || x["finish"] == "length");
+            assert!(x["parsed"].is_null() || x["parsed"].is_number());
+            correct += usize::from(x["correct"].as_bool().unwrap());
+        }
+    }
+
+    let chunks = read_jsonl(&dir.join("chunks.jsonl"));
+    assert_eq!(chunks.len(), 4 * 3, "5 samples in chunks of 2 → 3 chunks per question");
+    assert_eq!(
+        chunks.iter().map(|c| c["new_tokens"].as_u64().unwrap()).sum::<u64>(),
+        tokens
+    );
+    for c in &chunks {
+        for k in [
+            "question",
+            "chunk",
+            "size",
+            "new_tokens",
+            "ms",
+            "prefill_ms",
+            "peak_bytes",
+            "rss_peak_bytes",
+        ] {
+            assert!(c[k].is_number(), "{k} in {c}");
+        }
+        assert!(
+            c["peak_bytes"].as_u64().unwrap() > 0,
+            "the counting allocator is installed"
+        );
+        assert!(c["rss_peak_bytes"].as_u64().unwrap() > c["peak_bytes"].as_u64().unwrap() / 2);
+    }
+
+    let m = read_json(&dir.join("metrics.json"));
+    assert_eq!(m["questions"], 4);
+    assert_eq!(m["samples"], 20);
+    assert_eq!(m["new_tokens"].as_u64().unwrap(), tokens);
+    assert_eq!(m["accepted"].as_u64().unwrap() as usize, correct);
+    assert!(m["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(m["wall_s"].as_f64().unwrap() > 0.0);
+    let rate = m["acceptance_rate"].as_f64().unwrap();
+    assert!((rate - correct as f64 / 20.0).abs() < 1e-12);
+    assert_eq!(
+        m["peak_bytes"],
+        chunks.iter().map(|c| c["peak_bytes"].as_u64().unwrap()).max().unwrap()
+    );
+
+    let dataset = read_json(&dir.join("dataset.json"));
+    assert!(dataset.as_array().unwrap().len() <= correct);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("chunk_size = 2"), "{config}");
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(log.contains("complete:"), "{log}");
+    assert!(!dir.join("lock").exists(), "the lock is released");
+}
+
+#[test]
+fn hash_is_canonical_and_names_the_run_directory() {
+    let f = Fixture::new("");
+    let model = f.model.display().to_string();
+    let h = |cfg: &Path, sets: &[&str]| {
+        let mut args = vec!["hash", cfg.to_str().unwrap()];
+        for s in sets {
+            args.extend_from_slice(&["--set", s]);
+        }
+        let r = rftx(&args, &[], f.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.last_line().to_string()
+    };
+    let base = h(&f.config, &[]);
+    assert!(!f.runs().exists(), "hash creates nothing");
+
+    // Same content: other key order, comments, whitespace, and a value moved to --set.
+    let reordered = f.write_config(
+        "reordered.toml",
+        &format!(
+            "# a comment\nseed = 1\nname = \"tiny\"\n\n[generation]\ntemperature = 1.0\nmax_new_tokens   =   12\nchunk_size = 2\noversample = 5\n\n[data]\nlimit = 4\n[model]\nweights = \"native\"  # inline comment\npath = {model:?}\n"
+        ),
+    );
+    assert_eq!(h(&reordered, &[]), base);
+    assert_eq!(h(&f.config, &["generation.temperature=1.0"]), base);
+    assert_eq!(
+        h(&f.config, &["checkpoint.every=7"]),
+        base,
+        "checkpoint.every only changes durability"
+    );
+
+    // Any semantic change moves the directory.
+    let mut seen = std::collections::HashSet::from([base.clone()]);
+    for set in [
+        "generation.temperature=0.9",
+        "generation.chunk_size=3",
+        "generation.oversample=6",
+        "generation.top_p=0.5",
+        "generation.max_new_tokens=13",
+        "seed=2",
+        "data.limit=3",
+        "rft.tolerance=0.01",
+        "prompt.system=\"other\"",
+        "model.weights=\"q8_0\"",
+    ] {
+        assert!(seen.insert(h(&f.config, &[set])), "{set} must change the hash");
+    }
+    // The name is the directory prefix, not part of the hash.
+    let renamed = h(&f.config, &["name=other"]);
+    assert_eq!(hex12(&renamed), hex12(&base));
+    assert!(renamed.ends_with(&format!("other-{}", hex12(&base))));
+
+    // The model's content is part of the hash.
+    rftx::testing::write_tiny_model(&f.model, 12).unwrap();
+    assert_ne!(h(&f.config, &[]), base);
+
+    // And the run lands exactly there.
+    rftx::testing::write_tiny_model(&f.model, 11).unwrap();
+    assert_eq!(f.run(&[]).last_line(), base);
+}
+
+#[test]
+fn samples_are_identical_whatever_the_chunk_size() {
+    let f = Fixture::new("");
+    let mut reference = None;
+    let mut dirs = std::collections::HashSet::new();
+    for cs in ["1", "3", "5"] {
+        let r = f.run(&["--set", &format!("generation.chunk_size={cs}")]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let dir = printed_dir(&r, f.path());
+        assert!(dirs.insert(dir.clone()));
+        let samples = std::fs::read(dir.join("samples.jsonl")).unwrap();
+        let chunks = read_jsonl(&dir.join("chunks.jsonl"));
+        assert_eq!(chunks.len(), 4 * 5usize.div_ceil(cs.parse().unwrap()));
+        match &reference {
+            None => reference = Some(samples),
+            Some(r) => assert!(r == &samples, "chunk_size {cs} changed the samples"),
+        }
+    }
+}
+
+#[test]
+fn a_complete_run_is_reported_and_force_redoes_it() {
+    let f = Fixture::new("");
+    let first = f.run(&[]);
+    let dir = printed_dir(&first, f.path());
+    let samples = std::fs::read(dir.join("samples.jsonl")).unwrap();
+    let before = std::fs::metadata(dir.join("samples.jsonl"))
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    let again = f.run(&[]);
+    assert_eq!(again.code, 0);
+    assert!(again.stdout.starts_with("already complete"), "{}", again.stdout);
+    assert_eq!(again.last_line(), first.last_line());
+    assert_eq!(
+        std::fs::metadata(dir.join("samples.jsonl"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+
+    let forced = f.run(&["--force"]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(!forced.stdout.starts_with("already complete"));
+    assert_eq!(std::fs::read(dir.join("samples.jsonl")).unwrap(), samples);
+    assert_eq!(
+        read_json(&dir.join("manifest.json"))["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "--force starts a fresh manifest"
+    );
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_output() {
+    let f = Fixture::new("[checkpoint]\nevery = 1\n");
+    let full = f.run(&[]);
+    let dir = printed_dir(&full, f.path());
+    let samples = std::fs::read(dir.join("samples.jsonl")).unwrap();
+    let dataset = std::fs::read(dir.join("dataset.json")).unwrap();
+    let metrics = read_json(&dir.join("metrics.json"));
+
+    // Simulate a crash: two questions committed, the third torn mid-line, a chunk line of the
+    // third written, the manifest still running.
+    let text = String::from_utf8(samples.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(
+        dir.join("samples.jsonl"),
+        format!("{}\n{}\n{}", lines[0], lines[1], &lines[2][..40]),
+    )
+    .unwrap();
+    let chunks = std::fs::read_to_string(dir.join("chunks.jsonl")).unwrap();
+    let kept: Vec<&str> = chunks.lines().take(3 * 2 + 1).collect();
+    std::fs::write(dir.join("chunks.jsonl"), kept.join("\n") + "\n").unwrap();
+    let mut manifest = read_json(&dir.join("manifest.json"));
+    manifest["status"] = "running".into();
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+
+    let resumed = rftx(&["run", f.config.to_str().unwrap()], &[], f.path());
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("resuming after question 2 of 4"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(resumed.stderr.contains("torn last line"), "{}", resumed.stderr);
+    assert_eq!(std::fs::read(dir.join("samples.jsonl")).unwrap(), samples);
+    assert_eq!(std::fs::read(dir.join("dataset.json")).unwrap(), dataset);
+    let m = read_json(&dir.join("metrics.json"));
+    for k in [
+        "questions",
+        "samples",
+        "new_tokens",
+        "accepted",
+        "chunks",
+        "dataset_records",
+    ] {
+        assert_eq!(m[k], metrics[k], "{k}");
+    }
+    let manifest = read_json(&dir.join("manifest.json"));
+    assert_eq!(manifest["status"], "complete");
+    assert_eq!(manifest["sessions"][1]["resumed_at_question"], 2);
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(log.contains("resuming after question 2"), "{log}");
+    assert!(log.contains("checkpoint: 1 of 4"), "{log}");
+}
+
+#[test]
+fn bad_input_exits_2_and_creates_no_run_directory() {
+    let f = Fixture::new("");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--set".into(), "generation.chunk_size=0".into()],
+            "generation.chunk_size = 0: must be ≥ 1",
+        ),
+        (
+            vec!["--set".into(), "generation.oversample=0".into()],
+            "generation.oversample = 0: must be ≥ 1",
+        ),
+        (
+            vec!["--set".into(), "generation.temperature=-1".into()],
+            "generation.temperature = -1: must be ≥ 0",
+        ),
+        (
+            vec!["--set".into(), "generation.top_p=0".into()],
+            "generation.top_p = 0: must be in (0, 1]",
+        ),
+        (
+            vec!["--set".into(), "generation.max_new_tokens=0".into()],
+            "generation.max_new_tokens = 0: must be ≥ 1",
+        ),
+        (vec!["--set".into(), "generation.chunk".into()], "expected KEY=VALUE"),
+        (
+            vec!["--set".into(), "generation.chunks=2".into()],
+            "generation.chunks: unknown key",
+        ),
+        (
+            vec!["--set".into(), "generation.oversample=\"many\"".into()],
+            "generation.oversample: wrong type",
+        ),
+        (
+            vec!["--set".into(), "model.path=\"missing.gguf\"".into()],
+            "no such file",
+        ),
+        (
+            vec!["--set".into(), "data.source=\"missing.json\"".into()],
+            "missing.json",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut a = vec!["run", f.config.to_str().unwrap()];
+        a.extend(args.iter().map(String::as_str));
+        let r = rftx(&a, &[], f.path());
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "one clear message: {}", r.stderr);
+        assert!(entries(&f.runs()).is_empty(), "{args:?} left {:?}", entries(&f.runs()));
+    }
+
+    let bad_toml = f.write_config("bad.toml", "[generation\n");
+    let r = rftx(&["run", bad_toml.to_str().unwrap()], &[], f.path());
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("bad.toml: invalid TOML"), "{}", r.stderr);
+
+    let unknown = f.write_config("unknown.toml", "[generation]\ntemprature = 1.0\n");
+    let r = rftx(&["run", unknown.to_str().unwrap()], &[], f.path());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("unknown.toml: generation.temprature: unknown key (did you mean `temperature`?)"),
+        "{}",
+        r.stderr
+    );
+
+    let junk = f.path().join("junk.gguf");
+    std::fs::write(&junk, "not a model").unwrap();
+    let r = f.run(&["--set", &format!("model.path={:?}", junk.display().to_string())]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a readable GGUF file"), "{}", r.stderr);
+
+    let questions = f.write_config("q.json", "[[\"How far?\", \"far\"]]");
+    let r = f.run(&["--set", &format!("data.source={:?}", questions.display().to_string())]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("q.json: record 0: the answer \"far\" is not a number"),
+        "{}",
+        r.stderr
+    );
+
+    let r = rftx(&["run", "nowhere.toml"], &[], f.path());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("nowhere.toml: cannot read the config file"),
+        "{}",
+        r.stderr
+    );
+    assert!(entries(&f.runs()).is_empty());
+}
+
+#[test]
+fn environment_sits_between_the_file_and_set() {
+    let f = Fixture::new("");
+    let cfg = f.config.to_str().unwrap();
+    let dir = |env: &[(&str, &str)], sets: &[&str]| {
+        let mut a = vec!["hash", cfg];
+        for s in sets {
+            a.extend_from_slice(&["--set", s]);
+        }
+        let r = rftx(&a, env, f.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.last_line().to_string()
+    };
+    let three = dir(&[], &["generation.chunk_size=3"]);
+    assert_eq!(dir(&[("RFTX_GENERATION__CHUNK_SIZE", "3")], &[]), three);
+    assert_eq!(
+        dir(&[("RFTX_GENERATION__CHUNK_SIZE", "4")], &["generation.chunk_size=3"]),
+        three
+    );
+    let r = rftx(&["hash", cfg], &[("RFTX_GENERATION__CHUNK_SIZE", "0")], f.path());
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("RFTX_GENERATION__CHUNK_SIZE"), "{}", r.stderr);
+    // --runs-dir and RFTX_RUNS_DIR place the directory.
+    let elsewhere = dir(&[("RFTX_RUNS_DIR", "/tmp/rftx-elsewhere")], &[]);
+    assert!(elsewhere.starts_with("/tmp/rftx-elsewhere/tiny-"), "{elsewhere}");
+}
+
+#[test]
+fn data_command_writes_the_builtin_set() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("q.json");
+    let r = rftx(
+        &["data", "--out", out.to_str().unwrap(), "--count", "25"],
+        &[],
+        d.path(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = read_json(&out);
+    let items = v.as_array().unwrap();
+    assert_eq!(items.len(), 25);
+    assert!(items.iter().all(|p| p[0].is_string() && p[1].is_number()));
+    assert_eq!(rftx::data::load_json(&out).unwrap(), rftx::data::builtin(25));
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let r = rftx(&["--help"], &[], Path::new("."));
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("Exit codes:") && r.stdout.contains("2  bad input"),
+        "{}",
+        r.stdout
+    );
+}

