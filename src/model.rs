@@ -163,10 +163,11 @@ impl Model {
             convert(read("token_embd.weight")?, weights)
                 .map_err(|e| bad(format!("cannot convert token_embd.weight: {e}")))?,
         );
-        let lm_head = match read("output.weight") {
-            Ok(out) => matmul(out, "output.weight")?,
+        let lm_head = if content.tensor_infos.contains_key("output.weight") {
+            matmul(read("output.weight")?, "output.weight")?
+        } else {
             // Tied embeddings: one tensor serves the lookup and the output projection.
-            Err(_) => Linear::new(QMatMul::from_arc(embed.clone())?),
+            Linear::new(QMatMul::from_arc(embed.clone())?)
         };
         let embed_bytes = embed.storage_size_in_bytes() as u64;
         let norm = vector(read("output_norm.weight")?)?;

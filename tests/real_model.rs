@@ -29,7 +29,7 @@ fn tokenizer_matches_the_model_vocabulary() {
     let text = "<|im_start|>system\nYou convert units.<|im_end|>\n<|im_start|>user\nHow many meters are in 12.5 km?<|im_end|>\n<|im_start|>assistant\n1 km = 1000 m, so 12.5 * 1000 = 12500. <answer>12500</answer><|im_end|>\n";
     let ids = tok.encode(text).unwrap();
     assert_eq!(ids[0], 1, "<|im_start|> is one special id, not split");
-    assert_eq!(ids.iter().filter(|&&i| i == 2).count(), 4);
+    assert_eq!(ids.iter().filter(|&&i| i == 2).count(), 3);
     assert_eq!(tok.decode(&ids).unwrap(), text, "exact round trip");
 
     // No prefix space: the first word of a text is the bare word, later ones carry Ġ.
