@@ -36,8 +36,37 @@ enum Command {
     Run(RunArgs),
     /// Print the resolved config and, as the last line, the run directory it maps to.
     Hash(ConfigArgs),
+    /// Predict the memory peak of the configured run, broken down, against a device; the largest
+    /// chunk size and token budget that fit. `--check` measures the prediction on the real model.
+    Plan(PlanArgs),
     /// Write the built-in unit-conversion question set as JSON ([[question, answer], …]).
     Data(DataArgs),
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Device: t4, l4, a10g, a100-40g, a100-80g, h100, cpu (this machine's available memory) or a
+    /// size such as 16GiB. Default: plan.device, else cpu.
+    #[arg(long, value_name = "NAME|BYTES")]
+    device: Option<String>,
+    /// Architecture preset for a model that is not on disk: smollm2-135m, smollm2-360m, smollm2-1.7b.
+    #[arg(long, value_name = "NAME")]
+    arch: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+    /// Also generate the first question at these chunk sizes on the real model and print the
+    /// predicted and measured heap peaks side by side (e.g. --check 1,3,5,15).
+    #[arg(long, value_name = "SIZES", value_delimiter = ',')]
+    check: Option<Vec<usize>>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args)]
@@ -79,6 +108,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run(a),
         Command::Hash(a) => hash(a),
+        Command::Plan(a) => plan(a),
         Command::Data(a) => data(a),
     };
     match result {
@@ -123,6 +153,53 @@ fn run(a: RunArgs) -> Result<(), Error> {
         println!("{}", rftx::report::summary(&result.metrics));
     }
     println!("{}", result.dir.display());
+    Ok(())
+}
+
+fn plan(a: PlanArgs) -> Result<(), Error> {
+    let p = prepare(&a.config)?;
+    let planned = runner::plan_config(&p, a.arch.as_deref(), a.device.as_deref())?;
+    let checked = match &a.check {
+        Some(sizes) if sizes.iter().any(|&s| s == 0) => {
+            return Err(Error::input(&a.config.config, "--check: chunk sizes must be ≥ 1"))
+        }
+        Some(sizes) => Some(runner::check_plan(&p, sizes, &mut Progress::new(true))?),
+        None => None,
+    };
+    match a.format {
+        PlanFormat::Json => {
+            let mut v = serde_json::to_value(&planned).expect("plans serialise");
+            if let Some(rows) = &checked {
+                v["check"] = serde_json::to_value(rows).expect("rows serialise");
+            }
+            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        }
+        PlanFormat::Text => {
+            print!("{}", rftx::plan::render(&planned.plan));
+            if planned.prompt_tokens_estimated {
+                println!("(prompt length estimated from its characters: no tokenizer on disk)");
+            }
+            if let Some(rows) = &checked {
+                println!(
+                    "\ncheck on the real model, first question ({} prompt tokens):",
+                    rows.first().map_or(0, |r| r.prompt_tokens)
+                );
+                println!(
+                    "{:>10} {:>14} {:>14} {:>8}",
+                    "chunk_size", "predicted", "measured", "error"
+                );
+                for r in rows {
+                    println!(
+                        "{:>10} {:>14} {:>14} {:>+7.1}%",
+                        r.chunk_size,
+                        rftx::util::human_bytes(r.predicted_peak_bytes),
+                        rftx::util::human_bytes(r.measured_peak_bytes),
+                        100.0 * r.relative_error
+                    );
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -31,6 +31,38 @@ pub struct Config {
     pub generation: GenerationConfig,
     pub rft: RftConfig,
     pub checkpoint: CheckpointConfig,
+    pub memory: MemoryConfig,
+    pub plan: PlanConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Heap budget for generation: bytes (`"2GiB"`) or a device preset (`"t4"`). Unset: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
+    /// What a chunk predicted over the budget does: stop the run, or run in smaller chunks.
+    pub on_exceed: OnExceed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExceed {
+    Fail,
+    Shrink,
+}
+
+/// Settings of `rftx plan` only; they never change what `rftx run` does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// `rftx`: how rftx generates; `hf`: the seed's "before" (prompts × samples at once, repeated).
+    pub layout: crate::plan::Layout,
+    /// Prompts generated together in the `hf` layout.
+    pub prompts_per_batch: usize,
+    /// Device to plan for (preset or size). Unset: `--device`, else this machine's memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +73,9 @@ pub struct ModelConfig {
     pub path: Option<PathBuf>,
     /// Weight format the matrices are converted to at load time.
     pub weights: WeightFormat,
+    /// Architecture preset for `rftx plan` when the model is not on disk (`smollm2-1.7b`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
 }
 
 /// Weight format of the linear layers after loading.
@@ -135,7 +170,7 @@ impl Default for Config {
         Config {
             name: "rftx".into(),
             seed: 0,
-            model: ModelConfig { path: None, weights: WeightFormat::Q8_0 },
+            model: ModelConfig { path: None, weights: WeightFormat::Q8_0, arch: None },
             data: DataConfig { source: "builtin".into(), limit: None },
             prompt: PromptConfig {
                 system: DEFAULT_SYSTEM.into(),
@@ -159,6 +194,8 @@ impl Default for Config {
             },
             rft: RftConfig { tolerance: 0.05 },
             checkpoint: CheckpointConfig { every: 100 },
+            memory: MemoryConfig { budget: None, on_exceed: OnExceed::Fail },
+            plan: PlanConfig { layout: crate::plan::Layout::Rftx, prompts_per_batch: 1, device: None },
         }
     }
 }
@@ -467,6 +504,27 @@ pub fn validate(c: &Config) -> Vec<String> {
     if c.model.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
         p.push("model.path = \"\": must be the path of a GGUF file (leave it unset for the default model)".into());
     }
+    if let Some(b) = &c.memory.budget {
+        if let Err(e) = crate::plan::device(b) {
+            p.push(format!("memory.budget = {b:?}: {e}"));
+        }
+    }
+    if let Some(d) = &c.plan.device {
+        if let Err(e) = crate::plan::device(d) {
+            p.push(format!("plan.device = {d:?}: {e}"));
+        }
+    }
+    if c.plan.prompts_per_batch == 0 {
+        p.push("plan.prompts_per_batch = 0: must be ≥ 1".into());
+    }
+    if let Some(a) = &c.model.arch {
+        if crate::plan::arch_preset(a).is_none() {
+            p.push(format!(
+                "model.arch = {a:?}: not a known architecture; use one of: {}",
+                crate::plan::ARCH_PRESETS.join(", ")
+            ));
+        }
+    }
     for (i, e) in c.prompt.examples.iter().enumerate() {
         if e.question.trim().is_empty() || e.response.trim().is_empty() {
             p.push(format!(
@@ -485,7 +543,9 @@ impl Resolved {
     /// The canonical JSON object the run hash is computed from: every key that can change the
     /// samples or the measurements, plus the digests of the model file and the question set.
     /// Deliberately left out: `name` (it prefixes the directory), paths (the digests stand for
-    /// the content) and `checkpoint.every` (durability only: change it and resume).
+    /// the content), `checkpoint.every` (durability only: change it and resume), `[memory]`
+    /// (a budget never changes the samples; raise it and resume) and `[plan]`, `model.arch`
+    /// (planning only).
     pub fn hash_input(&self, model_sha256: &str, questions_sha256: &str, questions: usize) -> serde_json::Value {
         let c = &self.config;
         serde_json::json!({

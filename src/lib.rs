@@ -13,6 +13,7 @@
 //! - [`memory`]: the counting allocator and process RSS peaks.
 //! - [`store`]: the content-hashed run directory: manifest, durable appends, resume.
 //! - [`runner`]: one run, end to end, reporting progress through [`runner::Observer`].
+//! - [`plan`]: the predicted memory peak of a run, against a device or a budget.
 //! - [`report`]: metrics.
 pub mod config;
 pub mod data;
@@ -21,6 +22,7 @@ pub mod fetch;
 pub mod generate;
 pub mod memory;
 pub mod model;
+pub mod plan;
 pub mod prompt;
 pub mod report;
 pub mod rft;

@@ -120,16 +120,8 @@ impl Model {
     /// Loads a llama-architecture GGUF file and converts its matrices to `weights`.
     pub fn load(path: &Path, weights: WeightFormat) -> Result<Loaded> {
         let bad = |m: String| Error::input(path, m);
-        let mut file = std::fs::File::open(path).map_err(|e| {
-            bad(format!("cannot open the model file: {e}; set model.path to a GGUF file, or leave it unset for the default model"))
-        })?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| {
-            bad(format!(
-                "not a readable GGUF file ({e}); is it truncated or of another format?"
-            ))
-        })?;
+        let (mut file, content, spec) = open_gguf(path)?;
         let md = &content.metadata;
-        let spec = spec_from_metadata(md).map_err(bad)?;
         let tokenizer = GgufTokenizer::from_gguf_metadata(md).map_err(bad)?;
         if tokenizer.vocab_size != spec.vocab_size {
             return Err(bad(format!(
@@ -431,6 +423,28 @@ fn rope_tables(spec: &ModelSpec, positions: usize, device: &Device) -> Result<(T
         .reshape((positions, 1))?;
     let freqs = pos.broadcast_mul(&inv)?;
     Ok((freqs.cos()?.contiguous()?, freqs.sin()?.contiguous()?))
+}
+
+/// Opens a GGUF file and reads its header and architecture.
+fn open_gguf(path: &Path) -> Result<(std::fs::File, gguf_file::Content, ModelSpec)> {
+    let bad = |m: String| Error::input(path, m);
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        bad(format!(
+            "cannot open the model file: {e}; set model.path to a GGUF file, or leave it unset for the default model"
+        ))
+    })?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| {
+        bad(format!(
+            "not a readable GGUF file ({e}); is it truncated or of another format?"
+        ))
+    })?;
+    let spec = spec_from_metadata(&content.metadata).map_err(bad)?;
+    Ok((file, content, spec))
+}
+
+/// The architecture and tensor directory of a GGUF file, without reading any tensor data.
+pub fn read_header(path: &Path) -> Result<(ModelSpec, gguf_file::Content)> {
+    open_gguf(path).map(|(_, content, spec)| (spec, content))
 }
 
 fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std::result::Result<ModelSpec, String> {

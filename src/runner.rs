@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::config::Resolved;
+use crate::config::{OnExceed, Resolved};
 use crate::data::QuestionSet;
 use crate::error::{Error, Result};
 use crate::generate::{generate_question, GenerationParams};
 use crate::model::{Loaded, Model};
+use crate::plan::{self, Arch, Workload};
 use crate::prompt::{self, ChatFormat};
 use crate::report::{self, Metrics, Tally};
 use crate::rft::{self, Dataset};
@@ -148,6 +149,14 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
         .map_err(|e| Error::input(&model_path, format!("cannot format prompts for this model: {e}")))?;
     let load_s = load_start.elapsed().as_secs_f64();
     let total = p.questions.questions.len();
+    let prompts = p
+        .questions
+        .questions
+        .iter()
+        .map(|q| tokenizer.encode(&prompt_text(c, format, &q.question)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Run(format!("cannot tokenize a prompt: {e}")))?;
+    let budget = Budget::new(p, &model_path, &prompts)?;
 
     let dir = RunDir::create(&p.dir)?;
     let (_lock, stale) = Lock::acquire(&dir.path)?;
@@ -286,15 +295,36 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
     log.observer.begin(total, resumed_from, c.generation.oversample);
     let generated = (|| -> Result<()> {
         for (index, q) in p.questions.questions.iter().enumerate().skip(resumed_from) {
-            let text = prompt::render(format, &prompt::messages(&c.prompt, &q.question));
-            let ids = tokenizer
-                .encode(&text)
-                .map_err(|e| Error::Run(format!("question {index}: cannot tokenize the prompt: {e}")))?;
+            let ids = &prompts[index];
+            let mut params = params;
+            let mut shrunk_from = None;
+            if let Some(b) = &budget {
+                let wanted = params.chunk_size.min(params.oversample);
+                let chunk = b.chunk_for(index, ids.len(), wanted)?;
+                if chunk < wanted {
+                    log.line(&format!(
+                        "memory.budget: question {index} runs in chunks of {chunk} instead of {wanted} (predicted peak over {})",
+                        crate::util::human_bytes(b.bytes)
+                    ));
+                    shrunk_from = Some(params.chunk_size);
+                    params.chunk_size = chunk;
+                }
+            }
             let obs = &mut *log.observer;
             let (completions, reports) =
-                generate_question(&model, &ids, &tokenizer.stop_ids, index as u64, &params, &mut |n| {
+                generate_question(&model, ids, &tokenizer.stop_ids, index as u64, &params, &mut |n| {
                     obs.tokens(n)
                 })?;
+            if let Some(b) = &budget {
+                for r in reports.iter().filter(|r| r.peaks.heap_bytes > b.bytes) {
+                    log.line(&format!(
+                        "warning: question {index} chunk {} measured a peak of {}, over memory.budget = {}",
+                        r.chunk,
+                        crate::util::human_bytes(r.peaks.heap_bytes),
+                        crate::util::human_bytes(b.bytes)
+                    ));
+                }
+            }
             let mut samples = Vec::with_capacity(completions.len());
             for comp in completions {
                 let text = tokenizer
@@ -327,6 +357,7 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
                     ms: round3(r.ms),
                     peak_bytes: r.peaks.heap_bytes,
                     rss_peak_bytes: r.peaks.rss_bytes,
+                    shrunk_from,
                 };
                 tally.add_chunk(&chunk);
                 chunks_out.append(&chunk)?;
@@ -385,6 +416,96 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
     })
 }
 
+/// The chat-formatted prompt of one question.
+pub fn prompt_text(c: &crate::config::Config, format: ChatFormat, question: &str) -> String {
+    prompt::render(format, &prompt::messages(&c.prompt, question))
+}
+
+/// `memory.budget`, checked before every question's chunks against the predicted peak.
+struct Budget {
+    bytes: u64,
+    on_exceed: OnExceed,
+    arch: Arch,
+    workload: Workload,
+}
+
+impl Budget {
+    /// `None` without a budget. A budget too small for one sequence of the longest prompt is an
+    /// input error, raised before anything runs.
+    fn new(p: &Prepared, model_path: &Path, prompts: &[Vec<u32>]) -> Result<Option<Budget>> {
+        let c = &p.resolved.config;
+        let Some(spec) = &c.memory.budget else { return Ok(None) };
+        let device = plan::device(spec).map_err(|e| Error::input(&p.resolved.file, format!("memory.budget: {e}")))?;
+        let arch = Arch::from_gguf(model_path)?;
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let workload = Workload {
+            layout: plan::Layout::Rftx,
+            ..workload(c, longest)
+        };
+        let b = Budget {
+            bytes: device.capacity_bytes,
+            on_exceed: c.memory.on_exceed,
+            arch,
+            workload,
+        };
+        let one = b.predict(b.workload.prompt_tokens, 1);
+        if one > b.bytes {
+            return Err(Error::input(
+                &p.resolved.file,
+                format!(
+                    "memory.budget = {spec:?} ({}) is below the predicted peak of even one sequence ({}); raise memory.budget or lower generation.max_new_tokens",
+                    crate::util::human_bytes(b.bytes),
+                    crate::util::human_bytes(one)
+                ),
+            ));
+        }
+        Ok(Some(b))
+    }
+
+    fn predict(&self, prompt_tokens: usize, chunk: usize) -> u64 {
+        let w = Workload {
+            prompt_tokens,
+            chunk_size: chunk,
+            ..self.workload.clone()
+        };
+        plan::predict(&self.arch, &w, false).total
+    }
+
+    /// The chunk size to use for a question: `wanted` if it fits, else (shrink) the largest that
+    /// does, else (fail) an out-of-memory error.
+    fn chunk_for(&self, question: usize, prompt_tokens: usize, wanted: usize) -> Result<usize> {
+        let need = self.predict(prompt_tokens, wanted);
+        if need <= self.bytes {
+            return Ok(wanted);
+        }
+        let fits = (1..wanted)
+            .rev()
+            .find(|&c| self.predict(prompt_tokens, c) <= self.bytes)
+            .unwrap_or(1);
+        match self.on_exceed {
+            OnExceed::Shrink => Ok(fits),
+            OnExceed::Fail => Err(Error::Run(format!(
+                "out of memory budget at question {question}: a chunk of {wanted} sequences ({prompt_tokens} prompt tokens) needs a predicted {}, memory.budget is {}; set generation.chunk_size ≤ {fits}, lower generation.max_new_tokens, raise memory.budget, or set memory.on_exceed = \"shrink\"; the questions done so far are kept and a re-run resumes",
+                crate::util::human_bytes(need),
+                crate::util::human_bytes(self.bytes)
+            ))),
+        }
+    }
+}
+
+/// The workload of a config (layout from `[plan]`) whose longest prompt has `prompt_tokens` tokens.
+pub fn workload(c: &crate::config::Config, prompt_tokens: usize) -> Workload {
+    Workload {
+        layout: c.plan.layout,
+        prompt_tokens,
+        max_new_tokens: c.generation.max_new_tokens,
+        oversample: c.generation.oversample,
+        chunk_size: c.generation.chunk_size,
+        prompts_per_batch: c.plan.prompts_per_batch,
+        weights: c.model.weights,
+    }
+}
+
 fn add_to_dataset(dataset: &mut Dataset, q: &QuestionRecord) {
     for s in q.samples.iter().filter(|s| s.correct) {
         dataset.add(&q.question, q.answer, &s.text);
@@ -399,4 +520,168 @@ pub fn read_metrics(dir: &Path) -> Result<Metrics> {
     let p = dir.join(store::METRICS_FILE);
     let text = std::fs::read_to_string(&p).map_err(|e| Error::io(format!("{}: cannot read", p.display()), e))?;
     serde_json::from_str(&text).map_err(|e| Error::input(&p, format!("unreadable metrics ({e}); rerun with --force")))
+}
+
+/// The model file a plan reads its architecture and tokenizer from, if it is on disk.
+fn model_on_disk(p: &Prepared) -> Option<PathBuf> {
+    p.model_path.is_file().then(|| p.model_path.clone())
+}
+
+/// The longest prompt of the question set in tokens, with the tokenizer of `model` (exact), or
+/// estimated at 3.5 characters per token when no model file is at hand.
+fn longest_prompt(p: &Prepared, model: Option<&Path>) -> Result<(usize, bool)> {
+    let c = &p.resolved.config;
+    if let Some(path) = model {
+        let (_, content) = crate::model::read_header(path)?;
+        let tok = crate::tokenizer::GgufTokenizer::from_gguf_metadata(&content.metadata)
+            .map_err(|e| Error::input(path, e))?;
+        let template = content
+            .metadata
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok());
+        if let Ok(format) = ChatFormat::detect(template.map(String::as_str)) {
+            let mut longest = 0;
+            for q in &p.questions.questions {
+                let ids = tok
+                    .encode(&prompt_text(c, format, &q.question))
+                    .map_err(|e| Error::Run(e))?;
+                longest = longest.max(ids.len());
+            }
+            return Ok((longest, false));
+        }
+    }
+    let chars = p
+        .questions
+        .questions
+        .iter()
+        .map(|q| prompt_text(c, ChatFormat::ChatMl, &q.question).chars().count())
+        .max()
+        .unwrap_or(0);
+    Ok(((chars as f64 / 3.5).ceil() as usize, true))
+}
+
+/// A plan for a prepared config.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConfigPlan {
+    #[serde(flatten)]
+    pub plan: plan::Plan,
+    /// Whether the prompt length was estimated (no tokenizer at hand) rather than counted.
+    pub prompt_tokens_estimated: bool,
+}
+
+/// Plans the configured run. Architecture: `arch` (a preset) > `model.arch` > the configured
+/// GGUF file > the default model's preset. Device: `device` > `plan.device` > this machine.
+pub fn plan_config(p: &Prepared, arch: Option<&str>, device: Option<&str>) -> Result<ConfigPlan> {
+    let c = &p.resolved.config;
+    let bad = |e: String| Error::input(&p.resolved.file, e);
+    let on_disk = model_on_disk(p);
+    let arch = match arch.or(c.model.arch.as_deref()) {
+        Some(name) => plan::arch_preset(name).ok_or_else(|| {
+            bad(format!(
+                "--arch {name}: not a known architecture; use one of: {}",
+                plan::ARCH_PRESETS.join(", ")
+            ))
+        })?,
+        None => match &on_disk {
+            Some(path) => Arch::from_gguf(path)?,
+            None => {
+                let mut a = plan::arch_preset("smollm2-135m").expect("preset");
+                // The default GGUF: Q4_1 matrices (20 bytes per 32 weights), Q8_0 embedding.
+                a.native_bytes_per_weight = 20.0 / 32.0;
+                a.name = crate::fetch::DEFAULT_MODEL_FILE.into();
+                a
+            }
+        },
+    };
+    let device = plan::device(device.or(c.plan.device.as_deref()).unwrap_or("cpu")).map_err(|e| bad(e))?;
+    // The SmolLM2 family shares one tokenizer: the default model's serves presets too.
+    let tokenizer_file = on_disk.clone().or_else(|| {
+        let d = crate::fetch::default_model_path();
+        d.is_file().then_some(d)
+    });
+    let (prompt_tokens, estimated) = longest_prompt(p, tokenizer_file.as_deref())?;
+    let plan = plan::plan(arch, workload(c, prompt_tokens), device);
+    Ok(ConfigPlan {
+        plan,
+        prompt_tokens_estimated: estimated,
+    })
+}
+
+/// One row of a plan check: predicted and measured heap peak of one chunk size.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckRow {
+    pub chunk_size: usize,
+    pub prompt_tokens: usize,
+    pub predicted_peak_bytes: u64,
+    pub measured_peak_bytes: u64,
+    /// (predicted − measured) / measured.
+    pub relative_error: f64,
+}
+
+/// Runs the first question of the config at each chunk size on the real model and compares the
+/// measured heap peak (counting allocator) with the prediction. Needs the counting allocator.
+pub fn check_plan(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> Result<Vec<CheckRow>> {
+    if !crate::memory::heap_tracking() {
+        return Err(Error::Run(
+            "the counting allocator is not installed in this program".into(),
+        ));
+    }
+    let c = &p.resolved.config;
+    let model_path = if p.model_is_default {
+        crate::fetch::ensure_default_model(&mut |s| observer.log(s))?
+    } else {
+        p.model_path.clone()
+    };
+    let Loaded {
+        model,
+        tokenizer,
+        chat_template,
+    } = Model::load(&model_path, c.model.weights)?;
+    let format = ChatFormat::detect(chat_template.as_deref()).map_err(|e| Error::input(&model_path, e))?;
+    let arch = Arch::from_gguf(&model_path)?;
+    let q = p
+        .questions
+        .questions
+        .first()
+        .ok_or_else(|| Error::input(&p.resolved.file, "no questions"))?;
+    let ids = tokenizer
+        .encode(&prompt_text(c, format, &q.question))
+        .map_err(Error::Run)?;
+    let mut rows = Vec::new();
+    for &chunk in chunk_sizes {
+        let params = GenerationParams {
+            oversample: c.generation.oversample.max(chunk),
+            chunk_size: chunk,
+            max_new_tokens: c.generation.max_new_tokens,
+            sampler: Sampler {
+                temperature: c.generation.temperature,
+                top_p: c.generation.top_p,
+            },
+            seed: c.seed,
+        };
+        let (_, reports) = generate_question(&model, &ids, &tokenizer.stop_ids, 0, &params, &mut |n| {
+            observer.tokens(n)
+        })?;
+        let measured = reports.iter().map(|r| r.peaks.heap_bytes).max().unwrap_or(0);
+        let w = Workload {
+            layout: plan::Layout::Rftx,
+            oversample: params.oversample,
+            ..workload(c, ids.len())
+        };
+        let w = Workload { chunk_size: chunk, ..w };
+        let predicted = plan::predict(&arch, &w, false).total;
+        let relative_error = (predicted as f64 - measured as f64) / measured.max(1) as f64;
+        observer.log(&format!(
+            "chunk {chunk}: predicted {predicted}, measured {measured} ({:+.1} %)",
+            100.0 * relative_error
+        ));
+        rows.push(CheckRow {
+            chunk_size: chunk,
+            prompt_tokens: ids.len(),
+            predicted_peak_bytes: predicted,
+            measured_peak_bytes: measured,
+            relative_error,
+        });
+    }
+    Ok(rows)
 }

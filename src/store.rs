@@ -127,6 +127,9 @@ pub struct ChunkRecord {
     pub ms: f64,
     pub peak_bytes: u64,
     pub rss_peak_bytes: u64,
+    /// Set when `memory.budget` made this question run in smaller chunks: the configured size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrunk_from: Option<usize>,
 }
 
 /// What a directory held when it was opened for (re)writing.
@@ -417,6 +420,7 @@ mod tests {
             ms: 1.0,
             peak_bytes: 1,
             rss_peak_bytes: 1,
+            shrunk_from: None,
         }
     }
 

@@ -133,3 +133,46 @@ fn real_model_run_is_reproducible_across_chunk_sizes_and_resumes() {
     assert!(r.stderr.contains("resuming after question 1 of 2"), "{}", r.stderr);
     assert_eq!(std::fs::read(reference.join("samples.jsonl")).unwrap(), samples);
 }
+
+#[test]
+fn predicted_peaks_are_within_ten_percent_of_measured() {
+    let models = model_path().parent().unwrap().to_str().unwrap().to_string();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let r = rftx(
+        &[
+            "plan",
+            cfg.to_str().unwrap(),
+            "--format",
+            "json",
+            "--check",
+            "1,3,5,15",
+            "--set",
+            "generation.oversample=1",
+            "--set",
+            "generation.max_new_tokens=8",
+        ],
+        &[("RFTX_MODELS_DIR", models.as_str())],
+        d.path(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = v["check"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        let e = row["relative_error"].as_f64().unwrap();
+        assert!(
+            e.abs() < 0.10,
+            "chunk {}: predicted {} vs measured {}",
+            row["chunk_size"],
+            row["predicted_peak_bytes"],
+            row["measured_peak_bytes"]
+        );
+    }
+    // Memory grows with the chunk size, in the prediction and in the measurement.
+    let measured: Vec<u64> = rows
+        .iter()
+        .map(|r| r["measured_peak_bytes"].as_u64().unwrap())
+        .collect();
+    assert!(measured.windows(2).all(|w| w[0] < w[1]), "{measured:?}");
+}

@@ -1,0 +1,583 @@
+//! Memory planning: the peak of a run, predicted before it runs, broken down, and checked
+//! against a device's capacity.
+//!
+//! Two layouts are modelled:
+//! - **rftx**: one prompt at a time, its KV cache prefilled once and kept, `chunk_size` sequences
+//!   with their own copy of it (what `rftx run` does);
+//! - **hf**: the seed's "before" — `prompts_per_batch` prompts × `oversample` sequences generated at
+//!   once as Hugging Face `generate(num_return_sequences=…)` does: every sequence holds its own
+//!   copy of its prompt (no shared prefix), and prefill materialises float32 logits for every
+//!   prompt position, as transformers did before `logits_to_keep`.
+//!
+//! On the CPU the element size of activations and KV cache is 4 bytes (f32, what rftx computes
+//! in); on GPU devices it is 2 (f16). The CPU model of the rftx layout follows the allocations of
+//! `model.rs` one by one; its two calibration constants were measured on this machine (README).
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::WeightFormat;
+use crate::model::ModelSpec;
+
+const MIB: u64 = 1 << 20;
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Heap that rftx holds besides weights, cache and activations: the process baseline plus the
+/// tokenizer's tables per vocabulary entry. Calibrated with `rftx plan --check` on SmolLM2-135M
+/// (49 152 tokens, 48 900 merges): about 7 MiB together.
+const CPU_BASE_BYTES: u64 = 2 * MIB;
+const TOKENIZER_BYTES_PER_TOKEN: u64 = 110;
+/// CUDA context, cuBLAS workspaces and allocator slack on a GPU: an estimate, not measured here.
+const GPU_RUNTIME_BYTES: u64 = 512 * MIB;
+
+/// Architecture and weight sizes of a model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Arch {
+    pub name: String,
+    pub spec: ModelSpec,
+    /// Weights of the 2-D matrices that are converted at load (attention, MLP, untied output).
+    pub matrix_params: u64,
+    /// Weights of the token embedding (also the output layer when tied).
+    pub embed_params: u64,
+    /// 1-D weights (norms), kept in f32.
+    pub vector_params: u64,
+    /// Bytes per matrix weight as stored in the file (`model.weights = "native"`).
+    pub native_bytes_per_weight: f64,
+}
+
+impl Arch {
+    fn from_spec(name: &str, spec: ModelSpec, tied: bool, native_bytes_per_weight: f64) -> Self {
+        let d = spec.n_embd as u64;
+        let kv = (spec.n_kv_head * spec.head_dim) as u64;
+        let per_layer = 2 * d * d + 2 * d * kv + 3 * d * spec.n_ff as u64;
+        let embed = spec.vocab_size as u64 * d;
+        Arch {
+            name: name.to_string(),
+            matrix_params: spec.n_layer as u64 * per_layer + if tied { 0 } else { embed },
+            embed_params: embed,
+            vector_params: (2 * spec.n_layer as u64 + 1) * d,
+            native_bytes_per_weight,
+            spec,
+        }
+    }
+
+    /// Reads the architecture from a GGUF file's header (no tensor data is read).
+    pub fn from_gguf(path: &Path) -> crate::Result<Self> {
+        let (spec, content) = crate::model::read_header(path)?;
+        let mut matrix_bytes = 0f64;
+        let mut matrix_params = 0u64;
+        for info in content.tensor_infos.values().filter(|i| i.shape.rank() == 2) {
+            let n = info.shape.elem_count() as u64;
+            matrix_params += n;
+            matrix_bytes += n as f64 * info.ggml_dtype.type_size() as f64 / info.ggml_dtype.block_size() as f64;
+        }
+        let tied = !content.tensor_infos.contains_key("output.weight");
+        let bpw = if matrix_params > 0 {
+            matrix_bytes / matrix_params as f64
+        } else {
+            4.0
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Arch::from_spec(&name, spec, tied, bpw))
+    }
+
+    /// Weight bytes after conversion to `format`.
+    pub fn weight_bytes(&self, format: WeightFormat) -> u64 {
+        let bpw = match format {
+            WeightFormat::Native => self.native_bytes_per_weight,
+            WeightFormat::Q8_0 => 34.0 / 32.0,
+            WeightFormat::Q4_0 => 18.0 / 32.0,
+            WeightFormat::F16 => 2.0,
+            WeightFormat::F32 => 4.0,
+        };
+        ((self.matrix_params + self.embed_params) as f64 * bpw) as u64 + self.vector_params * 4
+    }
+
+    /// KV bytes of one position of one sequence at `elem` bytes per value.
+    pub fn kv_bytes_per_position(&self, elem: u64) -> u64 {
+        (self.spec.n_layer * 2 * self.spec.n_kv_head * self.spec.head_dim) as u64 * elem
+    }
+}
+
+/// Published configurations of the SmolLM2 family (Hugging Face config.json), for planning
+/// without the model on disk. Native weights are bf16, as published.
+pub fn arch_preset(name: &str) -> Option<Arch> {
+    let (layers, d, heads, kv_heads, ff) = match name.to_ascii_lowercase().as_str() {
+        "smollm2-135m" => (30, 576, 9, 3, 1536),
+        "smollm2-360m" => (32, 960, 15, 5, 2560),
+        "smollm2-1.7b" => (24, 2048, 32, 32, 8192),
+        _ => return None,
+    };
+    let spec = ModelSpec {
+        arch: "llama".into(),
+        name: name.into(),
+        n_layer: layers,
+        n_embd: d,
+        n_head: heads,
+        n_kv_head: kv_heads,
+        head_dim: d / heads,
+        n_ff: ff,
+        vocab_size: 49_152,
+        context_length: 8192,
+        rope_base: 100_000.0,
+        rms_eps: 1e-5,
+    };
+    Some(Arch::from_spec(name, spec, true, 2.0))
+}
+
+pub const ARCH_PRESETS: &[&str] = &["smollm2-135m", "smollm2-360m", "smollm2-1.7b"];
+
+/// A device and the memory usable on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    pub name: String,
+    pub capacity_bytes: u64,
+    pub gpu: bool,
+}
+
+/// Usable capacities, as the CUDA runtime reports them (the T4's is the seed's error message).
+pub const DEVICE_PRESETS: &[(&str, f64)] = &[
+    ("t4", 14.74),
+    ("l4", 22.03),
+    ("a10g", 22.07),
+    ("a100-40g", 39.39),
+    ("a100-80g", 79.15),
+    ("h100", 79.11),
+];
+
+/// `t4`, `h100`, …, `cpu` (this machine's available memory) or a size such as `16GiB`.
+pub fn device(spec: &str) -> Result<Device, String> {
+    let s = spec.trim().to_ascii_lowercase();
+    if s == "cpu" {
+        let avail = crate::memory::mem_available().ok_or("cannot read MemAvailable from /proc/meminfo")?;
+        return Ok(Device {
+            name: "cpu".into(),
+            capacity_bytes: avail,
+            gpu: false,
+        });
+    }
+    if let Some((n, gib)) = DEVICE_PRESETS.iter().find(|(n, _)| *n == s) {
+        return Ok(Device {
+            name: n.to_string(),
+            capacity_bytes: (gib * GIB) as u64,
+            gpu: true,
+        });
+    }
+    match parse_bytes(&s) {
+        Some(b) => Ok(Device {
+            name: spec.trim().to_string(),
+            capacity_bytes: b,
+            gpu: false,
+        }),
+        None => {
+            let names: Vec<&str> = DEVICE_PRESETS.iter().map(|(n, _)| *n).collect();
+            Err(format!(
+                "`{spec}` is neither a device ({}, cpu) nor a size such as 16GiB or 512MB",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+/// `123`, `512MB`, `1.5GiB`, `14.74 GiB`: decimal (kB, MB, GB) and binary (KiB, MiB, GiB) units.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.trim().parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0f64.powi(2),
+        "gib" => 1024.0f64.powi(3),
+        "tib" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    (n >= 0.0 && n.is_finite()).then(|| (n * mult) as u64)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Rftx,
+    Hf,
+}
+
+/// What a run puts in memory at once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workload {
+    pub layout: Layout,
+    /// Longest prompt of the question set, in tokens.
+    pub prompt_tokens: usize,
+    pub max_new_tokens: usize,
+    pub oversample: usize,
+    pub chunk_size: usize,
+    /// hf layout: prompts generated together.
+    pub prompts_per_batch: usize,
+    pub weights: WeightFormat,
+}
+
+impl Workload {
+    /// Sequences in memory at once.
+    pub fn sequences(&self) -> usize {
+        match self.layout {
+            Layout::Rftx => self.chunk_size.clamp(1, self.oversample.max(1)),
+            Layout::Hf => self.prompts_per_batch.max(1) * self.oversample,
+        }
+    }
+}
+
+/// Predicted peak, by component (bytes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Breakdown {
+    /// Format the weights are held in (the hf layout holds f32 or f16).
+    pub weight_format: &'static str,
+    pub weights: u64,
+    pub kv_per_sequence: u64,
+    /// KV of all sequences at once, the shared prompt copy included (rftx layout).
+    pub kv_cache: u64,
+    /// Transient activations at the peak (prefill or decode, whichever is larger), logits excluded.
+    pub activations: u64,
+    pub logits: u64,
+    /// Runtime, tokenizer, rotary tables, quantisation scratch.
+    pub overhead: u64,
+    pub total: u64,
+    /// Which phase holds the peak: `prefill` or `decode`.
+    pub phase: &'static str,
+}
+
+/// Predicts the peak of `w` for `arch`; `gpu` selects 2-byte activations and the GPU runtime.
+pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
+    let s = &arch.spec;
+    // transformers has no GGUF kernels: the hf layout holds f32 weights (its default dtype)
+    // unless f16 is asked for.
+    let format = match (w.layout, w.weights) {
+        (Layout::Hf, WeightFormat::F16) => WeightFormat::F16,
+        (Layout::Hf, _) => WeightFormat::F32,
+        (Layout::Rftx, f) => f,
+    };
+    let elem: u64 = if gpu && format != WeightFormat::F32 { 2 } else { 4 };
+    let (d, ff, vocab) = (s.n_embd as u64, s.n_ff as u64, s.vocab_size as u64);
+    let (heads, kv_dim) = (s.n_head as u64, (s.n_kv_head * s.head_dim) as u64);
+    let l = w.prompt_tokens as u64;
+    let cap = (w.prompt_tokens + w.max_new_tokens) as u64;
+    let b = w.sequences() as u64;
+    let weights = arch.weight_bytes(format);
+    let kv_pos = arch.kv_bytes_per_position(elem);
+    let kv_seq = kv_pos * cap;
+    let quantized = matches!(format, WeightFormat::Q8_0 | WeightFormat::Q4_0)
+        || (format == WeightFormat::Native && arch.native_bytes_per_weight < 2.0);
+
+    let runtime = if gpu {
+        GPU_RUNTIME_BYTES
+    } else {
+        CPU_BASE_BYTES + s.vocab_size as u64 * TOKENIZER_BYTES_PER_TOKEN
+    };
+    let rope = (s.context_length.min(32_768) * s.head_dim) as u64 * 4;
+    // candle keeps the quantised copy of the largest matmul input in a per-thread scratch buffer.
+    let scratch = if quantized { l.max(b) * ff.max(d) * 34 / 32 } else { 0 };
+    let overhead = runtime + rope + scratch;
+
+    // One layer's transients at a time: the residual stream and its norm, q/k/v (and their
+    // rotated copies), attention output, the three MLP intermediates; attention scores in three
+    // copies (scores, scaled, softmax) plus the causal mask.
+    let layer_act = |rows: u64, keys: u64, mask: bool| {
+        rows * (4 * d + 3 * kv_dim + 2 * d + 3 * ff) * elem
+            + 3 * rows * heads * keys * elem
+            + if mask {
+                rows * heads / (s.n_kv_head as u64).max(1) * keys * elem
+            } else {
+                0
+            }
+    };
+    let (kv_cache, activations, logits, phase) = match w.layout {
+        Layout::Rftx => {
+            // Prefill at batch 1 into the prompt's cache, then `b` private copies of it.
+            let prefix = kv_seq;
+            let prefill = (prefix, layer_act(l, l, true), 2 * vocab * 4);
+            let decode = (
+                prefix + b * kv_seq,
+                layer_act(b, cap, false),
+                2 * b * vocab * 4 + vocab * 8,
+            );
+            let p = prefill.0 + prefill.1 + prefill.2;
+            let q = decode.0 + decode.1 + decode.2;
+            if p > q {
+                (prefill.0, prefill.1, prefill.2, "prefill")
+            } else {
+                (decode.0, decode.1, decode.2, "decode")
+            }
+        }
+        Layout::Hf => {
+            // Prompts repeated per sequence; float32 logits for every prompt position at prefill.
+            let prefill = (b * kv_pos * l, layer_act(b * l, l, true), b * l * vocab * 4);
+            let decode = (b * kv_seq, layer_act(b, cap, false), 2 * b * vocab * 4);
+            let p = prefill.0 + prefill.1 + prefill.2;
+            let q = decode.0 + decode.1 + decode.2;
+            if p > q {
+                (prefill.0, prefill.1, prefill.2, "prefill")
+            } else {
+                (decode.0, decode.1, decode.2, "decode")
+            }
+        }
+    };
+    Breakdown {
+        weight_format: format.as_str(),
+        weights,
+        kv_per_sequence: kv_seq,
+        kv_cache,
+        activations,
+        logits,
+        overhead,
+        total: weights + kv_cache + activations + logits + overhead,
+        phase,
+    }
+}
+
+/// A prediction against a device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub arch: Arch,
+    pub workload: Workload,
+    pub device: Device,
+    pub breakdown: Breakdown,
+    pub predicted_peak_bytes: u64,
+    pub capacity_bytes: u64,
+    pub fits: bool,
+    /// capacity − predicted peak (negative: the shortfall).
+    pub headroom_bytes: i64,
+    /// Largest chunk size (rftx) or prompts per batch (hf) that fits; 0 if not even one does.
+    pub max_chunk_size: usize,
+    /// At `max_chunk_size`, the largest `max_new_tokens` that fits (bounded by the context).
+    pub max_new_tokens_at_max_chunk: usize,
+}
+
+pub fn plan(arch: Arch, workload: Workload, device: Device) -> Plan {
+    let gpu = device.gpu;
+    let breakdown = predict(&arch, &workload, gpu);
+    let cap = device.capacity_bytes;
+    let fits_with = |w: &Workload| predict(&arch, w, gpu).total <= cap;
+    let with_chunk = |c: usize| {
+        let mut w = workload.clone();
+        match w.layout {
+            Layout::Rftx => w.chunk_size = c,
+            Layout::Hf => w.prompts_per_batch = c,
+        }
+        w
+    };
+    let limit = match workload.layout {
+        Layout::Rftx => workload.oversample.max(1),
+        Layout::Hf => workload.prompts_per_batch.max(1),
+    };
+    let max_chunk_size = (1..=limit).rev().find(|&c| fits_with(&with_chunk(c))).unwrap_or(0);
+    let max_new_tokens_at_max_chunk = if max_chunk_size == 0 {
+        0
+    } else {
+        let base = with_chunk(max_chunk_size);
+        let most = arch.spec.context_length.saturating_sub(workload.prompt_tokens);
+        // Peaks grow with max_new_tokens: binary search the largest that fits.
+        let (mut lo, mut hi) = (0usize, most);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits_with(&Workload {
+                max_new_tokens: mid,
+                ..base.clone()
+            }) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    };
+    Plan {
+        predicted_peak_bytes: breakdown.total,
+        capacity_bytes: cap,
+        fits: breakdown.total <= cap,
+        headroom_bytes: cap as i64 - breakdown.total as i64,
+        max_chunk_size,
+        max_new_tokens_at_max_chunk,
+        arch,
+        workload,
+        device,
+        breakdown,
+    }
+}
+
+/// The plan as aligned text.
+pub fn render(p: &Plan) -> String {
+    use crate::util::human_bytes as hb;
+    let s = &p.arch.spec;
+    let w = &p.workload;
+    let b = &p.breakdown;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<28}{v}\n"));
+    line(
+        "model",
+        format!(
+            "{}: {} layers, {} dims, {} heads / {} KV heads, vocab {}, {} weights",
+            p.arch.name, s.n_layer, s.n_embd, s.n_head, s.n_kv_head, s.vocab_size, b.weight_format
+        ),
+    );
+    let layout = match w.layout {
+        Layout::Rftx => format!(
+            "rftx: one prompt at a time, prompt cache shared, {} of {} samples at once",
+            w.sequences(),
+            w.oversample
+        ),
+        Layout::Hf => format!(
+            "hf: {} prompts × {} samples = {} sequences at once, prompts repeated",
+            w.prompts_per_batch,
+            w.oversample,
+            w.sequences()
+        ),
+    };
+    line("layout", layout);
+    line(
+        "sequence",
+        format!(
+            "prompt {} + {} new tokens = {} positions",
+            w.prompt_tokens,
+            w.max_new_tokens,
+            w.prompt_tokens + w.max_new_tokens
+        ),
+    );
+    line("device", format!("{} ({})", p.device.name, hb(p.capacity_bytes)));
+    line("weights", hb(b.weights));
+    line("KV cache per sequence", hb(b.kv_per_sequence));
+    line("KV cache at the peak", hb(b.kv_cache));
+    line("activations", hb(b.activations));
+    line("logits", hb(b.logits));
+    line("runtime overhead", hb(b.overhead));
+    line(
+        "predicted peak",
+        format!("{} (during {})", hb(p.predicted_peak_bytes), b.phase),
+    );
+    let verdict = if p.fits {
+        format!(
+            "fits: headroom {} ({:.0} % of the device)",
+            hb(p.headroom_bytes as u64),
+            100.0 * p.headroom_bytes as f64 / p.capacity_bytes as f64
+        )
+    } else {
+        format!(
+            "OUT OF MEMORY: needs {} more than the device has",
+            hb((-p.headroom_bytes) as u64)
+        )
+    };
+    line("verdict", verdict);
+    let what = match w.layout {
+        Layout::Rftx => "largest chunk_size",
+        Layout::Hf => "largest prompts_per_batch",
+    };
+    if p.max_chunk_size == 0 {
+        line(what, "none: even one sequence does not fit".into());
+    } else {
+        line(
+            what,
+            format!(
+                "{} (max_new_tokens up to {} at that size)",
+                p.max_chunk_size, p.max_new_tokens_at_max_chunk
+            ),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(layout: Layout, chunk: usize, new: usize) -> Workload {
+        Workload {
+            layout,
+            prompt_tokens: 200,
+            max_new_tokens: new,
+            oversample: 15,
+            chunk_size: chunk,
+            prompts_per_batch: 8,
+            weights: WeightFormat::F16,
+        }
+    }
+
+    #[test]
+    fn presets_have_the_published_sizes() {
+        // Parameter counts of the published models (tied embeddings).
+        let count = |n| {
+            let a = arch_preset(n).unwrap();
+            a.matrix_params + a.embed_params + a.vector_params
+        };
+        assert!(
+            (count("smollm2-135m") as f64 / 134.5e6 - 1.0).abs() < 0.01,
+            "{}",
+            count("smollm2-135m")
+        );
+        assert!(
+            (count("smollm2-360m") as f64 / 361.8e6 - 1.0).abs() < 0.01,
+            "{}",
+            count("smollm2-360m")
+        );
+        assert!(
+            (count("smollm2-1.7b") as f64 / 1.711e9 - 1.0).abs() < 0.01,
+            "{}",
+            count("smollm2-1.7b")
+        );
+        // 135M: 30 layers × 2 × 3 KV heads × 64 dims × 4 bytes.
+        assert_eq!(arch_preset("smollm2-135m").unwrap().kv_bytes_per_position(4), 46_080);
+    }
+
+    #[test]
+    fn sizes_and_devices_parse() {
+        assert_eq!(parse_bytes("16GiB"), Some(16 << 30));
+        assert_eq!(parse_bytes("512 MB"), Some(512_000_000));
+        assert_eq!(parse_bytes("1234"), Some(1234));
+        assert_eq!(parse_bytes("1.5kib"), Some(1536));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(device("T4").unwrap().capacity_bytes, (14.74 * GIB) as u64);
+        assert!(device("cpu").unwrap().capacity_bytes > 1 << 28);
+        assert!(device("tpu").unwrap_err().contains("t4, l4"));
+    }
+
+    #[test]
+    fn the_seeds_story_before_oom_after_fits_on_a_t4() {
+        let a = arch_preset("smollm2-1.7b").unwrap();
+        let t4 = device("t4").unwrap();
+        let before = plan(a.clone(), workload(Layout::Hf, 15, 120), t4.clone());
+        assert!(!before.fits, "{}", render(&before));
+        let after = plan(a, workload(Layout::Rftx, 3, 80), t4);
+        assert!(after.fits, "{}", render(&after));
+        assert_eq!(after.max_chunk_size, 15);
+        assert!(after.max_new_tokens_at_max_chunk > 80);
+        assert!(render(&before).contains("OUT OF MEMORY"));
+    }
+
+    #[test]
+    fn peaks_grow_with_chunk_and_tokens_and_limits_are_tight() {
+        let a = arch_preset("smollm2-135m").unwrap();
+        let p = |c, n| predict(&a, &workload(Layout::Rftx, c, n), false).total;
+        assert!(p(1, 80) < p(3, 80) && p(3, 80) < p(15, 80) && p(3, 80) < p(3, 200));
+        // The KV cache of 3 sequences + the prompt copy is exactly 4 × (200 + 80) positions.
+        let b = predict(&a, &workload(Layout::Rftx, 3, 80), false);
+        assert_eq!(b.kv_cache, 4 * 280 * 46_080);
+        // A capacity just below the 5-chunk peak allows exactly 4.
+        let dev = Device {
+            name: "x".into(),
+            capacity_bytes: p(5, 80) - 1,
+            gpu: false,
+        };
+        let pl = plan(a.clone(), workload(Layout::Rftx, 15, 80), dev);
+        assert_eq!(pl.max_chunk_size, 4);
+        assert!(!pl.fits);
+        let at = workload(Layout::Rftx, 4, pl.max_new_tokens_at_max_chunk);
+        assert!(predict(&a, &at, false).total <= pl.capacity_bytes);
+        let over = workload(Layout::Rftx, 4, pl.max_new_tokens_at_max_chunk + 1);
+        assert!(predict(&a, &over, false).total > pl.capacity_bytes);
+    }
+}

@@ -1,0 +1,193 @@
+//! `rftx plan` and `[memory]` budgets through the real binary.
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_seeds_before_and_after_on_a_t4() {
+    let before = rftx(
+        &[
+            "plan",
+            "configs/t4_before_fix.toml",
+            "--arch",
+            "smollm2-1.7b",
+            "--device",
+            "t4",
+        ],
+        &[],
+        repo(),
+    );
+    assert_eq!(before.code, 0, "{}", before.stderr);
+    assert!(before.stdout.contains("OUT OF MEMORY"), "{}", before.stdout);
+    assert!(
+        before.stdout.contains("hf: 32 prompts × 15 samples = 480 sequences"),
+        "{}",
+        before.stdout
+    );
+    let after = rftx(
+        &[
+            "plan",
+            "configs/t4_oversample15.toml",
+            "--arch",
+            "smollm2-1.7b",
+            "--device",
+            "t4",
+        ],
+        &[],
+        repo(),
+    );
+    assert_eq!(after.code, 0, "{}", after.stderr);
+    assert!(
+        after.stdout.contains("verdict                     fits"),
+        "{}",
+        after.stdout
+    );
+    assert!(
+        after.stdout.contains("largest chunk_size          15"),
+        "{}",
+        after.stdout
+    );
+}
+
+#[test]
+fn json_plan_has_the_documented_fields() {
+    let r = rftx(
+        &[
+            "plan",
+            "configs/t4_oversample15.toml",
+            "--arch",
+            "smollm2-360m",
+            "--device",
+            "1GiB",
+            "--format",
+            "json",
+        ],
+        &[],
+        repo(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["capacity_bytes"], 1u64 << 30);
+    let peak = v["predicted_peak_bytes"].as_u64().unwrap();
+    assert_eq!(v["fits"], peak <= 1 << 30);
+    let b = &v["breakdown"];
+    let sum: u64 = ["weights", "kv_cache", "activations", "logits", "overhead"]
+        .iter()
+        .map(|k| b[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, peak);
+    // 360M in q8_0: 361.8M weights × 34/32 bytes.
+    assert!(
+        (b["weights"].as_f64().unwrap() / (361.8e6 * 34.0 / 32.0) - 1.0).abs() < 0.01,
+        "{b}"
+    );
+    assert!(v["max_chunk_size"].as_u64().unwrap() >= 1);
+    assert_eq!(v["workload"]["chunk_size"], 3);
+    let bad = rftx(
+        &["plan", "configs/t4_oversample15.toml", "--device", "tpu"],
+        &[],
+        repo(),
+    );
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("`tpu` is neither a device"), "{}", bad.stderr);
+}
+
+/// Predicted peak of the tiny config at a chunk size, from `rftx plan --format json`.
+fn predicted(f: &Fixture, chunk: usize) -> u64 {
+    let r = rftx(
+        &[
+            "plan",
+            f.config.to_str().unwrap(),
+            "--format",
+            "json",
+            "--set",
+            LONG,
+            "--set",
+            &format!("generation.chunk_size={chunk}"),
+        ],
+        &[],
+        f.path(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["predicted_peak_bytes"].as_u64().unwrap()
+}
+
+/// A short prompt and a long budget: the decoding caches, not the prefill, hold the peak.
+const SHORT_PROMPT: &str = "[prompt]\nsystem = \"Be brief.\"\nexamples = []\n";
+const LONG: &str = "generation.max_new_tokens=400";
+
+#[test]
+fn budgets_fail_or_shrink_and_a_fixed_config_resumes() {
+    let f = Fixture::new(SHORT_PROMPT);
+    // Chunks of 5 wanted; the budget leaves room for k < 5 sequences, the smallest k whose
+    // successor needs more memory (the prompt's prefill may dominate the smallest chunks).
+    let peaks: Vec<u64> = (1..=5).map(|c| predicted(&f, c)).collect();
+    let k = (1..5)
+        .find(|&k| peaks[k - 1] < peaks[k])
+        .expect("peaks grow with the chunk size");
+    let budget = format!("memory.budget=\"{}\"", (peaks[k - 1] + peaks[k]) / 2);
+    let five = "generation.chunk_size=5";
+    let reference = f.run(&["--set", LONG]);
+    let reference_samples = std::fs::read(printed_dir(&reference, f.path()).join("samples.jsonl")).unwrap();
+
+    // Too small for even one sequence: an input error before anything runs.
+    let tiny = format!("memory.budget=\"{}\"", peaks[0] - 1);
+    let r = f.run(&["--set", LONG, "--set", five, "--set", &tiny, "--runs-dir", "runs-b"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("below the predicted peak of even one sequence"),
+        "{}",
+        r.stderr
+    );
+    assert!(entries(&f.path().join("runs-b")).is_empty());
+
+    // `fail` stops at the first question and keeps the directory.
+    let r = f.run(&["--set", LONG, "--set", five, "--set", &budget, "--runs-dir", "runs-b"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("out of memory budget at question 0"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("generation.chunk_size ≤ {k}")),
+        "{}",
+        r.stderr
+    );
+    let dir = f
+        .path()
+        .join("runs-b")
+        .join(entries(&f.path().join("runs-b")).pop().unwrap());
+    assert_eq!(read_json(&dir.join("manifest.json"))["status"], "failed");
+
+    // The fixed config (shrink) maps to the same directory, resumes it, records the reduction,
+    // and the samples are those of an unconstrained run.
+    let shrink = "memory.on_exceed=\"shrink\"";
+    let r = f.run(&[
+        "--set",
+        LONG,
+        "--set",
+        five,
+        "--set",
+        &budget,
+        "--set",
+        shrink,
+        "--runs-dir",
+        "runs-b",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(printed_dir(&r, f.path()), dir);
+    assert_eq!(std::fs::read(dir.join("samples.jsonl")).unwrap(), reference_samples);
+    let chunks = read_jsonl(&dir.join("chunks.jsonl"));
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["size"].as_u64().unwrap() <= k as u64 && c["shrunk_from"] == 5),
+        "{chunks:?}"
+    );
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(log.contains(&format!("runs in chunks of {k} instead of 5")), "{log}");
+}
