@@ -36,7 +36,7 @@ pub enum Error {
     Locked(String),
 
     /// The tensor backend failed during generation.
-    #[error("model computation failed: {0}")]
+    #[error("model computation failed: {}", candle_message(.0))]
     Candle(#[from] candle_core::Error),
 
     /// Anything else that went wrong while a run was under way.
@@ -66,6 +66,15 @@ impl Error {
             Error::Config(_) | Error::Input { .. } | Error::Fetch(_) | Error::Locked(_) => EXIT_INPUT,
             Error::Io { .. } | Error::Candle(_) | Error::Run(_) => EXIT_RUN,
         }
+    }
+}
+
+/// A candle error without the backtrace candle attaches when RUST_BACKTRACE is set: users get
+/// the sentence, not a stack.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        other => other.to_string(),
     }
 }
 

@@ -136,15 +136,23 @@ impl Model {
 
         let device = Device::Cpu;
         let mut read = |name: &str| {
-            content
-                .tensor(&mut file, name, &device)
-                .map_err(|e| bad(format!("cannot read tensor {name}: {e} (truncated file?)")))
+            content.tensor(&mut file, name, &device).map_err(|e| {
+                bad(format!(
+                    "cannot read tensor {name}: {} (truncated file?)",
+                    crate::error::candle_message(&e)
+                ))
+            })
         };
         let mut formats: HashMap<String, usize> = HashMap::new();
         let mut weight_bytes = 0u64;
         let mut matmul = |qt: QTensor, name: &str| -> Result<Linear> {
-            let qt =
-                convert(qt, weights).map_err(|e| bad(format!("cannot convert {name} to {}: {e}", weights.as_str())))?;
+            let qt = convert(qt, weights).map_err(|e| {
+                bad(format!(
+                    "cannot convert {name} to {}: {}",
+                    weights.as_str(),
+                    crate::error::candle_message(&e)
+                ))
+            })?;
             *formats.entry(format!("{:?}", qt.dtype()).to_lowercase()).or_default() += 1;
             weight_bytes += qt.storage_size_in_bytes() as u64;
             Ok(Linear::new(QMatMul::from_arc(Arc::new(qt))?))
@@ -553,7 +561,14 @@ mod tests {
 
     #[test]
     fn rows_do_not_depend_on_batch_size() {
-        let (_d, l) = tiny(WeightFormat::Q8_0);
+        // Quantised kernels natively; dense f32 weights through the row-by-row path.
+        for format in [WeightFormat::Q8_0, WeightFormat::F32] {
+            rows_do_not_depend_on_batch_size_in(format);
+        }
+    }
+
+    fn rows_do_not_depend_on_batch_size_in(format: WeightFormat) {
+        let (_d, l) = tiny(format);
         let m = &l.model;
         let (prefix, _) = m.prefill(&[1, 40, 41, 42], 12).unwrap();
         let vocab = m.spec.vocab_size;

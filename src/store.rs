@@ -230,7 +230,15 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
                 format!("unreadable manifest ({e}); rerun with --force to start this run again"),
             )
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // Not there yet (or its parent is not a directory: creating it will say so).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(Error::io(format!("{}: cannot read", p.display()), e)),
     }
 }

@@ -95,13 +95,18 @@ pub const TINY_FF: usize = 128;
 
 /// Writes a tiny llama GGUF with random f32 weights drawn from `seed`.
 pub fn write_tiny_model(path: &Path, seed: u64) -> candle_core::Result<()> {
+    write_tiny_model_of(path, seed, "llama")
+}
+
+/// [`write_tiny_model`] declaring another `general.architecture` (for refusal tests).
+pub fn write_tiny_model_of(path: &Path, seed: u64, architecture: &str) -> candle_core::Result<()> {
     let mut md = tiny_tokenizer_metadata();
     let vocab = match &md["tokenizer.ggml.tokens"] {
         Value::Array(a) => a.len(),
         _ => unreachable!(),
     };
     for (k, v) in [
-        ("general.architecture", Value::String("llama".into())),
+        ("general.architecture", Value::String(architecture.into())),
         ("general.name", Value::String("rftx-tiny-test-model".into())),
         ("llama.block_count", Value::U32(TINY_LAYERS as u32)),
         ("llama.context_length", Value::U32(512)),
@@ -165,7 +170,7 @@ pub fn write_tiny_model(path: &Path, seed: u64) -> candle_core::Result<()> {
 pub fn tiny_config(dir: &Path, model: &Path, extra: &str) -> std::path::PathBuf {
     let p = dir.join("tiny.toml");
     let text = format!(
-        "name = \"tiny\"\nseed = 1\n[model]\npath = {:?}\nweights = \"native\"\n[data]\nlimit = 4\n[generation]\noversample = 5\nchunk_size = 2\nmax_new_tokens = 12\ntemperature = 1.0\n{extra}",
+        "name = \"tiny\"\nseed = 1\n[model]\npath = {:?}\nweights = \"q8_0\"\n[data]\nlimit = 4\n[generation]\noversample = 5\nchunk_size = 2\nmax_new_tokens = 12\ntemperature = 1.0\n{extra}",
         model.display().to_string()
     );
     std::fs::write(&p, text).expect("write tiny config");
