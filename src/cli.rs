@@ -39,8 +39,26 @@ enum Command {
     /// Predict the memory peak of the configured run, broken down, against a device; the largest
     /// chunk size and token budget that fit. `--check` measures the prediction on the real model.
     Plan(PlanArgs),
+    /// Measure throughput and memory of a config (e.g. configs/w15.toml) at several chunk sizes,
+    /// side by side in one process.
+    Bench(BenchArgs),
     /// Write the built-in unit-conversion question set as JSON ([[question, answer], …]).
     Data(DataArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Chunk sizes to measure.
+    #[arg(long, value_name = "SIZES", value_delimiter = ',', default_value = "1,3,5,15")]
+    chunks: Vec<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -109,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run(a),
         Command::Hash(a) => hash(a),
         Command::Plan(a) => plan(a),
+        Command::Bench(a) => bench(a),
         Command::Data(a) => data(a),
     };
     match result {
@@ -199,6 +218,23 @@ fn plan(a: PlanArgs) -> Result<(), Error> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<(), Error> {
+    if a.chunks.iter().any(|&c| c == 0) {
+        return Err(Error::input(&a.config.config, "--chunks: chunk sizes must be ≥ 1"));
+    }
+    let p = prepare(&a.config)?;
+    let report = rftx::bench::run(&p, &a.chunks, &mut Progress::new(true))?;
+    let json = serde_json::to_string_pretty(&report).expect("reports serialise") + "\n";
+    if let Some(out) = &a.out {
+        rftx::util::write_atomic(out, json.as_bytes())?;
+    }
+    match a.format {
+        PlanFormat::Json => print!("{json}"),
+        PlanFormat::Text => print!("{}", rftx::bench::render(&report)),
     }
     Ok(())
 }

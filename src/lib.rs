@@ -7,6 +7,7 @@
 //! - [`fetch`]: obtaining and verifying the default model in the model cache.
 //! - [`model`], [`tokenizer`], [`prompt`]: the llama-architecture GGUF model, its tokenizer
 //!   rebuilt from GGUF metadata, and chat formatting. They know nothing of run directories.
+//! - [`q8`]: the int8 linear layer (AVX2) that decodes a few rows at once.
 //! - [`sampling`], [`generate`]: per-sample RNG streams, temperature / top-p sampling and the
 //!   chunked, prefix-sharing generation loop.
 //! - [`rft`]: answer parsing, grading and the accepted dataset.
@@ -15,6 +16,8 @@
 //! - [`runner`]: one run, end to end, reporting progress through [`runner::Observer`].
 //! - [`plan`]: the predicted memory peak of a run, against a device or a budget.
 //! - [`report`]: metrics.
+//! - [`bench`]: the W15 throughput benchmark at several chunk sizes.
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -24,6 +27,7 @@ pub mod memory;
 pub mod model;
 pub mod plan;
 pub mod prompt;
+pub mod q8;
 pub mod report;
 pub mod rft;
 pub mod runner;

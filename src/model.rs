@@ -22,6 +22,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::error::{Error, Result};
+use crate::q8::Q8Linear;
 use crate::tokenizer::GgufTokenizer;
 
 pub use crate::config::WeightFormat;
@@ -52,30 +53,61 @@ impl ModelSpec {
 
 /// A linear layer whose rows are computed independently of each other.
 ///
-/// candle's quantized kernels compute every output row with the same dot products whatever
-/// the number of rows. Dense f32/f16 weights go through gemm, whose kernels (and so roundings)
-/// change with the number of rows: for those, a batch is applied one row at a time, so that a
-/// sequence's logits never depend on the batch it was decoded in.
-struct Linear {
-    inner: QMatMul,
-    row_by_row: bool,
+/// Q8_0 weights on AVX2 CPUs go through [`Q8Linear`], which computes every output row with the
+/// same operations whatever the number of rows; other quantised formats through candle's kernels,
+/// which do too. Dense f32/f16 weights go through gemm, whose kernels (and so roundings) change
+/// with the number of rows: those are applied one row at a time, so that a sequence's logits
+/// never depend on the batch it was decoded in.
+enum Linear {
+    Q8(Arc<Q8Linear>),
+    Candle { inner: QMatMul, row_by_row: bool },
 }
 
 impl Linear {
-    fn new(inner: QMatMul) -> Self {
+    fn new(qt: Arc<QTensor>) -> candle_core::Result<Self> {
+        if qt.dtype() == GgmlDType::Q8_0 && Q8Linear::supported() {
+            return Ok(Linear::Q8(Arc::new(Q8Linear::from_qtensor(&qt)?)));
+        }
+        let inner = QMatMul::from_arc(qt)?;
         let row_by_row = !matches!(inner, QMatMul::QTensor(_));
-        Linear { inner, row_by_row }
+        Ok(Linear::Candle { inner, row_by_row })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let rows = x.dim(0)?;
-        if self.row_by_row && rows > 1 {
-            let outs = (0..rows)
-                .map(|i| self.inner.forward(&x.narrow(0, i, 1)?))
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            return Tensor::cat(&outs, 0);
+        match self {
+            Linear::Q8(q) => q.forward(x),
+            Linear::Candle { inner, row_by_row } => {
+                let rows = x.dim(0)?;
+                if *row_by_row && rows > 1 {
+                    let outs = (0..rows)
+                        .map(|i| inner.forward(&x.narrow(0, i, 1)?))
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    return Tensor::cat(&outs, 0);
+                }
+                inner.forward(x)
+            }
         }
-        self.inner.forward(x)
+    }
+}
+
+/// The token embedding: candle's quantised lookup, or the rows of the tied [`Q8Linear`].
+enum Embedding {
+    Quantized(Arc<QTensor>),
+    Q8(Arc<Q8Linear>),
+}
+
+impl Embedding {
+    fn lookup(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Embedding::Quantized(q) => q.embedding(tokens),
+            Embedding::Q8(q) => {
+                let (b, l) = tokens.dims2()?;
+                let ids = tokens.flatten_all()?.to_vec1::<u32>()?;
+                let rows = q.rows(&ids);
+                let d = rows.len() / (b * l).max(1);
+                Tensor::from_vec(rows, (b, l, d), tokens.device())
+            }
+        }
     }
 }
 
@@ -93,7 +125,7 @@ struct Layer {
 
 pub struct Model {
     pub spec: ModelSpec,
-    embed: Arc<QTensor>,
+    embed: Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
     lm_head: Linear,
@@ -145,6 +177,10 @@ impl Model {
         };
         let mut formats: HashMap<String, usize> = HashMap::new();
         let mut weight_bytes = 0u64;
+        let mut count = |dtype: GgmlDType, bytes: u64| {
+            *formats.entry(format!("{dtype:?}").to_lowercase()).or_default() += 1;
+            weight_bytes += bytes;
+        };
         let mut matmul = |qt: QTensor, name: &str| -> Result<Linear> {
             let qt = convert(qt, weights).map_err(|e| {
                 bad(format!(
@@ -153,23 +189,36 @@ impl Model {
                     crate::error::candle_message(&e)
                 ))
             })?;
-            *formats.entry(format!("{:?}", qt.dtype()).to_lowercase()).or_default() += 1;
-            weight_bytes += qt.storage_size_in_bytes() as u64;
-            Ok(Linear::new(QMatMul::from_arc(Arc::new(qt))?))
+            let (dtype, stored) = (qt.dtype(), qt.storage_size_in_bytes() as u64);
+            let linear = Linear::new(Arc::new(qt))?;
+            count(dtype, linear_bytes(&linear, stored));
+            Ok(linear)
         };
         let vector = |qt: QTensor| -> Result<Tensor> { Ok(qt.dequantize(&device)?) };
 
-        let embed = Arc::new(
-            convert(read("token_embd.weight")?, weights)
-                .map_err(|e| bad(format!("cannot convert token_embd.weight: {e}")))?,
-        );
-        let lm_head = if content.tensor_infos.contains_key("output.weight") {
-            matmul(read("output.weight")?, "output.weight")?
+        let embed_qt = convert(read("token_embd.weight")?, weights).map_err(|e| {
+            bad(format!(
+                "cannot convert token_embd.weight: {}",
+                crate::error::candle_message(&e)
+            ))
+        })?;
+        let (embed, lm_head) = if content.tensor_infos.contains_key("output.weight") {
+            (
+                Embedding::Quantized(Arc::new(embed_qt)),
+                matmul(read("output.weight")?, "output.weight")?,
+            )
         } else {
-            // Tied embeddings: one tensor serves the lookup and the output projection.
-            Linear::new(QMatMul::from_arc(embed.clone())?)
+            // Tied embeddings: one matrix serves the lookup and the output projection.
+            let embed_qt = Arc::new(embed_qt);
+            match Linear::new(embed_qt.clone())? {
+                Linear::Q8(q) => (Embedding::Q8(q.clone()), Linear::Q8(q)),
+                other => (Embedding::Quantized(embed_qt), other),
+            }
         };
-        let embed_bytes = embed.storage_size_in_bytes() as u64;
+        let embed_bytes = match &embed {
+            Embedding::Q8(q) => q.storage_bytes() as u64,
+            Embedding::Quantized(q) => q.storage_size_in_bytes() as u64,
+        };
         let norm = vector(read("output_norm.weight")?)?;
         let mut layers = Vec::with_capacity(spec.n_layer);
         for i in 0..spec.n_layer {
@@ -255,7 +304,7 @@ impl Model {
         let (b, l) = tokens.dims2()?;
         let pos = cache.len;
         let eps = self.spec.rms_eps as f32;
-        let mut h = self.embed.embedding(tokens)?;
+        let mut h = self.embed.lookup(tokens)?;
         let mask = if l > 1 { Some(self.causal_mask(l, pos)?) } else { None };
         let cos = self.cos.narrow(0, pos, l)?;
         let sin = self.sin.narrow(0, pos, l)?;
@@ -403,6 +452,14 @@ impl KvCache {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+}
+
+/// Bytes a linear layer holds (`stored`: those of the tensor it was made from).
+fn linear_bytes(l: &Linear, stored: u64) -> u64 {
+    match l {
+        Linear::Q8(q) => q.storage_bytes() as u64,
+        Linear::Candle { .. } => stored,
     }
 }
 

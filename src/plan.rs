@@ -84,10 +84,12 @@ impl Arch {
         Ok(Arch::from_spec(&name, spec, tied, bpw))
     }
 
-    /// Weight bytes after conversion to `format`.
-    pub fn weight_bytes(&self, format: WeightFormat) -> u64 {
+    /// Weight bytes after conversion to `format`; `cpu`: as rftx holds them on this machine
+    /// (Q8_0 with f32 scales for its AVX2 kernel, 36 bytes per 32 weights).
+    pub fn weight_bytes(&self, format: WeightFormat, cpu: bool) -> u64 {
         let bpw = match format {
             WeightFormat::Native => self.native_bytes_per_weight,
+            WeightFormat::Q8_0 if cpu && crate::q8::Q8Linear::supported() => 36.0 / 32.0,
             WeightFormat::Q8_0 => 34.0 / 32.0,
             WeightFormat::Q4_0 => 18.0 / 32.0,
             WeightFormat::F16 => 2.0,
@@ -269,7 +271,7 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
     let l = w.prompt_tokens as u64;
     let cap = (w.prompt_tokens + w.max_new_tokens) as u64;
     let b = w.sequences() as u64;
-    let weights = arch.weight_bytes(format);
+    let weights = arch.weight_bytes(format, !gpu);
     let kv_pos = arch.kv_bytes_per_position(elem);
     let kv_seq = kv_pos * cap;
     let quantized = matches!(format, WeightFormat::Q8_0 | WeightFormat::Q4_0)
@@ -281,8 +283,14 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
         CPU_BASE_BYTES + s.vocab_size as u64 * TOKENIZER_BYTES_PER_TOKEN
     };
     let rope = (s.context_length.min(32_768) * s.head_dim) as u64 * 4;
-    // candle keeps the quantised copy of the largest matmul input in a per-thread scratch buffer.
-    let scratch = if quantized { l.max(b) * ff.max(d) * 34 / 32 } else { 0 };
+    // candle keeps the quantised copy of the largest matmul input in a per-thread scratch buffer;
+    // rftx's own Q8_0 kernel (AVX2) quantises into a transient buffer instead.
+    let own_kernel = !gpu && format == WeightFormat::Q8_0 && crate::q8::Q8Linear::supported();
+    let scratch = if quantized && !own_kernel {
+        l.max(b) * ff.max(d) * 34 / 32
+    } else {
+        0
+    };
     let overhead = runtime + rope + scratch;
 
     // One layer's transients at a time: the residual stream and its norm, q/k/v (and their

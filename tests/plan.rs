@@ -82,9 +82,9 @@ fn json_plan_has_the_documented_fields() {
         .map(|k| b[k].as_u64().unwrap())
         .sum();
     assert_eq!(sum, peak);
-    // 360M in q8_0: 361.8M weights × 34/32 bytes.
+    // 360M in q8_0 on this CPU: 361.8M weights × 36/32 bytes (f32 block scales for the AVX2 kernel).
     assert!(
-        (b["weights"].as_f64().unwrap() / (361.8e6 * 34.0 / 32.0) - 1.0).abs() < 0.01,
+        (b["weights"].as_f64().unwrap() / (361.8e6 * 36.0 / 32.0) - 1.0).abs() < 0.01,
         "{b}"
     );
     assert!(v["max_chunk_size"].as_u64().unwrap() >= 1);
