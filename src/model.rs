@@ -346,6 +346,10 @@ impl Model {
         kv.0.slice_set(&k, 2, pos)?;
         kv.1.slice_set(&v, 2, pos)?;
         let t = pos + l;
+        if l == 1 {
+            let y = self.decode_attention(&q, kv, t)?;
+            return Ok(layer.wo.forward(&y)?);
+        }
         let keys = kv.0.narrow(2, 0, t)?;
         let values = kv.1.narrow(2, 0, t)?;
         // (b, n_head, l, d) → (b, n_kv_head, n_rep·l, d): the heads sharing a KV head become rows.
@@ -362,6 +366,59 @@ impl Model {
             .transpose(1, 2)?
             .reshape((b, l, s.n_head * s.head_dim))?;
         Ok(layer.wo.forward(&y)?)
+    }
+
+    /// Attention of one new position per sequence over its `t` cached positions, spread over
+    /// candle's thread pool by (sequence, KV head). Each pair is computed the same way whatever
+    /// the batch size. `q`: (b, n_head, 1, head_dim), contiguous. Returns (b, 1, n_head·head_dim).
+    fn decode_attention(&self, q: &Tensor, kv: &(Tensor, Tensor), t: usize) -> Result<Tensor> {
+        let s = &self.spec;
+        let (b, hd, heads, kvh) = (q.dim(0)?, s.head_dim, s.n_head, s.n_kv_head);
+        let n_rep = heads / kvh;
+        let cap = kv.0.dim(2)?;
+        let qv = q.flatten_all()?.to_vec1::<f32>()?;
+        let (k_store, k_layout) = kv.0.storage_and_layout();
+        let (v_store, v_layout) = kv.1.storage_and_layout();
+        let (candle_core::Storage::Cpu(k_cpu), candle_core::Storage::Cpu(v_cpu)) = (&*k_store, &*v_store) else {
+            return Err(Error::Run("decode attention runs on the CPU only".into()));
+        };
+        let keys = &k_cpu.as_slice::<f32>()?[k_layout.start_offset()..];
+        let values = &v_cpu.as_slice::<f32>()?[v_layout.start_offset()..];
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut out = vec![0f32; b * heads * hd];
+        let out_ptr = out.as_mut_ptr() as usize;
+        candle_core::utils::barrier_pool().execute_chunked(b * kvh, |range| {
+            let mut scores = vec![0f32; t];
+            for item in range {
+                let (bi, g) = (item / kvh, item % kvh);
+                let base = (bi * kvh + g) * cap * hd;
+                for r in 0..n_rep {
+                    let h = g * n_rep + r;
+                    let qh = &qv[(bi * heads + h) * hd..][..hd];
+                    let mut max = f32::NEG_INFINITY;
+                    for (ti, sc) in scores.iter_mut().enumerate() {
+                        *sc = dot(qh, &keys[base + ti * hd..][..hd]) * scale;
+                        max = max.max(*sc);
+                    }
+                    let mut sum = 0f32;
+                    for sc in scores.iter_mut() {
+                        *sc = (*sc - max).exp();
+                        sum += *sc;
+                    }
+                    let inv = 1.0 / sum;
+                    // SAFETY: each (sequence, head) row of `out` is written by exactly one item.
+                    let o = unsafe { std::slice::from_raw_parts_mut((out_ptr as *mut f32).add((bi * heads + h) * hd), hd) };
+                    for (ti, sc) in scores.iter().enumerate() {
+                        let p = sc * inv;
+                        for (od, vd) in o.iter_mut().zip(&values[base + ti * hd..][..hd]) {
+                            *od = p.mul_add(*vd, *od);
+                        }
+                    }
+                }
+            }
+        });
+        drop((k_store, v_store));
+        Ok(Tensor::from_vec(out, (b, 1, heads * hd), &self.device)?)
     }
 
     /// Additive mask for `l` new positions after `pos` cached ones, for the folded query rows
@@ -569,6 +626,19 @@ fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std::result::Re
         rope_base: float("rope.freq_base").unwrap_or(10_000.0),
         rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
     })
+}
+
+/// A dot product with a fixed summation order (8 lanes, then a fixed tree).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            lanes[i] = x[i].mul_add(y[i], lanes[i]);
+        }
+    }
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
 
 /// Index of the largest value.
