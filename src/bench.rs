@@ -72,6 +72,7 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
         .map(|q| tokenizer.encode(&prompt_text(c, format, &q.question)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(Error::Run)?;
+    let shared = crate::runner::shared_prefix(&model, &tokenizer, format, c)?;
     let mut rows: Vec<BenchRow> = Vec::new();
     for &chunk in chunk_sizes {
         let params = GenerationParams {
@@ -87,10 +88,15 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
         let (mut prefill_ms, mut decode_ms, mut tokens, mut samples, mut peak, mut rss) = (0.0, 0.0, 0, 0, 0, 0);
         let mut digest = Sha256::new();
         for (i, ids) in prompts.iter().enumerate() {
-            let (completions, reports) =
-                generate_question(&model, ids, &tokenizer.stop_ids, i as u64, &params, &mut |n| {
-                    observer.tokens(n)
-                })?;
+            let (completions, reports) = generate_question(
+                &model,
+                shared.as_ref(),
+                ids,
+                &tokenizer.stop_ids,
+                i as u64,
+                &params,
+                &mut |n| observer.tokens(n),
+            )?;
             for comp in &completions {
                 digest.update((comp.tokens.len() as u64).to_le_bytes());
                 comp.tokens.iter().for_each(|t| digest.update(t.to_le_bytes()));

@@ -537,7 +537,7 @@ pub fn validate(c: &Config) -> Vec<String> {
 
 /// Version of the canonical form. Bump it when generation semantics change, so that old run
 /// directories are never mistaken for new ones.
-pub const HASH_FORMAT: &str = "rftx-run-v1";
+pub const HASH_FORMAT: &str = "rftx-run-v2";
 
 impl Resolved {
     /// The canonical JSON object the run hash is computed from: every key that can change the

@@ -51,10 +51,26 @@ pub struct ChunkReport {
     pub peaks: Peaks,
 }
 
+/// The KV cache of tokens that every prompt of a run starts with, computed once.
+pub struct SharedPrefix {
+    pub tokens: Vec<u32>,
+    pub cache: KvCache,
+}
+
+impl SharedPrefix {
+    pub fn new(model: &Model, tokens: Vec<u32>) -> Result<Self> {
+        let (cache, _) = model.prefill(&tokens, tokens.len())?;
+        Ok(SharedPrefix { tokens, cache })
+    }
+}
+
 /// Generates `params.oversample` completions of `prompt` for question `question_index`.
-/// `on_tokens` is called after every decoding step with the number of tokens it produced.
+/// A prompt that starts with `shared`'s tokens is prefilled from its cache. `on_tokens` is
+/// called after every decoding step with the number of tokens it produced.
+#[allow(clippy::too_many_arguments)]
 pub fn generate_question(
     model: &Model,
+    shared: Option<&SharedPrefix>,
     prompt: &[u32],
     stop_ids: &[u32],
     question_index: u64,
@@ -75,7 +91,12 @@ pub fn generate_question(
         let mut prefill_ms = 0.0;
         if prefix.is_none() {
             let t = Instant::now();
-            prefix = Some(model.prefill(prompt, capacity)?);
+            prefix = Some(match shared {
+                Some(sh) if prompt.len() > sh.tokens.len() && prompt.starts_with(&sh.tokens) => {
+                    model.prefill_after(&sh.cache, &prompt[sh.tokens.len()..], capacity)?
+                }
+                _ => model.prefill(prompt, capacity)?,
+            });
             prefill_ms = t.elapsed().as_secs_f64() * 1e3;
         }
         let (prefix_cache, prefix_logits) = prefix.as_ref().expect("prefilled above");
@@ -184,7 +205,7 @@ mod tests {
             .encode("<|im_start|>user\nhello 12<|im_end|>\n<|im_start|>assistant\n")
             .unwrap();
         let stop = &l.tokenizer.stop_ids;
-        let run = |cs| generate_question(&l.model, &prompt, stop, 3, &params(cs), &mut |_| {}).unwrap();
+        let run = |cs| generate_question(&l.model, None, &prompt, stop, 3, &params(cs), &mut |_| {}).unwrap();
         let (reference, reports) = run(1);
         assert_eq!(reports.len(), 7);
         assert_eq!(reference.len(), 7);
@@ -198,7 +219,7 @@ mod tests {
         // Samples differ from each other, and a different question index gives other samples.
         let distinct: std::collections::HashSet<&Vec<u32>> = reference.iter().map(|c| &c.tokens).collect();
         assert!(distinct.len() > 1);
-        let (other, _) = generate_question(&l.model, &prompt, stop, 4, &params(3), &mut |_| {}).unwrap();
+        let (other, _) = generate_question(&l.model, None, &prompt, stop, 4, &params(3), &mut |_| {}).unwrap();
         assert_ne!(other, reference);
         for c in &reference {
             assert!(c.new_tokens <= 10);

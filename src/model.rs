@@ -274,8 +274,29 @@ impl Model {
                 self.cos.dim(0)?
             )));
         }
+        let cache = KvCache::new(&self.spec, 1, capacity, &self.device)?;
+        self.prefill_into(cache, prompt)
+    }
+
+    /// Like [`Model::prefill`] for a prompt that starts with the tokens already in `prefix` (a
+    /// batch-1 cache): the prefix is copied, only the rest of the prompt is computed.
+    pub fn prefill_after(&self, prefix: &KvCache, rest: &[u32], capacity: usize) -> Result<(KvCache, Vec<f32>)> {
+        if rest.is_empty() || prefix.batch() != 1 || capacity < prefix.len + rest.len() {
+            return Err(Error::Run(
+                "prefill_after needs a batch-1 prefix and a non-empty rest".into(),
+            ));
+        }
         let mut cache = KvCache::new(&self.spec, 1, capacity, &self.device)?;
-        let tokens = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        for ((k, v), (pk, pv)) in cache.layers.iter_mut().zip(&prefix.layers) {
+            k.slice_set(&pk.narrow(2, 0, prefix.len)?.contiguous()?, 2, 0)?;
+            v.slice_set(&pv.narrow(2, 0, prefix.len)?.contiguous()?, 2, 0)?;
+        }
+        cache.len = prefix.len;
+        self.prefill_into(cache, rest)
+    }
+
+    fn prefill_into(&self, mut cache: KvCache, tokens: &[u32]) -> Result<(KvCache, Vec<f32>)> {
+        let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let logits = self.forward(&tokens, &mut cache)?;
         Ok((cache, logits.squeeze(0)?.to_vec1::<f32>()?))
     }
@@ -407,7 +428,8 @@ impl Model {
                     }
                     let inv = 1.0 / sum;
                     // SAFETY: each (sequence, head) row of `out` is written by exactly one item.
-                    let o = unsafe { std::slice::from_raw_parts_mut((out_ptr as *mut f32).add((bi * heads + h) * hd), hd) };
+                    let o =
+                        unsafe { std::slice::from_raw_parts_mut((out_ptr as *mut f32).add((bi * heads + h) * hd), hd) };
                     for (ti, sc) in scores.iter().enumerate() {
                         let p = sc * inv;
                         for (od, vd) in o.iter_mut().zip(&values[base + ti * hd..][..hd]) {
@@ -684,6 +706,20 @@ mod tests {
                 .fold(0f32, f32::max);
             assert!(diff < 1e-3, "max diff {diff}");
         }
+    }
+
+    #[test]
+    fn prefill_after_a_cached_prefix_matches_a_full_prefill() {
+        let (_d, l) = tiny(WeightFormat::Q8_0);
+        let m = &l.model;
+        let prompt = [1u32, 40, 41, 42, 43, 44, 45];
+        let (full, a) = m.prefill(&prompt, 10).unwrap();
+        let (prefix, _) = m.prefill(&prompt[..4], 4).unwrap();
+        let (cache, b) = m.prefill_after(&prefix, &prompt[4..], 10).unwrap();
+        assert_eq!((cache.len(), cache.capacity()), (full.len(), full.capacity()));
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff < 1e-4, "max diff {diff}");
+        assert!(m.prefill_after(&prefix, &[], 10).is_err());
     }
 
     #[test]

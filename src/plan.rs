@@ -218,6 +218,9 @@ pub struct Workload {
     pub layout: Layout,
     /// Longest prompt of the question set, in tokens.
     pub prompt_tokens: usize,
+    /// Tokens every prompt starts with (system, few-shot turns), cached once per run (rftx).
+    #[serde(default)]
+    pub shared_prefix_tokens: usize,
     pub max_new_tokens: usize,
     pub oversample: usize,
     pub chunk_size: usize,
@@ -307,9 +310,12 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
     };
     let (kv_cache, activations, logits, phase) = match w.layout {
         Layout::Rftx => {
-            // Prefill at batch 1 into the prompt's cache, then `b` private copies of it.
-            let prefix = kv_seq;
-            let prefill = (prefix, layer_act(l, l, true), 2 * vocab * 4);
+            // The run's shared-prefix cache; the prompt prefilled at batch 1 into its own cache,
+            // then `b` private copies of it.
+            let prefix = kv_seq + kv_pos * w.shared_prefix_tokens as u64;
+            // Only the part of the prompt after the shared prefix is computed.
+            let rows = l.saturating_sub(w.shared_prefix_tokens as u64).max(1);
+            let prefill = (prefix, layer_act(rows, l, true), 2 * vocab * 4);
             let decode = (
                 prefix + b * kv_seq,
                 layer_act(b, cap, false),
@@ -507,6 +513,7 @@ mod tests {
         Workload {
             layout,
             prompt_tokens: 200,
+            shared_prefix_tokens: 0,
             max_new_tokens: new,
             oversample: 15,
             chunk_size: chunk,

@@ -70,6 +70,14 @@ pub fn render(format: ChatFormat, messages: &[Message]) -> String {
     }
 }
 
+/// The text every question's prompt starts with: system, few-shot turns and the opening of the
+/// last user turn. Its KV cache is computed once per run and shared by all questions.
+pub fn shared_prefix(format: ChatFormat, cfg: &PromptConfig) -> String {
+    const MARK: &str = "\u{1}";
+    let text = render(format, &messages(cfg, MARK));
+    text[..text.find(MARK).expect("the mark is in the rendered text")].to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +95,18 @@ mod tests {
             text.ends_with("<|im_start|>user\nHow many grams are in 2 kilograms?<|im_end|>\n<|im_start|>assistant\n")
         );
         assert_eq!(text.matches("<|im_start|>").count(), 1 + 2 * cfg.examples.len() + 1 + 1);
+    }
+
+    #[test]
+    fn the_shared_prefix_ends_where_the_question_starts() {
+        let cfg = crate::config::Config::default().prompt;
+        let prefix = shared_prefix(ChatFormat::ChatMl, &cfg);
+        assert!(prefix.ends_with("<|im_start|>user\n"));
+        let full = render(ChatFormat::ChatMl, &messages(&cfg, "Convert 3 m to cm."));
+        assert_eq!(
+            full.strip_prefix(&prefix).unwrap(),
+            "Convert 3 m to cm.<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]

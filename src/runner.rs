@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::config::{OnExceed, Resolved};
 use crate::data::QuestionSet;
 use crate::error::{Error, Result};
-use crate::generate::{generate_question, GenerationParams};
+use crate::generate::{generate_question, GenerationParams, SharedPrefix};
 use crate::model::{Loaded, Model};
 use crate::plan::{self, Arch, Workload};
 use crate::prompt::{self, ChatFormat};
@@ -156,7 +156,8 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
         .map(|q| tokenizer.encode(&prompt_text(c, format, &q.question)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Run(format!("cannot tokenize a prompt: {e}")))?;
-    let budget = Budget::new(p, &model_path, &prompts)?;
+    let shared = shared_prefix(&model, &tokenizer, format, c)?;
+    let budget = Budget::new(p, &model_path, &prompts, shared.as_ref().map_or(0, |s| s.tokens.len()))?;
 
     let dir = RunDir::create(&p.dir)?;
     let (_lock, stale) = Lock::acquire(&dir.path)?;
@@ -311,10 +312,15 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
                 }
             }
             let obs = &mut *log.observer;
-            let (completions, reports) =
-                generate_question(&model, ids, &tokenizer.stop_ids, index as u64, &params, &mut |n| {
-                    obs.tokens(n)
-                })?;
+            let (completions, reports) = generate_question(
+                &model,
+                shared.as_ref(),
+                ids,
+                &tokenizer.stop_ids,
+                index as u64,
+                &params,
+                &mut |n| obs.tokens(n),
+            )?;
             if let Some(b) = &budget {
                 for r in reports.iter().filter(|r| r.peaks.heap_bytes > b.bytes) {
                     log.line(&format!(
@@ -416,6 +422,23 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
     })
 }
 
+/// The cache of the prompt text all questions share (system, few-shot turns), computed once per
+/// session; `None` if it tokenizes to nothing.
+pub fn shared_prefix(
+    model: &Model,
+    tokenizer: &crate::tokenizer::GgufTokenizer,
+    format: ChatFormat,
+    c: &crate::config::Config,
+) -> Result<Option<SharedPrefix>> {
+    let tokens = tokenizer
+        .encode(&prompt::shared_prefix(format, &c.prompt))
+        .map_err(Error::Run)?;
+    if tokens.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(SharedPrefix::new(model, tokens)?))
+}
+
 /// The chat-formatted prompt of one question.
 pub fn prompt_text(c: &crate::config::Config, format: ChatFormat, question: &str) -> String {
     prompt::render(format, &prompt::messages(&c.prompt, question))
@@ -432,7 +455,7 @@ struct Budget {
 impl Budget {
     /// `None` without a budget. A budget too small for one sequence of the longest prompt is an
     /// input error, raised before anything runs.
-    fn new(p: &Prepared, model_path: &Path, prompts: &[Vec<u32>]) -> Result<Option<Budget>> {
+    fn new(p: &Prepared, model_path: &Path, prompts: &[Vec<u32>], shared_tokens: usize) -> Result<Option<Budget>> {
         let c = &p.resolved.config;
         let Some(spec) = &c.memory.budget else { return Ok(None) };
         let device = plan::device(spec).map_err(|e| Error::input(&p.resolved.file, format!("memory.budget: {e}")))?;
@@ -440,7 +463,7 @@ impl Budget {
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let workload = Workload {
             layout: plan::Layout::Rftx,
-            ..workload(c, longest)
+            ..workload(c, longest, shared_tokens)
         };
         let b = Budget {
             bytes: device.capacity_bytes,
@@ -494,10 +517,11 @@ impl Budget {
 }
 
 /// The workload of a config (layout from `[plan]`) whose longest prompt has `prompt_tokens` tokens.
-pub fn workload(c: &crate::config::Config, prompt_tokens: usize) -> Workload {
+pub fn workload(c: &crate::config::Config, prompt_tokens: usize, shared_prefix_tokens: usize) -> Workload {
     Workload {
         layout: c.plan.layout,
         prompt_tokens,
+        shared_prefix_tokens,
         max_new_tokens: c.generation.max_new_tokens,
         oversample: c.generation.oversample,
         chunk_size: c.generation.chunk_size,
@@ -527,10 +551,16 @@ fn model_on_disk(p: &Prepared) -> Option<PathBuf> {
     p.model_path.is_file().then(|| p.model_path.clone())
 }
 
-/// The longest prompt of the question set in tokens, with the tokenizer of `model` (exact), or
-/// estimated at 3.5 characters per token when no model file is at hand.
-fn longest_prompt(p: &Prepared, model: Option<&Path>) -> Result<(usize, bool)> {
+/// The longest prompt of the question set and the shared prefix, in tokens, with the tokenizer
+/// of `model` (exact), or estimated at 3.5 characters per token when no model file is at hand.
+fn prompt_lengths(p: &Prepared, model: Option<&Path>) -> Result<(usize, usize, bool)> {
     let c = &p.resolved.config;
+    let longest_text = |format| {
+        p.questions
+            .questions
+            .iter()
+            .map(move |q| prompt_text(c, format, &q.question))
+    };
     if let Some(path) = model {
         let (_, content) = crate::model::read_header(path)?;
         let tok = crate::tokenizer::GgufTokenizer::from_gguf_metadata(&content.metadata)
@@ -541,23 +571,23 @@ fn longest_prompt(p: &Prepared, model: Option<&Path>) -> Result<(usize, bool)> {
             .and_then(|v| v.to_string().ok());
         if let Ok(format) = ChatFormat::detect(template.map(String::as_str)) {
             let mut longest = 0;
-            for q in &p.questions.questions {
-                let ids = tok
-                    .encode(&prompt_text(c, format, &q.question))
-                    .map_err(|e| Error::Run(e))?;
-                longest = longest.max(ids.len());
+            for text in longest_text(format) {
+                longest = longest.max(tok.encode(&text).map_err(Error::Run)?.len());
             }
-            return Ok((longest, false));
+            let shared = tok
+                .encode(&prompt::shared_prefix(format, &c.prompt))
+                .map_err(Error::Run)?
+                .len();
+            return Ok((longest, shared, false));
         }
     }
-    let chars = p
-        .questions
-        .questions
-        .iter()
-        .map(|q| prompt_text(c, ChatFormat::ChatMl, &q.question).chars().count())
+    let estimate = |chars: usize| (chars as f64 / 3.5).ceil() as usize;
+    let longest = longest_text(ChatFormat::ChatMl)
+        .map(|t| t.chars().count())
         .max()
         .unwrap_or(0);
-    Ok(((chars as f64 / 3.5).ceil() as usize, true))
+    let shared = prompt::shared_prefix(ChatFormat::ChatMl, &c.prompt).chars().count();
+    Ok((estimate(longest), estimate(shared), true))
 }
 
 /// A plan for a prepared config.
@@ -599,8 +629,8 @@ pub fn plan_config(p: &Prepared, arch: Option<&str>, device: Option<&str>) -> Re
         let d = crate::fetch::default_model_path();
         d.is_file().then_some(d)
     });
-    let (prompt_tokens, estimated) = longest_prompt(p, tokenizer_file.as_deref())?;
-    let plan = plan::plan(arch, workload(c, prompt_tokens), device);
+    let (prompt_tokens, shared, estimated) = prompt_lengths(p, tokenizer_file.as_deref())?;
+    let plan = plan::plan(arch, workload(c, prompt_tokens, shared), device);
     Ok(ConfigPlan {
         plan,
         prompt_tokens_estimated: estimated,
@@ -647,6 +677,7 @@ pub fn check_plan(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observ
     let ids = tokenizer
         .encode(&prompt_text(c, format, &q.question))
         .map_err(Error::Run)?;
+    let shared = shared_prefix(&model, &tokenizer, format, c)?;
     let mut rows = Vec::new();
     for &chunk in chunk_sizes {
         let params = GenerationParams {
@@ -659,14 +690,20 @@ pub fn check_plan(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observ
             },
             seed: c.seed,
         };
-        let (_, reports) = generate_question(&model, &ids, &tokenizer.stop_ids, 0, &params, &mut |n| {
-            observer.tokens(n)
-        })?;
+        let (_, reports) = generate_question(
+            &model,
+            shared.as_ref(),
+            &ids,
+            &tokenizer.stop_ids,
+            0,
+            &params,
+            &mut |n| observer.tokens(n),
+        )?;
         let measured = reports.iter().map(|r| r.peaks.heap_bytes).max().unwrap_or(0);
         let w = Workload {
             layout: plan::Layout::Rftx,
             oversample: params.oversample,
-            ..workload(c, ids.len())
+            ..workload(c, ids.len(), shared.as_ref().map_or(0, |s| s.tokens.len()))
         };
         let w = Workload { chunk_size: chunk, ..w };
         let predicted = plan::predict(&arch, &w, false).total;
