@@ -1,17 +1,13 @@
 //! `rftx bench`: the reference workload W15 (5 unit-conversion questions × 15 samples × 80 new
 //! tokens, temperature 0.7, the default model) at several chunk sizes, measured side by side in
 //! one process, with a JSON report that can be compared across commits.
-use std::time::Instant;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
-use crate::generate::{generate_question, GenerationParams};
-use crate::model::{Loaded, Model};
-use crate::prompt::ChatFormat;
-use crate::runner::{prompt_text, Observer, Prepared};
-use crate::sampling::Sampler;
+use crate::error::Result;
+use crate::generate::generate_question;
+use crate::runner::{generation_params, open_session, tokenize_prompts, Observer, Prepared, Session};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
@@ -52,39 +48,18 @@ pub struct BenchReport {
 /// Runs the prepared config's first questions at each chunk size.
 pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> Result<BenchReport> {
     let c = &p.resolved.config;
-    let model_path = if p.model_is_default {
-        crate::fetch::ensure_default_model(&mut |s| observer.log(s))?
-    } else {
-        p.model_path.clone()
-    };
-    let t = Instant::now();
-    let Loaded {
+    let Session {
+        model_path,
         model,
         tokenizer,
-        chat_template,
-    } = Model::load(&model_path, c.model.weights)?;
-    let load_s = t.elapsed().as_secs_f64();
-    let format = ChatFormat::detect(chat_template.as_deref()).map_err(|e| Error::input(&model_path, e))?;
-    let prompts = p
-        .questions
-        .questions
-        .iter()
-        .map(|q| tokenizer.encode(&prompt_text(c, format, &q.question)))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(Error::Run)?;
-    let shared = crate::runner::shared_prefix(&model, &tokenizer, format, c)?;
+        format,
+        shared,
+        load_s,
+    } = open_session(p, &mut |s| observer.log(s))?;
+    let prompts = tokenize_prompts(p, &tokenizer, format)?;
     let mut rows: Vec<BenchRow> = Vec::new();
     for &chunk in chunk_sizes {
-        let params = GenerationParams {
-            oversample: c.generation.oversample,
-            chunk_size: chunk,
-            max_new_tokens: c.generation.max_new_tokens,
-            sampler: Sampler {
-                temperature: c.generation.temperature,
-                top_p: c.generation.top_p,
-            },
-            seed: c.seed,
-        };
+        let params = generation_params(c, chunk);
         let (mut prefill_ms, mut decode_ms, mut tokens, mut samples, mut peak, mut rss) = (0.0, 0.0, 0, 0, 0, 0);
         let mut digest = Sha256::new();
         for (i, ids) in prompts.iter().enumerate() {

@@ -179,7 +179,7 @@ fn plan(a: PlanArgs) -> Result<(), Error> {
     let p = prepare(&a.config)?;
     let planned = runner::plan_config(&p, a.arch.as_deref(), a.device.as_deref())?;
     let checked = match &a.check {
-        Some(sizes) if sizes.iter().any(|&s| s == 0) => {
+        Some(sizes) if sizes.contains(&0) => {
             return Err(Error::input(&a.config.config, "--check: chunk sizes must be ≥ 1"))
         }
         Some(sizes) => Some(runner::check_plan(&p, sizes, &mut Progress::new(true))?),
@@ -223,7 +223,7 @@ fn plan(a: PlanArgs) -> Result<(), Error> {
 }
 
 fn bench(a: BenchArgs) -> Result<(), Error> {
-    if a.chunks.iter().any(|&c| c == 0) {
+    if a.chunks.contains(&0) {
         return Err(Error::input(&a.config.config, "--chunks: chunk sizes must be ≥ 1"));
     }
     let p = prepare(&a.config)?;

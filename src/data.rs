@@ -17,7 +17,7 @@ pub struct Question {
 /// Number of questions in the built-in set.
 pub const BUILTIN_COUNT: usize = 1000;
 /// Fixed seed of the built-in set: it is one data set, the same for every run and version.
-const BUILTIN_SEED: u64 = 0x5EED_0F_F1C1A1;
+const BUILTIN_SEED: u64 = 0x5EED_0FF1_C1A1;
 
 /// A conversion: `to = from * factor + offset`.
 struct Conversion {
@@ -122,7 +122,7 @@ pub fn builtin(count: usize) -> Vec<Question> {
             let t = TEMPLATES[(rng.next_u64() % TEMPLATES.len() as u64) as usize];
             // Mostly whole numbers 1..=100, sometimes one decimal.
             let whole = 1 + rng.next_u64() % 100;
-            let v = if rng.next_u64() % 4 == 0 {
+            let v = if rng.next_u64().is_multiple_of(4) {
                 whole as f64 + (rng.next_u64() % 9 + 1) as f64 / 10.0
             } else {
                 whole as f64

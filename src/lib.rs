@@ -2,21 +2,21 @@
 //!
 //! The library is the whole product; the `rftx` binary is a thin command-line layer over it.
 //!
-//! - [`config`]: the TOML experiment file, layered with figment, validated, canonicalised.
-//! - [`data`]: question sets (the built-in unit-conversion set and user JSON files).
-//! - [`fetch`]: obtaining and verifying the default model in the model cache.
+//! - [`config`] — the TOML experiment file, layered with figment, validated, canonicalised.
+//! - [`data`] — question sets (the built-in unit-conversion set and user JSON files).
+//! - [`fetch`] — obtaining and verifying the default model in the model cache.
 //! - [`model`], [`tokenizer`], [`prompt`]: the llama-architecture GGUF model, its tokenizer
 //!   rebuilt from GGUF metadata, and chat formatting. They know nothing of run directories.
-//! - [`q8`]: the int8 linear layer (AVX2) that decodes a few rows at once.
+//! - [`q8`] — the int8 linear layer (AVX2) that decodes a few rows at once.
 //! - [`sampling`], [`generate`]: per-sample RNG streams, temperature / top-p sampling and the
 //!   chunked, prefix-sharing generation loop.
-//! - [`rft`]: answer parsing, grading and the accepted dataset.
-//! - [`memory`]: the counting allocator and process RSS peaks.
-//! - [`store`]: the content-hashed run directory: manifest, durable appends, resume.
-//! - [`runner`]: one run, end to end, reporting progress through [`runner::Observer`].
-//! - [`plan`]: the predicted memory peak of a run, against a device or a budget.
-//! - [`report`]: metrics.
-//! - [`bench`]: the W15 throughput benchmark at several chunk sizes.
+//! - [`rft`] — answer parsing, grading and the accepted dataset.
+//! - [`memory`] — the counting allocator and process RSS peaks.
+//! - [`store`] — the content-hashed run directory: manifest, durable appends, resume.
+//! - [`runner`] — one run, end to end, reporting progress through [`runner::Observer`].
+//! - [`plan`] — the predicted memory peak of a run, against a device or a budget.
+//! - [`report`] — metrics.
+//! - [`bench`] — the W15 throughput benchmark at several chunk sizes.
 pub mod bench;
 pub mod config;
 pub mod data;

@@ -202,7 +202,7 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
         "tib" => 1024.0f64.powi(4),
         _ => return None,
     };
-    (n >= 0.0 && n.is_finite()).then(|| (n * mult) as u64)
+    (n >= 0.0 && n.is_finite()).then_some((n * mult) as u64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -321,25 +321,13 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
                 layer_act(b, cap, false),
                 2 * b * vocab * 4 + vocab * 8,
             );
-            let p = prefill.0 + prefill.1 + prefill.2;
-            let q = decode.0 + decode.1 + decode.2;
-            if p > q {
-                (prefill.0, prefill.1, prefill.2, "prefill")
-            } else {
-                (decode.0, decode.1, decode.2, "decode")
-            }
+            larger(prefill, decode)
         }
         Layout::Hf => {
             // Prompts repeated per sequence; float32 logits for every prompt position at prefill.
             let prefill = (b * kv_pos * l, layer_act(b * l, l, true), b * l * vocab * 4);
             let decode = (b * kv_seq, layer_act(b, cap, false), 2 * b * vocab * 4);
-            let p = prefill.0 + prefill.1 + prefill.2;
-            let q = decode.0 + decode.1 + decode.2;
-            if p > q {
-                (prefill.0, prefill.1, prefill.2, "prefill")
-            } else {
-                (decode.0, decode.1, decode.2, "decode")
-            }
+            larger(prefill, decode)
         }
     };
     Breakdown {
@@ -352,6 +340,15 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
         overhead,
         total: weights + kv_cache + activations + logits + overhead,
         phase,
+    }
+}
+
+/// The phase with the larger total: (KV cache, activations, logits, phase name).
+fn larger(prefill: (u64, u64, u64), decode: (u64, u64, u64)) -> (u64, u64, u64, &'static str) {
+    if prefill.0 + prefill.1 + prefill.2 > decode.0 + decode.1 + decode.2 {
+        (prefill.0, prefill.1, prefill.2, "prefill")
+    } else {
+        (decode.0, decode.1, decode.2, "decode")
     }
 }
 

@@ -133,30 +133,17 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
 
     // Everything that can fail on bad input happens before the directory is created.
     let mut log = Log { observer, file: None };
-    let model_path = if p.model_is_default {
-        crate::fetch::ensure_default_model(&mut |s| log.line(s))?
-    } else {
-        p.model_path.clone()
-    };
     let c = &p.resolved.config;
-    let load_start = Instant::now();
-    let Loaded {
+    let Session {
+        model_path,
         model,
         tokenizer,
-        chat_template,
-    } = Model::load(&model_path, c.model.weights)?;
-    let format = ChatFormat::detect(chat_template.as_deref())
-        .map_err(|e| Error::input(&model_path, format!("cannot format prompts for this model: {e}")))?;
-    let load_s = load_start.elapsed().as_secs_f64();
+        format,
+        shared,
+        load_s,
+    } = open_session(p, &mut |s| log.line(s))?;
     let total = p.questions.questions.len();
-    let prompts = p
-        .questions
-        .questions
-        .iter()
-        .map(|q| tokenizer.encode(&prompt_text(c, format, &q.question)))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Run(format!("cannot tokenize a prompt: {e}")))?;
-    let shared = shared_prefix(&model, &tokenizer, format, c)?;
+    let prompts = tokenize_prompts(p, &tokenizer, format)?;
     let budget = Budget::new(p, &model_path, &prompts, shared.as_ref().map_or(0, |s| s.tokens.len()))?;
 
     let dir = RunDir::create(&p.dir)?;
@@ -251,16 +238,7 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
 
     let mut samples_out = dir.appender(store::SAMPLES_FILE)?;
     let mut chunks_out = dir.appender(store::CHUNKS_FILE)?;
-    let params = GenerationParams {
-        oversample: c.generation.oversample,
-        chunk_size: c.generation.chunk_size,
-        max_new_tokens: c.generation.max_new_tokens,
-        sampler: Sampler {
-            temperature: c.generation.temperature,
-            top_p: c.generation.top_p,
-        },
-        seed: c.seed,
-    };
+    let params = generation_params(c, c.generation.chunk_size);
     let every = c.checkpoint.every;
 
     let checkpoint = |manifest: &mut Manifest,
@@ -420,6 +398,74 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
         outcome: Outcome::Completed { resumed_from },
         metrics,
     })
+}
+
+/// A loaded model with what generation needs around it.
+pub struct Session {
+    pub model_path: PathBuf,
+    pub model: Model,
+    pub tokenizer: crate::tokenizer::GgufTokenizer,
+    pub format: ChatFormat,
+    pub shared: Option<SharedPrefix>,
+    /// Seconds to load the model and prefill the shared prefix.
+    pub load_s: f64,
+}
+
+/// Fetches the default model if needed (`say` gets progress lines), loads the model, recognises
+/// its chat format and prefills the shared prompt prefix.
+pub fn open_session(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Session> {
+    let c = &p.resolved.config;
+    let model_path = if p.model_is_default {
+        crate::fetch::ensure_default_model(say)?
+    } else {
+        p.model_path.clone()
+    };
+    let start = Instant::now();
+    let Loaded {
+        model,
+        tokenizer,
+        chat_template,
+    } = Model::load(&model_path, c.model.weights)?;
+    let format = ChatFormat::detect(chat_template.as_deref())
+        .map_err(|e| Error::input(&model_path, format!("cannot format prompts for this model: {e}")))?;
+    let shared = shared_prefix(&model, &tokenizer, format, c)?;
+    Ok(Session {
+        model_path,
+        model,
+        tokenizer,
+        format,
+        shared,
+        load_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The token ids of every question's prompt.
+pub fn tokenize_prompts(
+    p: &Prepared,
+    tokenizer: &crate::tokenizer::GgufTokenizer,
+    format: ChatFormat,
+) -> Result<Vec<Vec<u32>>> {
+    let c = &p.resolved.config;
+    p.questions
+        .questions
+        .iter()
+        .map(|q| tokenizer.encode(&prompt_text(c, format, &q.question)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Run(format!("cannot tokenize a prompt: {e}")))
+}
+
+/// The generation parameters of a config, at `chunk_size`.
+pub fn generation_params(c: &crate::config::Config, chunk_size: usize) -> GenerationParams {
+    GenerationParams {
+        oversample: c.generation.oversample,
+        chunk_size,
+        max_new_tokens: c.generation.max_new_tokens,
+        sampler: Sampler {
+            temperature: c.generation.temperature,
+            top_p: c.generation.top_p,
+        },
+        seed: c.seed,
+    }
 }
 
 /// The cache of the prompt text all questions share (system, few-shot turns), computed once per
@@ -623,7 +669,7 @@ pub fn plan_config(p: &Prepared, arch: Option<&str>, device: Option<&str>) -> Re
             }
         },
     };
-    let device = plan::device(device.or(c.plan.device.as_deref()).unwrap_or("cpu")).map_err(|e| bad(e))?;
+    let device = plan::device(device.or(c.plan.device.as_deref()).unwrap_or("cpu")).map_err(bad)?;
     // The SmolLM2 family shares one tokenizer: the default model's serves presets too.
     let tokenizer_file = on_disk.clone().or_else(|| {
         let d = crate::fetch::default_model_path();
@@ -657,38 +703,24 @@ pub fn check_plan(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observ
         ));
     }
     let c = &p.resolved.config;
-    let model_path = if p.model_is_default {
-        crate::fetch::ensure_default_model(&mut |s| observer.log(s))?
-    } else {
-        p.model_path.clone()
-    };
-    let Loaded {
+    let Session {
+        model_path,
         model,
         tokenizer,
-        chat_template,
-    } = Model::load(&model_path, c.model.weights)?;
-    let format = ChatFormat::detect(chat_template.as_deref()).map_err(|e| Error::input(&model_path, e))?;
+        format,
+        shared,
+        ..
+    } = open_session(p, &mut |s| observer.log(s))?;
     let arch = Arch::from_gguf(&model_path)?;
-    let q = p
-        .questions
-        .questions
-        .first()
+    let ids = tokenize_prompts(p, &tokenizer, format)?
+        .into_iter()
+        .next()
         .ok_or_else(|| Error::input(&p.resolved.file, "no questions"))?;
-    let ids = tokenizer
-        .encode(&prompt_text(c, format, &q.question))
-        .map_err(Error::Run)?;
-    let shared = shared_prefix(&model, &tokenizer, format, c)?;
     let mut rows = Vec::new();
     for &chunk in chunk_sizes {
         let params = GenerationParams {
             oversample: c.generation.oversample.max(chunk),
-            chunk_size: chunk,
-            max_new_tokens: c.generation.max_new_tokens,
-            sampler: Sampler {
-                temperature: c.generation.temperature,
-                top_p: c.generation.top_p,
-            },
-            seed: c.seed,
+            ..generation_params(c, chunk)
         };
         let (_, reports) = generate_question(
             &model,
