@@ -59,6 +59,10 @@ struct BenchArgs {
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Only write the chat-formatted prompts of the config's questions (a JSON list of strings,
+    /// for running the same workload through another engine) and exit.
+    #[arg(long, value_name = "FILE")]
+    write_prompts: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -227,6 +231,11 @@ fn bench(a: BenchArgs) -> Result<(), Error> {
         return Err(Error::input(&a.config.config, "--chunks: chunk sizes must be ≥ 1"));
     }
     let p = prepare(&a.config)?;
+    if let Some(file) = &a.write_prompts {
+        let prompts = runner::rendered_prompts(&p, &mut |s| eprintln!("{s}"))?;
+        let json = serde_json::to_string_pretty(&prompts).expect("strings serialise") + "\n";
+        return rftx::util::write_atomic(file, json.as_bytes());
+    }
     let report = rftx::bench::run(&p, &a.chunks, &mut Progress::new(true))?;
     let json = serde_json::to_string_pretty(&report).expect("reports serialise") + "\n";
     if let Some(out) = &a.out {

@@ -439,6 +439,26 @@ pub fn open_session(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Session> 
     })
 }
 
+/// The chat-formatted prompt text of every question, in the model's chat format.
+pub fn rendered_prompts(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Vec<String>> {
+    let model_path = if p.model_is_default {
+        crate::fetch::ensure_default_model(say)?
+    } else {
+        p.model_path.clone()
+    };
+    let (_, content) = crate::model::read_header(&model_path)?;
+    let template = content
+        .metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok());
+    let format = ChatFormat::detect(template.map(String::as_str)).map_err(|e| Error::input(&model_path, e))?;
+    Ok(p.questions
+        .questions
+        .iter()
+        .map(|q| prompt_text(&p.resolved.config, format, &q.question))
+        .collect())
+}
+
 /// The token ids of every question's prompt.
 pub fn tokenize_prompts(
     p: &Prepared,
