@@ -27,6 +27,9 @@ def main():
     a = ap.parse_args()
     prompts = json.load(open(a.prompts))
 
+    # Silence llama.cpp's log; keep a reference so the callback outlives the call.
+    quiet = L.llama_log_callback(lambda level, text, user_data: None)
+    L.llama_log_set(quiet, ctypes.c_void_p())
     L.llama_backend_init()
     mp = L.llama_model_default_params()
     model = L.llama_model_load_from_file(a.model.encode(), mp)
@@ -39,12 +42,14 @@ def main():
         buf = (L.llama_token * (len(raw) + 16))()
         n_prompt = L.llama_tokenize(vocab, raw, len(raw), buf, len(buf), False, True)
         cp = L.llama_context_default_params()
-        cp.n_ctx = n * (n_prompt + a.max_new) + 16
+        unified = hasattr(cp, "kv_unified")
+        # A unified cache stores the shared prompt once; otherwise each sequence has its own stream.
+        cp.n_ctx = (n_prompt + n * a.max_new if unified else n * (n_prompt + a.max_new)) + 16
         cp.n_batch = max(n_prompt, n)
         cp.n_seq_max = n
         cp.n_threads = a.threads
         cp.n_threads_batch = a.threads
-        if hasattr(cp, "kv_unified"):
+        if unified:
             cp.kv_unified = True  # one prompt shared by all sequences
         ctx = L.llama_init_from_model(model, cp)
         batch = L.llama_batch_init(max(n_prompt, n), 0, n)
