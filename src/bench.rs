@@ -48,15 +48,14 @@ pub struct BenchReport {
 /// Runs the prepared config's first questions at each chunk size.
 pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> Result<BenchReport> {
     let c = &p.resolved.config;
+    let session = open_session(p, &mut |s| observer.log(s))?;
     let Session {
-        model_path,
         model,
         tokenizer,
-        format,
         shared,
-        load_s,
-    } = open_session(p, &mut |s| observer.log(s))?;
-    let prompts = tokenize_prompts(p, &tokenizer, format)?;
+        ..
+    } = &session;
+    let prompts = tokenize_prompts(p, tokenizer, session.format)?;
     let mut rows: Vec<BenchRow> = Vec::new();
     for &chunk in chunk_sizes {
         let params = generation_params(c, chunk);
@@ -64,7 +63,7 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
         let mut digest = Sha256::new();
         for (i, ids) in prompts.iter().enumerate() {
             let (completions, reports) = generate_question(
-                &model,
+                model,
                 shared.as_ref(),
                 ids,
                 &tokenizer.stop_ids,
@@ -110,12 +109,12 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
         rftx_version: env!("CARGO_PKG_VERSION").into(),
         cpu: cpu_name(),
         threads: candle_core::utils::get_num_threads(),
-        model: model_path.display().to_string(),
+        model: session.model_path.display().to_string(),
         weights: c.model.weights.as_str().into(),
         oversample: c.generation.oversample,
         max_new_tokens: c.generation.max_new_tokens,
         temperature: c.generation.temperature,
-        load_s,
+        load_s: session.load_s,
         rows,
         samples_identical,
     })

@@ -723,16 +723,16 @@ pub fn check_plan(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observ
         ));
     }
     let c = &p.resolved.config;
+    let session = open_session(p, &mut |s| observer.log(s))?;
     let Session {
         model_path,
         model,
         tokenizer,
-        format,
         shared,
         ..
-    } = open_session(p, &mut |s| observer.log(s))?;
-    let arch = Arch::from_gguf(&model_path)?;
-    let ids = tokenize_prompts(p, &tokenizer, format)?
+    } = &session;
+    let arch = Arch::from_gguf(model_path)?;
+    let ids = tokenize_prompts(p, tokenizer, session.format)?
         .into_iter()
         .next()
         .ok_or_else(|| Error::input(&p.resolved.file, "no questions"))?;
@@ -743,7 +743,7 @@ pub fn check_plan(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observ
             ..generation_params(c, chunk)
         };
         let (_, reports) = generate_question(
-            &model,
+            model,
             shared.as_ref(),
             &ids,
             &tokenizer.stop_ids,
@@ -755,9 +755,9 @@ pub fn check_plan(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observ
         let w = Workload {
             layout: plan::Layout::Rftx,
             oversample: params.oversample,
+            chunk_size: chunk,
             ..workload(c, ids.len(), shared.as_ref().map_or(0, |s| s.tokens.len()))
         };
-        let w = Workload { chunk_size: chunk, ..w };
         let predicted = plan::predict(&arch, &w, false).total;
         let relative_error = (predicted as f64 - measured as f64) / measured.max(1) as f64;
         observer.log(&format!(

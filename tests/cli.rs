@@ -418,3 +418,55 @@ fn help_documents_exit_codes() {
         r.stdout
     );
 }
+
+#[test]
+fn bench_reports_each_chunk_size_and_identical_samples() {
+    let f = Fixture::new("");
+    let r = rftx(
+        &[
+            "bench",
+            f.config.to_str().unwrap(),
+            "--chunks",
+            "1,2,5",
+            "--format",
+            "json",
+        ],
+        &[],
+        f.path(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|x| x["chunk_size"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 5]
+    );
+    assert_eq!(v["samples_identical"], true);
+    for x in rows {
+        assert_eq!(x["samples"], 20);
+        assert_eq!(x["new_tokens"], rows[0]["new_tokens"]);
+        assert_eq!(x["samples_sha256"], rows[0]["samples_sha256"]);
+        assert!(x["tokens_per_s"].as_f64().unwrap() > 0.0 && x["peak_bytes"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(rows[0]["speed_ratio"], 1.0);
+    // The prompts it would feed to another engine.
+    let out = f.path().join("prompts.json");
+    let r = rftx(
+        &[
+            "bench",
+            f.config.to_str().unwrap(),
+            "--write-prompts",
+            out.to_str().unwrap(),
+        ],
+        &[],
+        f.path(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let prompts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(prompts.len(), 4);
+    assert!(prompts
+        .iter()
+        .all(|p| p.starts_with("<|im_start|>system\n") && p.ends_with("<|im_start|>assistant\n")));
+}
