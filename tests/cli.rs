@@ -386,6 +386,15 @@ fn environment_sits_between_the_file_and_set() {
     let r = rftx(&["hash", cfg], &[("RFTX_GENERATION__CHUNK_SIZE", "0")], f.path());
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("RFTX_GENERATION__CHUNK_SIZE"), "{}", r.stderr);
+    // rftx's own variables are not config keys (the reliability test's RFTX_TEST_KILLS reaches
+    // every rftx it spawns).
+    assert_eq!(
+        dir(
+            &[("RFTX_TEST_KILLS", "100"), ("RFTX_MODELS_DIR", "/tmp")],
+            &["generation.chunk_size=3"]
+        ),
+        three
+    );
     // --runs-dir and RFTX_RUNS_DIR place the directory.
     let elsewhere = dir(&[("RFTX_RUNS_DIR", "/tmp/rftx-elsewhere")], &[]);
     assert!(elsewhere.starts_with("/tmp/rftx-elsewhere/tiny-"), "{elsewhere}");
