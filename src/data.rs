@@ -244,15 +244,7 @@ impl QuestionSet {
 
 /// The homework's format: `[[question, answer], …]`, one pair per line.
 pub fn to_json(questions: &[Question]) -> String {
-    let mut s = String::from("[\n");
-    for (i, q) in questions.iter().enumerate() {
-        let pair = serde_json::json!([q.question, q.answer]);
-        s.push_str("  ");
-        s.push_str(&pair.to_string());
-        s.push_str(if i + 1 < questions.len() { ",\n" } else { "\n" });
-    }
-    s.push_str("]\n");
-    s
+    crate::util::json_list(questions.iter().map(|q| serde_json::json!([q.question, q.answer])))
 }
 
 #[cfg(test)]

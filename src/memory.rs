@@ -99,20 +99,16 @@ pub fn reset_rss_peak() -> bool {
 
 /// Memory the kernel considers available for new allocations (MemAvailable), in bytes.
 pub fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    line["MemAvailable:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|k| k * 1024)
+    kib_field(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable:").map(|k| k * 1024)
 }
 
 fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
+    kib_field(&std::fs::read_to_string("/proc/self/status").ok()?, field)
+}
+
+/// The number of a `Field:   1234 kB` line of a /proc file.
+fn kib_field(text: &str, field: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(field))?;
     line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
 

@@ -663,13 +663,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
 
-/// Index of the largest value.
-pub fn argmax(xs: &[f32]) -> usize {
-    xs.iter()
-        .enumerate()
-        .fold(0, |best, (i, &x)| if x > xs[best] { i } else { best })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,7 +751,7 @@ mod tests {
         assert!(q8.weight_bytes * 3 < f32m.weight_bytes);
         let a = full_logits(&f32m, &[1, 40, 41]);
         let b = full_logits(&q8, &[1, 40, 41]);
-        assert_eq!(argmax(&a), argmax(&b));
+        assert_eq!(crate::sampling::argmax(&a), crate::sampling::argmax(&b));
     }
 
     #[test]

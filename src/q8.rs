@@ -62,10 +62,6 @@ impl Q8Linear {
         Ok(Q8Linear { n, k, qs, d })
     }
 
-    pub fn out_features(&self) -> usize {
-        self.n
-    }
-
     /// Bytes held: int8 values and f32 scales.
     pub fn storage_bytes(&self) -> usize {
         self.qs.len() + 4 * self.d.len()

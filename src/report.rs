@@ -90,10 +90,6 @@ impl Tally {
         self.accepted
     }
 
-    pub fn new_tokens(&self) -> usize {
-        self.new_tokens
-    }
-
     pub fn metrics(&self, questions_total: usize, wall_s: f64, dataset_records: usize) -> Metrics {
         let generation_s = (self.prefill_ms + self.decode_ms) / 1e3;
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };

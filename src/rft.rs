@@ -98,14 +98,7 @@ impl Dataset {
 
     /// The RFT file: a JSON list of `[question, answer, reasoning]`, one record per line.
     pub fn to_json(&self) -> String {
-        let mut s = String::from("[\n");
-        for (i, (q, a, r)) in self.records.iter().enumerate() {
-            s.push_str("  ");
-            s.push_str(&serde_json::json!([q, a, r]).to_string());
-            s.push_str(if i + 1 < self.records.len() { ",\n" } else { "\n" });
-        }
-        s.push_str("]\n");
-        s
+        crate::util::json_list(self.records.iter().map(|(q, a, r)| serde_json::json!([q, a, r])))
     }
 }
 

@@ -127,7 +127,8 @@ fn pick(weights: &[(f32, u32)], total: f64, u: f64) -> u32 {
     weights.iter().rev().find(|(w, _)| *w > 0.0).map_or(0, |&(_, id)| id)
 }
 
-fn argmax(logits: &[f32]) -> u32 {
+/// Index of the largest logit (the first one on ties).
+pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &l) in logits.iter().enumerate() {
         if l > logits[best] {

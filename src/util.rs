@@ -75,6 +75,19 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
+/// A JSON list with one compact record per line: readable by any JSON parser, diffable by line.
+pub fn json_list(records: impl ExactSizeIterator<Item = serde_json::Value>) -> String {
+    let n = records.len();
+    let mut s = String::from("[\n");
+    for (i, r) in records.enumerate() {
+        s.push_str("  ");
+        s.push_str(&r.to_string());
+        s.push_str(if i + 1 < n { ",\n" } else { "\n" });
+    }
+    s.push_str("]\n");
+    s
+}
+
 /// Current UTC time as RFC 3339 (`2026-11-27T11:07:21Z`).
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
