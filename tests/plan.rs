@@ -9,20 +9,18 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn the_seeds_before_and_after_on_a_t4() {
-    let before = rftx(
-        &[
-            "plan",
-            "configs/t4_before_fix.toml",
-            "--arch",
-            "smollm2-1.7b",
-            "--device",
-            "t4",
-        ],
+/// `rftx plan CONFIG --arch smollm2-1.7b --device t4`, run from the repository.
+fn plan_17b_on_t4(config: &str) -> Ran {
+    rftx(
+        &["plan", config, "--arch", "smollm2-1.7b", "--device", "t4"],
         &[],
         repo(),
-    );
+    )
+}
+
+#[test]
+fn the_seeds_before_and_after_on_a_t4() {
+    let before = plan_17b_on_t4("configs/t4_before_fix.toml");
     assert_eq!(before.code, 0, "{}", before.stderr);
     assert!(before.stdout.contains("OUT OF MEMORY"), "{}", before.stdout);
     assert!(
@@ -30,18 +28,7 @@ fn the_seeds_before_and_after_on_a_t4() {
         "{}",
         before.stdout
     );
-    let after = rftx(
-        &[
-            "plan",
-            "configs/t4_oversample15.toml",
-            "--arch",
-            "smollm2-1.7b",
-            "--device",
-            "t4",
-        ],
-        &[],
-        repo(),
-    );
+    let after = plan_17b_on_t4("configs/t4_oversample15.toml");
     assert_eq!(after.code, 0, "{}", after.stderr);
     assert!(
         after.stdout.contains("verdict                     fits"),
