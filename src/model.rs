@@ -161,10 +161,7 @@ impl Model {
                 tokenizer.vocab_size, spec.vocab_size
             )));
         }
-        let chat_template = md
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.to_string().ok())
-            .cloned();
+        let chat_template = chat_template(md).map(str::to_string);
 
         let device = Device::Cpu;
         let mut read = |name: &str| {
@@ -567,6 +564,13 @@ fn rope_tables(spec: &ModelSpec, positions: usize, device: &Device) -> Result<(T
         .reshape((positions, 1))?;
     let freqs = pos.broadcast_mul(&inv)?;
     Ok((freqs.cos()?.contiguous()?, freqs.sin()?.contiguous()?))
+}
+
+/// The chat template a GGUF file's metadata carries, if any.
+pub fn chat_template(md: &HashMap<String, gguf_file::Value>) -> Option<&str> {
+    md.get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+        .map(String::as_str)
 }
 
 /// Opens a GGUF file and reads its header and architecture.

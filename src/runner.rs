@@ -415,11 +415,7 @@ pub struct Session {
 /// its chat format and prefills the shared prompt prefix.
 pub fn open_session(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Session> {
     let c = &p.resolved.config;
-    let model_path = if p.model_is_default {
-        crate::fetch::ensure_default_model(say)?
-    } else {
-        p.model_path.clone()
-    };
+    let model_path = model_file(p, say)?;
     let start = Instant::now();
     let Loaded {
         model,
@@ -439,19 +435,21 @@ pub fn open_session(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Session> 
     })
 }
 
+/// The model file: the configured one, or the default model, fetched and verified if needed.
+fn model_file(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    if p.model_is_default {
+        crate::fetch::ensure_default_model(say)
+    } else {
+        Ok(p.model_path.clone())
+    }
+}
+
 /// The chat-formatted prompt text of every question, in the model's chat format.
 pub fn rendered_prompts(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Vec<String>> {
-    let model_path = if p.model_is_default {
-        crate::fetch::ensure_default_model(say)?
-    } else {
-        p.model_path.clone()
-    };
+    let model_path = model_file(p, say)?;
     let (_, content) = crate::model::read_header(&model_path)?;
-    let template = content
-        .metadata
-        .get("tokenizer.chat_template")
-        .and_then(|v| v.to_string().ok());
-    let format = ChatFormat::detect(template.map(String::as_str)).map_err(|e| Error::input(&model_path, e))?;
+    let format =
+        ChatFormat::detect(crate::model::chat_template(&content.metadata)).map_err(|e| Error::input(&model_path, e))?;
     Ok(p.questions
         .questions
         .iter()
@@ -631,11 +629,7 @@ fn prompt_lengths(p: &Prepared, model: Option<&Path>) -> Result<(usize, usize, b
         let (_, content) = crate::model::read_header(path)?;
         let tok = crate::tokenizer::GgufTokenizer::from_gguf_metadata(&content.metadata)
             .map_err(|e| Error::input(path, e))?;
-        let template = content
-            .metadata
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.to_string().ok());
-        if let Ok(format) = ChatFormat::detect(template.map(String::as_str)) {
+        if let Ok(format) = ChatFormat::detect(crate::model::chat_template(&content.metadata)) {
             let mut longest = 0;
             for text in longest_text(format) {
                 longest = longest.max(tok.encode(&text).map_err(Error::Run)?.len());
