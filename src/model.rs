@@ -664,7 +664,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             lanes[i] = x[i].mul_add(y[i], lanes[i]);
         }
     }
-    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
+    crate::q8::hsum8(&lanes) + tail
 }
 
 #[cfg(test)]

@@ -190,8 +190,8 @@ impl Q8Linear {
     }
 }
 
-/// A fixed-order sum of 8 lanes (the same in the SIMD and scalar paths).
-fn hsum8(l: &[f32; 8]) -> f32 {
+/// A fixed-order sum of 8 lanes (the same in the SIMD and scalar paths, and in attention).
+pub(crate) fn hsum8(l: &[f32; 8]) -> f32 {
     ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
 }
 
