@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+use indicatif::MultiProgress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rftx::catalog::{self, RunInfo};
+use rftx::compare::{Comparison, CsvExporter, Exporter, JsonExporter, MarkdownExporter, TableExporter};
 use rftx::error::Error;
 use rftx::runner::{self, Observer, Outcome};
 
@@ -42,8 +45,98 @@ enum Command {
     /// Measure throughput and memory of a config (e.g. configs/w15.toml) at several chunk sizes,
     /// side by side in one process.
     Bench(BenchArgs),
+    /// Run a config at every point of a sweep (--over KEY=V1,V2,… and/or the config's [sweep]
+    /// table), each point an ordinary run in its own directory; then compare the points.
+    Sweep(SweepArgs),
+    /// Compare runs side by side: the parameters that differ, then metrics with ratios to the
+    /// first run, and whether the samples are identical.
+    Compare(CompareArgs),
+    /// List the runs in the runs directory.
+    Ls(LsArgs),
+    /// Print one run's status, inputs, metrics and config.
+    Show(ShowArgs),
     /// Write the built-in unit-conversion question set as JSON ([[question, answer], …]).
     Data(DataArgs),
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// A key and its values: --over generation.chunk_size=1,3,5,15 (repeatable; the points are
+    /// the cartesian product). Replaces the [sweep] table's list for the same key.
+    #[arg(long, value_name = "KEY=V1,V2,…")]
+    over: Vec<String>,
+    /// Format of the comparison printed at the end.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
+    format: CompareFormat,
+}
+
+/// Where to look for runs named by a hash prefix or directory name.
+#[derive(Args)]
+struct RunsDirArg {
+    /// Where run directories live.
+    #[arg(long, value_name = "DIR", env = "RFTX_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Runs to compare, the first being the reference: run directories, sweep directories (all
+    /// their runs), config files (the run they hash to) or hash prefixes / directory names.
+    #[arg(required = true, value_name = "RUN")]
+    runs: Vec<String>,
+    /// Override a key of the config files given as RUN (as for `rftx run`), to find the run
+    /// that the same `--set` made: --set data.limit=3.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[command(flatten)]
+    dir: RunsDirArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
+    format: CompareFormat,
+    /// Also write an SVG chart of peak memory and tokens/s per run to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompareFormat {
+    Table,
+    Markdown,
+    Json,
+    Csv,
+}
+
+impl CompareFormat {
+    fn exporter(self) -> Box<dyn Exporter> {
+        match self {
+            CompareFormat::Table => Box::new(TableExporter),
+            CompareFormat::Markdown => Box::new(MarkdownExporter),
+            CompareFormat::Json => Box::new(JsonExporter),
+            CompareFormat::Csv => Box::new(CsvExporter),
+        }
+    }
+}
+
+#[derive(Args)]
+struct LsArgs {
+    #[command(flatten)]
+    dir: RunsDirArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// The run: a run directory, a config file, a hash prefix or a directory name.
+    run: String,
+    #[command(flatten)]
+    dir: RunsDirArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
 }
 
 #[derive(Args)]
@@ -132,6 +225,10 @@ pub fn main() -> ExitCode {
         Command::Hash(a) => hash(a),
         Command::Plan(a) => plan(a),
         Command::Bench(a) => bench(a),
+        Command::Sweep(a) => sweep(a),
+        Command::Compare(a) => compare(a),
+        Command::Ls(a) => ls(a),
+        Command::Show(a) => show(a),
         Command::Data(a) => data(a),
     };
     match result {
@@ -248,6 +345,98 @@ fn bench(a: BenchArgs) -> Result<(), Error> {
     Ok(())
 }
 
+fn sweep(a: SweepArgs) -> Result<(), Error> {
+    let c = &a.run.config;
+    let sweep = rftx::sweep::prepare(&c.config, &c.set, &a.over, &c.runs_dir)?;
+    let mut progress = Progress::new(a.run.quiet);
+    let result = rftx::sweep::run(&sweep, a.run.force, &mut progress)?;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for (point, r) in sweep.points.iter().zip(&result.runs) {
+        match r {
+            Ok(r) => done.push(RunInfo::load(&r.dir)?),
+            Err(e) => failed.push(format!("{}: {e}", rftx::sweep::point_label(&point.values))),
+        }
+    }
+    if !done.is_empty() {
+        print!("{}", a.format.exporter().export(&Comparison::new(done)?));
+    }
+    println!("{}", sweep.dir.display());
+    match failed.len() {
+        0 => Ok(()),
+        n => Err(Error::Run(format!(
+            "{n} of {} sweep points failed (their durable work is kept; run the same command again to resume them):\n  {}",
+            sweep.points.len(),
+            failed.join("\n  ")
+        ))),
+    }
+}
+
+fn compare(a: CompareArgs) -> Result<(), Error> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for r in &a.runs {
+        for d in catalog::resolve(r, &a.set, &a.dir.runs_dir)? {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    let runs = dirs.iter().map(|d| RunInfo::load(d)).collect::<Result<Vec<_>, _>>()?;
+    let comparison = Comparison::new(runs)?;
+    if let Some(file) = &a.plot {
+        let svg = rftx::plot::svg(&comparison).map_err(Error::Run)?;
+        rftx::util::write_atomic(file, svg.as_bytes())
+            .map_err(|e| Error::input(file, format!("cannot write the plot: {e}")))?;
+        eprintln!("wrote {}", file.display());
+    }
+    print!("{}", a.format.exporter().export(&comparison));
+    Ok(())
+}
+
+fn ls(a: LsArgs) -> Result<(), Error> {
+    let (runs, problems) = catalog::list(&a.dir.runs_dir)?;
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    match a.format {
+        PlanFormat::Json => {
+            let rows: Vec<serde_json::Value> = runs.iter().map(catalog::summary_json).collect();
+            println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+        }
+        PlanFormat::Text if runs.is_empty() => eprintln!("no runs in {}", a.dir.runs_dir.display()),
+        PlanFormat::Text => print!("{}", catalog::render_list(&runs)),
+    }
+    Ok(())
+}
+
+fn show(a: ShowArgs) -> Result<(), Error> {
+    let dirs = catalog::resolve(&a.run, &[], &a.dir.runs_dir)?;
+    let [dir] = dirs.as_slice() else {
+        return Err(Error::input(
+            &a.run,
+            format!(
+                "names {} runs (a sweep?); `rftx compare {}` shows them side by side",
+                dirs.len(),
+                a.run
+            ),
+        ));
+    };
+    let run = RunInfo::load(dir)?;
+    match a.format {
+        PlanFormat::Json => {
+            let v = serde_json::json!({
+                "dir": run.dir.display().to_string(),
+                "manifest": run.manifest,
+                "metrics": run.metrics,
+                "config": run.config,
+            });
+            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        }
+        PlanFormat::Text => print!("{}", catalog::render_show(&run)),
+    }
+    Ok(())
+}
+
 fn data(a: DataArgs) -> Result<(), Error> {
     if a.count == 0 {
         return Err(Error::input(&a.out, "--count must be ≥ 1"));
@@ -267,6 +456,9 @@ fn data(a: DataArgs) -> Result<(), Error> {
 /// stderr is not a terminal or with --quiet.
 struct Progress {
     quiet: bool,
+    /// Holds the sweep bar above the run bar during a sweep.
+    multi: MultiProgress,
+    sweep_bar: Option<ProgressBar>,
     bar: Option<ProgressBar>,
     started: Instant,
     tokens: u64,
@@ -280,6 +472,8 @@ impl Progress {
     fn new(quiet: bool) -> Self {
         Progress {
             quiet,
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            sweep_bar: None,
             bar: None,
             started: Instant::now(),
             tokens: 0,
@@ -309,9 +503,11 @@ impl Observer for Progress {
         if self.quiet {
             return;
         }
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+        match self.bar.is_some() || self.sweep_bar.is_some() {
+            true => {
+                let _ = self.multi.println(line);
+            }
+            false => eprintln!("{line}"),
         }
     }
 
@@ -321,7 +517,7 @@ impl Observer for Progress {
         if self.quiet || !std::io::stderr().is_terminal() {
             return;
         }
-        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        let bar = self.multi.add(ProgressBar::new(total as u64));
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} questions · {msg}",
@@ -353,6 +549,39 @@ impl Observer for Progress {
     fn end(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+            self.multi.remove(&bar);
         }
+    }
+
+    fn sweep_point(&mut self, k: usize, n: usize, label: &str, dir: &std::path::Path) {
+        if self.quiet {
+            return;
+        }
+        if k == n {
+            if let Some(bar) = self.sweep_bar.take() {
+                bar.finish_and_clear();
+            }
+            return;
+        }
+        if !std::io::stderr().is_terminal() {
+            eprintln!("sweep point {}/{n}: {label} → {}", k + 1, dir.display());
+            return;
+        }
+        let bar = self.sweep_bar.get_or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new(n as u64));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "sweep [{elapsed_precise}] {bar:30.green/white} {pos}/{len} points done · {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        bar.set_position(k as u64);
+        bar.set_message(format!("running point {}: {label}", k + 1));
+        let _ = self
+            .multi
+            .println(format!("sweep point {}/{n}: {label} → {}", k + 1, dir.display()));
     }
 }

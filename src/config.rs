@@ -33,6 +33,10 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     pub memory: MemoryConfig,
     pub plan: PlanConfig,
+    /// `rftx sweep` only: key path → list of values; the cartesian product of the lists is run,
+    /// one ordinary run per point. `rftx run` ignores it, and it is not part of the run hash.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub sweep: toml::Table,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +200,7 @@ impl Default for Config {
             checkpoint: CheckpointConfig { every: 100 },
             memory: MemoryConfig { budget: None, on_exceed: OnExceed::Fail },
             plan: PlanConfig { layout: crate::plan::Layout::Rftx, prompts_per_batch: 1, device: None },
+            sweep: toml::Table::new(),
         }
     }
 }
@@ -240,6 +245,16 @@ pub struct SetArg {
     value: Value,
 }
 
+/// A value given on the command line: TOML (`5`, `0.7`, `"text"`, `[1, 2]`), or else the text
+/// itself as a string (`q8_0`).
+pub fn parse_value(text: &str) -> toml::Value {
+    let text = text.trim();
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
 impl SetArg {
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
         let Some((key, value)) = raw.split_once('=') else {
@@ -254,17 +269,17 @@ impl SetArg {
                 "--set {raw}: `{key}` is not a key path; use dotted names such as generation.chunk_size"
             )));
         }
-        let value = value.trim();
-        let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.to_string()));
-        let value = Value::serialize(parsed).map_err(|e| ConfigError::one(format!("--set {raw}: {e}")))?;
+        let value = Value::serialize(parse_value(value)).map_err(|e| ConfigError::one(format!("--set {raw}: {e}")))?;
         Ok(SetArg {
             raw: raw.to_string(),
             key: key.to_string(),
             value,
         })
+    }
+
+    /// The dotted key path it sets.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 

@@ -17,7 +17,12 @@
 //! - [`plan`] — the predicted memory peak of a run, against a device or a budget.
 //! - [`report`] — metrics.
 //! - [`bench`] — the W15 throughput benchmark at several chunk sizes.
+//! - [`sweep`] — the cartesian product of a few keys' values, one run per point, and its record.
+//! - [`catalog`], [`compare`], [`plot`]: finding and reading runs, runs side by side (text,
+//!   Markdown, JSON, CSV) and the comparison as an SVG chart.
 pub mod bench;
+pub mod catalog;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -26,6 +31,7 @@ pub mod generate;
 pub mod memory;
 pub mod model;
 pub mod plan;
+pub mod plot;
 pub mod prompt;
 pub mod q8;
 pub mod report;
@@ -33,6 +39,7 @@ pub mod rft;
 pub mod runner;
 pub mod sampling;
 pub mod store;
+pub mod sweep;
 pub mod testing;
 pub mod tokenizer;
 pub mod util;

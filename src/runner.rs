@@ -27,6 +27,8 @@ pub trait Observer {
     /// A question was committed.
     fn question_done(&mut self, _done: usize, _accepted: usize, _samples: usize) {}
     fn end(&mut self) {}
+    /// A sweep starts point `k` (0-based) of `n`, running in `dir`; `k == n` when it is done.
+    fn sweep_point(&mut self, _k: usize, _n: usize, _label: &str, _dir: &Path) {}
 }
 
 /// An observer that ignores everything.
