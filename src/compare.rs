@@ -164,13 +164,17 @@ impl Comparison {
         }
     }
 
-    /// A short name for run `i`: its values of the differing config keys (last key segment),
-    /// such as `chunk_size=3`; `#i` when nothing differs.
+    /// A short name for run `i`: its name when the runs' names differ (before / after), else
+    /// its values of the differing config keys (last key segment), such as `chunk_size=3`;
+    /// `#i` when nothing differs.
     pub fn short_label(&self, i: usize) -> String {
+        if self.differing.iter().any(|k| k == "name") {
+            return self.runs[i].run.manifest.name.clone();
+        }
         let parts: Vec<String> = self
             .differing
             .iter()
-            .filter(|k| !k.starts_with("inputs.") && k.as_str() != "name")
+            .filter(|k| !k.starts_with("inputs."))
             .map(|k| {
                 let v = self.runs[i]
                     .params
@@ -180,13 +184,9 @@ impl Comparison {
                 format!("{}={}", k.rsplit('.').next().unwrap_or(k), v)
             })
             .collect();
-        if parts.is_empty() {
-            match self.differing.iter().any(|k| k == "name") {
-                true => self.runs[i].run.manifest.name.clone(),
-                false => format!("#{}", i + 1),
-            }
-        } else {
-            parts.join(" ")
+        match parts.is_empty() {
+            true => format!("#{}", i + 1),
+            false => parts.join(" "),
         }
     }
 }

@@ -79,7 +79,8 @@ pub fn generate_question(
 ) -> Result<(Vec<Completion>, Vec<ChunkReport>)> {
     let n = params.oversample;
     let chunk_size = params.chunk_size.clamp(1, n.max(1));
-    let capacity = prompt.len() + params.max_new_tokens;
+    // The prompt's cache holds the prompt only: the samples' positions go to their own caches.
+    let capacity = prompt.len();
     let mut completions = Vec::with_capacity(n);
     let mut reports = Vec::new();
     let mut prefix: Option<(KvCache, Vec<f32>)> = None;
@@ -112,7 +113,7 @@ pub fn generate_question(
             out.push(params.sampler.sample(prefix_logits, rng, &mut scratch));
         }
         on_tokens(samples.len());
-        let mut cache = prefix_cache.fork(samples.len())?;
+        let mut cache = model.fork(prefix_cache, samples.len(), params.max_new_tokens)?;
         // `active[i]` = index into `samples` of cache row i.
         let mut active: Vec<usize> = (0..samples.len()).collect();
         let mut finished: Vec<Option<Finish>> = vec![None; samples.len()];

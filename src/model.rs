@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Layout, Module, Tensor};
 
 use crate::error::{Error, Result};
 use crate::q8::Q8Linear;
@@ -292,6 +292,19 @@ impl Model {
         self.prefill_into(cache, rest)
     }
 
+    /// A cache for `n` sequences that continue the batch-1 `prompt` cache, with room for
+    /// `max_new` more positions each. The prompt's positions are shared by all of them (no copy).
+    pub fn fork(&self, prompt: &KvCache, n: usize, max_new: usize) -> Result<KvCache> {
+        if prompt.len() + max_new > self.cos.dim(0)? {
+            return Err(Error::Run(format!(
+                "the prompt ({} tokens) plus generation.max_new_tokens ({max_new}) exceeds the model's {} positions: lower generation.max_new_tokens or shorten the prompt",
+                prompt.len(),
+                self.cos.dim(0)?
+            )));
+        }
+        prompt.fork(&self.spec, n, max_new)
+    }
+
     fn prefill_into(&self, mut cache: KvCache, tokens: &[u32]) -> Result<(KvCache, Vec<f32>)> {
         let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let logits = self.forward(&tokens, &mut cache)?;
@@ -326,9 +339,21 @@ impl Model {
         let mask = if l > 1 { Some(self.causal_mask(l, pos)?) } else { None };
         let cos = self.cos.narrow(0, pos, l)?;
         let sin = self.sin.narrow(0, pos, l)?;
+        if l > 1 && cache.start > 0 {
+            return Err(Error::Run("a forked cache decodes one position at a time".into()));
+        }
         for (i, layer) in self.layers.iter().enumerate() {
             let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, eps)?;
-            let a = self.attention(layer, &x, &mut cache.layers[i], pos, mask.as_ref(), (&cos, &sin))?;
+            let shared = cache.shared.get(i).map(|kv| (kv, cache.start));
+            let a = self.attention(
+                layer,
+                &x,
+                &mut cache.layers[i],
+                shared,
+                pos,
+                mask.as_ref(),
+                (&cos, &sin),
+            )?;
             h = (h + a)?;
             let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, eps)?;
             let gate = candle_nn::ops::silu(&layer.w_gate.forward(&x)?)?;
@@ -346,6 +371,7 @@ impl Model {
         layer: &Layer,
         x: &Tensor,
         kv: &mut (Tensor, Tensor),
+        shared: Option<(&(Tensor, Tensor), usize)>,
         pos: usize,
         mask: Option<&Tensor>,
         (cos, sin): (&Tensor, &Tensor),
@@ -361,11 +387,12 @@ impl Model {
         let v = heads(layer.wv.forward(x)?, s.n_kv_head)?;
         let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
-        kv.0.slice_set(&k, 2, pos)?;
-        kv.1.slice_set(&v, 2, pos)?;
+        let start = shared.map_or(0, |(_, start)| start);
+        kv.0.slice_set(&k, 2, pos - start)?;
+        kv.1.slice_set(&v, 2, pos - start)?;
         let t = pos + l;
         if l == 1 {
-            let y = self.decode_attention(&q, kv, t)?;
+            let y = self.decode_attention(&q, shared, kv, t)?;
             return Ok(layer.wo.forward(&y)?);
         }
         let keys = kv.0.narrow(2, 0, t)?;
@@ -387,21 +414,29 @@ impl Model {
     }
 
     /// Attention of one new position per sequence over its `t` cached positions, spread over
-    /// candle's thread pool by (sequence, KV head). Each pair is computed the same way whatever
-    /// the batch size. `q`: (b, n_head, 1, head_dim), contiguous. Returns (b, 1, n_head·head_dim).
-    fn decode_attention(&self, q: &Tensor, kv: &(Tensor, Tensor), t: usize) -> Result<Tensor> {
+    /// candle's thread pool by (sequence, KV head). Positions `0..start` are read from `shared`
+    /// (batch 1, common to every sequence), the rest from the sequence's own rows of `kv`. Each
+    /// pair is computed the same way whatever the batch size or the split. `q`: (b, n_head, 1,
+    /// head_dim), contiguous. Returns (b, 1, n_head·head_dim).
+    fn decode_attention(
+        &self,
+        q: &Tensor,
+        shared: Option<(&(Tensor, Tensor), usize)>,
+        kv: &(Tensor, Tensor),
+        t: usize,
+    ) -> Result<Tensor> {
         let s = &self.spec;
         let (b, hd, heads, kvh) = (q.dim(0)?, s.head_dim, s.n_head, s.n_kv_head);
         let n_rep = heads / kvh;
-        let cap = kv.0.dim(2)?;
         let qv = q.flatten_all()?.to_vec1::<f32>()?;
-        let (k_store, k_layout) = kv.0.storage_and_layout();
-        let (v_store, v_layout) = kv.1.storage_and_layout();
-        let (candle_core::Storage::Cpu(k_cpu), candle_core::Storage::Cpu(v_cpu)) = (&*k_store, &*v_store) else {
-            return Err(Error::Run("decode attention runs on the CPU only".into()));
+        let ((own_k, own_kl), (own_v, own_vl)) = (kv.0.storage_and_layout(), kv.1.storage_and_layout());
+        let own = KvView::new((&own_k, own_kl), (&own_v, own_vl))?;
+        let start = shared.map_or(0, |(_, start)| start);
+        let guards = shared.map(|(kv, _)| (kv.0.storage_and_layout(), kv.1.storage_and_layout()));
+        let common = match &guards {
+            Some(((k, kl), (v, vl))) => Some(KvView::new((k, kl), (v, vl))?),
+            None => None,
         };
-        let keys = &k_cpu.as_slice::<f32>()?[k_layout.start_offset()..];
-        let values = &v_cpu.as_slice::<f32>()?[v_layout.start_offset()..];
         let scale = 1.0 / (hd as f32).sqrt();
         let mut out = vec![0f32; b * heads * hd];
         let out_ptr = out.as_mut_ptr() as usize;
@@ -409,13 +444,19 @@ impl Model {
             let mut scores = vec![0f32; t];
             for item in range {
                 let (bi, g) = (item / kvh, item % kvh);
-                let base = (bi * kvh + g) * cap * hd;
+                // Position `ti`'s key and value rows of this (sequence, KV head).
+                let row = |ti: usize, values: bool| -> &[f32] {
+                    match &common {
+                        Some(c) if ti < start => c.row(0, g, ti, values),
+                        _ => own.row(bi, g, ti - start, values),
+                    }
+                };
                 for r in 0..n_rep {
                     let h = g * n_rep + r;
                     let qh = &qv[(bi * heads + h) * hd..][..hd];
                     let mut max = f32::NEG_INFINITY;
                     for (ti, sc) in scores.iter_mut().enumerate() {
-                        *sc = dot(qh, &keys[base + ti * hd..][..hd]) * scale;
+                        *sc = dot(qh, &row(ti, false)[..hd]) * scale;
                         max = max.max(*sc);
                     }
                     let mut sum = 0f32;
@@ -429,14 +470,13 @@ impl Model {
                         unsafe { std::slice::from_raw_parts_mut((out_ptr as *mut f32).add((bi * heads + h) * hd), hd) };
                     for (ti, sc) in scores.iter().enumerate() {
                         let p = sc * inv;
-                        for (od, vd) in o.iter_mut().zip(&values[base + ti * hd..][..hd]) {
+                        for (od, vd) in o.iter_mut().zip(&row(ti, true)[..hd]) {
                             *od = p.mul_add(*vd, *od);
                         }
                     }
                 }
             }
         });
-        drop((k_store, v_store));
         Ok(Tensor::from_vec(out, (b, 1, heads * hd), &self.device)?)
     }
 
@@ -457,45 +497,62 @@ impl Model {
 }
 
 /// K and V of every layer for a batch of sequences at one common position.
+///
+/// A cache made by [`KvCache::fork`] holds only the positions generated after the fork, one
+/// private copy per sequence; the positions before it (the prompt) are views of the forked
+/// batch-1 cache, shared by every sequence and never copied.
 pub struct KvCache {
+    /// Per layer (K, V), each (batch, n_kv_head, capacity - start, head_dim): positions
+    /// `start..capacity`.
     layers: Vec<(Tensor, Tensor)>,
+    /// Per layer (K, V) of positions `0..start`, (1, n_kv_head, start, head_dim); empty unless
+    /// forked.
+    shared: Vec<(Tensor, Tensor)>,
+    start: usize,
     len: usize,
     capacity: usize,
 }
 
 impl KvCache {
     fn new(spec: &ModelSpec, batch: usize, capacity: usize, device: &Device) -> Result<Self> {
-        let shape = (batch, spec.n_kv_head, capacity, spec.head_dim);
-        let layers = (0..spec.n_layer)
+        Ok(KvCache {
+            layers: Self::zeros(spec, batch, capacity, device)?,
+            shared: Vec::new(),
+            start: 0,
+            len: 0,
+            capacity,
+        })
+    }
+
+    fn zeros(spec: &ModelSpec, batch: usize, positions: usize, device: &Device) -> Result<Vec<(Tensor, Tensor)>> {
+        let shape = (batch, spec.n_kv_head, positions, spec.head_dim);
+        (0..spec.n_layer)
             .map(|_| {
                 Ok((
                     Tensor::zeros(shape, DType::F32, device)?,
                     Tensor::zeros(shape, DType::F32, device)?,
                 ))
             })
-            .collect::<Result<_>>()?;
-        Ok(KvCache {
-            layers,
-            len: 0,
-            capacity,
-        })
+            .collect()
     }
 
-    /// `n` independent copies of a batch-1 cache, one per sequence.
-    pub fn fork(&self, n: usize) -> Result<KvCache> {
-        let copy = |t: &Tensor| -> candle_core::Result<Tensor> {
-            let (_, h, c, d) = t.dims4()?;
-            t.broadcast_as((n, h, c, d))?.contiguous()
-        };
-        let layers = self
+    /// A cache for `n` sequences that continue this batch-1 cache, with room for `max_new`
+    /// more positions each. The filled positions are shared (views, no copy).
+    fn fork(&self, spec: &ModelSpec, n: usize, max_new: usize) -> Result<KvCache> {
+        if self.batch() != 1 || self.start != 0 {
+            return Err(Error::Run("only a batch-1 prompt cache can be forked".into()));
+        }
+        let shared = self
             .layers
             .iter()
-            .map(|(k, v)| Ok((copy(k)?, copy(v)?)))
+            .map(|(k, v)| Ok((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?)))
             .collect::<Result<_>>()?;
         Ok(KvCache {
-            layers,
+            layers: Self::zeros(spec, n, max_new, self.layers[0].0.device())?,
+            shared,
+            start: self.len,
             len: self.len,
-            capacity: self.capacity,
+            capacity: self.len + max_new,
         })
     }
 
@@ -528,6 +585,45 @@ impl KvCache {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+}
+
+/// One layer's (K, V) as f32 slices on the CPU with their strides, so that views (a narrowed
+/// prompt cache) are read in place.
+struct KvView<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    /// Strides of dims 0 (sequence), 1 (KV head) and 2 (position), the same for K and V.
+    strides: [usize; 3],
+}
+
+impl<'a> KvView<'a> {
+    fn new(k: (&'a candle_core::Storage, &Layout), v: (&'a candle_core::Storage, &Layout)) -> Result<KvView<'a>> {
+        let (ks, vs) = (k.1.stride(), v.1.stride());
+        if ks != vs || ks.len() != 4 || ks[3] != 1 {
+            return Err(Error::Run("KV cache tensors must share a row-major layout".into()));
+        }
+        let slice = |(storage, layout): (&'a candle_core::Storage, &Layout)| -> Result<&'a [f32]> {
+            match storage {
+                candle_core::Storage::Cpu(cpu) => Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..]),
+                _ => Err(Error::Run("decode attention runs on the CPU only".into())),
+            }
+        };
+        Ok(KvView {
+            k: slice(k)?,
+            v: slice(v)?,
+            strides: [ks[0], ks[1], ks[2]],
+        })
+    }
+
+    /// K (or V) at (sequence, KV head, position): `head_dim` values, then what follows.
+    fn row(&self, seq: usize, head: usize, pos: usize, values: bool) -> &'a [f32] {
+        let at = seq * self.strides[0] + head * self.strides[1] + pos * self.strides[2];
+        if values {
+            &self.v[at..]
+        } else {
+            &self.k[at..]
+        }
     }
 }
 
@@ -732,8 +828,8 @@ mod tests {
         let m = &l.model;
         let (prefix, _) = m.prefill(&[1, 40, 41, 42], 12).unwrap();
         let vocab = m.spec.vocab_size;
-        let mut one = prefix.fork(1).unwrap();
-        let mut three = prefix.fork(3).unwrap();
+        let mut one = m.fork(&prefix, 1, 8).unwrap();
+        let mut three = m.fork(&prefix, 3, 8).unwrap();
         let a = m.step(&mut one, &[60]).unwrap();
         let b = m.step(&mut three, &[61, 60, 62]).unwrap();
         assert_eq!(a[..], b[vocab..2 * vocab], "row results must be bit-identical");
@@ -742,6 +838,37 @@ mod tests {
         let a2 = m.step(&mut one, &[63]).unwrap();
         let b2 = m.step(&mut three, &[63]).unwrap();
         assert_eq!(a2, b2);
+    }
+
+    #[test]
+    fn forked_caches_share_the_prompt_and_decode_bit_identically() {
+        let (_d, l) = tiny(WeightFormat::Q8_0);
+        let m = &l.model;
+        let prompt = [1u32, 40, 41, 42, 43];
+        // Reference: one batch-1 cache with room for everything, decoded in place.
+        let (mut whole, _) = m.prefill(&prompt, prompt.len() + 6).unwrap();
+        let (exact, _) = m.prefill(&prompt, prompt.len()).unwrap();
+        let mut forked = m.fork(&exact, 2, 6).unwrap();
+        assert_eq!((forked.len(), forked.capacity(), forked.batch()), (5, 11, 2));
+        // The private part holds the new positions only; the prompt is a view of `exact`.
+        let private: usize = forked.layers.iter().map(|(k, _)| k.dim(2).unwrap()).sum();
+        assert_eq!(private, 6 * m.spec.n_layer);
+        let vocab = m.spec.vocab_size;
+        for t in [50u32, 51, 52, 53, 54, 55] {
+            let a = m.step(&mut whole, &[t]).unwrap();
+            let b = m.step(&mut forked, &[t, 60]).unwrap();
+            assert_eq!(
+                a[..],
+                b[..vocab],
+                "step {t}: shared-prompt decoding must be bit-identical"
+            );
+        }
+        assert!(m.step(&mut forked, &[1, 2]).is_err(), "full");
+        assert!(m.fork(&forked, 1, 1).is_err(), "only a batch-1 prompt cache forks");
+        assert!(
+            m.fork(&exact, 1, m.cos.dim(0).unwrap()).is_err(),
+            "past the rotary table"
+        );
     }
 
     #[test]

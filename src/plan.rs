@@ -2,8 +2,8 @@
 //! against a device's capacity.
 //!
 //! Two layouts are modelled:
-//! - **rftx**: one prompt at a time, its KV cache prefilled once and kept, `chunk_size` sequences
-//!   with their own copy of it (what `rftx run` does);
+//! - **rftx**: one prompt at a time, its KV cache prefilled once and kept, read by `chunk_size`
+//!   sequences that each hold only their generated positions (what `rftx run` does);
 //! - **hf**: the seed's "before" — `prompts_per_batch` prompts × `oversample` sequences generated at
 //!   once as Hugging Face `generate(num_return_sequences=…)` does: every sequence holds its own
 //!   copy of its prompt (no shared prefix), and prefill materialises float32 logits for every
@@ -276,7 +276,12 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
     let b = w.sequences() as u64;
     let weights = arch.weight_bytes(format, !gpu);
     let kv_pos = arch.kv_bytes_per_position(elem);
-    let kv_seq = kv_pos * cap;
+    // What one more sequence adds: in the rftx layout its generated positions only (the prompt
+    // is shared); in the hf layout the prompt too.
+    let kv_seq = match w.layout {
+        Layout::Rftx => kv_pos * w.max_new_tokens as u64,
+        Layout::Hf => kv_pos * cap,
+    };
     let quantized = matches!(format, WeightFormat::Q8_0 | WeightFormat::Q4_0)
         || (format == WeightFormat::Native && arch.native_bytes_per_weight < 2.0);
 
@@ -310,9 +315,10 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
     };
     let (kv_cache, activations, logits, phase) = match w.layout {
         Layout::Rftx => {
-            // The run's shared-prefix cache; the prompt prefilled at batch 1 into its own cache,
-            // then `b` private copies of it.
-            let prefix = kv_seq + kv_pos * w.shared_prefix_tokens as u64;
+            // The run's shared-prefix cache and the prompt prefilled at batch 1 into a cache of
+            // its own, which every sequence reads; each sequence's cache holds only its
+            // generated positions.
+            let prefix = kv_pos * (l + w.shared_prefix_tokens as u64);
             // Only the part of the prompt after the shared prefix is computed.
             let rows = l.saturating_sub(w.shared_prefix_tokens as u64).max(1);
             let prefill = (prefix, layer_act(rows, l, true), 2 * vocab * 4);
@@ -575,9 +581,10 @@ mod tests {
         let a = arch_preset("smollm2-135m").unwrap();
         let p = |c, n| predict(&a, &workload(Layout::Rftx, c, n), false).total;
         assert!(p(1, 80) < p(3, 80) && p(3, 80) < p(15, 80) && p(3, 80) < p(3, 200));
-        // The KV cache of 3 sequences + the prompt copy is exactly 4 × (200 + 80) positions.
+        // The KV cache of 3 sequences and the shared prompt is exactly 200 + 3 × 80 positions.
         let b = predict(&a, &workload(Layout::Rftx, 3, 80), false);
-        assert_eq!(b.kv_cache, 4 * 280 * 46_080);
+        assert_eq!(b.kv_cache, (200 + 3 * 80) * 46_080);
+        assert_eq!(b.kv_per_sequence, 80 * 46_080);
         // A capacity just below the 5-chunk peak allows exactly 4.
         let dev = Device {
             name: "x".into(),

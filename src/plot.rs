@@ -41,7 +41,8 @@ fn draw(
     rss: &[f64],
     speed: &[f64],
 ) -> DrawResult<SVGBackend<'static>> {
-    let root = SVGBackend::with_string(out, (width, 460)).into_drawing_area();
+    let lines = labels.iter().map(|l| l.split(' ').count()).max().unwrap_or(1) as u32;
+    let root = SVGBackend::with_string(out, (width, 440 + 16 * lines)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(width / 2);
     let n = labels.len() as f64;
@@ -50,7 +51,7 @@ fn draw(
     let mut mem = ChartBuilder::on(&left)
         .caption("Peak memory per run (MiB)", ("sans-serif", 20))
         .margin(16)
-        .x_label_area_size(40)
+        .x_label_area_size(24 + 16 * lines)
         .y_label_area_size(64)
         .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..top(rss).max(top(heap)))?;
     mesh(&mut mem, "MiB")?;
@@ -66,7 +67,7 @@ fn draw(
     let mut tps = ChartBuilder::on(&right)
         .caption("Throughput per run (tokens/s)", ("sans-serif", 20))
         .margin(16)
-        .x_label_area_size(40)
+        .x_label_area_size(24 + 16 * lines)
         .y_label_area_size(64)
         .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..top(speed))?;
     mesh(&mut tps, "tokens/s")?;
@@ -127,7 +128,10 @@ fn x_labels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart<DB>
         .pos(Pos::new(HPos::Center, VPos::Top));
     for (i, label) in labels.iter().enumerate() {
         let (x, y) = chart.backend_coord(&(i as f64, 0.0));
-        root.draw(&Text::new(label.clone(), (x, y + 8), style.clone()))?;
+        // One line per `key=value`, so that several differing keys stay readable.
+        for (j, line) in label.split(' ').enumerate() {
+            root.draw(&Text::new(line.to_string(), (x, y + 8 + 16 * j as i32), style.clone()))?;
+        }
     }
     Ok(())
 }

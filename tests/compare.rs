@@ -54,7 +54,11 @@ fn write_run(runs: &Path, r: &FakeRun) -> PathBuf {
         wall_s: 12.5,
         error: None,
     };
-    std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
     let config = format!(
         "name = \"{}\"\nseed = 0\n\n[model]\nweights = \"q8_0\"\n\n[generation]\noversample = 15\nchunk_size = {}\ntemperature = 0.7\ntop_p = 1.0\nmax_new_tokens = 80\n",
         r.name, r.chunk_size
@@ -155,7 +159,10 @@ fn snapshot(name: &str, actual: &str) {
     }
     let expected = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_SNAPSHOTS=1", path.display()));
-    assert_eq!(actual, expected, "snapshot {name} differs (UPDATE_SNAPSHOTS=1 rewrites it)");
+    assert_eq!(
+        actual, expected,
+        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 rewrites it)"
+    );
 }
 
 fn ok(r: &Ran) -> &str {
@@ -172,7 +179,11 @@ fn compare_outputs_match_their_snapshots() {
         ("json", "compare.json"),
         ("csv", "compare.csv"),
     ] {
-        let r = rftx(&["compare", "aaaa", "dddd", "eeee", "--format", format], &[], tmp.path());
+        let r = rftx(
+            &["compare", "aaaa", "dddd", "eeee", "--format", format],
+            &[],
+            tmp.path(),
+        );
         snapshot(file, ok(&r));
     }
 }
@@ -180,7 +191,11 @@ fn compare_outputs_match_their_snapshots() {
 #[test]
 fn compare_shows_only_differing_params_and_true_ratios() {
     let tmp = fixture();
-    let r = rftx(&["compare", "aaaa", "dddd", "eeee", "--format", "json"], &[], tmp.path());
+    let r = rftx(
+        &["compare", "aaaa", "dddd", "eeee", "--format", "json"],
+        &[],
+        tmp.path(),
+    );
     let v: serde_json::Value = serde_json::from_str(ok(&r)).unwrap();
     assert_eq!(v["differing_params"], serde_json::json!(["generation.chunk_size"]));
     let runs = v["runs"].as_array().unwrap();
@@ -209,11 +224,20 @@ fn compare_shows_only_differing_params_and_true_ratios() {
 #[test]
 fn runs_are_named_by_directory_prefix_name_or_sweep() {
     let tmp = fixture();
-    let by_dir = rftx(&["compare", "runs/t4-aaaaaaaaaaaa", "t4-dddddddddddd", "--format", "csv"], &[], tmp.path());
+    let by_dir = rftx(
+        &["compare", "runs/t4-aaaaaaaaaaaa", "t4-dddddddddddd", "--format", "csv"],
+        &[],
+        tmp.path(),
+    );
     let by_prefix = rftx(&["compare", "aaaa", "dddd", "--format", "csv"], &[], tmp.path());
     assert_eq!(ok(&by_dir).lines().count(), 3);
     // Same runs, same rows (the dir column differs only in how it was named).
-    let ids = |s: &str| s.lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect::<Vec<_>>();
+    let ids = |s: &str| {
+        s.lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids(ok(&by_dir)), ids(ok(&by_prefix)));
 
     // A sweep record names its members.
@@ -278,11 +302,22 @@ fn ls_and_show_match_their_snapshots() {
 fn plot_writes_an_svg_with_a_bar_per_run_and_metric() {
     let tmp = fixture();
     let svg = tmp.path().join("cmp.svg");
-    let r = rftx(&["compare", "aaaa", "dddd", "eeee", "--plot", svg.to_str().unwrap()], &[], tmp.path());
+    let r = rftx(
+        &["compare", "aaaa", "dddd", "eeee", "--plot", svg.to_str().unwrap()],
+        &[],
+        tmp.path(),
+    );
     ok(&r);
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
-    for label in ["chunk_size=1", "chunk_size=3", "chunk_size=15", "Peak memory", "tokens/s", "peak RSS"] {
+    for label in [
+        "chunk_size=1",
+        "chunk_size=3",
+        "chunk_size=15",
+        "Peak memory",
+        "tokens/s",
+        "peak RSS",
+    ] {
         assert!(text.contains(label), "{label} missing from the plot");
     }
     // Bar heights follow the values: the heap bars of chunk 1 and 15 are in ratio 173:343.
@@ -294,7 +329,11 @@ fn plot_writes_an_svg_with_a_bar_per_run_and_metric() {
             h[..h.find('"').unwrap()].parse().unwrap()
         })
         .collect();
-    assert_eq!(heights.len(), 3 + 1, "three heap bars and the legend swatch: {heights:?}");
+    assert_eq!(
+        heights.len(),
+        3 + 1,
+        "three heap bars and the legend swatch: {heights:?}"
+    );
     let ratio = heights[2] / heights[0];
     assert!((ratio - 343.0 / 173.0).abs() < 0.05, "{heights:?}");
 }

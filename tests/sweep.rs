@@ -13,10 +13,18 @@ fn sweep(f: &Fixture, config: &str, extra: &[&str]) -> Ran {
 fn a_sweep_runs_every_point_records_it_and_compares_them() {
     let f = Fixture::new("");
     let config = f.config.to_str().unwrap();
-    let r = sweep(&f, config, &["--over", "generation.chunk_size=1,2,5", "--format", "json"]);
+    let r = sweep(
+        &f,
+        config,
+        &["--over", "generation.chunk_size=1,2,5", "--format", "json"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let sweep_dir = printed_dir(&r, f.path());
-    assert!(sweep_dir.starts_with(f.runs().join("sweeps")), "{}", sweep_dir.display());
+    assert!(
+        sweep_dir.starts_with(f.runs().join("sweeps")),
+        "{}",
+        sweep_dir.display()
+    );
 
     // The comparison printed before the last line.
     let json = &r.stdout[..r.stdout.len() - r.last_line().len() - 1];
@@ -24,7 +32,10 @@ fn a_sweep_runs_every_point_records_it_and_compares_them() {
     assert_eq!(v["differing_params"], serde_json::json!(["generation.chunk_size"]));
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
-    let chunk_sizes: Vec<u64> = runs.iter().map(|r| r["params"]["generation.chunk_size"].as_u64().unwrap()).collect();
+    let chunk_sizes: Vec<u64> = runs
+        .iter()
+        .map(|r| r["params"]["generation.chunk_size"].as_u64().unwrap())
+        .collect();
     assert_eq!(chunk_sizes, [1, 2, 5]);
     for run in runs {
         assert_eq!(run["status"], "complete");
@@ -52,7 +63,10 @@ fn a_sweep_runs_every_point_records_it_and_compares_them() {
     let single = f.run(&["--set", "generation.chunk_size=2"]);
     assert_eq!(single.code, 0, "{}", single.stderr);
     assert!(single.stdout.starts_with("already complete"), "{}", single.stdout);
-    assert_eq!(single.last_line(), format!("runs/{}", points[1]["run"].as_str().unwrap()));
+    assert_eq!(
+        single.last_line(),
+        format!("runs/{}", points[1]["run"].as_str().unwrap())
+    );
 
     // Again: nothing is redone, same record.
     let again = sweep(&f, config, &["--over", "generation.chunk_size=1,2,5"]);
@@ -61,7 +75,11 @@ fn a_sweep_runs_every_point_records_it_and_compares_them() {
     assert!(again.stdout.contains("samples identical"), "{}", again.stdout);
 
     // `rftx compare` of the sweep directory shows the same runs.
-    let cmp = rftx(&["compare", sweep_dir.to_str().unwrap(), "--format", "csv"], &[], f.path());
+    let cmp = rftx(
+        &["compare", sweep_dir.to_str().unwrap(), "--format", "csv"],
+        &[],
+        f.path(),
+    );
     assert_eq!(cmp.code, 0, "{}", cmp.stderr);
     assert_eq!(cmp.stdout.lines().count(), 1 + 3);
 }
@@ -80,7 +98,14 @@ fn a_sweep_table_in_the_config_is_the_same_sweep_as_over() {
     let r = sweep(
         &f,
         with_table.to_str().unwrap(),
-        &["--over", "generation.chunk_size=2", "--over", "generation.max_new_tokens=6,8", "--format", "csv"],
+        &[
+            "--over",
+            "generation.chunk_size=2",
+            "--over",
+            "generation.max_new_tokens=6,8",
+            "--format",
+            "csv",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -98,10 +123,18 @@ fn bad_sweeps_are_input_errors_before_anything_runs() {
     for (args, says) in [
         (vec![], "nothing to sweep"),
         (vec!["--over", "generation.chunk_size"], "expected KEY=V1,V2"),
-        (vec!["--over", "generation.chunk_size=1,0"], "sweep point generation.chunk_size=0"),
+        (
+            vec!["--over", "generation.chunk_size=1,0"],
+            "sweep point generation.chunk_size=0",
+        ),
         (vec!["--over", "generation.chunk_sise=1,2"], "did you mean `chunk_size`"),
         (
-            vec!["--over", "generation.chunk_size=1,2", "--set", "generation.chunk_size=3"],
+            vec![
+                "--over",
+                "generation.chunk_size=1,2",
+                "--set",
+                "generation.chunk_size=3",
+            ],
             "both swept and set",
         ),
         (vec!["--over", "checkpoint.every=1,2"], "are the same run"),
@@ -113,7 +146,11 @@ fn bad_sweeps_are_input_errors_before_anything_runs() {
         let r = rftx(&cmd, &[], f.path());
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
-        assert!(entries(&f.runs()).is_empty(), "{args:?} created {:?}", entries(&f.runs()));
+        assert!(
+            entries(&f.runs()).is_empty(),
+            "{args:?} created {:?}",
+            entries(&f.runs())
+        );
     }
 }
 
@@ -132,7 +169,12 @@ fn a_failing_point_does_not_stop_the_sweep() {
     assert!(r.stderr.contains("1 of 3 sweep points failed"), "{}", r.stderr);
     assert!(r.stderr.contains("generation.chunk_size=2"), "{}", r.stderr);
     let record = read_json(&printed_dir(&r, f.path()).join("sweep.json"));
-    let statuses: Vec<&str> = record["points"].as_array().unwrap().iter().map(|p| p["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = record["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["complete", "failed", "complete"]);
     // The two finished points are compared.
     assert!(r.stdout.contains("#2"), "{}", r.stdout);
@@ -143,5 +185,9 @@ fn a_failing_point_does_not_stop_the_sweep() {
     let r = sweep(&f, config, &["--over", "generation.chunk_size=1,2,3"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let record = read_json(&printed_dir(&r, f.path()).join("sweep.json"));
-    assert!(record["points"].as_array().unwrap().iter().all(|p| p["status"] == "complete"));
+    assert!(record["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["status"] == "complete"));
 }
