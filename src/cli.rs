@@ -70,6 +70,9 @@ struct SweepArgs {
     /// Format of the comparison printed at the end.
     #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
     format: CompareFormat,
+    /// Also write an SVG chart of peak memory and tokens/s per point to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 /// Where to look for runs named by a hash prefix or directory name.
@@ -359,7 +362,7 @@ fn sweep(a: SweepArgs) -> Result<(), Error> {
         }
     }
     if !done.is_empty() {
-        print!("{}", a.format.exporter().export(&Comparison::new(done)?));
+        show_comparison(&Comparison::new(done)?, a.format, a.plot.as_deref())?;
     }
     println!("{}", sweep.dir.display());
     match failed.len() {
@@ -382,14 +385,18 @@ fn compare(a: CompareArgs) -> Result<(), Error> {
         }
     }
     let runs = dirs.iter().map(|d| RunInfo::load(d)).collect::<Result<Vec<_>, _>>()?;
-    let comparison = Comparison::new(runs)?;
-    if let Some(file) = &a.plot {
-        let svg = rftx::plot::svg(&comparison).map_err(Error::Run)?;
+    show_comparison(&Comparison::new(runs)?, a.format, a.plot.as_deref())
+}
+
+/// Prints a comparison in `format` and, if asked, writes its SVG chart.
+fn show_comparison(c: &Comparison, format: CompareFormat, plot: Option<&std::path::Path>) -> Result<(), Error> {
+    if let Some(file) = plot {
+        let svg = rftx::plot::svg(c).map_err(Error::Run)?;
         rftx::util::write_atomic(file, svg.as_bytes())
             .map_err(|e| Error::input(file, format!("cannot write the plot: {e}")))?;
         eprintln!("wrote {}", file.display());
     }
-    print!("{}", a.format.exporter().export(&comparison));
+    print!("{}", format.exporter().export(c));
     Ok(())
 }
 

@@ -48,62 +48,22 @@ impl Metric {
 }
 
 /// The metrics compared, in display order.
+#[rustfmt::skip]
 pub const METRICS: &[Metric] = &[
-    Metric {
-        key: "peak_bytes",
-        label: "peak heap",
-        unit: Unit::Bytes,
-        get: |m| m.peak_bytes as f64,
-    },
-    Metric {
-        key: "rss_peak_bytes",
-        label: "peak RSS",
-        unit: Unit::Bytes,
-        get: |m| m.rss_peak_bytes as f64,
-    },
-    Metric {
-        key: "tokens_per_s",
-        label: "tokens/s",
-        unit: Unit::TokensPerSecond,
-        get: |m| m.tokens_per_s,
-    },
-    Metric {
-        key: "wall_s",
-        label: "wall time",
-        unit: Unit::Seconds,
-        get: |m| m.wall_s,
-    },
-    Metric {
-        key: "generation_s",
-        label: "generation time",
-        unit: Unit::Seconds,
-        get: |m| m.generation_s,
-    },
-    Metric {
-        key: "samples",
-        label: "samples",
-        unit: Unit::Count,
-        get: |m| m.samples as f64,
-    },
-    Metric {
-        key: "new_tokens",
-        label: "new tokens",
-        unit: Unit::Count,
-        get: |m| m.new_tokens as f64,
-    },
-    Metric {
-        key: "acceptance_rate",
-        label: "acceptance",
-        unit: Unit::Fraction,
-        get: |m| m.acceptance_rate,
-    },
-    Metric {
-        key: "dataset_records",
-        label: "accepted unique records",
-        unit: Unit::Count,
-        get: |m| m.dataset_records as f64,
-    },
+    metric("peak_bytes", "peak heap", Unit::Bytes, |m| m.peak_bytes as f64),
+    metric("rss_peak_bytes", "peak RSS", Unit::Bytes, |m| m.rss_peak_bytes as f64),
+    metric("tokens_per_s", "tokens/s", Unit::TokensPerSecond, |m| m.tokens_per_s),
+    metric("wall_s", "wall time", Unit::Seconds, |m| m.wall_s),
+    metric("generation_s", "generation time", Unit::Seconds, |m| m.generation_s),
+    metric("samples", "samples", Unit::Count, |m| m.samples as f64),
+    metric("new_tokens", "new tokens", Unit::Count, |m| m.new_tokens as f64),
+    metric("acceptance_rate", "acceptance", Unit::Fraction, |m| m.acceptance_rate),
+    metric("dataset_records", "accepted unique records", Unit::Count, |m| m.dataset_records as f64),
 ];
+
+const fn metric(key: &'static str, label: &'static str, unit: Unit, get: fn(&Metrics) -> f64) -> Metric {
+    Metric { key, label, unit, get }
+}
 
 /// One run in a comparison.
 pub struct Compared {

@@ -53,33 +53,18 @@ impl Axis {
 
     /// The axes of a `[sweep]` table: nested tables are key paths, leaves are non-empty lists.
     pub fn from_table(table: &toml::Table) -> Result<Vec<Axis>, String> {
-        let mut out = Vec::new();
-        collect_axes("", table, &mut out)?;
-        Ok(out)
-    }
-}
-
-fn collect_axes(prefix: &str, table: &toml::Table, out: &mut Vec<Axis>) -> Result<(), String> {
-    for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            toml::Value::Table(t) => collect_axes(&key, t, out)?,
-            toml::Value::Array(values) if !values.is_empty() => out.push(Axis {
-                key,
-                values: values.clone(),
-            }),
-            other => {
-                return Err(format!(
+        let mut leaves = std::collections::BTreeMap::new();
+        crate::catalog::flatten("", table, &mut leaves);
+        leaves
+            .into_iter()
+            .map(|(key, v)| match v {
+                toml::Value::Array(values) if !values.is_empty() => Ok(Axis { key, values }),
+                other => Err(format!(
                     "sweep.{key} = {other}: expected a non-empty list of values, e.g. sweep.generation.chunk_size = [1, 3, 5, 15]"
-                ))
-            }
-        }
+                )),
+            })
+            .collect()
     }
-    Ok(())
 }
 
 /// The cartesian product of the axes, the first axis varying slowest.
