@@ -49,7 +49,7 @@ for i in $(seq "$ROUNDS"); do
   echo "$line tokens/s" >&2
 done
 
-python3 - "$OUT" "$ROUNDS" "$TRANSFORMERS" <<'PY'
+THREADS=$THREADS python3 - "$OUT" "$ROUNDS" "$TRANSFORMERS" <<'PY'
 import json, os, statistics, sys
 out, rounds, hf = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 def load(prefix):
@@ -62,7 +62,8 @@ engines = [("rftx", "rftx"), ("llama.cpp", "llama")]
 if hf:
     engines += [("transformers", "hf15"), ("transformers/3", "hf3")]
 res = {name: load(prefix) for name, prefix in engines}
-print(f"W15, median of {rounds} alternating rounds (peak RSS: the highest), {THREADS} threads".replace("{THREADS}", os.environ.get("THREADS", "2")))
+threads = os.environ.get("THREADS", "2")
+print(f"W15, median of {rounds} alternating rounds (peak RSS: the highest), {threads} threads")
 print(f"{'engine':<16}{'tokens/s':>10}{'peak RSS':>14}{'rftx is':>22}")
 rt, rr = res["rftx"]
 for name, (t, r) in res.items():

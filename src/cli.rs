@@ -266,6 +266,12 @@ fn hash(a: ConfigArgs) -> Result<(), Error> {
 fn run(a: RunArgs) -> Result<(), Error> {
     let p = prepare(&a.config)?;
     let mut progress = Progress::new(a.quiet);
+    if !p.resolved.config.sweep.is_empty() {
+        progress.log(&format!(
+            "note: `rftx run` makes one run and ignores the [sweep] table; `rftx sweep {}` runs its points",
+            a.config.config.display()
+        ));
+    }
     let result = runner::run(&p, a.force, &mut progress)?;
     if result.outcome == Outcome::AlreadyComplete {
         println!(
