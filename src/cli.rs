@@ -589,6 +589,8 @@ impl Observer for Progress {
                 .expect("valid template")
                 .progress_chars("=> "),
             );
+            // Its clock ticks between points, not only when a point starts.
+            bar.enable_steady_tick(std::time::Duration::from_secs(1));
             bar
         });
         bar.set_position(k as u64);
