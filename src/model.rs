@@ -344,16 +344,7 @@ impl Model {
         }
         for (i, layer) in self.layers.iter().enumerate() {
             let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, eps)?;
-            let shared = cache.shared.get(i).map(|kv| (kv, cache.start));
-            let a = self.attention(
-                layer,
-                &x,
-                &mut cache.layers[i],
-                shared,
-                pos,
-                mask.as_ref(),
-                (&cos, &sin),
-            )?;
+            let a = self.attention(layer, &x, cache, i, mask.as_ref(), (&cos, &sin))?;
             h = (h + a)?;
             let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, eps)?;
             let gate = candle_nn::ops::silu(&layer.w_gate.forward(&x)?)?;
@@ -370,13 +361,15 @@ impl Model {
         &self,
         layer: &Layer,
         x: &Tensor,
-        kv: &mut (Tensor, Tensor),
-        shared: Option<(&(Tensor, Tensor), usize)>,
-        pos: usize,
+        cache: &mut KvCache,
+        i: usize,
         mask: Option<&Tensor>,
         (cos, sin): (&Tensor, &Tensor),
     ) -> Result<Tensor> {
         let s = &self.spec;
+        let (pos, start) = (cache.len, cache.start);
+        let shared = cache.shared.get(i).map(|kv| (kv, start));
+        let kv = &mut cache.layers[i];
         let (b, l, _) = x.dims3()?;
         let n_rep = s.n_head / s.n_kv_head;
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
@@ -387,7 +380,6 @@ impl Model {
         let v = heads(layer.wv.forward(x)?, s.n_kv_head)?;
         let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
-        let start = shared.map_or(0, |(_, start)| start);
         kv.0.slice_set(&k, 2, pos - start)?;
         kv.1.slice_set(&v, 2, pos - start)?;
         let t = pos + l;

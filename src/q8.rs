@@ -240,10 +240,10 @@ mod tests {
         }
         // The scalar reference computes the very same numbers as the SIMD kernel.
         let (xq, xd) = quantize_rows(&x, m, k);
-        for r in 0..m {
-            for j in 0..n {
+        for (r, row) in ours.iter().enumerate() {
+            for (j, got) in row.iter().enumerate() {
                 let s = lin.dot_scalar(&xq[r * k..][..k], &xd[r * k / QK..][..k / QK], j);
-                assert_eq!(s.to_bits(), ours[r][j].to_bits(), "({r}, {j})");
+                assert_eq!(s.to_bits(), got.to_bits(), "({r}, {j})");
             }
         }
     }
