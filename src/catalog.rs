@@ -58,10 +58,9 @@ impl RunInfo {
 
     /// `complete 8/8`, `running 3/8`, `failed 2/8`.
     pub fn status_line(&self) -> String {
-        let status = serde_json::to_value(self.manifest.status).expect("status serialises");
         format!(
             "{} {}/{}",
-            status.as_str().unwrap_or("?"),
+            self.manifest.status.as_str(),
             self.manifest.progress.questions_done,
             self.manifest.progress.questions_total
         )
@@ -144,39 +143,7 @@ pub fn render_list(runs: &[RunInfo]) -> String {
         }
         rows.push(row);
     }
-    align(&rows, 2)
-}
-
-/// Columns separated by two spaces; the first `left` columns left-aligned, the rest right.
-fn align(rows: &[Vec<String>], left: usize) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|j| {
-            rows.iter()
-                .filter_map(|r| r.get(j))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(j, (c, &w))| {
-                if j < left {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect();
-        out += cells.join("  ").trim_end();
-        out.push('\n');
-    }
-    out
+    crate::util::align_columns(&rows, 2)
 }
 
 /// `rftx show`: status, inputs, sessions, metrics and the config of one run.

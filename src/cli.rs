@@ -127,8 +127,8 @@ struct LsArgs {
     #[command(flatten)]
     dir: RunsDirArg,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-    format: PlanFormat,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
 }
 
 #[derive(Args)]
@@ -138,8 +138,8 @@ struct ShowArgs {
     #[command(flatten)]
     dir: RunsDirArg,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-    format: PlanFormat,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
 }
 
 #[derive(Args)]
@@ -150,8 +150,8 @@ struct BenchArgs {
     #[arg(long, value_name = "SIZES", value_delimiter = ',', default_value = "1,3,5,15")]
     chunks: Vec<usize>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-    format: PlanFormat,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -173,8 +173,8 @@ struct PlanArgs {
     #[arg(long, value_name = "NAME")]
     arch: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-    format: PlanFormat,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
     /// Also generate the first question at these chunk sizes on the real model and print the
     /// predicted and measured heap peaks side by side (e.g. --check 1,3,5,15).
     #[arg(long, value_name = "SIZES", value_delimiter = ',')]
@@ -182,7 +182,7 @@ struct PlanArgs {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum PlanFormat {
+enum OutputFormat {
     Text,
     Json,
 }
@@ -296,14 +296,14 @@ fn plan(a: PlanArgs) -> Result<(), Error> {
         None => None,
     };
     match a.format {
-        PlanFormat::Json => {
+        OutputFormat::Json => {
             let mut v = serde_json::to_value(&planned).expect("plans serialise");
             if let Some(rows) = &checked {
                 v["check"] = serde_json::to_value(rows).expect("rows serialise");
             }
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         }
-        PlanFormat::Text => {
+        OutputFormat::Text => {
             print!("{}", rftx::plan::render(&planned.plan));
             if planned.prompt_tokens_estimated {
                 println!("(prompt length estimated from its characters: no tokenizer on disk)");
@@ -348,8 +348,8 @@ fn bench(a: BenchArgs) -> Result<(), Error> {
         rftx::util::write_atomic(out, json.as_bytes())?;
     }
     match a.format {
-        PlanFormat::Json => print!("{json}"),
-        PlanFormat::Text => print!("{}", rftx::bench::render(&report)),
+        OutputFormat::Json => print!("{json}"),
+        OutputFormat::Text => print!("{}", rftx::bench::render(&report)),
     }
     Ok(())
 }
@@ -412,12 +412,12 @@ fn ls(a: LsArgs) -> Result<(), Error> {
         eprintln!("warning: {p}");
     }
     match a.format {
-        PlanFormat::Json => {
+        OutputFormat::Json => {
             let rows: Vec<serde_json::Value> = runs.iter().map(catalog::summary_json).collect();
             println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
         }
-        PlanFormat::Text if runs.is_empty() => eprintln!("no runs in {}", a.dir.runs_dir.display()),
-        PlanFormat::Text => print!("{}", catalog::render_list(&runs)),
+        OutputFormat::Text if runs.is_empty() => eprintln!("no runs in {}", a.dir.runs_dir.display()),
+        OutputFormat::Text => print!("{}", catalog::render_list(&runs)),
     }
     Ok(())
 }
@@ -436,7 +436,7 @@ fn show(a: ShowArgs) -> Result<(), Error> {
     };
     let run = RunInfo::load(dir)?;
     match a.format {
-        PlanFormat::Json => {
+        OutputFormat::Json => {
             let v = serde_json::json!({
                 "dir": run.dir.display().to_string(),
                 "manifest": run.manifest,
@@ -445,7 +445,7 @@ fn show(a: ShowArgs) -> Result<(), Error> {
             });
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         }
-        PlanFormat::Text => print!("{}", catalog::render_show(&run)),
+        OutputFormat::Text => print!("{}", catalog::render_show(&run)),
     }
     Ok(())
 }

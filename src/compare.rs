@@ -227,30 +227,15 @@ impl Exporter for TableExporter {
             out += &format!("#{:<3} {}{reference}\n", i + 1, r.run.dir.display());
         }
         out.push('\n');
-        let header: Vec<String> = (1..=c.runs.len()).map(|i| format!("#{i}")).collect();
-        let rows = grid(c);
-        let first = rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..c.runs.len())
-            .map(|j| {
-                rows.iter()
-                    .map(|(_, cells)| cells[j].chars().count())
-                    .chain([header[j].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |label: &str, cells: &[String]| {
-            let mut s = format!("{label:<first$}");
-            for (cell, w) in cells.iter().zip(&widths) {
-                s += &format!("  {cell:>w$}");
-            }
-            s.trim_end().to_string() + "\n"
-        };
-        out += &line("", &header);
-        for (label, cells) in &rows {
-            out += &line(label, cells);
-        }
-        out
+        let mut rows = vec![std::iter::once(String::new())
+            .chain((1..=c.runs.len()).map(|i| format!("#{i}")))
+            .collect::<Vec<_>>()];
+        rows.extend(
+            grid(c)
+                .into_iter()
+                .map(|(label, cells)| std::iter::once(label).chain(cells).collect()),
+        );
+        out + &crate::util::align_columns(&rows, 1)
     }
 }
 
@@ -340,12 +325,11 @@ impl Exporter for CsvExporter {
         let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
         for (i, r) in c.runs.iter().enumerate() {
             let m = &r.run.manifest;
-            let status = serde_json::to_value(m.status).expect("status serialises");
             let mut row = vec![
                 r.run.id(),
                 r.run.dir.display().to_string(),
                 m.hash.clone(),
-                status.as_str().unwrap_or("").to_string(),
+                m.status.as_str().to_string(),
                 m.progress.questions_done.to_string(),
                 m.progress.questions_total.to_string(),
             ];

@@ -42,6 +42,17 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// The name written in manifest.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Complete => "complete",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub layout_version: u32,

@@ -88,6 +88,38 @@ pub fn json_list(records: impl ExactSizeIterator<Item = serde_json::Value>) -> S
     s
 }
 
+/// Columns separated by two spaces; the first `left` columns left-aligned, the rest right.
+pub fn align_columns(rows: &[Vec<String>], left: usize) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|j| {
+            rows.iter()
+                .filter_map(|r| r.get(j))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(j, (c, &w))| {
+                if j < left {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        out += cells.join("  ").trim_end();
+        out.push('\n');
+    }
+    out
+}
+
 /// Current UTC time as RFC 3339 (`2026-11-27T11:07:21Z`).
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
