@@ -6,8 +6,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::generate::generate_question;
-use crate::runner::{generation_params, open_session, tokenize_prompts, Observer, Prepared, Session};
+use crate::run::{generation_params, Observer, Prepared, Session};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
@@ -48,29 +47,15 @@ pub struct BenchReport {
 /// Runs the prepared config's first questions at each chunk size.
 pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> Result<BenchReport> {
     let c = &p.resolved.config;
-    let session = open_session(p, &mut |s| observer.log(s))?;
-    let Session {
-        model,
-        tokenizer,
-        shared,
-        ..
-    } = &session;
-    let prompts = tokenize_prompts(p, tokenizer, session.format)?;
+    let session = Session::open(p, &mut |s| observer.log(s))?;
+    let prompts = session.prompts(p)?;
     let mut rows: Vec<BenchRow> = Vec::new();
     for &chunk in chunk_sizes {
         let params = generation_params(c, chunk);
         let (mut prefill_ms, mut decode_ms, mut tokens, mut samples, mut peak, mut rss) = (0.0, 0.0, 0, 0, 0, 0);
         let mut digest = Sha256::new();
         for (i, ids) in prompts.iter().enumerate() {
-            let (completions, reports) = generate_question(
-                model,
-                shared.as_ref(),
-                ids,
-                &tokenizer.stop_ids,
-                i as u64,
-                &params,
-                &mut |n| observer.tokens(n),
-            )?;
+            let (completions, reports) = session.generate(i, ids, params, &mut |n| observer.tokens(n))?;
             for comp in &completions {
                 digest.update((comp.tokens.len() as u64).to_le_bytes());
                 comp.tokens.iter().for_each(|t| digest.update(t.to_le_bytes()));

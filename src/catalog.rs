@@ -37,7 +37,7 @@ impl RunInfo {
         let config = toml::from_str(&text)
             .map_err(|e| Error::input(&config_path, format!("unreadable run config ({e}); rerun with --force")))?;
         let metrics = match dir.join(store::METRICS_FILE).is_file() {
-            true => Some(crate::runner::read_metrics(dir)?),
+            true => Some(crate::report::read_metrics(dir)?),
             false => None,
         };
         Ok(RunInfo {
@@ -70,7 +70,7 @@ impl RunInfo {
     /// the model file and the question set (`inputs.*`).
     pub fn params(&self) -> BTreeMap<String, toml::Value> {
         let mut out = BTreeMap::new();
-        flatten("", &self.config, &mut out);
+        crate::util::flatten("", &self.config, &mut out);
         out.retain(|k, _| !k.starts_with("sweep."));
         let inputs = &self.manifest.inputs;
         out.insert("inputs.model.sha256".into(), inputs.model.sha256.clone().into());
@@ -178,23 +178,6 @@ pub fn render_show(r: &RunInfo) -> String {
         out += &format!("  {line}\n");
     }
     out
-}
-
-/// Flattens nested tables into `a.b.c` keys.
-pub fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, toml::Value>) {
-    for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            toml::Value::Table(t) => flatten(&key, t, out),
-            other => {
-                out.insert(key, other.clone());
-            }
-        }
-    }
 }
 
 /// A value as a person reads it: strings without quotes, everything else as TOML.
@@ -311,7 +294,7 @@ fn dir_hash(dir: &Path) -> Option<String> {
 fn resolve_config(file: &Path, sets: &[String], runs_dir: &Path) -> Result<Vec<PathBuf>> {
     let resolved = crate::config::load(file, sets)?;
     let dirs = if resolved.config.sweep.is_empty() {
-        vec![crate::runner::prepare(resolved, runs_dir)?.dir]
+        vec![crate::run::prepare(resolved, runs_dir)?.dir]
     } else {
         let sweep = crate::sweep::prepare(file, sets, &[], runs_dir)?;
         sweep.points.into_iter().map(|p| p.prepared.dir).collect()
@@ -343,7 +326,7 @@ mod tests {
         )
         .unwrap();
         let mut out = BTreeMap::new();
-        flatten("", &t, &mut out);
+        crate::util::flatten("", &t, &mut out);
         let got: Vec<(&str, String)> = out.iter().map(|(k, v)| (k.as_str(), display_value(v))).collect();
         let want = [
             ("generation.chunk_size", "3"),

@@ -4,13 +4,15 @@
 //! `--set` argument), the full key path and the fix. [`Resolved::hash_input`] is the canonical
 //! form that the run directory's content hash is computed from.
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::{Deserialize, Serialize};
+
+pub use crate::engine::WeightFormat;
+pub use crate::error::ConfigError;
 
 /// Prefix of environment variables that override config keys; `__` separates key levels:
 /// `RFTX_GENERATION__CHUNK_SIZE=5` sets `generation.chunk_size`.
@@ -80,35 +82,6 @@ pub struct ModelConfig {
     /// Architecture preset for `rftx plan` when the model is not on disk (`smollm2-1.7b`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arch: Option<String>,
-}
-
-/// Weight format of the linear layers after loading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WeightFormat {
-    /// Keep the file's own formats (Q4_1 for the default model).
-    #[serde(rename = "native")]
-    Native,
-    /// Re-quantise to Q8_0: candle's AVX2 Q8_0 kernel is the fastest on x86 CPUs.
-    #[serde(rename = "q8_0")]
-    Q8_0,
-    #[serde(rename = "q4_0")]
-    Q4_0,
-    #[serde(rename = "f16")]
-    F16,
-    #[serde(rename = "f32")]
-    F32,
-}
-
-impl WeightFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WeightFormat::Native => "native",
-            WeightFormat::Q8_0 => "q8_0",
-            WeightFormat::Q4_0 => "q4_0",
-            WeightFormat::F16 => "f16",
-            WeightFormat::F32 => "f32",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,37 +178,6 @@ impl Default for Config {
     }
 }
 
-/// All problems found in a configuration, each naming its source, key path and the fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub problems: Vec<String>,
-}
-
-impl ConfigError {
-    fn one(problem: impl Into<String>) -> Self {
-        ConfigError {
-            problems: vec![problem.into()],
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.problems.as_slice() {
-            [one] => write!(f, "{one}"),
-            many => {
-                write!(f, "{} problems in the configuration:", many.len())?;
-                for p in many {
-                    write!(f, "\n  - {p}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 /// A `--set key.path=value` override. The value is parsed as TOML (`5`, `0.7`, `"text"`,
 /// `[1, 2]`); a value that is not valid TOML is taken as a plain string.
 #[derive(Debug, Clone)]
@@ -319,11 +261,19 @@ impl Resolved {
         if self.model_path.is_none() {
             format!(
                 "# model.path is unset: the default model {}\n{body}",
-                crate::fetch::DEFAULT_MODEL_FILE
+                crate::source::fetch::DEFAULT_MODEL_FILE
             )
         } else {
             body
         }
+    }
+}
+
+impl Resolved {
+    /// Where the model computes. Only the CPU exists yet: the `device` key arrives with the
+    /// CUDA backend, and this is where it will be read.
+    pub fn device(&self) -> crate::engine::DeviceChoice {
+        crate::engine::DeviceChoice::Cpu
     }
 }
 
@@ -458,7 +408,7 @@ fn describe_figment_error(err: figment::Error, figment: &Figment) -> ConfigError
 fn closest<'a>(field: &str, allowed: &[&'a str]) -> Option<&'a str> {
     allowed
         .iter()
-        .map(|a| (crate::util::edit_distance(field, a), *a))
+        .map(|a| (strsim::levenshtein(field, a), *a))
         .filter(|(d, a)| *d <= 2.max(a.len() / 3))
         .min()
         .map(|(_, a)| a)
@@ -467,7 +417,6 @@ fn closest<'a>(field: &str, allowed: &[&'a str]) -> Option<&'a str> {
 /// Range checks. Each problem starts with its key path, as `key = value: rule`.
 pub fn validate(c: &Config) -> Vec<String> {
     let mut p = Vec::new();
-    let g = &c.generation;
     if c.name.is_empty()
         || !c
             .name
@@ -480,27 +429,7 @@ pub fn validate(c: &Config) -> Vec<String> {
             c.name
         ));
     }
-    if g.oversample == 0 {
-        p.push("generation.oversample = 0: must be ≥ 1".into());
-    }
-    if g.chunk_size == 0 {
-        p.push("generation.chunk_size = 0: must be ≥ 1".into());
-    }
-    if !(g.temperature >= 0.0 && g.temperature.is_finite()) {
-        p.push(format!(
-            "generation.temperature = {}: must be ≥ 0 (0 is greedy)",
-            g.temperature
-        ));
-    }
-    if !(g.top_p > 0.0 && g.top_p <= 1.0) {
-        p.push(format!(
-            "generation.top_p = {}: must be in (0, 1] (1 disables nucleus sampling)",
-            g.top_p
-        ));
-    }
-    if g.max_new_tokens == 0 {
-        p.push("generation.max_new_tokens = 0: must be ≥ 1".into());
-    }
+    validate_generation(&c.generation, &mut p);
     if c.checkpoint.every == 0 {
         p.push("checkpoint.every = 0: must be ≥ 1 (questions between checkpoints)".into());
     }
@@ -548,6 +477,31 @@ pub fn validate(c: &Config) -> Vec<String> {
         }
     }
     p
+}
+
+/// Range checks of `[generation]`.
+fn validate_generation(g: &GenerationConfig, p: &mut Vec<String>) {
+    if g.oversample == 0 {
+        p.push("generation.oversample = 0: must be ≥ 1".into());
+    }
+    if g.chunk_size == 0 {
+        p.push("generation.chunk_size = 0: must be ≥ 1".into());
+    }
+    if !(g.temperature >= 0.0 && g.temperature.is_finite()) {
+        p.push(format!(
+            "generation.temperature = {}: must be ≥ 0 (0 is greedy)",
+            g.temperature
+        ));
+    }
+    if !(g.top_p > 0.0 && g.top_p <= 1.0) {
+        p.push(format!(
+            "generation.top_p = {}: must be in (0, 1] (1 disables nucleus sampling)",
+            g.top_p
+        ));
+    }
+    if g.max_new_tokens == 0 {
+        p.push("generation.max_new_tokens = 0: must be ≥ 1".into());
+    }
 }
 
 /// Version of the canonical form. Bump it when generation semantics change, so that old run

@@ -1,5 +1,6 @@
 //! Typed errors for the library. Every variant says what went wrong and what to do about it;
-//! [`Error::exit_code`] maps them onto the documented exit codes.
+//! [`Error::exit_code`] maps them onto the documented exit codes. A leaf: it imports nothing
+//! of the crate.
 use std::path::PathBuf;
 
 /// Exit code for bad input: config, command line, model or question files (nothing was run).
@@ -13,7 +14,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The experiment file or its overrides are wrong; every problem is listed.
     #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigError),
 
     /// An input file (model, question set) is missing or malformed.
     #[error("{}: {message}", path.display())]
@@ -77,6 +78,37 @@ pub fn candle_message(e: &candle_core::Error) -> String {
         other => other.to_string(),
     }
 }
+
+/// All problems found in a configuration, each naming its source, key path and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    pub fn one(problem: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} problems in the configuration:", many.len())?;
+                for p in many {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// Adds a path to an `std::io::Error`.
 pub trait IoContext<T> {

@@ -1,11 +1,12 @@
 //! Chunked generation for one question: prefill the prompt once, then decode the samples in
-//! chunks of `chunk_size` sequences, each with its own copy of the prompt's KV cache and its
-//! own RNG stream. Finished sequences leave the batch at once.
+//! chunks of `chunk_size` sequences. Every sequence of a chunk reads the prompt's KV cache in
+//! place, holds only its own generated positions and draws from its own RNG stream; finished
+//! sequences leave the batch at once.
 use std::time::Instant;
 
+use crate::engine::{KvCache, Model};
 use crate::error::Result;
 use crate::memory::{Peaks, Window};
-use crate::model::{KvCache, Model};
 use crate::sampling::{Rng, Sampler};
 
 #[derive(Debug, Clone, Copy)]
@@ -64,72 +65,111 @@ impl SharedPrefix {
     }
 }
 
-/// Generates `params.oversample` completions of `prompt` for question `question_index`.
-/// A prompt that starts with `shared`'s tokens is prefilled from its cache. `on_tokens` is
-/// called after every decoding step with the number of tokens it produced.
-#[allow(clippy::too_many_arguments)]
-pub fn generate_question(
-    model: &Model,
-    shared: Option<&SharedPrefix>,
-    prompt: &[u32],
-    stop_ids: &[u32],
-    question_index: u64,
-    params: &GenerationParams,
-    on_tokens: &mut dyn FnMut(usize),
-) -> Result<(Vec<Completion>, Vec<ChunkReport>)> {
-    let n = params.oversample;
-    let chunk_size = params.chunk_size.clamp(1, n.max(1));
-    // The prompt's cache holds the prompt only: the samples' positions go to their own caches.
-    let capacity = prompt.len();
-    let mut completions = Vec::with_capacity(n);
-    let mut reports = Vec::new();
-    let mut prefix: Option<(KvCache, Vec<f32>)> = None;
-    let mut scratch = Vec::new();
+/// Generates the samples of questions, one question at a time, in chunks.
+pub struct Generator<'a> {
+    pub model: &'a Model,
+    /// The cache of the text every prompt starts with, if any.
+    pub shared: Option<&'a SharedPrefix>,
+    /// Tokens that end a sample.
+    pub stop_ids: &'a [u32],
+    pub params: GenerationParams,
+}
 
-    for (chunk, first) in (0..n).step_by(chunk_size).enumerate() {
-        let window = Window::open();
-        let samples: Vec<usize> = (first..(first + chunk_size).min(n)).collect();
-        let mut prefill_ms = 0.0;
-        if prefix.is_none() {
-            let t = Instant::now();
-            prefix = Some(match shared {
-                Some(sh) if prompt.len() > sh.tokens.len() && prompt.starts_with(&sh.tokens) => {
-                    model.prefill_after(&sh.cache, &prompt[sh.tokens.len()..], capacity)?
-                }
-                _ => model.prefill(prompt, capacity)?,
+/// A prompt's cache and the logits that follow it.
+type Prefilled = (KvCache, Vec<f32>);
+
+impl Generator<'_> {
+    /// Generates `params.oversample` completions of `prompt` for question `question_index`,
+    /// `params.chunk_size` sequences at a time. `on_tokens` is called after every decoding step
+    /// with the number of tokens it produced.
+    pub fn question(
+        &self,
+        question_index: u64,
+        prompt: &[u32],
+        on_tokens: &mut dyn FnMut(usize),
+    ) -> Result<(Vec<Completion>, Vec<ChunkReport>)> {
+        let n = self.params.oversample;
+        let chunk_size = self.params.chunk_size.clamp(1, n.max(1));
+        let mut completions = Vec::with_capacity(n);
+        let mut reports = Vec::new();
+        let mut prefix: Option<Prefilled> = None;
+        for (chunk, first) in (0..n).step_by(chunk_size).enumerate() {
+            let window = Window::open();
+            let mut prefill_ms = 0.0;
+            if prefix.is_none() {
+                let t = Instant::now();
+                prefix = Some(self.prefill(prompt)?);
+                prefill_ms = t.elapsed().as_secs_f64() * 1e3;
+            }
+            let started = Instant::now();
+            let samples = first..(first + chunk_size).min(n);
+            let size = samples.len();
+            let done = self.chunk(
+                prefix.as_ref().expect("prefilled above"),
+                question_index,
+                samples,
+                on_tokens,
+            )?;
+            let new_tokens = done.iter().map(|c| c.new_tokens).sum();
+            completions.extend(done);
+            reports.push(ChunkReport {
+                chunk,
+                size,
+                new_tokens,
+                prefill_ms,
+                ms: started.elapsed().as_secs_f64() * 1e3,
+                peaks: window.close(),
             });
-            prefill_ms = t.elapsed().as_secs_f64() * 1e3;
         }
-        let (prefix_cache, prefix_logits) = prefix.as_ref().expect("prefilled above");
-        let started = Instant::now();
+        Ok((completions, reports))
+    }
 
+    /// The prompt's cache, sized for the prompt only (the samples' positions go to their own
+    /// caches); a prompt that starts with the shared prefix is prefilled from its cache.
+    fn prefill(&self, prompt: &[u32]) -> Result<Prefilled> {
+        let capacity = prompt.len();
+        match self.shared {
+            Some(sh) if prompt.len() > sh.tokens.len() && prompt.starts_with(&sh.tokens) => {
+                self.model
+                    .prefill_after(&sh.cache, &prompt[sh.tokens.len()..], capacity)
+            }
+            _ => self.model.prefill(prompt, capacity),
+        }
+    }
+
+    /// Decodes `samples` together in lockstep; a sample leaves the batch when it finishes.
+    fn chunk(
+        &self,
+        (prefix_cache, prefix_logits): &Prefilled,
+        question_index: u64,
+        samples: std::ops::Range<usize>,
+        on_tokens: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Completion>> {
+        let p = &self.params;
+        let mut scratch = Vec::new();
         let mut rngs: Vec<Rng> = samples
-            .iter()
-            .map(|&s| Rng::for_sample(params.seed, question_index, s as u64))
+            .clone()
+            .map(|s| Rng::for_sample(p.seed, question_index, s as u64))
             .collect();
-        let mut outs: Vec<Vec<u32>> = vec![Vec::with_capacity(params.max_new_tokens); samples.len()];
+        let mut outs: Vec<Vec<u32>> = vec![Vec::with_capacity(p.max_new_tokens); samples.len()];
         // The first token of every sample comes from the prompt's logits.
         for (out, rng) in outs.iter_mut().zip(rngs.iter_mut()) {
-            out.push(params.sampler.sample(prefix_logits, rng, &mut scratch));
+            out.push(p.sampler.sample(prefix_logits, rng, &mut scratch));
         }
         on_tokens(samples.len());
-        let mut cache = model.fork(prefix_cache, samples.len(), params.max_new_tokens)?;
+        let mut cache = self.model.fork(prefix_cache, samples.len(), p.max_new_tokens)?;
         // `active[i]` = index into `samples` of cache row i.
         let mut active: Vec<usize> = (0..samples.len()).collect();
         let mut finished: Vec<Option<Finish>> = vec![None; samples.len()];
-        let vocab = model.spec.vocab_size;
+        let vocab = self.model.spec.vocab_size;
         loop {
-            let mut keep = Vec::with_capacity(active.len());
-            for (row, &i) in active.iter().enumerate() {
-                let last = *outs[i].last().expect("one token at least");
-                if stop_ids.contains(&last) {
-                    finished[i] = Some(Finish::Eos);
-                } else if outs[i].len() >= params.max_new_tokens {
-                    finished[i] = Some(Finish::Length);
-                } else {
-                    keep.push(row);
-                }
-            }
+            let keep: Vec<usize> = (0..active.len())
+                .filter(|&row| {
+                    let i = active[row];
+                    finished[i] = self.finish(&outs[i]);
+                    finished[i].is_none()
+                })
+                .collect();
             if keep.is_empty() {
                 break;
             }
@@ -137,50 +177,56 @@ pub fn generate_question(
                 cache.retain(&keep)?;
                 active = keep.iter().map(|&r| active[r]).collect();
             }
-            let last: Vec<u32> = active.iter().map(|&i| *outs[i].last().unwrap()).collect();
-            let logits = model.step(&mut cache, &last)?;
+            let last: Vec<u32> = active
+                .iter()
+                .map(|&i| *outs[i].last().expect("one token at least"))
+                .collect();
+            let logits = self.model.step(&mut cache, &last)?;
             for (row, &i) in active.iter().enumerate() {
-                let t = params
+                let t = p
                     .sampler
                     .sample(&logits[row * vocab..(row + 1) * vocab], &mut rngs[i], &mut scratch);
                 outs[i].push(t);
             }
             on_tokens(active.len());
         }
-        drop(cache);
-
-        let mut new_tokens = 0;
-        for ((&sample, mut tokens), finish) in samples.iter().zip(outs).zip(finished) {
-            let finish = finish.expect("every sample finishes");
-            let generated = tokens.len();
-            if finish == Finish::Eos {
-                tokens.pop();
-            }
-            new_tokens += generated;
-            completions.push(Completion {
-                sample,
-                tokens,
-                new_tokens: generated,
-                finish,
-            });
-        }
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        reports.push(ChunkReport {
-            chunk,
-            size: samples.len(),
-            new_tokens,
-            prefill_ms,
-            ms,
-            peaks: window.close(),
-        });
+        Ok(samples
+            .zip(outs)
+            .zip(finished)
+            .map(|((sample, mut tokens), finish)| {
+                let finish = finish.expect("every sample finishes");
+                let new_tokens = tokens.len();
+                if finish == Finish::Eos {
+                    tokens.pop();
+                }
+                Completion {
+                    sample,
+                    tokens,
+                    new_tokens,
+                    finish,
+                }
+            })
+            .collect())
     }
-    Ok((completions, reports))
+
+    /// Whether a sample that produced `out` is finished, and why.
+    fn finish(&self, out: &[u32]) -> Option<Finish> {
+        let last = *out.last().expect("one token at least");
+        if self.stop_ids.contains(&last) {
+            Some(Finish::Eos)
+        } else if out.len() >= self.params.max_new_tokens {
+            Some(Finish::Length)
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::WeightFormat;
+    use crate::engine::{device, WeightFormat};
+    use crate::source::ModelSource;
 
     fn params(chunk_size: usize) -> GenerationParams {
         GenerationParams {
@@ -200,13 +246,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("tiny.gguf");
         crate::testing::write_tiny_model(&p, 5).unwrap();
-        let l = Model::load(&p, WeightFormat::Native).unwrap();
-        let prompt = l
-            .tokenizer
+        let mut source = ModelSource::open(&p).unwrap();
+        let model = Model::load(&mut source, WeightFormat::Native, &device::host()).unwrap();
+        let tokenizer = source.tokenizer().unwrap();
+        let prompt = tokenizer
             .encode("<|im_start|>user\nhello 12<|im_end|>\n<|im_start|>assistant\n")
             .unwrap();
-        let stop = &l.tokenizer.stop_ids;
-        let run = |cs| generate_question(&l.model, None, &prompt, stop, 3, &params(cs), &mut |_| {}).unwrap();
+        let generator = |cs| Generator {
+            model: &model,
+            shared: None,
+            stop_ids: &tokenizer.stop_ids,
+            params: params(cs),
+        };
+        let run = |cs| generator(cs).question(3, &prompt, &mut |_| {}).unwrap();
         let (reference, reports) = run(1);
         assert_eq!(reports.len(), 7);
         assert_eq!(reference.len(), 7);
@@ -220,7 +272,7 @@ mod tests {
         // Samples differ from each other, and a different question index gives other samples.
         let distinct: std::collections::HashSet<&Vec<u32>> = reference.iter().map(|c| &c.tokens).collect();
         assert!(distinct.len() > 1);
-        let (other, _) = generate_question(&l.model, None, &prompt, stop, 4, &params(3), &mut |_| {}).unwrap();
+        let (other, _) = generator(3).question(4, &prompt, &mut |_| {}).unwrap();
         assert_ne!(other, reference);
         for c in &reference {
             assert!(c.new_tokens <= 10);

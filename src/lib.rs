@@ -1,47 +1,40 @@
 //! rftx: reproducible, memory-aware sample generation for rejection-sampling fine-tuning.
 //!
 //! The library is the whole product; the `rftx` binary is a thin command-line layer over it.
+//! Layers, top to bottom (a module imports only from layers below it; `docs/architecture.md`):
 //!
-//! - [`config`] — the TOML experiment file, layered with figment, validated, canonicalised.
-//! - [`data`] — question sets (the built-in unit-conversion set and user JSON files).
-//! - [`fetch`] — obtaining and verifying the default model in the model cache.
-//! - [`model`], [`tokenizer`], [`prompt`]: the llama-architecture GGUF model, its tokenizer
-//!   rebuilt from GGUF metadata, and chat formatting. They know nothing of run directories.
-//! - [`q8`] — the int8 linear layer (AVX2) that decodes a few rows at once.
-//! - [`sampling`], [`generate`]: per-sample RNG streams, temperature / top-p sampling and the
-//!   chunked, prefix-sharing generation loop.
-//! - [`rft`] — answer parsing, grading and the accepted dataset.
-//! - [`memory`] — the counting allocator and process RSS peaks.
-//! - [`store`] — the content-hashed run directory: manifest, durable appends, resume.
-//! - [`runner`] — one run, end to end, reporting progress through [`runner::Observer`].
-//! - [`plan`] — the predicted memory peak of a run, against a device or a budget.
-//! - [`report`] — metrics.
-//! - [`bench`] — the W15 throughput benchmark at several chunk sizes.
-//! - [`sweep`] — the cartesian product of a few keys' values, one run per point, and its record.
-//! - [`catalog`], [`compare`], [`plot`]: finding and reading runs, runs side by side (text,
-//!   Markdown, JSON, CSV) and the comparison as an SVG chart.
+//! 1. Commands: [`sweep`], [`bench`], [`catalog`] (finding and reading runs), [`compare`]
+//!    (runs side by side; table, Markdown, JSON, CSV exporters), [`plot`] (SVG).
+//! 2. [`run`]: one run end to end — inputs and hash, the loaded session, the question loop,
+//!    budgets, checkpoints, `plan --check`.
+//! 3. The core: [`config`] (the TOML experiment file), [`store`] (the run directory),
+//!    [`report`] (metrics), [`plan`] (predicted memory peaks), [`generate`] (chunked
+//!    generation of one question), [`prompt`], [`rft`] (grading, dataset), [`data`].
+//! 4. [`engine`]: the model, its kernels and KV cache, on a device. Knows nothing of runs.
+//! 5. [`source`]: model files (GGUF), their tokenizer and the default model's fetch.
+//! 6. Leaves: [`sampling`], [`memory`], [`util`], [`error`].
 pub mod bench;
 pub mod catalog;
 pub mod compare;
 pub mod config;
 pub mod data;
+pub mod engine;
 pub mod error;
-pub mod fetch;
 pub mod generate;
 pub mod memory;
-pub mod model;
 pub mod plan;
 pub mod plot;
 pub mod prompt;
-pub mod q8;
 pub mod report;
 pub mod rft;
-pub mod runner;
+pub mod run;
 pub mod sampling;
+pub mod source;
 pub mod store;
 pub mod sweep;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
 pub mod testing;
-pub mod tokenizer;
 pub mod util;
 
 pub use error::{Error, Result};

@@ -66,11 +66,6 @@ pub fn heap_tracking() -> bool {
     INSTALLED.load(Relaxed)
 }
 
-/// Live heap bytes now.
-pub fn heap_current() -> u64 {
-    CURRENT.load(Relaxed) as u64
-}
-
 /// Highest live heap bytes since the last [`reset_heap_peak`].
 pub fn heap_peak() -> u64 {
     PEAK.load(Relaxed) as u64
@@ -156,8 +151,13 @@ mod tests {
         std::hint::black_box(&v);
         let before = rss_peak().unwrap();
         drop(v);
-        if reset_rss_peak() {
-            assert!(rss_peak().unwrap() + (32 << 20) < before);
+        if !reset_rss_peak() {
+            // Without /proc/self/clear_refs (some containers) the peak cannot move: say so,
+            // and check what still holds: it never goes down.
+            eprintln!("skipped: /proc/self/clear_refs is not writable here, the RSS peak cannot be reset");
+            assert!(rss_peak().unwrap() >= before);
+            return;
         }
+        assert!(rss_peak().unwrap() + (32 << 20) < before);
     }
 }

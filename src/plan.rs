@@ -12,12 +12,11 @@
 //! On the CPU the element size of activations and KV cache is 4 bytes (f32, what rftx computes
 //! in); on GPU devices it is 2 (f16). The CPU model of the rftx layout follows the allocations of
 //! `model.rs` one by one; its two calibration constants were measured on this machine (README).
-use std::path::Path;
-
 use serde::Serialize;
 
-use crate::config::WeightFormat;
-use crate::model::ModelSpec;
+use crate::engine::cpu::q8::Q8Linear;
+use crate::engine::WeightFormat;
+use crate::source::{ModelSource, ModelSpec};
 
 const MIB: u64 = 1 << 20;
 const GIB: f64 = (1u64 << 30) as f64;
@@ -64,27 +63,24 @@ impl Arch {
         }
     }
 
-    /// Reads the architecture from a GGUF file's header (no tensor data is read).
-    pub fn from_gguf(path: &Path) -> crate::Result<Self> {
-        let (spec, content) = crate::model::read_header(path)?;
-        let mut matrix_bytes = 0f64;
-        let mut matrix_params = 0u64;
-        for info in content.tensor_infos.values().filter(|i| i.shape.rank() == 2) {
-            let n = info.shape.elem_count() as u64;
-            matrix_params += n;
-            matrix_bytes += n as f64 * info.ggml_dtype.type_size() as f64 / info.ggml_dtype.block_size() as f64;
+    /// The architecture of an opened model file, from its header (no tensor data is read).
+    pub fn from_source(source: &ModelSource) -> Self {
+        let (mut matrix_params, mut matrix_bytes) = (0u64, 0f64);
+        for t in source.tensor_sizes().filter(|t| t.rank == 2) {
+            matrix_params += t.elements;
+            matrix_bytes += t.bytes;
         }
-        let tied = !content.tensor_infos.contains_key("output.weight");
         let bpw = if matrix_params > 0 {
             matrix_bytes / matrix_params as f64
         } else {
             4.0
         };
-        let name = path
+        let name = source
+            .path()
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Ok(Arch::from_spec(&name, spec, tied, bpw))
+        Arch::from_spec(&name, source.spec().clone(), source.tied_embeddings(), bpw)
     }
 
     /// Weight bytes after conversion to `format`; `cpu`: as rftx holds them on this machine
@@ -92,11 +88,10 @@ impl Arch {
     pub fn weight_bytes(&self, format: WeightFormat, cpu: bool) -> u64 {
         let bpw = match format {
             WeightFormat::Native => self.native_bytes_per_weight,
-            WeightFormat::Q8_0 if cpu && crate::q8::Q8Linear::supported() => 36.0 / 32.0,
-            WeightFormat::Q8_0 => 34.0 / 32.0,
-            WeightFormat::Q4_0 => 18.0 / 32.0,
-            WeightFormat::F16 => 2.0,
-            WeightFormat::F32 => 4.0,
+            WeightFormat::Q8_0 if cpu && Q8Linear::supported() => Q8Linear::BYTES_PER_WEIGHT,
+            other => other
+                .ggml_bytes_per_weight()
+                .expect("every format but native is a GGML type"),
         };
         ((self.matrix_params + self.embed_params) as f64 * bpw) as u64 + self.vector_params * 4
     }
@@ -233,6 +228,16 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// The weight format held: transformers has no GGUF kernels, so the hf layout holds f32
+    /// weights (its default dtype) unless f16 is asked for.
+    pub fn effective_weights(&self) -> WeightFormat {
+        match (self.layout, self.weights) {
+            (Layout::Hf, WeightFormat::F16) => WeightFormat::F16,
+            (Layout::Hf, _) => WeightFormat::F32,
+            (Layout::Rftx, f) => f,
+        }
+    }
+
     /// Sequences in memory at once.
     pub fn sequences(&self) -> usize {
         match self.layout {
@@ -264,13 +269,7 @@ pub struct Breakdown {
 /// Predicts the peak of `w` for `arch`; `gpu` selects 2-byte activations and the GPU runtime.
 pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
     let s = &arch.spec;
-    // transformers has no GGUF kernels: the hf layout holds f32 weights (its default dtype)
-    // unless f16 is asked for.
-    let format = match (w.layout, w.weights) {
-        (Layout::Hf, WeightFormat::F16) => WeightFormat::F16,
-        (Layout::Hf, _) => WeightFormat::F32,
-        (Layout::Rftx, f) => f,
-    };
+    let format = w.effective_weights();
     let elem: u64 = if gpu && format != WeightFormat::F32 { 2 } else { 4 };
     let (d, ff, vocab) = (s.n_embd as u64, s.n_ff as u64, s.vocab_size as u64);
     let (heads, kv_dim) = (s.n_head as u64, (s.n_kv_head * s.head_dim) as u64);
@@ -285,24 +284,7 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
         Layout::Rftx => kv_pos * w.max_new_tokens as u64,
         Layout::Hf => kv_pos * cap,
     };
-    let quantized = matches!(format, WeightFormat::Q8_0 | WeightFormat::Q4_0)
-        || (format == WeightFormat::Native && arch.native_bytes_per_weight < 2.0);
-
-    let runtime = if gpu {
-        GPU_RUNTIME_BYTES
-    } else {
-        CPU_BASE_BYTES + s.vocab_size as u64 * TOKENIZER_BYTES_PER_TOKEN
-    };
-    let rope = (s.context_length.min(32_768) * s.head_dim) as u64 * 4;
-    // candle keeps the quantised copy of the largest matmul input in a per-thread scratch buffer;
-    // rftx's own Q8_0 kernel (AVX2) quantises into a transient buffer instead.
-    let own_kernel = !gpu && format == WeightFormat::Q8_0 && crate::q8::Q8Linear::supported();
-    let scratch = if quantized && !own_kernel {
-        l.max(b) * ff.max(d) * 34 / 32
-    } else {
-        0
-    };
-    let overhead = runtime + rope + scratch;
+    let overhead = overhead_bytes(arch, format, gpu, l.max(b) * ff.max(d));
 
     // One layer's transients at a time: the residual stream and its norm, q/k/v (and their
     // rotated copies), attention output, the three MLP intermediates; attention scores in three
@@ -350,6 +332,31 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
         total: weights + kv_cache + activations + logits + overhead,
         phase,
     }
+}
+
+/// What the process holds besides weights, KV cache and activations: the runtime (CPU
+/// baseline and tokenizer, or the CUDA context), the rotary tables and, for quantised matmuls
+/// through candle, the quantised copy of the largest matmul input (`largest_input` values).
+fn overhead_bytes(arch: &Arch, format: WeightFormat, gpu: bool, largest_input: u64) -> u64 {
+    let s = &arch.spec;
+    let quantized = matches!(format, WeightFormat::Q8_0 | WeightFormat::Q4_0)
+        || (format == WeightFormat::Native && arch.native_bytes_per_weight < 2.0);
+    let runtime = if gpu {
+        GPU_RUNTIME_BYTES
+    } else {
+        CPU_BASE_BYTES + s.vocab_size as u64 * TOKENIZER_BYTES_PER_TOKEN
+    };
+    let rope = (s.context_length.min(crate::engine::MAX_ROPE_POSITIONS) * s.head_dim) as u64 * 4;
+    // candle keeps the quantised copy of the largest matmul input in a per-thread scratch buffer;
+    // rftx's own Q8_0 kernel (AVX2) quantises into a transient buffer instead.
+    let own_kernel = !gpu && format == WeightFormat::Q8_0 && Q8Linear::supported();
+    let scratch = if quantized && !own_kernel {
+        let q8_0 = WeightFormat::Q8_0.ggml_bytes_per_weight().expect("a GGML type");
+        (largest_input as f64 * q8_0) as u64
+    } else {
+        0
+    };
+    runtime + rope + scratch
 }
 
 /// The phase with the larger total: (KV cache, activations, logits, phase name).

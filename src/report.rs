@@ -1,9 +1,12 @@
 //! Run metrics, accumulated from the committed records so that a resumed run reports the same
 //! counts as an uninterrupted one.
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::generate::Finish;
-use crate::store::{ChunkRecord, QuestionRecord};
+use crate::store::{self, ChunkRecord, QuestionRecord};
 
 /// `metrics.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +117,18 @@ impl Tally {
             rss_peak_bytes: self.rss_peak_bytes,
         }
     }
+}
+
+/// Reads a run directory's `metrics.json`.
+pub fn read_metrics(dir: &Path) -> Result<Metrics> {
+    let p = dir.join(store::METRICS_FILE);
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(format!("{}: cannot read", p.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| Error::input(&p, format!("unreadable metrics ({e}); rerun with --force")))
+}
+
+/// `metrics.json` as written: pretty JSON and a final newline.
+pub fn metrics_json(m: &Metrics) -> String {
+    serde_json::to_string_pretty(m).expect("metrics serialise") + "\n"
 }
 
 /// A few human-readable lines summarising a run.

@@ -199,19 +199,57 @@ mod tests {
         assert!(drawn.len() >= 3, "{drawn:?}");
     }
 
+    /// The nucleus by a full sort of the whole vocabulary: what the partial selection in
+    /// [`Sampler::sample`] must reproduce exactly.
+    fn full_sort_reference(logits: &[f32], temperature: f64, top_p: f64, u: f64) -> u32 {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let inv_t = (1.0 / temperature) as f32;
+        let mut w: Vec<(f32, u32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (((l - max) * inv_t).exp(), i as u32))
+            .collect();
+        let total: f64 = w.iter().map(|&(x, _)| x as f64).sum();
+        w.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut acc = 0.0f64;
+        let cut = w
+            .iter()
+            .position(|&(x, _)| {
+                acc += x as f64;
+                acc >= top_p * total
+            })
+            .map_or(w.len(), |i| i + 1);
+        pick(&w[..cut], acc, u)
+    }
+
     #[test]
     fn top_p_large_vocab_matches_full_sort() {
-        // A flat distribution over 1000 tokens: the nucleus needs more than the first k = 64.
-        let logits: Vec<f32> = (0..1000).map(|i| (i % 7) as f32 * 0.01).collect();
-        let s = Sampler {
-            temperature: 1.0,
-            top_p: 0.9,
-        };
-        let mut r = Rng::from_seed(5);
+        // Flat distributions over 1000 tokens (the nucleus needs more than the first k = 64,
+        // so the selection grows) and peaked ones (it does not), with ties.
+        let flat: Vec<f32> = (0..1000).map(|i| (i % 7) as f32 * 0.01).collect();
+        let peaked: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32 * 0.15).collect();
         let mut scratch = Vec::new();
-        let drawn: std::collections::HashSet<u32> =
-            (0..3000).map(|_| s.sample(&logits, &mut r, &mut scratch)).collect();
-        assert!(drawn.len() > 600 && drawn.len() <= 900, "{}", drawn.len());
+        let mut grew = 0;
+        for (logits, top_p) in [(&flat, 0.9), (&flat, 0.3), (&peaked, 0.9), (&peaked, 0.5)] {
+            let s = Sampler {
+                temperature: 0.8,
+                top_p,
+            };
+            for seed in 0..300 {
+                let got = s.sample(logits, &mut Rng::from_seed(seed), &mut scratch);
+                let u = Rng::from_seed(seed).next_f64();
+                assert_eq!(
+                    got,
+                    full_sort_reference(logits, 0.8, top_p, u),
+                    "top_p {top_p}, seed {seed}"
+                );
+            }
+            let drawn: std::collections::HashSet<u32> = (0..300)
+                .map(|seed| s.sample(logits, &mut Rng::from_seed(seed), &mut scratch))
+                .collect();
+            grew += usize::from(drawn.len() > 64);
+        }
+        assert!(grew >= 1, "some case must need more than the first 64 tokens");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! - `run.log`: a human-readable log, append-only.
 //! - `lock`: the pid of the process writing the directory.
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,64 @@ pub struct Manifest {
     /// Wall time of all sessions together, model loading included.
     pub wall_s: f64,
     pub error: Option<String>,
+}
+
+impl Manifest {
+    /// The manifest of a run that starts now, with no session yet.
+    pub fn new(name: &str, hash: &str, inputs: Inputs) -> Manifest {
+        let now = crate::util::now_rfc3339();
+        let questions_total = inputs.questions.count;
+        Manifest {
+            layout_version: LAYOUT_VERSION,
+            name: name.to_string(),
+            hash: hash.to_string(),
+            status: Status::Running,
+            rftx_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: now.clone(),
+            started_at: now,
+            finished_at: None,
+            inputs,
+            progress: Progress {
+                questions_done: 0,
+                questions_total,
+            },
+            sessions: Vec::new(),
+            wall_s: 0.0,
+            error: None,
+        }
+    }
+
+    /// Opens a session of this process, `done` questions being durable already.
+    pub fn begin_session(&mut self, done: usize) {
+        self.status = Status::Running;
+        self.error = None;
+        self.finished_at = None;
+        self.rftx_version = env!("CARGO_PKG_VERSION").into();
+        self.progress.questions_done = done;
+        self.sessions.push(Session {
+            started_at: crate::util::now_rfc3339(),
+            ended_at: None,
+            resumed_at_question: done,
+            pid: std::process::id(),
+        });
+    }
+
+    /// Records progress; a status other than `running` ends the current session (and
+    /// `complete` the run).
+    pub fn update(&mut self, status: Status, questions_done: usize, wall_s: f64) {
+        self.progress.questions_done = questions_done;
+        self.wall_s = wall_s;
+        self.status = status;
+        if status != Status::Running {
+            let end = crate::util::now_rfc3339();
+            if let Some(session) = self.sessions.last_mut() {
+                session.ended_at = Some(end.clone());
+            }
+            if status == Status::Complete {
+                self.finished_at = Some(end);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,45 +408,59 @@ impl Appender {
     }
 }
 
-/// Exclusive ownership of a run directory, by a lock file holding our pid. A lock left by a
-/// process that no longer exists is taken over.
+/// Exclusive ownership of a run directory: an advisory lock (`flock`) on the `lock` file, which
+/// also holds the owner's pid for messages. The kernel releases the lock when its process dies,
+/// however it dies, so a lock left behind is recognised as stale without guessing from pids,
+/// and taking it over is the same atomic `flock` as taking a fresh one.
 pub struct Lock {
     path: PathBuf,
+    /// Holds the lock while open.
+    _file: File,
 }
 
 impl Lock {
-    /// Returns the lock, and the pid of a dead previous holder if the lock was stale.
+    /// Returns the lock, and the pid written by a previous holder that died without releasing
+    /// it (`Some(0)` when its pid was unreadable).
     pub fn acquire(dir: &Path) -> Result<(Lock, Option<u32>)> {
         let path = dir.join(LOCK_FILE);
-        let me = std::process::id();
-        let mut stale = None;
-        for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(format!("{me}\n").as_bytes())
-                        .ctx(|| format!("{}: cannot write", path.display()))?;
-                    f.sync_all().ok();
-                    return Ok((Lock { path }, stale));
+        // A holder that releases the lock removes the file first: whoever opened the old file
+        // just before then locks an orphan, notices, and tries again.
+        for _ in 0..5 {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .ctx(|| format!("{}: cannot create the lock file", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = read_pid(&mut file)
+                        .map(|pid| format!(" (pid {pid})"))
+                        .unwrap_or_default();
+                    return Err(Error::Locked(format!(
+                        "{}: another rftx process{holder} is writing this run; wait for it to finish or stop it",
+                        dir.display()
+                    )));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u32>().ok());
-                    match holder {
-                        Some(pid) if pid != me && process_alive(pid) => {
-                            return Err(Error::Locked(format!(
-                                "{}: another rftx process (pid {pid}) is writing this run; wait for it to finish or stop it",
-                                dir.display()
-                            )));
-                        }
-                        _ => {
-                            stale = holder.or(Some(0));
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("{}: cannot lock", path.display()), e))
                 }
-                Err(e) => return Err(Error::io(format!("{}: cannot create the lock file", path.display()), e)),
             }
+            if !same_file(&file, &path) {
+                continue;
+            }
+            let mut previous = String::new();
+            let _ = file.read_to_string(&mut previous);
+            let stale = (!previous.is_empty()).then(|| previous.trim().parse::<u32>().unwrap_or(0));
+            let what = || format!("{}: cannot write", path.display());
+            file.set_len(0).ctx(what)?;
+            file.seek(SeekFrom::Start(0)).ctx(what)?;
+            file.write_all(format!("{}\n", std::process::id()).as_bytes())
+                .ctx(what)?;
+            file.sync_all().ok();
+            return Ok((Lock { path, _file: file }, stale));
         }
         Err(Error::Locked(format!("{}: could not take the lock", dir.display())))
     }
@@ -396,16 +468,24 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
+        // Removed while still locked (the file is closed, and unlocked, right after).
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn process_alive(pid: u32) -> bool {
-    let status = Path::new("/proc").join(pid.to_string()).join("status");
-    match std::fs::read_to_string(status) {
-        // A zombie has exited: it no longer writes anything.
-        Ok(s) => !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
-        Err(_) => false,
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut s = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut s).ok()?;
+    s.trim().parse().ok()
+}
+
+/// Whether `path` still names the file `file` has open.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -482,18 +562,54 @@ mod tests {
     #[test]
     fn lock_is_exclusive_and_stale_locks_are_taken_over() {
         let d = tempfile::tempdir().unwrap();
+        let lock_file = d.path().join(LOCK_FILE);
         let (lock, stale) = Lock::acquire(d.path()).unwrap();
         assert_eq!(stale, None);
-        // Our own pid in the file: a second acquisition from another process would fail; from a
-        // live foreign pid it fails here too (pid 1 always exists).
-        std::fs::write(d.path().join(LOCK_FILE), "1\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&lock_file).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        // A second acquisition fails while the first is held (flock conflicts between open
+        // files, also within one process) and names the holder.
         let e = Lock::acquire(d.path()).err().unwrap();
-        assert!(e.to_string().contains("pid 1"), "{e}");
-        // A dead pid is stale.
-        std::fs::write(d.path().join(LOCK_FILE), "4194303\n").unwrap();
-        let (_l2, stale) = Lock::acquire(d.path()).unwrap();
-        assert_eq!(stale, Some(4194303));
+        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+        assert_eq!(e.exit_code(), crate::error::EXIT_INPUT);
         drop(lock);
+        assert!(!lock_file.exists(), "released locks are removed");
+        // A lock file that nobody holds is stale, whatever pid it names: taken over, and the
+        // previous holder's pid reported.
+        std::fs::write(&lock_file, "4194303\n").unwrap();
+        let (again, stale) = Lock::acquire(d.path()).unwrap();
+        assert_eq!(stale, Some(4194303));
+        drop(again);
+        std::fs::write(&lock_file, "garbage").unwrap();
+        assert_eq!(Lock::acquire(d.path()).unwrap().1, Some(0));
+    }
+
+    #[test]
+    fn concurrent_takeovers_of_a_stale_lock_leave_one_owner() {
+        let d = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            std::fs::write(d.path().join(LOCK_FILE), "4194303\n").unwrap();
+            let barrier = std::sync::Barrier::new(4);
+            let owners = std::sync::atomic::AtomicUsize::new(0);
+            let peak = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        barrier.wait();
+                        if let Ok((lock, _)) = Lock::acquire(d.path()) {
+                            let now = owners.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                            peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                            owners.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                            drop(lock);
+                        }
+                    });
+                }
+            });
+            assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 1, "round {round}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{self, SetArg};
 use crate::error::{Error, Result};
-use crate::runner::{self, Observer, Prepared, RunResult};
+use crate::run::{self, Observer, Prepared, RunResult};
 
 /// Sweep records live in this directory under the runs directory.
 pub const SWEEPS_DIR: &str = "sweeps";
@@ -54,7 +54,7 @@ impl Axis {
     /// The axes of a `[sweep]` table: nested tables are key paths, leaves are non-empty lists.
     pub fn from_table(table: &toml::Table) -> Result<Vec<Axis>, String> {
         let mut leaves = std::collections::BTreeMap::new();
-        crate::catalog::flatten("", table, &mut leaves);
+        crate::util::flatten("", table, &mut leaves);
         leaves
             .into_iter()
             .map(|(key, v)| match v {
@@ -158,7 +158,7 @@ pub fn prepare(file: &Path, sets: &[String], overs: &[String], runs_dir: &Path) 
         let mut resolved =
             config::load(file, &point_sets).map_err(|e| Error::input(file, format!("sweep point {label}: {e}")))?;
         resolved.config.sweep.clear();
-        let prepared = runner::prepare(resolved, runs_dir)?;
+        let prepared = run::prepare(resolved, runs_dir)?;
         if let Some(same) = points.iter().find(|p: &&Point| p.prepared.dir == prepared.dir) {
             return Err(Error::input(
                 file,
@@ -295,7 +295,7 @@ pub fn run(sweep: &Sweep, force: bool, observer: &mut dyn Observer) -> Result<Sw
     let mut runs = Vec::with_capacity(n);
     for (k, point) in sweep.points.iter().enumerate() {
         observer.sweep_point(k, n, &point_label(&point.values), &point.prepared.dir);
-        let result = runner::run(&point.prepared, force, observer);
+        let result = run::run(&point.prepared, force, observer);
         let rp = &mut record.points[k];
         match &result {
             Ok(_) => rp.status = "complete".into(),

@@ -4,10 +4,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::quantized::{gguf_file::Value, GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
+
+use crate::engine::device::host;
 
 use crate::sampling::Rng;
-use crate::tokenizer::GgufTokenizer;
+use crate::source::GgufTokenizer;
 
 pub const TINY_SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 const TINY_MERGES: [(&str, &str); 5] = [("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "t"), ("<", "answer")];
@@ -128,7 +130,7 @@ pub fn write_tiny_model_of(path: &Path, seed: u64, architecture: &str) -> candle
     let mut draw =
         |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect() };
     let matrix = |data: Vec<f32>, rows: usize, cols: usize| -> candle_core::Result<QTensor> {
-        QTensor::quantize(&Tensor::from_vec(data, (rows, cols), &Device::Cpu)?, GgmlDType::F32)
+        QTensor::quantize(&Tensor::from_vec(data, (rows, cols), &host())?, GgmlDType::F32)
     };
     let mut random = |rows: usize, cols: usize, scale: f32| matrix(draw(rows * cols, scale), rows, cols);
     let kv = TINY_KV_HEADS * TINY_EMBD / TINY_HEADS;
@@ -137,12 +139,12 @@ pub fn write_tiny_model_of(path: &Path, seed: u64, architecture: &str) -> candle
     // An untied output layer with small weights keeps the logits flat enough for varied samples;
     // the end-of-turn row is larger, so that sequences also finish early.
     let mut output = random(vocab, TINY_EMBD, 0.05)?
-        .dequantize(&Device::Cpu)?
+        .dequantize(&host())?
         .flatten_all()?
         .to_vec1::<f32>()?;
     output[2 * TINY_EMBD..3 * TINY_EMBD].iter_mut().for_each(|x| *x *= 3.0);
     tensors.push(("output.weight".into(), matrix(output, vocab, TINY_EMBD)?));
-    let ones = |n: usize| QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &Device::Cpu)?, GgmlDType::F32);
+    let ones = |n: usize| QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &host())?, GgmlDType::F32);
     tensors.push(("output_norm.weight".into(), ones(TINY_EMBD)?));
     for i in 0..TINY_LAYERS {
         let p = |n: &str| format!("blk.{i}.{n}.weight");

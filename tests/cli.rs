@@ -33,6 +33,8 @@ fn run_writes_every_file_with_the_documented_fields() {
     assert_eq!(samples.len(), 4);
     let mut tokens = 0;
     let mut correct = 0;
+    // The dataset holds every correct sample once per distinct (question, trimmed reasoning).
+    let mut expected_records = std::collections::BTreeSet::new();
     for (i, q) in samples.iter().enumerate() {
         assert_eq!(q["index"], i);
         assert!(q["question"].is_string() && q["answer"].is_number());
@@ -47,6 +49,10 @@ fn run_writes_every_file_with_the_documented_fields() {
             assert!(x["finish"] == "eos" || x["finish"] == "length");
             assert!(x["parsed"].is_null() || x["parsed"].is_number());
             correct += usize::from(x["correct"].as_bool().unwrap());
+            if x["correct"].as_bool().unwrap() {
+                let text = x["text"].as_str().unwrap().trim().to_string();
+                expected_records.insert((q["question"].as_str().unwrap().to_string(), text));
+            }
         }
     }
 
@@ -91,7 +97,18 @@ fn run_writes_every_file_with_the_documented_fields() {
     );
 
     let dataset = read_json(&dir.join("dataset.json"));
-    assert!(dataset.as_array().unwrap().len() <= correct);
+    let records: std::collections::BTreeSet<(String, String)> = dataset
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[2].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(records, expected_records);
+    assert_eq!(
+        dataset.as_array().unwrap().len(),
+        expected_records.len(),
+        "no duplicates"
+    );
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
     assert!(config.contains("chunk_size = 2"), "{config}");
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap();

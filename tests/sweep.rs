@@ -161,8 +161,7 @@ fn a_failing_point_does_not_stop_the_sweep() {
     // Another live process holds the chunk_size = 2 run.
     let hash = rftx(&["hash", config, "--set", "generation.chunk_size=2"], &[], f.path());
     let locked = printed_dir(&hash, f.path());
-    std::fs::create_dir_all(&locked).unwrap();
-    std::fs::write(locked.join("lock"), std::process::id().to_string()).unwrap();
+    let held = hold_lock(&locked);
 
     let r = sweep(&f, config, &["--over", "generation.chunk_size=1,2,3"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
@@ -181,7 +180,7 @@ fn a_failing_point_does_not_stop_the_sweep() {
     assert!(!r.stdout.contains("#3"), "{}", r.stdout);
 
     // Released: the same command finishes the sweep.
-    std::fs::remove_file(locked.join("lock")).unwrap();
+    drop(held);
     let r = sweep(&f, config, &["--over", "generation.chunk_size=1,2,3"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let record = read_json(&printed_dir(&r, f.path()).join("sweep.json"));

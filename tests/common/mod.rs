@@ -1,7 +1,7 @@
 //! Helpers for the integration tests: run the real binary, read run directories.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 pub struct Ran {
     pub code: i32,
@@ -22,7 +22,7 @@ pub fn printed_dir(r: &Ran, cwd: &Path) -> PathBuf {
 }
 
 pub fn rftx(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Ran {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rftx"));
+    let mut cmd = assert_cmd::Command::cargo_bin("rftx").expect("the rftx binary is built");
     cmd.args(args).current_dir(cwd);
     for (k, v) in env {
         cmd.env(k, v);
@@ -70,6 +70,22 @@ impl Fixture {
         std::fs::write(&p, text).unwrap();
         p
     }
+}
+
+/// Holds a run directory's lock the way a live rftx process does (an exclusive `flock` on
+/// `lock`, our pid inside) until the returned file is dropped.
+pub fn hold_lock(dir: &Path) -> std::fs::File {
+    std::fs::create_dir_all(dir).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.join("lock"))
+        .unwrap();
+    f.try_lock().expect("the lock is free");
+    std::fs::write(dir.join("lock"), format!("{}\n", std::process::id())).unwrap();
+    f
 }
 
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {

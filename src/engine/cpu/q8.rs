@@ -8,9 +8,14 @@
 //! Every output `(row, column)` is one fixed sequence of operations over the blocks of that row
 //! and column, whatever the number of rows: results do not depend on the batch size.
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
+use super::SharedOut;
+use crate::engine::device::host;
+
+/// Weights per Q8_0 block (candle's `GgmlDType::Q8_0.block_size()`, 32).
 const QK: usize = 32;
+const _: () = assert!(QK == candle_core::quantized::k_quants::QK8_0);
 
 /// A `n × k` weight matrix in Q8_0 blocks with f32 scales.
 pub struct Q8Linear {
@@ -23,6 +28,9 @@ pub struct Q8Linear {
 }
 
 impl Q8Linear {
+    /// Bytes held per weight: one int8 value, and an f32 scale per block of 32.
+    pub const BYTES_PER_WEIGHT: f64 = (QK + 4) as f64 / QK as f64;
+
     /// Whether this machine runs the SIMD kernel (AVX2 and FMA).
     pub fn supported() -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -45,17 +53,19 @@ impl Q8Linear {
         let t = if t.dtype() == GgmlDType::Q8_0 {
             t
         } else {
-            converted = QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?;
+            converted = QTensor::quantize(&t.dequantize(&host())?, GgmlDType::Q8_0)?;
             &converted
         };
         let raw = t.data()?;
         let blocks = n * k / QK;
-        if raw.len() != blocks * 34 {
+        // One f16 scale, then QK int8 values.
+        let block_bytes = GgmlDType::Q8_0.type_size();
+        if raw.len() != blocks * block_bytes {
             candle_core::bail!("unexpected Q8_0 storage of {} bytes for {n}×{k}", raw.len());
         }
         let mut qs = Vec::with_capacity(n * k);
         let mut d = Vec::with_capacity(blocks);
-        for b in raw.chunks_exact(34) {
+        for b in raw.chunks_exact(block_bytes) {
             d.push(half::f16::from_le_bytes([b[0], b[1]]).to_f32());
             qs.extend(b[2..].iter().map(|&x| x as i8));
         }
@@ -100,8 +110,9 @@ impl Q8Linear {
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
         let (xq, xd) = quantize_rows(x, m, self.k);
         let tiles = self.n.div_ceil(4);
-        let out_ptr = out.as_mut_ptr() as usize;
         let n = self.n;
+        assert!(out.len() >= m * n, "output of {} for {m}×{n}", out.len());
+        let shared_out = SharedOut::new(out);
         let work = |range: std::ops::Range<usize>| {
             for tile in range {
                 let j0 = tile * 4;
@@ -115,13 +126,10 @@ impl Q8Linear {
                         cols,
                         &mut res,
                     );
-                    // SAFETY: each (r, j) is written by exactly one tile; `out` has m × n slots.
-                    unsafe {
-                        let dst = (out_ptr as *mut f32).add(r * n + j0);
-                        for (c, v) in res.iter().take(cols).enumerate() {
-                            *dst.add(c) = *v;
-                        }
-                    }
+                    // SAFETY: each (r, j) is written by exactly one tile, and `out` (m × n slots)
+                    // outlives the pool's work.
+                    let dst = unsafe { shared_out.slice(r * n + j0, cols) };
+                    dst.copy_from_slice(&res[..cols]);
                 }
             }
         };
@@ -136,7 +144,8 @@ impl Q8Linear {
     fn dot_tile(&self, xq: &[i8], xd: &[f32], j0: usize, cols: usize, res: &mut [f32; 4]) {
         #[cfg(target_arch = "x86_64")]
         if cols == 4 && Self::supported() {
-            // SAFETY: AVX2 and FMA were detected; slices are bounds-checked by construction.
+            // SAFETY: AVX2 and FMA were detected; the caller passes one row's `k` values and
+            // `k / 32` scales, and `cols == 4` means rows `j0..j0 + 4` exist.
             unsafe { self.dot4_avx2(xq, xd, j0, res) };
             return;
         }
@@ -161,6 +170,12 @@ impl Q8Linear {
         hsum8(&lanes)
     }
 
+    /// Four output columns `j0..j0 + 4` of one activation row, with the same arithmetic as
+    /// [`Q8Linear::dot_scalar`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA ([`Q8Linear::supported`]); `xq` must hold `k` values,
+    /// `xd` `k / 32` scales, and rows `j0..j0 + 4` must exist. Loads are unchecked.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dot4_avx2(&self, xq: &[i8], xd: &[f32], j0: usize, res: &mut [f32; 4]) {
@@ -224,14 +239,14 @@ mod tests {
     fn matches_dequantised_reference_and_candle() {
         let mut rng = Rng::from_seed(9);
         let (n, k, m) = (70, 96, 5);
-        let w = Tensor::from_vec(random(n * k, &mut rng), (n, k), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(random(n * k, &mut rng), (n, k), &host()).unwrap();
         let qt = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
         let lin = Q8Linear::from_qtensor(&qt).unwrap();
         let x = random(m * k, &mut rng);
-        let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
+        let xt = Tensor::from_vec(x.clone(), (m, k), &host()).unwrap();
         let ours = lin.forward(&xt).unwrap().to_vec2::<f32>().unwrap();
         let reference = xt
-            .matmul(&qt.dequantize(&Device::Cpu).unwrap().t().unwrap())
+            .matmul(&qt.dequantize(&host()).unwrap().t().unwrap())
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();
@@ -252,7 +267,7 @@ mod tests {
     fn rows_are_independent_of_the_batch() {
         let mut rng = Rng::from_seed(3);
         let (n, k) = (1030, 576);
-        let w = Tensor::from_vec(random(n * k, &mut rng), (n, k), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(random(n * k, &mut rng), (n, k), &host()).unwrap();
         let lin = Q8Linear::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
         let x = random(7 * k, &mut rng);
         let mut all = vec![0f32; 7 * n];
@@ -265,7 +280,7 @@ mod tests {
         let emb = lin.rows(&[3]);
         let deq = QTensor::quantize(&w, GgmlDType::Q8_0)
             .unwrap()
-            .dequantize(&Device::Cpu)
+            .dequantize(&host())
             .unwrap();
         assert_eq!(emb, deq.get(3).unwrap().to_vec1::<f32>().unwrap());
     }

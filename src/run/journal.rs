@@ -1,0 +1,90 @@
+//! The durable record of a run in progress: the appenders of `samples.jsonl` and
+//! `chunks.jsonl`, the manifest, and the running tallies that `metrics.json` and `dataset.json`
+//! are written from. Committing a question and checkpointing are its two operations.
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::report::{self, Metrics, Tally};
+use crate::rft::Dataset;
+use crate::store::{self, Appender, ChunkRecord, Manifest, QuestionRecord, Recovered, RunDir, Status};
+
+pub(crate) struct Journal<'a> {
+    dir: &'a RunDir,
+    pub(crate) manifest: Manifest,
+    samples: Appender,
+    chunks: Appender,
+    tally: Tally,
+    dataset: Dataset,
+    total: usize,
+    /// Wall time of earlier sessions, and when this one started.
+    earlier_wall_s: f64,
+    started: Instant,
+}
+
+impl<'a> Journal<'a> {
+    /// Continues from what the directory held (`recovered`) and opens a session in `manifest`.
+    pub(crate) fn open(
+        dir: &'a RunDir,
+        mut manifest: Manifest,
+        recovered: &Recovered,
+        started: Instant,
+    ) -> Result<Self> {
+        let mut tally = Tally::default();
+        let mut dataset = Dataset::default();
+        for q in &recovered.questions {
+            tally.add_question(q);
+            add_to_dataset(&mut dataset, q);
+        }
+        recovered.chunks.iter().for_each(|ch| tally.add_chunk(ch));
+        manifest.begin_session(recovered.questions.len());
+        dir.write_manifest(&manifest)?;
+        Ok(Journal {
+            dir,
+            earlier_wall_s: manifest.wall_s,
+            total: manifest.progress.questions_total,
+            manifest,
+            samples: dir.appender(store::SAMPLES_FILE)?,
+            chunks: dir.appender(store::CHUNKS_FILE)?,
+            tally,
+            dataset,
+            started,
+        })
+    }
+
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// Appends a question's chunk lines, then its samples line, which commits it.
+    pub(crate) fn commit(&mut self, record: &QuestionRecord, chunks: &[ChunkRecord]) -> Result<()> {
+        for chunk in chunks {
+            self.tally.add_chunk(chunk);
+            self.chunks.append(chunk)?;
+        }
+        self.samples.append(record)?;
+        self.tally.add_question(record);
+        add_to_dataset(&mut self.dataset, record);
+        Ok(())
+    }
+
+    /// Makes everything committed durable (fsync), rewrites `dataset.json` and `metrics.json`,
+    /// and the manifest with `status`.
+    pub(crate) fn checkpoint(&mut self, status: Status) -> Result<Metrics> {
+        self.chunks.sync()?;
+        self.samples.sync()?;
+        let wall_s = self.earlier_wall_s + self.started.elapsed().as_secs_f64();
+        let metrics = self.tally.metrics(self.total, wall_s, self.dataset.len());
+        self.dir.write(store::DATASET_FILE, self.dataset.to_json().as_bytes())?;
+        self.dir
+            .write(store::METRICS_FILE, report::metrics_json(&metrics).as_bytes())?;
+        self.manifest.update(status, self.tally.questions(), wall_s);
+        self.dir.write_manifest(&self.manifest)?;
+        Ok(metrics)
+    }
+}
+
+fn add_to_dataset(dataset: &mut Dataset, q: &QuestionRecord) {
+    for s in q.samples.iter().filter(|s| s.correct) {
+        dataset.add(&q.question, q.answer, &s.text);
+    }
+}

@@ -1,0 +1,178 @@
+//! `rftx plan` for a configured run: the architecture from the model file's header (or a
+//! preset), prompt lengths from its tokenizer, and `--check`, which generates on the real model
+//! and compares measured heap peaks with the prediction.
+use serde::Serialize;
+
+use super::budget::workload;
+use super::session::{chat_format, generation_params, prompt_text, Session};
+use super::{Observer, Prepared};
+use crate::error::{Error, Result};
+use crate::generate::GenerationParams;
+use crate::plan::{self, Arch, Workload};
+use crate::prompt::{self, ChatFormat};
+use crate::source::{fetch, ModelSource};
+
+/// A plan for a prepared config.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigPlan {
+    #[serde(flatten)]
+    pub plan: plan::Plan,
+    /// Whether the prompt length was estimated (no tokenizer at hand) rather than counted.
+    pub prompt_tokens_estimated: bool,
+}
+
+/// Plans the configured run. Architecture: `arch` (a preset) > `model.arch` > the configured
+/// GGUF file > the default model's preset. Device: `device` > `plan.device` > this machine.
+/// With an open `session` (for `--check`), its architecture and tokenizer serve and the model
+/// file is not read again.
+pub fn plan_config(
+    p: &Prepared,
+    arch: Option<&str>,
+    device: Option<&str>,
+    session: Option<&Session>,
+) -> Result<ConfigPlan> {
+    let c = &p.resolved.config;
+    let bad = |e: String| Error::input(&p.resolved.file, e);
+    let on_disk = match session {
+        Some(_) => None,
+        None => p.model_on_disk().map(ModelSource::open).transpose()?,
+    };
+    let arch = match arch.or(c.model.arch.as_deref()) {
+        Some(name) => plan::arch_preset(name).ok_or_else(|| {
+            bad(format!(
+                "--arch {name}: not a known architecture; use one of: {}",
+                plan::ARCH_PRESETS.join(", ")
+            ))
+        })?,
+        None => match (session, &on_disk) {
+            (Some(session), _) => session.arch.clone(),
+            (None, Some(source)) => Arch::from_source(source),
+            (None, None) => default_model_arch(),
+        },
+    };
+    let device = plan::device(device.or(c.plan.device.as_deref()).unwrap_or("cpu")).map_err(bad)?;
+    let (prompt_tokens, shared, estimated) = match session {
+        Some(session) => (longest_prompt(p, session)?, session.shared_tokens(), false),
+        None => {
+            // The SmolLM2 family shares one tokenizer: the default model's serves presets too.
+            let tokenizer_source = match on_disk {
+                Some(source) => Some(source),
+                None => {
+                    let d = fetch::default_model_path();
+                    d.is_file().then(|| ModelSource::open(&d)).transpose()?
+                }
+            };
+            prompt_lengths(p, tokenizer_source.as_ref())?
+        }
+    };
+    let plan = plan::plan(arch, workload(c, prompt_tokens, shared), device);
+    Ok(ConfigPlan {
+        plan,
+        prompt_tokens_estimated: estimated,
+    })
+}
+
+/// The default model's architecture without the file: the SmolLM2-135M preset with the
+/// default GGUF's Q4_1 matrices.
+fn default_model_arch() -> Arch {
+    let mut a = plan::arch_preset("smollm2-135m").expect("preset");
+    a.native_bytes_per_weight = fetch::default_model_bytes_per_weight();
+    a.name = fetch::DEFAULT_MODEL_FILE.into();
+    a
+}
+
+/// The longest prompt of the question set, in tokens, with an open session's tokenizer.
+fn longest_prompt(p: &Prepared, session: &Session) -> Result<usize> {
+    Ok(session.prompts(p)?.iter().map(Vec::len).max().unwrap_or(0))
+}
+
+/// The longest prompt of the question set and the shared prefix, in tokens, with the tokenizer
+/// of `source` (exact), or estimated at 3.5 characters per token when no model file is at hand.
+fn prompt_lengths(p: &Prepared, source: Option<&ModelSource>) -> Result<(usize, usize, bool)> {
+    let c = &p.resolved.config;
+    let texts = |format| {
+        p.questions
+            .questions
+            .iter()
+            .map(move |q| prompt_text(c, format, &q.question))
+    };
+    if let Some(source) = source {
+        if let Ok(format) = chat_format(source) {
+            let tok = source.tokenizer()?;
+            let mut longest = 0;
+            for text in texts(format) {
+                longest = longest.max(tok.encode(&text).map_err(Error::Run)?.len());
+            }
+            let shared = tok
+                .encode(&prompt::shared_prefix(format, &c.prompt))
+                .map_err(Error::Run)?
+                .len();
+            return Ok((longest, shared, false));
+        }
+    }
+    let estimate = |chars: usize| (chars as f64 / 3.5).ceil() as usize;
+    let longest = texts(ChatFormat::ChatMl).map(|t| t.chars().count()).max().unwrap_or(0);
+    let shared = prompt::shared_prefix(ChatFormat::ChatMl, &c.prompt).chars().count();
+    Ok((estimate(longest), estimate(shared), true))
+}
+
+/// One row of a plan check: predicted and measured heap peak of one chunk size.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRow {
+    pub chunk_size: usize,
+    pub prompt_tokens: usize,
+    pub predicted_peak_bytes: u64,
+    pub measured_peak_bytes: u64,
+    /// (predicted − measured) / measured.
+    pub relative_error: f64,
+}
+
+/// Runs the first question of the config at each chunk size on the real model and compares the
+/// measured heap peak (counting allocator) with the prediction. Needs the counting allocator.
+pub fn check_plan(
+    p: &Prepared,
+    session: &Session,
+    chunk_sizes: &[usize],
+    observer: &mut dyn Observer,
+) -> Result<Vec<CheckRow>> {
+    if !crate::memory::heap_tracking() {
+        return Err(Error::Run(
+            "the counting allocator is not installed in this program".into(),
+        ));
+    }
+    let c = &p.resolved.config;
+    let ids = session
+        .prompts(p)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::input(&p.resolved.file, "no questions"))?;
+    let mut rows = Vec::new();
+    for &chunk in chunk_sizes {
+        let params = GenerationParams {
+            oversample: c.generation.oversample.max(chunk),
+            ..generation_params(c, chunk)
+        };
+        let (_, reports) = session.generate(0, &ids, params, &mut |n| observer.tokens(n))?;
+        let measured = reports.iter().map(|r| r.peaks.heap_bytes).max().unwrap_or(0);
+        let w = Workload {
+            layout: plan::Layout::Rftx,
+            oversample: params.oversample,
+            chunk_size: chunk,
+            ..workload(c, ids.len(), session.shared_tokens())
+        };
+        let predicted = plan::predict(&session.arch, &w, false).total;
+        let relative_error = (predicted as f64 - measured as f64) / measured.max(1) as f64;
+        observer.log(&format!(
+            "chunk {chunk}: predicted {predicted}, measured {measured} ({:+.1} %)",
+            100.0 * relative_error
+        ));
+        rows.push(CheckRow {
+            chunk_size: chunk,
+            prompt_tokens: ids.len(),
+            predicted_peak_bytes: predicted,
+            measured_peak_bytes: measured,
+            relative_error,
+        });
+    }
+    Ok(rows)
+}

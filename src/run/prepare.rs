@@ -1,0 +1,78 @@
+//! A configuration with its inputs resolved and digested, and the run hash and directory they
+//! give. Nothing is created and no model is loaded.
+use std::path::{Path, PathBuf};
+
+use crate::config::Resolved;
+use crate::data::QuestionSet;
+use crate::engine::DeviceChoice;
+use crate::error::{Error, Result};
+use crate::source::fetch;
+use crate::store;
+
+/// A configuration with all its inputs resolved and digested: everything the hash depends on.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub resolved: Resolved,
+    /// The model file; for the default model, its place in the cache (it may not exist yet).
+    pub model_path: PathBuf,
+    pub model_is_default: bool,
+    pub model_sha256: String,
+    /// Where the model computes.
+    pub device: DeviceChoice,
+    pub questions: QuestionSet,
+    /// sha256 of the canonical config, 64 hex digits.
+    pub hash: String,
+    pub dir: PathBuf,
+}
+
+/// Resolves inputs and computes the run hash and directory, creating nothing. The default
+/// model's digest is the pinned one (it is verified when fetched and when loaded).
+pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
+    let (model_path, model_is_default, model_sha256) = match &resolved.model_path {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(Error::input(
+                    p,
+                    format!("model.path: no such file (set in {}); point it at a llama-architecture GGUF file, or remove it to use the default model", resolved.file.display()),
+                ));
+            }
+            (p.clone(), false, crate::util::sha256_file(p)?)
+        }
+        None => (
+            fetch::default_model_path(),
+            true,
+            fetch::DEFAULT_MODEL_SHA256.to_string(),
+        ),
+    };
+    let questions = QuestionSet::from_config(resolved.data_path.as_deref(), resolved.config.data.limit)?;
+    let input = resolved.hash_input(&model_sha256, &questions.sha256, questions.questions.len());
+    let hash = crate::util::sha256_hex(crate::config::canonical_json(&input).as_bytes());
+    let dir = store::run_dir_path(runs_dir, &resolved.config.name, &hash);
+    Ok(Prepared {
+        device: resolved.device(),
+        resolved,
+        model_path,
+        model_is_default,
+        model_sha256,
+        questions,
+        hash,
+        dir,
+    })
+}
+
+impl Prepared {
+    /// The model file, the default model fetched and verified first if needed (`say` gets
+    /// progress lines).
+    pub fn model_file(&self, say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+        if self.model_is_default {
+            fetch::ensure_default_model(say)
+        } else {
+            Ok(self.model_path.clone())
+        }
+    }
+
+    /// The model file if it is on disk already (the default model may not be fetched yet).
+    pub fn model_on_disk(&self) -> Option<&Path> {
+        self.model_path.is_file().then_some(self.model_path.as_path())
+    }
+}

@@ -1,0 +1,105 @@
+//! GGUF files: the header (metadata, tensor directory) read once, tensors read on demand.
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::Device;
+
+use super::ModelSpec;
+use crate::error::{Error, Result};
+
+/// An open GGUF file and its parsed header.
+pub(super) struct GgufFile {
+    file: std::fs::File,
+    pub(super) content: gguf_file::Content,
+}
+
+impl GgufFile {
+    /// Reads one tensor's data onto `device`.
+    pub(super) fn tensor(&mut self, name: &str, device: &Device) -> candle_core::Result<QTensor> {
+        self.content.tensor(&mut self.file, name, device)
+    }
+}
+
+/// The chat template a GGUF file's metadata carries, if any.
+pub fn chat_template(md: &HashMap<String, gguf_file::Value>) -> Option<&str> {
+    md.get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+        .map(String::as_str)
+}
+
+/// Opens a GGUF file and reads its header (metadata and tensor directory) and architecture.
+pub(super) fn open(path: &Path) -> Result<(GgufFile, ModelSpec)> {
+    let bad = |m: String| Error::input(path, m);
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        bad(format!(
+            "cannot open the model file: {e}; set model.path to a GGUF file, or leave it unset for the default model"
+        ))
+    })?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| {
+        bad(format!(
+            "not a readable GGUF file ({e}); is it truncated or of another format?"
+        ))
+    })?;
+    let spec = spec_from_metadata(&content.metadata).map_err(bad)?;
+    Ok((GgufFile { file, content }, spec))
+}
+
+pub(super) fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std::result::Result<ModelSpec, String> {
+    let arch = md
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .ok_or("metadata general.architecture is missing")?;
+    if arch != "llama" {
+        return Err(format!("architecture `{arch}` is not supported: rftx runs llama-architecture GGUF models (SmolLM2, Llama, TinyLlama, …)"));
+    }
+    let get = |k: &str| -> std::result::Result<usize, String> {
+        md.get(&format!("llama.{k}"))
+            .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
+            .map(|v| v as usize)
+            .ok_or(format!("metadata llama.{k} is missing"))
+    };
+    let float = |k: &str| md.get(&format!("llama.{k}")).and_then(|v| v.to_f32().ok());
+    let n_embd = get("embedding_length")?;
+    let n_head = get("attention.head_count")?;
+    let n_kv_head = get("attention.head_count_kv").unwrap_or(n_head);
+    if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || n_embd % n_head != 0 {
+        return Err(format!(
+            "inconsistent attention shape: {n_embd} dims, {n_head} heads, {n_kv_head} KV heads"
+        ));
+    }
+    let head_dim = n_embd / n_head;
+    if let Ok(rope_dim) = get("rope.dimension_count") {
+        if rope_dim != head_dim {
+            return Err(format!(
+                "partial rotary embeddings ({rope_dim} of {head_dim} dims) are not supported"
+            ));
+        }
+    }
+    let vocab_size = match get("vocab_size") {
+        Ok(v) => v,
+        Err(_) => match md.get("tokenizer.ggml.tokens") {
+            Some(gguf_file::Value::Array(a)) => a.len(),
+            _ => return Err("metadata llama.vocab_size is missing".into()),
+        },
+    };
+    Ok(ModelSpec {
+        arch,
+        name: md
+            .get("general.name")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default(),
+        n_layer: get("block_count")?,
+        n_embd,
+        n_head,
+        n_kv_head,
+        head_dim,
+        n_ff: get("feed_forward_length")?,
+        vocab_size,
+        context_length: get("context_length").unwrap_or(2048),
+        rope_base: float("rope.freq_base").unwrap_or(10_000.0),
+        rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
+    })
+}
