@@ -23,6 +23,9 @@ pub struct BenchRow {
     /// Highest heap over the chunks (counting allocator; 0 where it is not installed).
     pub peak_bytes: u64,
     pub rss_peak_bytes: u64,
+    /// Highest GPU memory in use over the chunks (GPU runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_peak_bytes: Option<u64>,
     /// sha256 of every sample's tokens: equal across chunk sizes, or something is wrong.
     pub samples_sha256: String,
     /// tokens/s relative to the first row.
@@ -34,6 +37,8 @@ pub struct BenchReport {
     pub rftx_version: String,
     pub cpu: String,
     pub threads: usize,
+    /// `cpu`, or the GPU (`cuda:0 NVIDIA H200 (9.0)`).
+    pub device: String,
     pub model: String,
     pub weights: String,
     pub oversample: usize,
@@ -53,6 +58,7 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
     for &chunk in chunk_sizes {
         let params = generation_params(c, chunk);
         let (mut prefill_ms, mut decode_ms, mut tokens, mut samples, mut peak, mut rss) = (0.0, 0.0, 0, 0, 0, 0);
+        let mut gpu_peak: Option<u64> = None;
         let mut digest = Sha256::new();
         for (i, ids) in prompts.iter().enumerate() {
             let (completions, reports) = session.generate(i, ids, params, &mut |n| observer.tokens(n))?;
@@ -67,6 +73,9 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
                 tokens += r.new_tokens;
                 peak = peak.max(r.peaks.heap_bytes);
                 rss = rss.max(r.peaks.rss_bytes);
+                if let Some(g) = r.gpu_peak_bytes {
+                    gpu_peak = Some(gpu_peak.unwrap_or(0).max(g));
+                }
             }
         }
         let gen_s = (prefill_ms + decode_ms) / 1e3;
@@ -83,6 +92,7 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
             decode_tokens_per_s: tokens as f64 / (decode_ms / 1e3).max(1e-9),
             peak_bytes: peak,
             rss_peak_bytes: rss,
+            gpu_peak_bytes: gpu_peak,
             samples_sha256: crate::util::hex(&digest.finalize()),
             speed_ratio,
         };
@@ -94,8 +104,12 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
         rftx_version: env!("CARGO_PKG_VERSION").into(),
         cpu: cpu_name(),
         threads: candle_core::utils::get_num_threads(),
+        device: match &p.gpu {
+            Some(g) => format!("{} {} ({})", p.device.as_str(), g.name, g.compute_capability),
+            None => "cpu".into(),
+        },
         model: session.model_path.display().to_string(),
-        weights: c.model.weights.as_str().into(),
+        weights: p.weights.as_str().into(),
         oversample: c.generation.oversample,
         max_new_tokens: c.generation.max_new_tokens,
         temperature: c.generation.temperature,
@@ -119,23 +133,39 @@ fn cpu_name() -> String {
 /// The report as a table.
 pub fn render(r: &BenchReport) -> String {
     use crate::util::human_bytes;
+    let gpu = r.rows.iter().any(|x| x.gpu_peak_bytes.is_some());
+    let on = if gpu {
+        r.device.clone()
+    } else {
+        format!("{} threads, {}", r.threads, r.cpu)
+    };
     let mut s = format!(
-        "W15: {} questions × {} samples × {} new tokens, temperature {}, {} weights, {} threads, {}\n",
+        "W15: {} questions × {} samples × {} new tokens, temperature {}, {} weights, {on}\n",
         r.rows.first().map_or(0, |x| x.questions),
         r.oversample,
         r.max_new_tokens,
         r.temperature,
         r.weights,
-        r.threads,
-        r.cpu
     );
     s.push_str(&format!(
-        "{:>6} {:>8} {:>10} {:>10} {:>10} {:>9} {:>11} {:>11}\n",
-        "chunk", "tokens", "prefill s", "decode s", "tokens/s", "× first", "peak heap", "peak RSS"
+        "{:>6} {:>8} {:>10} {:>10} {:>10} {:>9} {:>11} {:>11}{}\n",
+        "chunk",
+        "tokens",
+        "prefill s",
+        "decode s",
+        "tokens/s",
+        "× first",
+        "peak heap",
+        "peak RSS",
+        if gpu {
+            format!(" {:>11}", "GPU peak")
+        } else {
+            String::new()
+        }
     ));
     for x in &r.rows {
         s.push_str(&format!(
-            "{:>6} {:>8} {:>10.2} {:>10.2} {:>10.1} {:>9.2} {:>11} {:>11}\n",
+            "{:>6} {:>8} {:>10.2} {:>10.2} {:>10.1} {:>9.2} {:>11} {:>11}{}\n",
             x.chunk_size,
             x.new_tokens,
             x.prefill_s,
@@ -143,7 +173,10 @@ pub fn render(r: &BenchReport) -> String {
             x.tokens_per_s,
             x.speed_ratio,
             human_bytes(x.peak_bytes),
-            human_bytes(x.rss_peak_bytes)
+            human_bytes(x.rss_peak_bytes),
+            x.gpu_peak_bytes
+                .map(|g| format!(" {:>11}", human_bytes(g)))
+                .unwrap_or_default()
         ));
     }
     s.push_str(if r.samples_identical {

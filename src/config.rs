@@ -27,6 +27,9 @@ pub struct Config {
     pub name: String,
     /// Master seed: every sample's RNG stream derives from (seed, question index, sample index).
     pub seed: u64,
+    /// Where the model computes: `auto` (the first GPU when rftx is built with CUDA and one is
+    /// present, else the CPU), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
     pub model: ModelConfig,
     pub data: DataConfig,
     pub prompt: PromptConfig,
@@ -48,7 +51,12 @@ pub struct MemoryConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<String>,
     /// What a chunk predicted over the budget does: stop the run, or run in smaller chunks.
+    /// On a GPU, also what a real out-of-memory does (`shrink`: retry at half the chunk size).
     pub on_exceed: OnExceed,
+    /// GPU only: the run sees only this much device memory (a size or a device preset such as
+    /// `"t4"`); the rest is reserved up front, so a T4's out-of-memory happens on a bigger GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_limit: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,9 +87,21 @@ pub struct ModelConfig {
     pub path: Option<PathBuf>,
     /// Weight format the matrices are converted to at load time.
     pub weights: WeightFormat,
-    /// Architecture preset for `rftx plan` when the model is not on disk (`smollm2-1.7b`, …).
+    /// Architecture preset (`smollm2-1.7b`, …): for `rftx plan` when the model is not on disk,
+    /// and the shape of a random-weight model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arch: Option<String>,
+    /// `file`: the weights of the model file. `random`: random weights of the `model.arch`
+    /// preset's shape, drawn from `seed` on the device; the model file gives only the tokenizer
+    /// and the chat template. Samples then run to `max_new_tokens` and mean nothing.
+    pub init: ModelInit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelInit {
+    File,
+    Random,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,7 +167,8 @@ impl Default for Config {
         Config {
             name: "rftx".into(),
             seed: 0,
-            model: ModelConfig { path: None, weights: WeightFormat::Q8_0, arch: None },
+            device: "auto".into(),
+            model: ModelConfig { path: None, weights: WeightFormat::Auto, arch: None, init: ModelInit::File },
             data: DataConfig { source: "builtin".into(), limit: None },
             prompt: PromptConfig {
                 system: DEFAULT_SYSTEM.into(),
@@ -171,7 +192,7 @@ impl Default for Config {
             },
             rft: RftConfig { tolerance: 0.05 },
             checkpoint: CheckpointConfig { every: 100 },
-            memory: MemoryConfig { budget: None, on_exceed: OnExceed::Fail },
+            memory: MemoryConfig { budget: None, on_exceed: OnExceed::Fail, device_limit: None },
             plan: PlanConfig { layout: crate::plan::Layout::Rftx, prompts_per_batch: 1, device: None },
             sweep: toml::Table::new(),
         }
@@ -266,14 +287,6 @@ impl Resolved {
         } else {
             body
         }
-    }
-}
-
-impl Resolved {
-    /// Where the model computes. Only the CPU exists yet: the `device` key arrives with the
-    /// CUDA backend, and this is where it will be read.
-    pub fn device(&self) -> crate::engine::DeviceChoice {
-        crate::engine::DeviceChoice::Cpu
     }
 }
 
@@ -453,6 +466,20 @@ pub fn validate(c: &Config) -> Vec<String> {
             p.push(format!("memory.budget = {b:?}: {e}"));
         }
     }
+    if let Err(e) = crate::engine::DeviceChoice::validate(&c.device) {
+        p.push(format!("device = {:?}: {e}", c.device));
+    }
+    if let Some(l) = &c.memory.device_limit {
+        if let Err(e) = crate::plan::device(l) {
+            p.push(format!("memory.device_limit = {l:?}: {e}"));
+        }
+    }
+    if c.model.init == ModelInit::Random && c.model.arch.is_none() {
+        p.push(format!(
+            "model.init = \"random\": needs model.arch, the shape to build; use one of: {}",
+            crate::plan::ARCH_PRESETS.join(", ")
+        ));
+    }
     if let Some(d) = &c.plan.device {
         if let Err(e) = crate::plan::device(d) {
             p.push(format!("plan.device = {d:?}: {e}"));
@@ -511,22 +538,51 @@ pub const HASH_FORMAT: &str = "rftx-run-v2";
 impl Resolved {
     /// The canonical JSON object the run hash is computed from: every key that can change the
     /// samples or the measurements, plus the digests of the model file and the question set.
-    /// Deliberately left out: `name` (it prefixes the directory), paths (the digests stand for
-    /// the content), `checkpoint.every` (durability only: change it and resume), `[memory]`
-    /// (a budget never changes the samples; raise it and resume) and `[plan]`, `model.arch`
-    /// (planning only).
-    pub fn hash_input(&self, model_sha256: &str, questions_sha256: &str, questions: usize) -> serde_json::Value {
+    /// `engine` is what the config resolved to on this machine: the weight format (`auto` made
+    /// concrete), and on a GPU its model and compute capability (CPU and GPU samples differ, and
+    /// so may two GPU models'); on the CPU the object is what it was before GPUs existed, so CPU
+    /// run hashes did not change. Deliberately left out: `name` (it prefixes the directory),
+    /// paths (the digests stand for the content), `checkpoint.every` (durability only: change
+    /// it and resume), `[memory]` (a budget never changes the samples; raise it and resume) and
+    /// `[plan]`, `model.arch` unless it shapes a random model (planning only).
+    pub fn hash_input(
+        &self,
+        engine: &EngineKey,
+        model_sha256: &str,
+        questions_sha256: &str,
+        questions: usize,
+    ) -> serde_json::Value {
         let c = &self.config;
-        serde_json::json!({
+        let mut model = serde_json::json!({ "sha256": model_sha256, "weights": engine.weights.as_str() });
+        if c.model.init == ModelInit::Random {
+            model["init"] = "random".into();
+            model["arch"] = c.model.arch.clone().unwrap_or_default().into();
+        }
+        let mut v = serde_json::json!({
             "format": HASH_FORMAT,
             "seed": c.seed,
-            "model": { "sha256": model_sha256, "weights": c.model.weights.as_str() },
+            "model": model,
             "data": { "sha256": questions_sha256, "questions": questions },
             "prompt": c.prompt,
             "generation": c.generation,
             "rft": c.rft,
-        })
+        });
+        if let Some(gpu) = &engine.gpu {
+            v["device"] = serde_json::json!({
+                "kind": "cuda",
+                "name": gpu.name,
+                "compute_capability": gpu.compute_capability,
+            });
+        }
+        v
     }
+}
+
+/// What a config resolved to on this machine, as far as the samples depend on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineKey {
+    pub weights: WeightFormat,
+    pub gpu: Option<crate::engine::device::GpuInfo>,
 }
 
 /// JSON with object keys sorted at every level and no whitespace: a canonical byte string.

@@ -32,6 +32,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The configured device cannot be used (no CUDA in this build, no such GPU, a GPU its
+    /// kernels were not built for).
+    #[error("{0}")]
+    Device(String),
+
     /// Another process is writing the same run directory.
     #[error("{0}")]
     Locked(String),
@@ -39,6 +44,10 @@ pub enum Error {
     /// The tensor backend failed during generation.
     #[error("model computation failed: {}", candle_message(.0))]
     Candle(#[from] candle_core::Error),
+
+    /// The GPU ran out of memory in chunk `chunk` (of `size` sequences) of a question.
+    #[error("CUDA out of memory in chunk {chunk} ({size} sequences): {message}")]
+    OutOfMemory { chunk: usize, size: usize, message: String },
 
     /// Anything else that went wrong while a run was under way.
     #[error("{0}")]
@@ -64,8 +73,10 @@ impl Error {
     /// 1 for failures while running.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Input { .. } | Error::Fetch(_) | Error::Locked(_) => EXIT_INPUT,
-            Error::Io { .. } | Error::Candle(_) | Error::Run(_) => EXIT_RUN,
+            Error::Config(_) | Error::Input { .. } | Error::Fetch(_) | Error::Locked(_) | Error::Device(_) => {
+                EXIT_INPUT
+            }
+            Error::Io { .. } | Error::Candle(_) | Error::OutOfMemory { .. } | Error::Run(_) => EXIT_RUN,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! sequences leave the batch at once.
 use std::time::Instant;
 
+use crate::engine::device::{is_out_of_memory, GpuMemory};
 use crate::engine::{KvCache, Model};
+use crate::error::Error;
 use crate::error::Result;
 use crate::memory::{Peaks, Window};
 use crate::sampling::{Rng, Sampler};
@@ -50,6 +52,8 @@ pub struct ChunkReport {
     /// Decode time of the chunk (cache copy included, prefill excluded).
     pub ms: f64,
     pub peaks: Peaks,
+    /// Peak GPU memory in use during the chunk (see [`GpuMemory`]); `None` on the CPU.
+    pub gpu_peak_bytes: Option<u64>,
 }
 
 /// The KV cache of tokens that every prompt of a run starts with, computed once.
@@ -73,6 +77,8 @@ pub struct Generator<'a> {
     /// Tokens that end a sample.
     pub stop_ids: &'a [u32],
     pub params: GenerationParams,
+    /// GPU memory peaks, on a GPU.
+    pub gpu: Option<&'a GpuMemory>,
 }
 
 /// A prompt's cache and the logits that follow it.
@@ -95,21 +101,28 @@ impl Generator<'_> {
         let mut prefix: Option<Prefilled> = None;
         for (chunk, first) in (0..n).step_by(chunk_size).enumerate() {
             let window = Window::open();
+            if let Some(gpu) = self.gpu {
+                gpu.reset_peak();
+            }
+            let samples = first..(first + chunk_size).min(n);
+            let size = samples.len();
+            let oom = |e: Error| match e {
+                Error::Candle(c) if is_out_of_memory(&c) => Error::OutOfMemory {
+                    chunk,
+                    size,
+                    message: crate::error::candle_message(&c),
+                },
+                other => other,
+            };
             let mut prefill_ms = 0.0;
             if prefix.is_none() {
                 let t = Instant::now();
-                prefix = Some(self.prefill(prompt)?);
+                prefix = Some(self.prefill(prompt).map_err(oom)?);
                 prefill_ms = t.elapsed().as_secs_f64() * 1e3;
             }
             let started = Instant::now();
-            let samples = first..(first + chunk_size).min(n);
-            let size = samples.len();
-            let done = self.chunk(
-                prefix.as_ref().expect("prefilled above"),
-                question_index,
-                samples,
-                on_tokens,
-            )?;
+            let prefilled = prefix.as_ref().expect("prefilled above");
+            let done = self.chunk(prefilled, question_index, samples, on_tokens).map_err(oom)?;
             let new_tokens = done.iter().map(|c| c.new_tokens).sum();
             completions.extend(done);
             reports.push(ChunkReport {
@@ -119,6 +132,7 @@ impl Generator<'_> {
                 prefill_ms,
                 ms: started.elapsed().as_secs_f64() * 1e3,
                 peaks: window.close(),
+                gpu_peak_bytes: self.gpu.map(GpuMemory::peak),
             });
         }
         Ok((completions, reports))
@@ -257,6 +271,7 @@ mod tests {
             shared: None,
             stop_ids: &tokenizer.stop_ids,
             params: params(cs),
+            gpu: None,
         };
         let run = |cs| generator(cs).question(3, &prompt, &mut |_| {}).unwrap();
         let (reference, reports) = run(1);

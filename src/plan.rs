@@ -228,13 +228,14 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// The weight format held: transformers has no GGUF kernels, so the hf layout holds f32
-    /// weights (its default dtype) unless f16 is asked for.
-    pub fn effective_weights(&self) -> WeightFormat {
+    /// The weight format held: `auto` as on the device (`q8_0` on the CPU, `f16` on a GPU);
+    /// transformers has no GGUF kernels, so the hf layout holds f32 weights (its default
+    /// dtype) unless f16 or bf16 is asked for.
+    pub fn effective_weights(&self, gpu: bool) -> WeightFormat {
         match (self.layout, self.weights) {
-            (Layout::Hf, WeightFormat::F16) => WeightFormat::F16,
+            (Layout::Hf, f @ (WeightFormat::F16 | WeightFormat::Bf16)) => f,
             (Layout::Hf, _) => WeightFormat::F32,
-            (Layout::Rftx, f) => f,
+            (Layout::Rftx, f) => f.resolve(gpu),
         }
     }
 
@@ -269,7 +270,7 @@ pub struct Breakdown {
 /// Predicts the peak of `w` for `arch`; `gpu` selects 2-byte activations and the GPU runtime.
 pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
     let s = &arch.spec;
-    let format = w.effective_weights();
+    let format = w.effective_weights(gpu);
     let elem: u64 = if gpu && format != WeightFormat::F32 { 2 } else { 4 };
     let (d, ff, vocab) = (s.n_embd as u64, s.n_ff as u64, s.vocab_size as u64);
     let (heads, kv_dim) = (s.n_head as u64, (s.n_kv_head * s.head_dim) as u64);
@@ -307,9 +308,16 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
             // Only the part of the prompt after the shared prefix is computed.
             let rows = l.saturating_sub(w.shared_prefix_tokens as u64).max(1);
             let prefill = (prefix, layer_act(rows, l, true), 2 * vocab * 4);
+            // On a GPU decode attention is tensor ops in f32 (engine/cuda.rs): its products of
+            // queries and keys (or weights and values) hold every position of every head.
+            let gpu_attention = if gpu {
+                b * heads * cap * s.head_dim as u64 * 4
+            } else {
+                0
+            };
             let decode = (
                 prefix + b * kv_seq,
-                layer_act(b, cap, false),
+                layer_act(b, cap, false) + gpu_attention,
                 2 * b * vocab * 4 + vocab * 8,
             );
             larger(prefill, decode)

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub peak_bytes: u64,
     /// Highest resident set size over all chunks.
     pub rss_peak_bytes: u64,
+    /// Highest GPU memory in use over all chunks (GPU runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_peak_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -59,6 +62,7 @@ pub struct Tally {
     chunks: usize,
     peak_bytes: u64,
     rss_peak_bytes: u64,
+    gpu_peak_bytes: Option<u64>,
 }
 
 impl Tally {
@@ -79,6 +83,9 @@ impl Tally {
         self.decode_ms += c.ms;
         self.peak_bytes = self.peak_bytes.max(c.peak_bytes);
         self.rss_peak_bytes = self.rss_peak_bytes.max(c.rss_peak_bytes);
+        if let Some(g) = c.gpu_peak_bytes {
+            self.gpu_peak_bytes = Some(self.gpu_peak_bytes.unwrap_or(0).max(g));
+        }
     }
 
     pub fn questions(&self) -> usize {
@@ -115,6 +122,7 @@ impl Tally {
             chunks: self.chunks,
             peak_bytes: self.peak_bytes,
             rss_peak_bytes: self.rss_peak_bytes,
+            gpu_peak_bytes: self.gpu_peak_bytes,
         }
     }
 }

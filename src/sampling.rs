@@ -52,6 +52,13 @@ impl Rng {
     }
 
     /// Uniform in [0, 1), 53 bits.
+    /// A standard normal draw (Box–Muller, one draw of each of two uniforms), for random weights.
+    pub fn next_gaussian(&mut self) -> f64 {
+        let u1 = 1.0 - self.next_f64();
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }

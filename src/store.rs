@@ -135,6 +135,21 @@ impl Manifest {
 pub struct Inputs {
     pub model: ModelInput,
     pub questions: QuestionsInput,
+    /// The GPU a run computed on (absent: the CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuInput {
+    /// `cuda:0`.
+    pub device: String,
+    pub name: String,
+    pub compute_capability: String,
+    pub total_bytes: u64,
+    /// `memory.device_limit` in bytes, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_limit_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +157,13 @@ pub struct ModelInput {
     pub path: String,
     pub sha256: String,
     pub weights: String,
+    /// `random` for random weights (`model.init`): the file gave only the tokenizer and template,
+    /// the samples mean nothing and acceptance is not a measure of anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+    /// The preset random weights were shaped after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,9 +218,16 @@ pub struct ChunkRecord {
     pub ms: f64,
     pub peak_bytes: u64,
     pub rss_peak_bytes: u64,
-    /// Set when `memory.budget` made this question run in smaller chunks: the configured size.
+    /// Peak GPU memory in use during the chunk (GPU runs only; see `engine::device::GpuMemory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_peak_bytes: Option<u64>,
+    /// Set when `memory.budget` or an out-of-memory made this question run in smaller chunks:
+    /// the configured size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shrunk_from: Option<usize>,
+    /// Out-of-memory retries of this question before it fitted (`memory.on_exceed = "shrink"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_retries: Option<usize>,
 }
 
 /// What a directory held when it was opened for (re)writing.
@@ -519,7 +548,9 @@ mod tests {
             ms: 1.0,
             peak_bytes: 1,
             rss_peak_bytes: 1,
+            gpu_peak_bytes: None,
             shrunk_from: None,
+            oom_retries: None,
         }
     }
 

@@ -496,3 +496,36 @@ fn bench_reports_each_chunk_size_and_identical_samples() {
         .iter()
         .all(|p| p.starts_with("<|im_start|>system\n") && p.ends_with("<|im_start|>assistant\n")));
 }
+
+#[test]
+fn gpu_settings_without_a_gpu_are_input_errors_that_say_what_to_do() {
+    let f = Fixture::new("");
+    let config = f.config.to_str().unwrap();
+    let cases: [(&str, &[&str]); 4] = [
+        ("device=tpu", &["device = \"tpu\"", "use auto, cpu, cuda or cuda:N"]),
+        ("model.init=random", &["model.init = \"random\"", "needs model.arch"]),
+        ("model.weights=bf16", &["bf16", "GPUs only"]),
+        ("memory.device_limit=t4", &["memory.device_limit", "GPU runs"]),
+    ];
+    for (set, wanted) in cases {
+        let r = rftx(&["run", config, "--quiet", "--set", set], &[], f.path());
+        assert_eq!(r.code, 2, "{set}: {}", r.stderr);
+        for w in wanted {
+            assert!(r.stderr.contains(w), "{set}: {}", r.stderr);
+        }
+    }
+    if !cfg!(feature = "cuda") {
+        let r = rftx(&["run", config, "--quiet", "--set", "device=cuda"], &[], f.path());
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("built without CUDA") && r.stderr.contains("scripts/build-cuda.sh"),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(entries(&f.runs()).is_empty(), "nothing ran: {:?}", entries(&f.runs()));
+    // The default device on a machine without CUDA is the CPU, and CPU hashes do not name it.
+    let auto = rftx(&["hash", config], &[], f.path());
+    let cpu = rftx(&["hash", config, "--set", "device=cpu"], &[], f.path());
+    assert_eq!(auto.last_line(), cpu.last_line());
+}

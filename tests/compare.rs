@@ -39,12 +39,15 @@ fn write_run(runs: &Path, r: &FakeRun) -> PathBuf {
                 path: "models/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
                 sha256: "b".repeat(64),
                 weights: "q8_0".into(),
+                init: None,
+                arch: None,
             },
             questions: QuestionsInput {
                 source: "builtin".into(),
                 sha256: "c".repeat(64),
                 count: 3,
             },
+            gpu: None,
         },
         progress: Progress {
             questions_done: r.done,
@@ -85,6 +88,7 @@ fn write_run(runs: &Path, r: &FakeRun) -> PathBuf {
             chunks: 3,
             peak_bytes: heap,
             rss_peak_bytes: rss,
+            gpu_peak_bytes: None,
         };
         std::fs::write(dir.join("metrics.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
     }

@@ -206,3 +206,54 @@ fn predicted_peaks_are_within_ten_percent_of_measured() {
         .collect();
     assert!(measured.windows(2).all(|w| w[0] < w[1]), "{measured:?}");
 }
+
+/// `model.init = "random"` on the CPU: the default model's tokenizer and template, random weights
+/// of the SmolLM2-135M shape drawn from the seed; every sample runs to max_new_tokens, the
+/// manifest says so, and the same seed gives the same bytes.
+#[test]
+fn random_weights_of_a_preset_shape() {
+    let models = model_or_skip!().parent().unwrap().to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("random.toml");
+    std::fs::write(
+        &config,
+        "name = \"random\"\nseed = 3\n[model]\ninit = \"random\"\narch = \"smollm2-135m\"\n[data]\nlimit = 2\n[generation]\noversample = 3\nchunk_size = 2\nmax_new_tokens = 5\n",
+    )
+    .unwrap();
+    let env = [("RFTX_MODELS_DIR", models.as_str())];
+    let run = |runs: &str| {
+        let r = rftx(
+            &["run", config.to_str().unwrap(), "--quiet", "--runs-dir", runs],
+            &env,
+            dir.path(),
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        printed_dir(&r, dir.path())
+    };
+    let a = run("a");
+    let manifest = read_json(&a.join("manifest.json"));
+    assert_eq!(manifest["inputs"]["model"]["init"], "random");
+    assert_eq!(manifest["inputs"]["model"]["arch"], "smollm2-135m");
+    let samples = read_jsonl(&a.join("samples.jsonl"));
+    for q in &samples {
+        for s in q["samples"].as_array().unwrap() {
+            assert_eq!(
+                (s["new_tokens"].as_u64(), s["finish"].as_str()),
+                (Some(5), Some("length"))
+            );
+        }
+    }
+    let b = run("b");
+    assert_eq!(
+        std::fs::read(a.join("samples.jsonl")).unwrap(),
+        std::fs::read(b.join("samples.jsonl")).unwrap()
+    );
+    // Random weights and the file's own weights are different runs.
+    let file = rftx(
+        &["hash", config.to_str().unwrap(), "--set", "model.init=\"file\""],
+        &env,
+        dir.path(),
+    );
+    assert_eq!(file.code, 0, "{}", file.stderr);
+    assert_ne!(Path::new(file.last_line()).file_name(), a.file_name());
+}

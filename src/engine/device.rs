@@ -1,27 +1,88 @@
-//! The one place where candle devices are created.
+//! The one place where candle devices are created, and what rftx knows of them: which device a
+//! `device = "…"` setting means, whether this build can use it, and (on a GPU) its name,
+//! compute capability and memory.
 use candle_core::Device;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// Where the model computes. Only the CPU exists yet; a CUDA backend adds its variant here and
-/// nowhere else decides.
+/// Where the model computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
     #[default]
     Cpu,
+    /// A CUDA GPU, by ordinal.
+    Cuda(usize),
 }
 
+/// What to do to get a CUDA build.
+pub const CUDA_BUILD_HINT: &str = "build rftx with CUDA: CUDA_COMPUTE_CAP=90 scripts/build-cuda.sh for an H100/H200 (75 for a T4), or set device = \"cpu\"";
+
 impl DeviceChoice {
-    /// The candle device to compute on.
-    pub fn create(self) -> Result<Device> {
-        match self {
-            DeviceChoice::Cpu => Ok(Device::Cpu),
+    /// Resolves a `device` setting: `auto` (the first GPU when this build has CUDA and one is
+    /// present, else the CPU), `cpu`, `cuda`, `cuda:N`. Errors are sentences for the caller to
+    /// prefix with the key.
+    pub fn resolve(setting: &str) -> std::result::Result<DeviceChoice, String> {
+        let s = setting.trim().to_ascii_lowercase();
+        let cuda = match s.as_str() {
+            "cpu" => return Ok(DeviceChoice::Cpu),
+            "auto" => {
+                return Ok(if cuda_present() {
+                    DeviceChoice::Cuda(0)
+                } else {
+                    DeviceChoice::Cpu
+                })
+            }
+            "cuda" | "gpu" => 0,
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => n,
+                _ => return Err(format!("`{setting}` is not a device: use auto, cpu, cuda or cuda:N")),
+            },
+        };
+        if !cfg!(feature = "cuda") {
+            return Err(format!(
+                "`{setting}` needs a GPU, but this rftx was built without CUDA; {CUDA_BUILD_HINT}"
+            ));
+        }
+        Ok(DeviceChoice::Cuda(cuda))
+    }
+
+    /// Whether a setting is well-formed (without probing for a GPU).
+    pub fn validate(setting: &str) -> std::result::Result<(), String> {
+        match setting.trim().to_ascii_lowercase().as_str() {
+            "auto" | "cpu" | "cuda" | "gpu" => Ok(()),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(_)) => Ok(()),
+                _ => Err(format!("`{setting}` is not a device: use auto, cpu, cuda or cuda:N")),
+            },
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub fn is_gpu(self) -> bool {
+        matches!(self, DeviceChoice::Cuda(_))
+    }
+
+    /// The candle device to compute on. On a GPU, refuses a device whose compute capability
+    /// this binary's kernels were not built for.
+    pub fn create(self) -> Result<Device> {
         match self {
-            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda(n) => {
+                let device = Device::new_cuda(n).map_err(|e| {
+                    Error::Device(format!(
+                        "cannot open CUDA device {n}: {}; check nvidia-smi, or set device = \"cpu\"",
+                        crate::error::candle_message(&e)
+                    ))
+                })?;
+                check_compute_capability(&device, n)?;
+                Ok(device)
+            }
+        }
+    }
+
+    pub fn as_str(self) -> String {
+        match self {
+            DeviceChoice::Cpu => "cpu".into(),
+            DeviceChoice::Cuda(n) => format!("cuda:{n}"),
         }
     }
 }
@@ -30,4 +91,268 @@ impl DeviceChoice {
 /// compute device (and where the CPU kernels run).
 pub fn host() -> Device {
     Device::Cpu
+}
+
+/// A GPU as rftx records it: in the manifest and, since numerics differ between GPU models, in
+/// the run hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GpuInfo {
+    pub name: String,
+    /// `9.0` for an H100/H200, `7.5` for a T4.
+    pub compute_capability: String,
+    pub total_bytes: u64,
+}
+
+/// The compute capability this binary's CUDA kernels were built for (`CUDA_COMPUTE_CAP`).
+pub fn built_compute_capability() -> Option<&'static str> {
+    option_env!("CUDA_COMPUTE_CAP")
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_present() -> bool {
+    Device::new_cuda(0).is_ok()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_present() -> bool {
+    false
+}
+
+#[cfg(feature = "cuda")]
+pub fn gpu_info(device: &Device) -> Result<Option<GpuInfo>> {
+    let Ok(cuda) = device.as_cuda_device() else {
+        return Ok(None);
+    };
+    let ctx = cuda.cuda_stream().context().clone();
+    let e = |e: candle_core::cuda::cudarc::driver::DriverError| Error::Device(format!("{e:?}"));
+    let (major, minor) = ctx.compute_capability().map_err(e)?;
+    Ok(Some(GpuInfo {
+        name: ctx.name().map_err(e)?,
+        compute_capability: format!("{major}.{minor}"),
+        total_bytes: ctx.total_mem().map_err(e)? as u64,
+    }))
+}
+
+#[cfg(not(feature = "cuda"))]
+pub fn gpu_info(_device: &Device) -> Result<Option<GpuInfo>> {
+    Ok(None)
+}
+
+/// Device memory of a GPU run: the peak in use per window, and an optional limit.
+///
+/// `peak()` is the default memory pool's high-water mark of memory in use since the last
+/// `reset_peak()` (every candle tensor is allocated from that pool with `cuMemAllocAsync`:
+/// weights, KV caches, activations, logits), plus what the CUDA runtime holds outside the pool
+/// (context, module images, cuBLAS workspaces), read as device memory in use (`cuMemGetInfo`)
+/// minus the pool's reserved memory and the limit's reservation. Other processes on the same
+/// GPU would count in that second term.
+pub struct GpuMemory {
+    #[cfg(feature = "cuda")]
+    inner: cuda_memory::Inner,
+}
+
+impl GpuMemory {
+    /// `None` on the CPU.
+    #[allow(unused_variables)]
+    pub fn new(device: &Device) -> Result<Option<GpuMemory>> {
+        #[cfg(feature = "cuda")]
+        if let Ok(cuda) = device.as_cuda_device() {
+            return Ok(Some(GpuMemory {
+                inner: cuda_memory::Inner::new(cuda)?,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Makes the process see at most `bytes` of device memory from now on, by reserving the
+    /// rest (call it before loading the model). Returns the bytes reserved.
+    #[allow(unused_variables, unused_mut)]
+    pub fn limit(&mut self, bytes: u64) -> Result<u64> {
+        #[cfg(feature = "cuda")]
+        return self.inner.limit(bytes);
+        #[cfg(not(feature = "cuda"))]
+        Ok(0)
+    }
+
+    pub fn reset_peak(&self) {
+        #[cfg(feature = "cuda")]
+        self.inner.reset_peak();
+    }
+
+    /// Peak bytes in use since the last reset, the runtime's included (synchronises).
+    pub fn peak(&self) -> u64 {
+        #[cfg(feature = "cuda")]
+        return self.inner.peak();
+        #[cfg(not(feature = "cuda"))]
+        0
+    }
+}
+
+/// Whether a candle error is the GPU running out of memory (an allocation, or cuBLAS failing
+/// to allocate its workspace).
+pub fn is_out_of_memory(e: &candle_core::Error) -> bool {
+    use candle_core::Error as E;
+    match e {
+        E::WithBacktrace { inner, .. } | E::Context { inner, .. } | E::WithPath { inner, .. } => {
+            is_out_of_memory(inner)
+        }
+        #[cfg(feature = "cuda")]
+        E::Cuda(b) => cuda_memory::is_oom(b.as_ref()),
+        other => other.to_string().contains("CUDA_ERROR_OUT_OF_MEMORY"),
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda_memory {
+    use std::sync::Arc;
+
+    use candle_core::cuda::cudarc::driver::{result, sys, CudaContext};
+    use candle_core::cuda::{CudaDevice, CudaError};
+
+    use crate::error::{Error, Result};
+
+    pub(super) struct Inner {
+        ctx: Arc<CudaContext>,
+        pool: sys::CUmemoryPool,
+        /// The limit's reservation, freed on drop.
+        reserved: Option<(sys::CUdeviceptr, u64)>,
+    }
+
+    // The pool handle is a process-wide driver object, usable from any thread.
+    unsafe impl Send for Inner {}
+    unsafe impl Sync for Inner {}
+
+    fn err(e: impl std::fmt::Debug) -> Error {
+        Error::Device(format!("CUDA memory query failed: {e:?}"))
+    }
+
+    impl Inner {
+        pub(super) fn new(cuda: &CudaDevice) -> Result<Inner> {
+            let ctx = cuda.cuda_stream().context().clone();
+            ctx.bind_to_thread().map_err(err)?;
+            let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+            // SAFETY: a valid device of a live context; `pool` receives a handle.
+            unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) }
+                .result()
+                .map_err(err)?;
+            Ok(Inner {
+                ctx,
+                pool,
+                reserved: None,
+            })
+        }
+
+        fn attr(&self, attr: sys::CUmemPool_attribute) -> u64 {
+            let mut v: u64 = 0;
+            // SAFETY: the pool handle is valid; the attributes read here are 64-bit.
+            let r = unsafe { sys::cuMemPoolGetAttribute(self.pool, attr, &mut v as *mut u64 as *mut _) };
+            if r == sys::CUresult::CUDA_SUCCESS {
+                v
+            } else {
+                0
+            }
+        }
+
+        pub(super) fn limit(&mut self, bytes: u64) -> Result<u64> {
+            let (free, total) = self.ctx.mem_get_info().map_err(err)?;
+            let used = (total - free) as u64;
+            let reserve = (free as u64).saturating_sub(bytes.saturating_sub(used));
+            if reserve == 0 {
+                return Ok(0);
+            }
+            // SAFETY: the context is bound (mem_get_info bound it); freed in Drop.
+            let ptr = unsafe { result::malloc_sync(reserve as usize) }.map_err(err)?;
+            self.reserved = Some((ptr, reserve));
+            Ok(reserve)
+        }
+
+        pub(super) fn reset_peak(&self) {
+            let _ = self.ctx.synchronize();
+            let mut zero: u64 = 0;
+            // SAFETY: setting USED_MEM_HIGH to 0 resets it to the current use.
+            unsafe {
+                sys::cuMemPoolSetAttribute(
+                    self.pool,
+                    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                    &mut zero as *mut u64 as *mut _,
+                );
+            }
+        }
+
+        pub(super) fn peak(&self) -> u64 {
+            let _ = self.ctx.synchronize();
+            let used_high = self.attr(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH);
+            let pool_reserved = self.attr(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT);
+            let runtime = match self.ctx.mem_get_info() {
+                Ok((free, total)) => ((total - free) as u64)
+                    .saturating_sub(pool_reserved)
+                    .saturating_sub(self.reserved.map_or(0, |(_, n)| n)),
+                Err(_) => 0,
+            };
+            used_high + runtime
+        }
+    }
+
+    impl Drop for Inner {
+        fn drop(&mut self) {
+            if let Some((ptr, _)) = self.reserved.take() {
+                let _ = self.ctx.bind_to_thread();
+                // SAFETY: allocated by malloc_sync in `limit`, freed once.
+                let _ = unsafe { result::free_sync(ptr) };
+            }
+        }
+    }
+
+    pub(super) fn is_oom(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+        match e.downcast_ref::<CudaError>() {
+            Some(CudaError::Cuda(d)) => d.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY,
+            Some(CudaError::Load { cuda, .. }) => cuda.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY,
+            Some(other) => {
+                let s = format!("{other:?}");
+                s.contains("OUT_OF_MEMORY") || s.contains("ALLOC_FAILED")
+            }
+            None => e.to_string().contains("OUT_OF_MEMORY"),
+        }
+    }
+}
+
+fn check_compute_capability(device: &Device, n: usize) -> Result<()> {
+    let (Some(info), Some(built)) = (gpu_info(device)?, built_compute_capability()) else {
+        return Ok(());
+    };
+    let want: String = built.chars().filter(char::is_ascii_digit).collect();
+    let have: String = info.compute_capability.chars().filter(char::is_ascii_digit).collect();
+    if want != have {
+        return Err(Error::Device(format!(
+            "this rftx was built for compute capability {built} (CUDA_COMPUTE_CAP={built}) but CUDA device {n} ({}) is {}: build it with CUDA_COMPUTE_CAP={have} scripts/build-cuda.sh",
+            info.name, info.compute_capability
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_resolve_or_say_how_to_fix_them() {
+        assert_eq!(DeviceChoice::resolve("cpu"), Ok(DeviceChoice::Cpu));
+        assert_eq!(DeviceChoice::resolve(" CPU "), Ok(DeviceChoice::Cpu));
+        assert!(DeviceChoice::resolve("tpu")
+            .unwrap_err()
+            .contains("use auto, cpu, cuda or cuda:N"));
+        assert!(DeviceChoice::resolve("cuda:x").is_err());
+        assert!(DeviceChoice::validate("cuda:1").is_ok() && DeviceChoice::validate("cuda:").is_err());
+        if cfg!(feature = "cuda") {
+            assert_eq!(DeviceChoice::resolve("cuda:1"), Ok(DeviceChoice::Cuda(1)));
+        } else {
+            assert_eq!(DeviceChoice::resolve("auto"), Ok(DeviceChoice::Cpu));
+            let e = DeviceChoice::resolve("cuda").unwrap_err();
+            assert!(
+                e.contains("built without CUDA") && e.contains("scripts/build-cuda.sh"),
+                "{e}"
+            );
+        }
+    }
 }

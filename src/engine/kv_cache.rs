@@ -22,9 +22,9 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub(super) fn new(spec: &ModelSpec, batch: usize, capacity: usize, device: &Device) -> Result<Self> {
+    pub(super) fn new(spec: &ModelSpec, batch: usize, capacity: usize, dtype: DType, device: &Device) -> Result<Self> {
         Ok(KvCache {
-            layers: Self::zeros(spec, batch, capacity, device)?,
+            layers: Self::zeros(spec, batch, capacity, dtype, device)?,
             shared: Vec::new(),
             start: 0,
             len: 0,
@@ -32,13 +32,19 @@ impl KvCache {
         })
     }
 
-    fn zeros(spec: &ModelSpec, batch: usize, positions: usize, device: &Device) -> Result<Vec<(Tensor, Tensor)>> {
+    fn zeros(
+        spec: &ModelSpec,
+        batch: usize,
+        positions: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Vec<(Tensor, Tensor)>> {
         let shape = (batch, spec.n_kv_head, positions, spec.head_dim);
         (0..spec.n_layer)
             .map(|_| {
                 Ok((
-                    Tensor::zeros(shape, DType::F32, device)?,
-                    Tensor::zeros(shape, DType::F32, device)?,
+                    Tensor::zeros(shape, dtype, device)?,
+                    Tensor::zeros(shape, dtype, device)?,
                 ))
             })
             .collect()
@@ -56,7 +62,7 @@ impl KvCache {
             .map(|(k, v)| Ok((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?)))
             .collect::<Result<_>>()?;
         Ok(KvCache {
-            layers: Self::zeros(spec, n, max_new, self.layers[0].0.device())?,
+            layers: Self::zeros(spec, n, max_new, self.layers[0].0.dtype(), self.layers[0].0.device())?,
             shared,
             start: self.len,
             len: self.len,

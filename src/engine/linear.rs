@@ -2,7 +2,7 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::cpu::q8::Q8Linear;
@@ -10,6 +10,9 @@ use super::cpu::q8::Q8Linear;
 /// Weight format of the linear layers after loading (`model.weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WeightFormat {
+    /// `q8_0` on the CPU, `f16` on a GPU.
+    #[serde(rename = "auto")]
+    Auto,
     /// Keep the file's own formats (Q4_1 for the default model).
     #[serde(rename = "native")]
     Native,
@@ -20,6 +23,9 @@ pub enum WeightFormat {
     Q4_0,
     #[serde(rename = "f16")]
     F16,
+    /// GPUs of compute capability 8.0 and later (not a T4).
+    #[serde(rename = "bf16")]
+    Bf16,
     #[serde(rename = "f32")]
     F32,
 }
@@ -27,21 +33,43 @@ pub enum WeightFormat {
 impl WeightFormat {
     pub fn as_str(self) -> &'static str {
         match self {
+            WeightFormat::Auto => "auto",
             WeightFormat::Native => "native",
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::Q4_0 => "q4_0",
             WeightFormat::F16 => "f16",
+            WeightFormat::Bf16 => "bf16",
             WeightFormat::F32 => "f32",
+        }
+    }
+
+    /// `auto` made concrete for a device.
+    pub fn resolve(self, gpu: bool) -> WeightFormat {
+        match (self, gpu) {
+            (WeightFormat::Auto, false) => WeightFormat::Q8_0,
+            (WeightFormat::Auto, true) => WeightFormat::F16,
+            (other, _) => other,
+        }
+    }
+
+    /// The dtype of dense weights in this format (the GPU path); `None` for quantised formats.
+    pub fn dense_dtype(self) -> Option<DType> {
+        match self {
+            WeightFormat::F16 => Some(DType::F16),
+            WeightFormat::Bf16 => Some(DType::BF16),
+            WeightFormat::F32 => Some(DType::F32),
+            _ => None,
         }
     }
 
     /// The GGML type the matrices are converted to; `None` keeps the file's.
     fn ggml(self) -> Option<GgmlDType> {
         match self {
-            WeightFormat::Native => None,
+            WeightFormat::Native | WeightFormat::Auto => None,
             WeightFormat::Q8_0 => Some(GgmlDType::Q8_0),
             WeightFormat::Q4_0 => Some(GgmlDType::Q4_0),
             WeightFormat::F16 => Some(GgmlDType::F16),
+            WeightFormat::Bf16 => Some(GgmlDType::BF16),
             WeightFormat::F32 => Some(GgmlDType::F32),
         }
     }
@@ -69,10 +97,23 @@ pub fn convert(qt: QTensor, to: WeightFormat) -> candle_core::Result<QTensor> {
 /// which do too. Dense f32/f16 weights go through gemm, whose kernels (and so roundings) change
 /// with the number of rows: those are applied one row at a time, so that a sequence's logits
 /// never depend on the batch it was decoded in.
+///
+/// Dense weights on a device (the GPU path) go through cuBLAS, whose kernels also change with
+/// the shape: their inputs are cut into groups of [`DENSE_ROWS`] rows, the last group padded
+/// with zeros, so that every GEMM has one shape whatever the batch.
 pub(super) enum Linear {
     Q8(Arc<Q8Linear>),
-    Candle { inner: QMatMul, row_by_row: bool },
+    Candle {
+        inner: QMatMul,
+        row_by_row: bool,
+    },
+    /// `(n, k)` weights in the model's dtype, on the model's device.
+    Dense(Tensor),
 }
+
+/// Rows of every GEMM of a dense layer (see [`Linear`]): decode batches up to this size cost
+/// one weight read, as one row would.
+pub const DENSE_ROWS: usize = 16;
 
 impl Linear {
     pub(super) fn new(qt: Arc<QTensor>) -> candle_core::Result<Self> {
@@ -84,11 +125,15 @@ impl Linear {
         Ok(Linear::Candle { inner, row_by_row })
     }
 
+    pub(super) fn dense(w: Tensor) -> Self {
+        Linear::Dense(w)
+    }
+
     /// Bytes the layer holds (`stored`: those of the tensor it was made from).
     pub(super) fn bytes(&self, stored: u64) -> u64 {
         match self {
             Linear::Q8(q) => q.storage_bytes() as u64,
-            Linear::Candle { .. } => stored,
+            Linear::Candle { .. } | Linear::Dense(_) => stored,
         }
     }
 
@@ -105,14 +150,43 @@ impl Linear {
                 }
                 inner.forward(x)
             }
+            Linear::Dense(w) => dense_forward(w, x),
         }
     }
+}
+
+/// `x · Wᵀ` in GEMMs of exactly [`DENSE_ROWS`] rows.
+fn dense_forward(w: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&0);
+    let m = x.elem_count() / k.max(1);
+    let rows = x.reshape((m, k))?;
+    let wt = w.t()?;
+    let mut outs = Vec::with_capacity(m.div_ceil(DENSE_ROWS));
+    for start in (0..m).step_by(DENSE_ROWS) {
+        let n = DENSE_ROWS.min(m - start);
+        let mut group = rows.narrow(0, start, n)?;
+        if n < DENSE_ROWS {
+            let pad = Tensor::zeros((DENSE_ROWS - n, k), x.dtype(), x.device())?;
+            group = Tensor::cat(&[&group, &pad], 0)?;
+        }
+        outs.push(group.matmul(&wt)?.narrow(0, 0, n)?);
+    }
+    let y = if outs.len() == 1 {
+        outs.remove(0)
+    } else {
+        Tensor::cat(&outs, 0)?
+    };
+    *dims.last_mut().expect("at least one dim") = w.dim(0)?;
+    y.reshape(dims)
 }
 
 /// The token embedding: candle's quantised lookup, or the rows of the tied [`Q8Linear`].
 pub(super) enum Embedding {
     Quantized(Arc<QTensor>),
     Q8(Arc<Q8Linear>),
+    /// `(vocab, d)` in the model's dtype on its device.
+    Dense(Tensor),
 }
 
 impl Embedding {
@@ -133,6 +207,7 @@ impl Embedding {
         match self {
             Embedding::Q8(q) => q.storage_bytes() as u64,
             Embedding::Quantized(q) => q.storage_size_in_bytes() as u64,
+            Embedding::Dense(t) => (t.elem_count() * t.dtype().size_in_bytes()) as u64,
         }
     }
 
@@ -145,6 +220,10 @@ impl Embedding {
                 let rows = q.rows(&ids);
                 let d = rows.len() / (b * l).max(1);
                 Tensor::from_vec(rows, (b, l, d), tokens.device())
+            }
+            Embedding::Dense(t) => {
+                let (b, l) = tokens.dims2()?;
+                t.embedding(&tokens.flatten_all()?)?.reshape((b, l, t.dim(1)?))
             }
         }
     }

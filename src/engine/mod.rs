@@ -21,6 +21,7 @@
 //! Modules: [`linear`] (weight formats, linear layers, embedding), [`kv_cache`], [`cpu`] (the
 //! CPU kernels), [`device`] (the only place candle devices are created).
 pub mod cpu;
+pub mod cuda;
 pub mod device;
 pub mod kv_cache;
 pub mod linear;
@@ -59,46 +60,143 @@ pub struct Model {
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    /// Activations, norms and KV cache: f32 on the CPU, the weights' dtype on a GPU.
+    dtype: DType,
+    kernels: Kernels,
     /// Bytes held by the weights after conversion.
     pub weight_bytes: u64,
     /// Storage format of the linear layers after conversion (e.g. `q8_0`), per tensor count.
     pub formats: Vec<(String, usize)>,
 }
 
+/// Which decode-attention kernel runs: the CPU one (reads the cache's storage in place), or the
+/// one made of tensor ops that any device runs (the CUDA path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernels {
+    Cpu,
+    Device,
+}
+
 /// Positions precomputed for rotary embeddings at most (the cache is sized per prompt anyway);
 /// also the context length assumed when a file does not say.
 pub const MAX_ROPE_POSITIONS: usize = 32_768;
 
-/// Reads tensors from a source, converts the matrices and keeps count of formats and bytes.
-struct Loader<'a> {
-    source: &'a mut ModelSource,
-    weights: WeightFormat,
+/// Where the weights come from.
+pub enum Weights<'a> {
+    /// A model file.
+    File(&'a mut ModelSource),
+    /// Random weights of `spec`'s shape, drawn from `seed` (normal, standard deviation 0.02, as
+    /// transformers initialises; norms 1), the token embedding tied to the output layer. On a
+    /// GPU they are drawn on the device itself (curand), on the CPU from rftx's own RNG.
+    Random { spec: ModelSpec, seed: u64 },
+}
+
+impl Weights<'_> {
+    fn spec(&self) -> ModelSpec {
+        match self {
+            Weights::File(source) => source.spec().clone(),
+            Weights::Random { spec, .. } => spec.clone(),
+        }
+    }
+
+    fn tied(&self) -> bool {
+        match self {
+            Weights::File(source) => source.tied_embeddings(),
+            Weights::Random { .. } => true,
+        }
+    }
+}
+
+/// Standard deviation of random weights.
+const RANDOM_STD: f64 = 0.02;
+
+/// Reads (or draws) tensors, converts the matrices and keeps count of formats and bytes.
+struct Loader<'a, 'b> {
+    weights: &'a mut Weights<'b>,
+    format: WeightFormat,
+    spec: ModelSpec,
     device: Device,
+    /// Dense weights on the device (GPU) instead of candle's quantised CPU layers.
+    dense: Option<DType>,
+    rng: crate::sampling::Rng,
     formats: HashMap<String, usize>,
     weight_bytes: u64,
 }
 
-impl Loader<'_> {
+impl Loader<'_, '_> {
+    /// GGUF tensor name → shape (rows, columns) of a matrix, or (n,) of a norm.
+    fn shape(&self, name: &str) -> Vec<usize> {
+        let s = &self.spec;
+        let (d, q, kv) = (s.n_embd, s.n_head * s.head_dim, s.n_kv_head * s.head_dim);
+        let what = name.trim_end_matches(".weight").rsplit('.').next().unwrap_or("");
+        match what {
+            "token_embd" | "output" => vec![s.vocab_size, d],
+            "attn_q" => vec![q, d],
+            "attn_k" | "attn_v" => vec![kv, d],
+            "attn_output" => vec![d, q],
+            "ffn_gate" | "ffn_up" => vec![s.n_ff, d],
+            "ffn_down" => vec![d, s.n_ff],
+            _ => vec![d],
+        }
+    }
+
+    /// A tensor as f32 on the host (file or random), for the CPU path and for conversion.
     fn read(&mut self, name: &str) -> Result<QTensor> {
-        self.source.tensor(name, &device::host())
+        let shape = self.shape(name);
+        match &mut *self.weights {
+            Weights::File(source) => source.tensor(name, &device::host()),
+            Weights::Random { .. } => {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = if shape.len() == 1 {
+                    vec![1.0; n]
+                } else {
+                    (0..n).map(|_| (self.rng.next_gaussian() * RANDOM_STD) as f32).collect()
+                };
+                let t = Tensor::from_vec(values, shape, &device::host())?;
+                Ok(QTensor::quantize(&t, candle_core::quantized::GgmlDType::F32)?)
+            }
+        }
+    }
+
+    /// A dense tensor on the device in `dtype`: random weights are drawn there directly.
+    fn dense(&mut self, name: &str, dtype: DType) -> Result<Tensor> {
+        let shape = self.shape(name);
+        let t = match &self.weights {
+            Weights::Random { .. } if !self.device.is_cpu() => {
+                if shape.len() == 1 {
+                    Tensor::ones(shape, DType::F32, &self.device)?
+                } else {
+                    Tensor::randn(0f32, RANDOM_STD as f32, shape, &self.device)?
+                }
+            }
+            _ => self.read(name)?.dequantize(&device::host())?.to_device(&self.device)?,
+        };
+        Ok(t.to_dtype(dtype)?)
     }
 
     fn converted(&mut self, name: &str) -> Result<QTensor> {
         let qt = self.read(name)?;
-        convert(qt, self.weights).map_err(|e| {
-            Error::input(
-                self.source.path(),
-                format!(
-                    "cannot convert {name} to {}: {}",
-                    self.weights.as_str(),
-                    crate::error::candle_message(&e)
-                ),
-            )
+        convert(qt, self.format).map_err(|e| {
+            let message = format!(
+                "cannot convert {name} to {}: {}",
+                self.format.as_str(),
+                crate::error::candle_message(&e)
+            );
+            match &*self.weights {
+                Weights::File(source) => Error::input(source.path(), message),
+                Weights::Random { .. } => Error::Run(message),
+            }
         })
     }
 
     /// A matrix, converted to the configured format, as a linear layer.
     fn linear(&mut self, name: &str) -> Result<Linear> {
+        if let Some(dtype) = self.dense {
+            let w = self.dense(name, dtype)?;
+            *self.formats.entry(self.format.as_str().to_string()).or_default() += 1;
+            self.weight_bytes += (w.elem_count() * dtype.size_in_bytes()) as u64;
+            return Ok(Linear::dense(w));
+        }
         let qt = self.converted(name)?;
         let (dtype, stored) = (qt.dtype(), qt.storage_size_in_bytes() as u64);
         let linear = Linear::new(Arc::new(qt))?;
@@ -107,20 +205,46 @@ impl Loader<'_> {
         Ok(linear)
     }
 
-    /// A 1-D weight (a norm), dequantised to f32.
-    fn vector(&mut self, name: &str) -> Result<Tensor> {
-        Ok(self.read(name)?.dequantize(&self.device)?)
+    /// The token embedding and the output layer (the same matrix when they are tied).
+    fn embedding(&mut self, tied: bool) -> Result<(Embedding, Linear)> {
+        if let Some(dtype) = self.dense {
+            let embed = self.dense("token_embd.weight", dtype)?;
+            let output = if tied {
+                Linear::dense(embed.clone())
+            } else {
+                self.linear("output.weight")?
+            };
+            self.weight_bytes += (embed.elem_count() * dtype.size_in_bytes()) as u64;
+            return Ok((Embedding::Dense(embed), output));
+        }
+        let embed_qt = self.converted("token_embd.weight")?;
+        let output = if tied {
+            None
+        } else {
+            Some(self.linear("output.weight")?)
+        };
+        let (embed, lm_head) = Embedding::with_output(embed_qt, output)?;
+        self.weight_bytes += embed.bytes();
+        Ok((embed, lm_head))
     }
 
-    fn layer(&mut self, i: usize) -> Result<Layer> {
+    /// A 1-D weight (a norm), in the model's dtype on the device.
+    fn vector(&mut self, name: &str, dtype: DType) -> Result<Tensor> {
+        if self.dense.is_some() {
+            return self.dense(name, dtype);
+        }
+        Ok(self.read(name)?.dequantize(&self.device)?.to_dtype(dtype)?)
+    }
+
+    fn layer(&mut self, i: usize, dtype: DType) -> Result<Layer> {
         let n = |what: &str| format!("blk.{i}.{what}.weight");
         Ok(Layer {
-            attn_norm: self.vector(&n("attn_norm"))?,
+            attn_norm: self.vector(&n("attn_norm"), dtype)?,
             wq: self.linear(&n("attn_q"))?,
             wk: self.linear(&n("attn_k"))?,
             wv: self.linear(&n("attn_v"))?,
             wo: self.linear(&n("attn_output"))?,
-            ffn_norm: self.vector(&n("ffn_norm"))?,
+            ffn_norm: self.vector(&n("ffn_norm"), dtype)?,
             w_gate: self.linear(&n("ffn_gate"))?,
             w_up: self.linear(&n("ffn_up"))?,
             w_down: self.linear(&n("ffn_down"))?,
@@ -129,27 +253,56 @@ impl Loader<'_> {
 }
 
 impl Model {
-    /// Loads the model of `source` onto `device`, its matrices converted to `weights`.
-    pub fn load(source: &mut ModelSource, weights: WeightFormat, device: &Device) -> Result<Model> {
-        let spec = source.spec().clone();
-        let tied = source.tied_embeddings();
+    /// Loads the model of `source` onto `device`, its matrices converted to `format`.
+    pub fn load(source: &mut ModelSource, format: WeightFormat, device: &Device) -> Result<Model> {
+        Self::build(&mut Weights::File(source), format, device, false)
+    }
+
+    /// Builds the model from `weights` on `device`. On the CPU, matrices are converted to
+    /// `format` (quantised or dense, through rftx's and candle's CPU kernels); on a GPU they are
+    /// dense tensors of the format's dtype (`f16`, `bf16` or `f32`), and decode attention runs as
+    /// tensor ops. `device_kernels` selects the GPU's kernels on the CPU too (tests).
+    pub fn build(weights: &mut Weights, format: WeightFormat, device: &Device, device_kernels: bool) -> Result<Model> {
+        let format = format.resolve(!device.is_cpu());
+        let dense = if device.is_cpu() && !device_kernels {
+            None
+        } else {
+            Some(format.dense_dtype().ok_or_else(|| {
+                Error::Run(format!(
+                    "model.weights = {}: GPU weights are f16, bf16 or f32",
+                    format.as_str()
+                ))
+            })?)
+        };
+        let (dtype, kernels) = match dense {
+            Some(d) => (d, Kernels::Device),
+            None => (DType::F32, Kernels::Cpu),
+        };
+        let spec = weights.spec();
+        let tied = weights.tied();
+        let seed = match weights {
+            Weights::Random { seed, .. } => *seed,
+            Weights::File(_) => 0,
+        };
+        if !device.is_cpu() {
+            device.set_seed(seed)?;
+        }
         let mut loader = Loader {
-            source,
             weights,
+            format,
+            spec: spec.clone(),
             device: device.clone(),
+            dense,
+            rng: crate::sampling::Rng::from_seed(seed),
             formats: HashMap::new(),
             weight_bytes: 0,
         };
-        let embed_qt = loader.converted("token_embd.weight")?;
-        let output = if tied {
-            None
-        } else {
-            Some(loader.linear("output.weight")?)
-        };
-        let (embed, lm_head) = Embedding::with_output(embed_qt, output)?;
-        let norm = loader.vector("output_norm.weight")?;
-        let layers = (0..spec.n_layer).map(|i| loader.layer(i)).collect::<Result<Vec<_>>>()?;
-        let weight_bytes = loader.weight_bytes + embed.bytes();
+        let (embed, lm_head) = loader.embedding(tied)?;
+        let norm = loader.vector("output_norm.weight", dtype)?;
+        let layers = (0..spec.n_layer)
+            .map(|i| loader.layer(i, dtype))
+            .collect::<Result<Vec<_>>>()?;
+        let weight_bytes = loader.weight_bytes;
         let mut formats: Vec<(String, usize)> = loader.formats.into_iter().collect();
         formats.sort();
         let (cos, sin) = rope_tables(&spec, MAX_ROPE_POSITIONS.min(spec.context_length), device)?;
@@ -159,12 +312,18 @@ impl Model {
             layers,
             norm,
             lm_head,
-            cos,
-            sin,
+            cos: cos.to_dtype(dtype)?,
+            sin: sin.to_dtype(dtype)?,
             device: device.clone(),
+            dtype,
+            kernels,
             weight_bytes,
             formats,
         })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Runs the prompt at batch 1 into a fresh cache sized for `capacity` positions, and returns
@@ -180,7 +339,7 @@ impl Model {
                 self.cos.dim(0)?
             )));
         }
-        let cache = KvCache::new(&self.spec, 1, capacity, &self.device)?;
+        let cache = KvCache::new(&self.spec, 1, capacity, self.dtype, &self.device)?;
         self.prefill_into(cache, prompt)
     }
 
@@ -192,7 +351,7 @@ impl Model {
                 "prefill_after needs a batch-1 prefix and a non-empty rest".into(),
             ));
         }
-        let mut cache = KvCache::new(&self.spec, 1, capacity, &self.device)?;
+        let mut cache = KvCache::new(&self.spec, 1, capacity, self.dtype, &self.device)?;
         for ((k, v), (pk, pv)) in cache.layers.iter_mut().zip(&prefix.layers) {
             k.slice_set(&pk.narrow(2, 0, prefix.len)?.contiguous()?, 2, 0)?;
             v.slice_set(&pv.narrow(2, 0, prefix.len)?.contiguous()?, 2, 0)?;
@@ -263,7 +422,7 @@ impl Model {
         cache.len += l;
         let last = h.narrow(1, l - 1, 1)?.reshape((b, self.spec.n_embd))?;
         let last = candle_nn::ops::rms_norm(&last, &self.norm, eps)?;
-        Ok(self.lm_head.forward(&last)?)
+        Ok(self.lm_head.forward(&last)?.to_dtype(DType::F32)?)
     }
 
     fn attention(
@@ -293,13 +452,19 @@ impl Model {
         kv.1.slice_set(&v, 2, pos - start)?;
         let t = pos + l;
         if l == 1 {
-            let y = cpu::attention::decode(s, &q, shared, kv, t)?;
-            return Ok(layer.wo.forward(&y)?);
+            let y = match self.kernels {
+                Kernels::Cpu => cpu::attention::decode(s, &q, shared, kv, t)?,
+                Kernels::Device => cuda::decode_attention(s, &q, shared, kv, t)?,
+            };
+            return Ok(layer.wo.forward(&y.to_dtype(self.dtype)?)?);
         }
-        let keys = kv.0.narrow(2, 0, t)?;
-        let values = kv.1.narrow(2, 0, t)?;
+        // Attention scores and weights in f32 whatever the weights' dtype.
+        let keys = kv.0.narrow(2, 0, t)?.to_dtype(DType::F32)?;
+        let values = kv.1.narrow(2, 0, t)?.to_dtype(DType::F32)?;
         // (b, n_head, l, d) → (b, n_kv_head, n_rep·l, d): the heads sharing a KV head become rows.
-        let q = q.reshape((b, s.n_kv_head, n_rep * l, s.head_dim))?;
+        let q = q
+            .to_dtype(DType::F32)?
+            .reshape((b, s.n_kv_head, n_rep * l, s.head_dim))?;
         let att = (q.matmul(&keys.t()?)? * (1.0 / (s.head_dim as f64).sqrt()))?;
         let att = match mask {
             Some(m) => att.broadcast_add(m)?,
@@ -310,7 +475,8 @@ impl Model {
         let y = y
             .reshape((b, s.n_head, l, s.head_dim))?
             .transpose(1, 2)?
-            .reshape((b, l, s.n_head * s.head_dim))?;
+            .reshape((b, l, s.n_head * s.head_dim))?
+            .to_dtype(self.dtype)?;
         Ok(layer.wo.forward(&y)?)
     }
 
@@ -454,6 +620,66 @@ mod tests {
         assert_eq!(three.batch(), 2);
         assert_eq!(two.len(), 2 * vocab);
         assert!(three.retain(&[5]).is_err());
+    }
+
+    /// The GPU's kernels (dense layers in fixed-row GEMMs, decode attention as tensor ops), run
+    /// on the CPU: they agree with the CPU kernels, and a row's logits do not depend on the batch.
+    #[test]
+    fn device_kernels_agree_with_the_cpu_and_are_batch_invariant() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tiny.gguf");
+        testing::write_tiny_model(&p, 7).unwrap();
+        let cpu = load(&p, WeightFormat::F32).unwrap();
+        let mut source = ModelSource::open(&p).unwrap();
+        let dev = Model::build(
+            &mut Weights::File(&mut source),
+            WeightFormat::F32,
+            &device::host(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(dev.kernels, Kernels::Device);
+        let vocab = cpu.spec.vocab_size;
+        let prompt = [1u32, 40, 41, 42, 43];
+        let (pc, a) = cpu.prefill(&prompt, prompt.len()).unwrap();
+        let (pd, b) = dev.prefill(&prompt, prompt.len()).unwrap();
+        let close = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(close(&a, &b) < 1e-4, "prefill {}", close(&a, &b));
+        let mut cc = cpu.fork(&pc, 3, 4).unwrap();
+        let mut three = dev.fork(&pd, 3, 4).unwrap();
+        let mut one = dev.fork(&pd, 1, 4).unwrap();
+        let x = cpu.step(&mut cc, &[60, 61, 62]).unwrap();
+        let y = dev.step(&mut three, &[60, 61, 62]).unwrap();
+        assert!(close(&x, &y) < 1e-4, "decode {}", close(&x, &y));
+        let z = dev.step(&mut one, &[61]).unwrap();
+        assert_eq!(z[..], y[vocab..2 * vocab], "row results must be bit-identical");
+        // 20 rows: two GEMM groups, the second padded.
+        let mut twenty = dev.fork(&pd, 20, 4).unwrap();
+        let tokens: Vec<u32> = (0..20).map(|i| 40 + i % 7).collect();
+        let w = dev.step(&mut twenty, &tokens).unwrap();
+        let mut single = dev.fork(&pd, 1, 4).unwrap();
+        assert_eq!(
+            dev.step(&mut single, &[tokens[17]]).unwrap()[..],
+            w[17 * vocab..18 * vocab]
+        );
+    }
+
+    #[test]
+    fn random_weights_are_drawn_from_the_seed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tiny.gguf");
+        testing::write_tiny_model(&p, 7).unwrap();
+        let spec = ModelSource::open(&p).unwrap().spec().clone();
+        let logits = |seed: u64| {
+            let mut w = Weights::Random {
+                spec: spec.clone(),
+                seed,
+            };
+            let m = Model::build(&mut w, WeightFormat::F32, &device::host(), false).unwrap();
+            m.prefill(&[1, 40, 41], 3).unwrap().1
+        };
+        assert_eq!(logits(5), logits(5));
+        assert_ne!(logits(5), logits(6));
     }
 
     #[test]

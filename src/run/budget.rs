@@ -8,6 +8,8 @@ use super::Prepared;
 
 pub(crate) struct Budget {
     pub(crate) bytes: u64,
+    /// Predict for the GPU (2-byte activations, the CUDA runtime) rather than the CPU.
+    gpu: bool,
     on_exceed: OnExceed,
     arch: Arch,
     workload: Workload,
@@ -23,6 +25,7 @@ impl Budget {
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let b = Budget {
             bytes: device.capacity_bytes,
+            gpu: p.device.is_gpu(),
             on_exceed: c.memory.on_exceed,
             arch: arch.clone(),
             workload: Workload {
@@ -50,7 +53,7 @@ impl Budget {
             chunk_size: chunk,
             ..self.workload.clone()
         };
-        plan::predict(&self.arch, &w, false).total
+        plan::predict(&self.arch, &w, self.gpu).total
     }
 
     /// The chunk size to use for a question: `wanted` if it fits, else (shrink) the largest that

@@ -16,6 +16,7 @@ pub mod session;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::config::{ModelInit, OnExceed};
 use crate::error::{Error, Result};
 use crate::generate::ChunkReport;
 use crate::report::{self, Metrics};
@@ -169,13 +170,27 @@ impl Runner<'_> {
             model: store::ModelInput {
                 path: self.session.model_path.display().to_string(),
                 sha256: p.model_sha256.clone(),
-                weights: c.model.weights.as_str().into(),
+                weights: p.weights.as_str().into(),
+                init: (c.model.init == ModelInit::Random).then(|| "random".into()),
+                arch: (c.model.init == ModelInit::Random).then(|| c.model.arch.clone().unwrap_or_default()),
             },
             questions: store::QuestionsInput {
                 source: p.questions.source.clone(),
                 sha256: p.questions.sha256.clone(),
                 count: p.questions.questions.len(),
             },
+            gpu: p.gpu.as_ref().map(|g| store::GpuInput {
+                device: p.device.as_str(),
+                name: g.name.clone(),
+                compute_capability: g.compute_capability.clone(),
+                total_bytes: g.total_bytes,
+                device_limit_bytes: c
+                    .memory
+                    .device_limit
+                    .as_deref()
+                    .and_then(|l| crate::plan::device(l).ok())
+                    .map(|d| d.capacity_bytes),
+            }),
         }
     }
 
@@ -187,7 +202,7 @@ impl Runner<'_> {
             &p.hash[..12],
             c.name,
             self.session.model_path.display(),
-            c.model.weights.as_str(),
+            p.weights.as_str(),
             self.session.model.weight_bytes >> 20,
             self.session.load_s,
             c.generation.oversample,
@@ -237,8 +252,27 @@ impl Runner<'_> {
                 params.chunk_size = chunk;
             }
         }
-        let obs = &mut *log.observer;
-        let (completions, reports) = self.session.generate(index, ids, params, &mut |n| obs.tokens(n))?;
+        let mut oom_retries = 0;
+        let (completions, reports) = loop {
+            let obs = &mut *log.observer;
+            match self.session.generate(index, ids, params, &mut |n| obs.tokens(n)) {
+                Ok(done) => break done,
+                Err(Error::OutOfMemory { chunk, size, message }) => {
+                    let shrink = c.memory.on_exceed == OnExceed::Shrink && params.chunk_size > 1;
+                    if !shrink {
+                        return Err(self.out_of_memory(index, chunk, size, &message));
+                    }
+                    let half = (params.chunk_size.min(params.oversample) / 2).max(1);
+                    log.line(&format!(
+                        "CUDA out of memory at question {index} chunk {chunk} ({size} sequences): retrying the question in chunks of {half}"
+                    ));
+                    shrunk_from.get_or_insert(c.generation.chunk_size);
+                    params.chunk_size = half;
+                    oom_retries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         if let Some(b) = self.budget {
             for r in reports.iter().filter(|r| r.peaks.heap_bytes > b.bytes) {
                 log.line(&format!(
@@ -250,11 +284,27 @@ impl Runner<'_> {
             }
         }
         let record = self.grade(index, completions)?;
-        let chunks: Vec<ChunkRecord> = reports.iter().map(|r| chunk_record(index, r, shrunk_from)).collect();
+        let chunks: Vec<ChunkRecord> = reports
+            .iter()
+            .map(|r| chunk_record(index, r, shrunk_from, oom_retries))
+            .collect();
         journal.commit(&record, &chunks)?;
         let t = journal.tally();
         log.observer.question_done(t.questions(), t.accepted(), t.samples());
         Ok(())
+    }
+
+    /// The error of an out-of-memory that is not retried: where, under which limit, what to change.
+    fn out_of_memory(&self, index: usize, chunk: usize, size: usize, message: &str) -> Error {
+        let c = &self.p.resolved.config;
+        let limit = match &c.memory.device_limit {
+            Some(l) => format!("memory.device_limit = {l:?}"),
+            None => "the whole GPU".into(),
+        };
+        Error::Run(format!(
+            "CUDA out of memory at question {index}, chunk {chunk} ({size} sequences of up to {} new tokens) with {limit} ({message}); set memory.on_exceed = \"shrink\", lower generation.chunk_size or generation.max_new_tokens, or raise memory.device_limit; the questions done so far are kept and a re-run resumes",
+            c.generation.max_new_tokens
+        ))
     }
 
     /// Decodes and grades a question's completions.
@@ -290,7 +340,7 @@ impl Runner<'_> {
     }
 }
 
-fn chunk_record(question: usize, r: &ChunkReport, shrunk_from: Option<usize>) -> ChunkRecord {
+fn chunk_record(question: usize, r: &ChunkReport, shrunk_from: Option<usize>, oom_retries: usize) -> ChunkRecord {
     ChunkRecord {
         question,
         chunk: r.chunk,
@@ -300,7 +350,9 @@ fn chunk_record(question: usize, r: &ChunkReport, shrunk_from: Option<usize>) ->
         ms: round3(r.ms),
         peak_bytes: r.peaks.heap_bytes,
         rss_peak_bytes: r.peaks.rss_bytes,
+        gpu_peak_bytes: r.gpu_peak_bytes,
         shrunk_from,
+        oom_retries: (oom_retries > 0).then_some(oom_retries),
     }
 }
 

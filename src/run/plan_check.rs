@@ -135,7 +135,7 @@ pub fn check_plan(
     chunk_sizes: &[usize],
     observer: &mut dyn Observer,
 ) -> Result<Vec<CheckRow>> {
-    if !crate::memory::heap_tracking() {
+    if !crate::memory::heap_tracking() && !p.device.is_gpu() {
         return Err(Error::Run(
             "the counting allocator is not installed in this program".into(),
         ));
@@ -153,14 +153,19 @@ pub fn check_plan(
             ..generation_params(c, chunk)
         };
         let (_, reports) = session.generate(0, &ids, params, &mut |n| observer.tokens(n))?;
-        let measured = reports.iter().map(|r| r.peaks.heap_bytes).max().unwrap_or(0);
+        // On a GPU the device's memory is what a plan is about; on the CPU the heap.
+        let measured = reports
+            .iter()
+            .map(|r| r.gpu_peak_bytes.unwrap_or(r.peaks.heap_bytes))
+            .max()
+            .unwrap_or(0);
         let w = Workload {
             layout: plan::Layout::Rftx,
             oversample: params.oversample,
             chunk_size: chunk,
             ..workload(c, ids.len(), session.shared_tokens())
         };
-        let predicted = plan::predict(&session.arch, &w, false).total;
+        let predicted = plan::predict(&session.arch, &w, p.device.is_gpu()).total;
         let relative_error = (predicted as f64 - measured as f64) / measured.max(1) as f64;
         observer.log(&format!(
             "chunk {chunk}: predicted {predicted}, measured {measured} ({:+.1} %)",

@@ -2,9 +2,10 @@
 //! give. Nothing is created and no model is loaded.
 use std::path::{Path, PathBuf};
 
-use crate::config::Resolved;
+use crate::config::{EngineKey, ModelInit, Resolved};
 use crate::data::QuestionSet;
-use crate::engine::DeviceChoice;
+use crate::engine::device::GpuInfo;
+use crate::engine::{DeviceChoice, WeightFormat};
 use crate::error::{Error, Result};
 use crate::source::fetch;
 use crate::store;
@@ -19,6 +20,10 @@ pub struct Prepared {
     pub model_sha256: String,
     /// Where the model computes.
     pub device: DeviceChoice,
+    /// The GPU, when the device is one.
+    pub gpu: Option<GpuInfo>,
+    /// `model.weights` made concrete for the device.
+    pub weights: WeightFormat,
     pub questions: QuestionSet,
     /// sha256 of the canonical config, 64 hex digits.
     pub hash: String,
@@ -45,19 +50,68 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
         ),
     };
     let questions = QuestionSet::from_config(resolved.data_path.as_deref(), resolved.config.data.limit)?;
-    let input = resolved.hash_input(&model_sha256, &questions.sha256, questions.questions.len());
+    let (device, gpu, weights) = resolve_engine(&resolved)?;
+    let engine = EngineKey {
+        weights,
+        gpu: gpu.clone(),
+    };
+    let input = resolved.hash_input(&engine, &model_sha256, &questions.sha256, questions.questions.len());
     let hash = crate::util::sha256_hex(crate::config::canonical_json(&input).as_bytes());
     let dir = store::run_dir_path(runs_dir, &resolved.config.name, &hash);
     Ok(Prepared {
-        device: resolved.device(),
         resolved,
         model_path,
         model_is_default,
         model_sha256,
+        device,
+        gpu,
+        weights,
         questions,
         hash,
         dir,
     })
+}
+
+/// The device (opened once on a GPU, to learn which it is) and the weight format for it.
+fn resolve_engine(resolved: &Resolved) -> Result<(DeviceChoice, Option<GpuInfo>, WeightFormat)> {
+    let c = &resolved.config;
+    let bad = |m: String| Error::input(&resolved.file, m);
+    let device =
+        DeviceChoice::resolve(&c.device).map_err(|e| Error::Device(format!("device = {:?}: {e}", c.device)))?;
+    let gpu = match device {
+        DeviceChoice::Cpu => None,
+        DeviceChoice::Cuda(_) => crate::engine::device::gpu_info(&device.create()?)?,
+    };
+    let weights = c.model.weights.resolve(device.is_gpu());
+    match (&gpu, weights.dense_dtype()) {
+        (Some(_), None) => {
+            return Err(bad(format!(
+                "model.weights = {:?} runs on the CPU only; on a GPU use f16, bf16 or f32 (auto: f16)",
+                weights.as_str()
+            )))
+        }
+        (Some(g), Some(candle_core::DType::BF16)) if g.compute_capability.parse::<f64>().unwrap_or(0.0) < 8.0 => {
+            return Err(bad(format!(
+                "model.weights = \"bf16\": {} (compute capability {}) has no bf16 kernels; use f16",
+                g.name, g.compute_capability
+            )))
+        }
+        (None, Some(candle_core::DType::BF16)) => {
+            return Err(bad(
+                "model.weights = \"bf16\" runs on GPUs only; on the CPU use q8_0, f16 or f32".into(),
+            ))
+        }
+        _ => {}
+    }
+    if gpu.is_none() && c.memory.device_limit.is_some() {
+        return Err(bad(
+            "memory.device_limit applies to GPU runs; on the CPU use memory.budget".into(),
+        ));
+    }
+    if c.model.init == ModelInit::Random && c.model.arch.is_none() {
+        return Err(bad("model.init = \"random\" needs model.arch".into()));
+    }
+    Ok((device, gpu, weights))
 }
 
 impl Prepared {

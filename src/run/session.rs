@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::Prepared;
-use crate::config::Config;
-use crate::engine::Model;
+use crate::config::{Config, ModelInit};
+use crate::engine::device::GpuMemory;
+use crate::engine::{Model, Weights};
 use crate::error::{Error, Result};
 use crate::generate::{ChunkReport, Completion, GenerationParams, Generator, SharedPrefix};
 use crate::plan::Arch;
@@ -19,7 +20,11 @@ pub struct Session {
     /// header itself is not kept: its metadata holds megabytes of vocabulary).
     pub arch: Arch,
     pub model: Model,
+    /// GPU memory peaks (and the `memory.device_limit` reservation), on a GPU.
+    pub gpu: Option<GpuMemory>,
     pub tokenizer: GgufTokenizer,
+    /// Tokens that end a sample: none for random weights, whose samples run to the budget.
+    pub stop_ids: Vec<u32>,
     pub format: ChatFormat,
     pub shared: Option<SharedPrefix>,
     /// Seconds to load the model and prefill the shared prefix.
@@ -45,15 +50,39 @@ impl Session {
         let mut source = open_source(p, say)?;
         let start = Instant::now();
         let device = p.device.create()?;
+        let mut gpu = GpuMemory::new(&device)?;
+        if let (Some(gpu), Some(limit)) = (gpu.as_mut(), &c.memory.device_limit) {
+            let bytes = crate::plan::device(limit)
+                .map_err(|e| Error::input(&p.resolved.file, format!("memory.device_limit: {e}")))?
+                .capacity_bytes;
+            let reserved = gpu.limit(bytes)?;
+            say(&format!(
+                "memory.device_limit = {limit:?}: the run sees {} of GPU memory ({} reserved)",
+                crate::util::human_bytes(bytes),
+                crate::util::human_bytes(reserved)
+            ));
+        }
         let tokenizer = source.tokenizer()?;
-        let model = Model::load(&mut source, c.model.weights, &device)?;
+        let (model, arch) = match c.model.init {
+            ModelInit::File => {
+                let model = Model::load(&mut source, p.weights, &device)?;
+                (model, Arch::from_source(&source))
+            }
+            ModelInit::Random => random_model(p, &tokenizer, &device)?,
+        };
         let format = chat_format(&source)?;
         let shared = shared_prefix(&model, &tokenizer, format, c)?;
+        let stop_ids = match c.model.init {
+            ModelInit::File => tokenizer.stop_ids.clone(),
+            ModelInit::Random => Vec::new(),
+        };
         Ok(Session {
             model_path: source.path().to_path_buf(),
-            arch: Arch::from_source(&source),
+            arch,
             model,
+            gpu,
             tokenizer,
+            stop_ids,
             format,
             shared,
             load_s: start.elapsed().as_secs_f64(),
@@ -87,11 +116,39 @@ impl Session {
         let generator = Generator {
             model: &self.model,
             shared: self.shared.as_ref(),
-            stop_ids: &self.tokenizer.stop_ids,
+            stop_ids: &self.stop_ids,
             params,
+            gpu: self.gpu.as_ref(),
         };
         generator.question(index as u64, ids, on_tokens)
     }
+}
+
+/// A random-weight model of the `model.arch` preset's shape, drawn from `seed` on the device.
+fn random_model(p: &Prepared, tokenizer: &GgufTokenizer, device: &candle_core::Device) -> Result<(Model, Arch)> {
+    let c = &p.resolved.config;
+    let name = c.model.arch.as_deref().unwrap_or_default();
+    let arch = crate::plan::arch_preset(name).ok_or_else(|| {
+        Error::input(
+            &p.resolved.file,
+            format!("model.arch = {name:?}: not a known architecture"),
+        )
+    })?;
+    if arch.spec.vocab_size != tokenizer.vocab_size {
+        return Err(Error::input(
+            &p.model_path,
+            format!(
+                "model.init = \"random\": the tokenizer has {} tokens but {name} has a vocabulary of {}; point model.path at a GGUF whose tokenizer fits",
+                tokenizer.vocab_size, arch.spec.vocab_size
+            ),
+        ));
+    }
+    let mut weights = Weights::Random {
+        spec: arch.spec.clone(),
+        seed: c.seed,
+    };
+    let model = Model::build(&mut weights, p.weights, device, false)?;
+    Ok((model, arch))
 }
 
 /// The chat-formatted prompt text of every question, in the model's chat format; reads only
