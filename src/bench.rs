@@ -45,6 +45,8 @@ pub struct BenchReport {
     pub max_new_tokens: usize,
     pub temperature: f64,
     pub load_s: f64,
+    /// Tokens of each question's prompt.
+    pub prompt_tokens: Vec<usize>,
     pub rows: Vec<BenchRow>,
     pub samples_identical: bool,
 }
@@ -114,6 +116,7 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
         max_new_tokens: c.generation.max_new_tokens,
         temperature: c.generation.temperature,
         load_s: session.load_s,
+        prompt_tokens: prompts.iter().map(Vec::len).collect(),
         rows,
         samples_identical,
     })

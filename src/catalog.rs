@@ -123,6 +123,12 @@ pub fn render_list(runs: &[RunInfo]) -> String {
     let mut header = vec!["RUN".to_string(), "STATUS".to_string()];
     header.extend(LS_KEYS.iter().map(|(_, h)| h.to_string()));
     header.extend(["TOKENS/S", "PEAK HEAP", "PEAK RSS", "ACCEPTED"].map(String::from));
+    let gpu = runs
+        .iter()
+        .any(|r| r.metrics.as_ref().is_some_and(|m| m.gpu_peak_bytes.is_some()));
+    if gpu {
+        header.push("PEAK GPU".into());
+    }
     let mut rows = vec![header];
     for r in runs {
         let params = r.params();
@@ -140,6 +146,10 @@ pub fn render_list(runs: &[RunInfo]) -> String {
                 format!("{:.1} %", 100.0 * m.acceptance_rate),
             ]),
             None => row.extend(["—"; 4].map(String::from)),
+        }
+        if gpu {
+            let g = r.metrics.as_ref().and_then(|m| m.gpu_peak_bytes);
+            row.push(g.map(human_bytes).unwrap_or_else(|| "—".into()));
         }
         rows.push(row);
     }
@@ -160,6 +170,15 @@ pub fn render_show(r: &RunInfo) -> String {
         "model      {} ({}, sha256 {})\n",
         m.inputs.model.path, m.inputs.model.weights, m.inputs.model.sha256
     );
+    if let Some(arch) = &m.inputs.model.arch {
+        out += &format!("weights    RANDOM, of the {arch} shape: the samples and acceptance mean nothing\n");
+    }
+    if let Some(g) = &m.inputs.gpu {
+        out += &format!(
+            "device     {} {} (compute capability {})\n",
+            g.device, g.name, g.compute_capability
+        );
+    }
     out += &format!(
         "questions  {} ({} questions, sha256 {})\n",
         m.inputs.questions.source, m.inputs.questions.count, m.inputs.questions.sha256

@@ -52,6 +52,7 @@ impl Metric {
 pub const METRICS: &[Metric] = &[
     metric("peak_bytes", "peak heap", Unit::Bytes, |m| m.peak_bytes as f64),
     metric("rss_peak_bytes", "peak RSS", Unit::Bytes, |m| m.rss_peak_bytes as f64),
+    metric("gpu_peak_bytes", "peak GPU", Unit::Bytes, |m| m.gpu_peak_bytes.unwrap_or(0) as f64),
     metric("tokens_per_s", "tokens/s", Unit::TokensPerSecond, |m| m.tokens_per_s),
     metric("wall_s", "wall time", Unit::Seconds, |m| m.wall_s),
     metric("generation_s", "generation time", Unit::Seconds, |m| m.generation_s),
@@ -101,6 +102,15 @@ impl Comparison {
             .cloned()
             .collect();
         Ok(Comparison { runs, differing })
+    }
+
+    /// The metrics shown: all of [`METRICS`] but the GPU peak when no run has one.
+    pub fn metrics(&self) -> Vec<&'static Metric> {
+        let gpu = self
+            .runs
+            .iter()
+            .any(|r| r.run.metrics.as_ref().is_some_and(|m| m.gpu_peak_bytes.is_some()));
+        METRICS.iter().filter(|m| gpu || m.key != "gpu_peak_bytes").collect()
     }
 
     pub fn value(&self, i: usize, m: &Metric) -> Option<f64> {
@@ -196,7 +206,7 @@ fn grid(c: &Comparison) -> Vec<(String, Vec<String>)> {
             .collect();
         rows.push((k.clone(), cells));
     }
-    for m in METRICS {
+    for m in c.metrics() {
         let cells = (0..n)
             .map(|i| match (c.value(i, m), c.ratio(i, m)) {
                 (None, _) => "—".to_string(),
@@ -273,8 +283,9 @@ impl Exporter for JsonExporter {
                     .iter()
                     .map(|k| (k.clone(), r.params.get(k).map_or(serde_json::Value::Null, |v| json!(v))))
                     .collect();
-                let ratios: serde_json::Map<String, serde_json::Value> = METRICS
-                    .iter()
+                let ratios: serde_json::Map<String, serde_json::Value> = c
+                    .metrics()
+                    .into_iter()
                     .map(|m| (m.key.to_string(), json!(c.ratio(i, m))))
                     .collect();
                 let m = &r.run.manifest;
@@ -318,8 +329,8 @@ impl Exporter for CsvExporter {
             .map(String::from)
             .to_vec();
         header.extend(c.differing.iter().cloned());
-        header.extend(METRICS.iter().map(|m| m.key.to_string()));
-        header.extend(METRICS.iter().map(|m| format!("{}_ratio", m.key)));
+        header.extend(c.metrics().iter().map(|m| m.key.to_string()));
+        header.extend(c.metrics().iter().map(|m| format!("{}_ratio", m.key)));
         header.extend(["samples_sha256", "samples_identical"].map(String::from));
         let mut out = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",") + "\n";
         let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
@@ -338,8 +349,8 @@ impl Exporter for CsvExporter {
                     .iter()
                     .map(|k| r.params.get(k).map(display_value).unwrap_or_default()),
             );
-            row.extend(METRICS.iter().map(|m| opt(c.value(i, m))));
-            row.extend(METRICS.iter().map(|m| opt(c.ratio(i, m))));
+            row.extend(c.metrics().iter().map(|m| opt(c.value(i, m))));
+            row.extend(c.metrics().iter().map(|m| opt(c.ratio(i, m))));
             row.push(r.samples_sha256.clone().unwrap_or_default());
             row.push(c.identical(i).map(|b| b.to_string()).unwrap_or_default());
             out += &(row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",") + "\n");
@@ -372,7 +383,7 @@ mod tests {
     #[test]
     fn every_metric_key_is_a_field_of_metrics_json() {
         let m = serde_json::to_value(crate::report::Tally::default().metrics(0, 0.0, 0)).unwrap();
-        for metric in METRICS {
+        for metric in c.metrics() {
             assert!(m.get(metric.key).is_some(), "{}", metric.key);
         }
     }

@@ -21,12 +21,16 @@ fn metric(c: &Comparison, key: &str) -> Vec<f64> {
 pub fn svg(c: &Comparison) -> Result<String, String> {
     let n = c.runs.len();
     let labels: Vec<String> = (0..n).map(|i| c.short_label(i)).collect();
-    let heap: Vec<f64> = metric(c, "peak_bytes").iter().map(|b| b / MIB).collect();
+    // GPU runs: their device memory in place of the host heap.
+    let gpu = c.metrics().iter().any(|m| m.key == "gpu_peak_bytes");
+    let first = if gpu { "gpu_peak_bytes" } else { "peak_bytes" };
+    let heap: Vec<f64> = metric(c, first).iter().map(|b| b / MIB).collect();
     let rss: Vec<f64> = metric(c, "rss_peak_bytes").iter().map(|b| b / MIB).collect();
     let speed = metric(c, "tokens_per_s");
     let width = (480 + 110 * n as u32).clamp(900, 2400);
     let mut out = String::new();
-    draw(&mut out, width, &labels, &heap, &rss, &speed).map_err(|e| format!("cannot draw the plot: {e}"))?;
+    let label = if gpu { "peak GPU" } else { "peak heap" };
+    draw(&mut out, width, &labels, (&heap, label), &rss, &speed).map_err(|e| format!("cannot draw the plot: {e}"))?;
     Ok(out)
 }
 
@@ -37,7 +41,7 @@ fn draw(
     out: &mut String,
     width: u32,
     labels: &[String],
-    heap: &[f64],
+    (heap, heap_label): (&[f64], &'static str),
     rss: &[f64],
     speed: &[f64],
 ) -> DrawResult<SVGBackend<'static>> {
@@ -55,7 +59,7 @@ fn draw(
         .y_label_area_size(64)
         .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..top(rss).max(top(heap)))?;
     mesh(&mut mem, "MiB")?;
-    bars(&mut mem, heap, -0.36, 0.34, HEAP, Some("peak heap"))?;
+    bars(&mut mem, heap, -0.36, 0.34, HEAP, Some(heap_label))?;
     bars(&mut mem, rss, 0.02, 0.34, RSS, Some("peak RSS"))?;
     mem.configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)

@@ -142,10 +142,14 @@ pub fn metrics_json(m: &Metrics) -> String {
 /// A few human-readable lines summarising a run.
 pub fn summary(m: &Metrics) -> String {
     use crate::util::human_bytes;
+    let gpu = m
+        .gpu_peak_bytes
+        .map(|g| format!(", peak GPU {}", human_bytes(g)))
+        .unwrap_or_default();
     format!(
         "{} questions, {} samples, {} tokens in {:.1} s generation ({:.1} tokens/s), {:.1} s wall\n\
          accepted {} of {} samples ({:.1} %), {} unique dataset records, {} of {} questions covered\n\
-         peak heap {} (per chunk, weights included), peak RSS {}",
+         peak heap {} (per chunk, weights included), peak RSS {}{gpu}",
         m.questions,
         m.samples,
         m.new_tokens,
