@@ -78,7 +78,7 @@ else
   echo "shrink samples.jsonl identical to the unconstrained chunk-3 run: NO" | tee -a "$OUT/oom.txt"
 fi
 timeout 120 "$RFTX" run configs/t4_oversample15.toml "${TOK[@]}" --set device='"cuda"' --set model.init='"random"' \
-  --set model.arch='"smollm2-1.7b"' --set data.limit=3 --set memory.device_limit='"t4"' --runs-dir "$RUNS/t4" --quiet \
+  --set model.arch='"smollm2-1.7b"' --set model.weights='"f16"' --set data.limit=3 --set memory.device_limit='"t4"' --runs-dir "$RUNS/t4" --quiet \
   > "$OUT/t4_after.out" 2>>"$OUT/log.txt"
 echo "t4 after exit $?" | tee -a "$OUT/log.txt"
 cp "$(tail -1 "$OUT/t4_after.out")/metrics.json" "$OUT/t4_after.json" 2>/dev/null
