@@ -79,6 +79,9 @@ pub struct Generator<'a> {
     pub params: GenerationParams,
     /// GPU memory peaks, on a GPU.
     pub gpu: Option<&'a GpuMemory>,
+    /// Fault injection for tests of the out-of-memory path on machines without a GPU: chunks
+    /// of more than `.0` sequences fail as out of memory, from question `.1` on.
+    pub inject_oom: Option<(usize, u64)>,
 }
 
 /// A prompt's cache and the logits that follow it.
@@ -114,6 +117,15 @@ impl Generator<'_> {
                 },
                 other => other,
             };
+            if let Some((max, from)) = self.inject_oom {
+                if size > max && question_index >= from {
+                    return Err(Error::OutOfMemory {
+                        chunk,
+                        size,
+                        message: format!("injected by RFTX_TEST_OOM: chunks over {max} sequences fail"),
+                    });
+                }
+            }
             let mut prefill_ms = 0.0;
             if prefix.is_none() {
                 let t = Instant::now();
@@ -272,6 +284,7 @@ mod tests {
             stop_ids: &tokenizer.stop_ids,
             params: params(cs),
             gpu: None,
+            inject_oom: None,
         };
         let run = |cs| generator(cs).question(3, &prompt, &mut |_| {}).unwrap();
         let (reference, reports) = run(1);

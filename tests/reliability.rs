@@ -100,6 +100,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     eprintln!("uninterrupted run {span:?}; {killed} kills mid-run, {completed_early} runs finished before their kill, at most {max_redone} questions past a checkpoint");
     assert!(killed >= kills(), "only {killed} kills landed mid-run");
     // Finish the interrupted run.
+    let durable = entries(&runs).pop().map_or(0, |d| committed(&runs.join(d)));
     let status = spawn_run(&f, &runs).wait().unwrap();
     assert!(status.success());
     let dir = runs.join(entries(&runs).pop().unwrap());
@@ -126,7 +127,13 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     }
     assert_eq!(read_json(&dir.join("manifest.json"))["status"], "complete");
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
-    assert!(log.contains("resuming after question"), "{log}");
+    // (The last kill may have landed before the first commit: then there is nothing to resume.)
+    if durable > 0 {
+        assert!(
+            log.contains(&format!("resuming after question {durable} of 30")),
+            "{log}"
+        );
+    }
     assert!(
         max_redone <= 3,
         "more than checkpoint.every questions beyond the last checkpoint: {max_redone}"
@@ -318,4 +325,76 @@ fn without_pip_the_error_says_what_file_to_put_where() {
         "the corrupt file was deleted"
     );
     assert!(entries(&d.path().join("runs")).is_empty());
+}
+
+/// The out-of-memory path without a GPU: `RFTX_TEST_OOM` makes chunks of more than 2 sequences
+/// fail as a CUDA out-of-memory would, from question 2 on. `fail` stops with exit 1, says where
+/// and what to change, and keeps the two committed questions; `shrink` retries at half the size
+/// and ends with the bytes of an unconstrained run.
+#[test]
+fn out_of_memory_fails_cleanly_or_shrinks_to_the_same_bytes() {
+    let f = Fixture::new("");
+    let config = f.config.to_str().unwrap();
+    let run = |runs: &str, sets: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["run", config, "--quiet", "--runs-dir", runs];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let r = rftx(&args, env, f.path());
+        let mut hash_args = vec!["hash", config, "--runs-dir", runs];
+        for s in sets {
+            hash_args.extend(["--set", s]);
+        }
+        let dir = printed_dir(&rftx(&hash_args, &[], f.path()), f.path());
+        (r, dir)
+    };
+    let (r, reference) = run("ref", &["generation.chunk_size=1"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let oom = [("RFTX_TEST_OOM", "2:2")];
+
+    let (r, dir) = run("fail", &["generation.chunk_size=4"], &oom);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    for wanted in [
+        "out of memory at question 2, chunk 0 (4 sequences",
+        "memory.on_exceed = \"shrink\"",
+        "generation.chunk_size",
+        "a re-run resumes",
+    ] {
+        assert!(r.stderr.contains(wanted), "{wanted}: {}", r.stderr);
+    }
+    let manifest = read_json(&dir.join("manifest.json"));
+    assert_eq!(manifest["status"], "failed");
+    assert!(manifest["error"].as_str().unwrap().contains("out of memory"));
+    assert_eq!(
+        read_jsonl(&dir.join("samples.jsonl")).len(),
+        2,
+        "committed questions are kept"
+    );
+    assert!(!dir.join("lock").exists());
+
+    let (r, dir) = run(
+        "shrink",
+        &["generation.chunk_size=4", "memory.on_exceed=\"shrink\""],
+        &oom,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(dir.join("samples.jsonl")).unwrap(),
+        std::fs::read(reference.join("samples.jsonl")).unwrap(),
+        "samples do not depend on the chunk size an out-of-memory left"
+    );
+    for c in read_jsonl(&dir.join("chunks.jsonl")) {
+        if c["question"].as_u64().unwrap() >= 2 {
+            assert_eq!(
+                (c["shrunk_from"].as_u64(), c["oom_retries"].as_u64()),
+                (Some(4), Some(1)),
+                "{c}"
+            );
+            assert!(c["size"].as_u64().unwrap() <= 2, "{c}");
+        } else {
+            assert!(c.get("oom_retries").is_none() && c.get("shrunk_from").is_none(), "{c}");
+        }
+    }
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(log.contains("retrying the question in chunks of 2"), "{log}");
 }

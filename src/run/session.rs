@@ -119,9 +119,18 @@ impl Session {
             stop_ids: &self.stop_ids,
             params,
             gpu: self.gpu.as_ref(),
+            inject_oom: injected_oom(),
         };
         generator.question(index as u64, ids, on_tokens)
     }
+}
+
+/// `RFTX_TEST_OOM=SIZE:FROM`: chunks of more than SIZE sequences fail as out of memory from
+/// question FROM on (fault injection for the tests of the out-of-memory path without a GPU).
+fn injected_oom() -> Option<(usize, u64)> {
+    let v = std::env::var("RFTX_TEST_OOM").ok()?;
+    let (size, from) = v.split_once(':').unwrap_or((&v, "0"));
+    Some((size.trim().parse().ok()?, from.trim().parse().ok()?))
 }
 
 /// A random-weight model of the `model.arch` preset's shape, drawn from `seed` on the device.
