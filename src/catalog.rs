@@ -36,6 +36,15 @@ impl RunInfo {
             .map_err(|e| Error::io(format!("{}: cannot read", config_path.display()), e))?;
         let config = toml::from_str(&text)
             .map_err(|e| Error::input(&config_path, format!("unreadable run config ({e}); rerun with --force")))?;
+        let mut manifest = manifest;
+        // The truth about runs that are not complete: a `running` run whose process is gone is
+        // interrupted, and progress is what samples.jsonl holds, not the last checkpoint.
+        if manifest.status != store::Status::Complete {
+            if manifest.status == store::Status::Running && !store::lock_held(dir) {
+                manifest.status = store::Status::Interrupted;
+            }
+            manifest.progress.questions_done = store::committed_questions(dir);
+        }
         let metrics = match dir.join(store::METRICS_FILE).is_file() {
             true => Some(crate::report::read_metrics(dir)?),
             false => None,

@@ -49,6 +49,11 @@ pub enum Error {
     #[error("CUDA out of memory in chunk {chunk} ({size} sequences): {message}")]
     OutOfMemory { chunk: usize, size: usize, message: String },
 
+    /// A stop signal (SIGINT, SIGTERM, SIGUSR1) ended the work at a safe point; `signal` is its
+    /// number, `message` what happened and how to go on.
+    #[error("{message}")]
+    Interrupted { signal: i32, message: String },
+
     /// Anything else that went wrong while a run was under way.
     #[error("{0}")]
     Run(String),
@@ -73,6 +78,7 @@ impl Error {
     /// 1 for failures while running.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Interrupted { signal, .. } => 128 + signal,
             Error::Config(_) | Error::Input { .. } | Error::Fetch(_) | Error::Locked(_) | Error::Device(_) => {
                 EXIT_INPUT
             }

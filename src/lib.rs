@@ -12,7 +12,7 @@
 //!    generation of one question), [`prompt`], [`rft`] (grading, dataset), [`data`].
 //! 4. [`engine`]: the model, its kernels and KV cache, on a device. Knows nothing of runs.
 //! 5. [`source`]: model files (GGUF), their tokenizer and the default model's fetch.
-//! 6. Leaves: [`sampling`], [`memory`], [`util`], [`error`].
+//! 6. Leaves: [`sampling`], [`memory`], [`interrupt`] (stop signals), [`util`], [`error`].
 pub mod bench;
 pub mod catalog;
 pub mod compare;
@@ -21,6 +21,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod interrupt;
 pub mod memory;
 pub mod plan;
 pub mod plot;

@@ -40,6 +40,9 @@ pub enum Status {
     Running,
     Complete,
     Failed,
+    /// Stopped by a signal at a safe point, or (as `ls` and `show` read it) a `running` run
+    /// whose process is gone.
+    Interrupted,
 }
 
 impl Status {
@@ -49,6 +52,7 @@ impl Status {
             Status::Running => "running",
             Status::Complete => "complete",
             Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct Manifest {
     /// Wall time of all sessions together, model loading included.
     pub wall_s: f64,
     pub error: Option<String>,
+    /// The signal that interrupted the last session (`SIGINT`, `SIGTERM`, `SIGUSR1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_by: Option<String>,
 }
 
 impl Manifest {
@@ -95,6 +102,7 @@ impl Manifest {
             sessions: Vec::new(),
             wall_s: 0.0,
             error: None,
+            interrupted_by: None,
         }
     }
 
@@ -102,6 +110,7 @@ impl Manifest {
     pub fn begin_session(&mut self, done: usize) {
         self.status = Status::Running;
         self.error = None;
+        self.interrupted_by = None;
         self.finished_at = None;
         self.rftx_version = env!("CARGO_PKG_VERSION").into();
         self.progress.questions_done = done;
@@ -277,6 +286,33 @@ impl RunDir {
     /// Writes a whole file atomically.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
         crate::util::write_atomic(&self.file(name), bytes)
+    }
+
+    /// Rewrites the manifest atomically but without fsync: progress between checkpoints.
+    pub fn update_manifest(&self, m: &Manifest) -> Result<()> {
+        crate::util::write_replace(
+            &self.file(MANIFEST_FILE),
+            (serde_json::to_string_pretty(m).expect("manifest serialises") + "\n").as_bytes(),
+        )
+    }
+
+    /// Removes temporary files that another (dead: we hold the lock) process left behind when
+    /// a write failed or it died mid-write. Returns their names.
+    pub fn remove_stale_temporaries(&self) -> Vec<String> {
+        let me = format!(".tmp-{}", std::process::id());
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = name.starts_with('.') && name.contains(".tmp-") && !name.ends_with(&me);
+            if stale && std::fs::remove_file(e.path()).is_ok() {
+                removed.push(name);
+            }
+        }
+        removed.sort();
+        removed
     }
 
     /// Deletes the generated outputs (for `--force`), keeping the lock and the log.
@@ -500,6 +536,26 @@ impl Drop for Lock {
         // Removed while still locked (the file is closed, and unlocked, right after).
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Whether a live process holds the run directory's lock (on this host: `flock` is released
+/// when its process dies, however it dies).
+pub fn lock_held(dir: &Path) -> bool {
+    let Ok(f) = OpenOptions::new().read(true).open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    match f.try_lock_shared() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}
+
+/// Questions committed in a run directory: the complete lines of `samples.jsonl`.
+pub fn committed_questions(dir: &Path) -> usize {
+    std::fs::read(dir.join(SAMPLES_FILE))
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
 }
 
 fn read_pid(file: &mut File) -> Option<u32> {

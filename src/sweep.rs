@@ -297,6 +297,13 @@ pub fn run(sweep: &Sweep, force: bool, observer: &mut dyn Observer) -> Result<Sw
         observer.sweep_point(k, n, &point_label(&point.values), &point.prepared.dir);
         let result = run::run(&point.prepared, force, observer);
         let rp = &mut record.points[k];
+        if let Err(e @ Error::Interrupted { .. }) = result {
+            // A stop request ends the sweep: this point and the rest resume with the same command.
+            rp.status = "interrupted".into();
+            record.updated_at = crate::util::now_rfc3339();
+            record.write(&sweep.dir)?;
+            return Err(e);
+        }
         match &result {
             Ok(_) => rp.status = "complete".into(),
             Err(e) => {

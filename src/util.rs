@@ -35,22 +35,46 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Writes a whole file atomically: a temporary file in the same directory, fsync, rename,
-/// then fsync of the directory. Readers see the old content or the new, never a mix.
+/// then fsync of the directory. Readers see the old content or the new, never a mix. On failure
+/// the temporary file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Like [`write_atomic`] without the fsyncs: atomic for readers, durable only once something
+/// else syncs (for a manifest's progress between checkpoints).
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace(path, bytes, false)
+}
+
+/// The temporary file [`write_atomic`] writes `name` through, in the same directory.
+pub fn temp_name(name: &str, pid: u32) -> String {
+    format!(".{name}.tmp-{pid}")
+}
+
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = dir.join(temp_name(&name, std::process::id()));
     let what = || format!("{}: cannot write", path.display());
-    {
+    let written = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp).ctx(what)?;
         f.write_all(bytes).ctx(what)?;
-        f.sync_all().ctx(what)?;
+        if sync {
+            f.sync_all().ctx(what)?;
+        }
+        std::fs::rename(&tmp, path).ctx(what)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).ctx(what)?;
-    sync_dir(dir);
+    written?;
+    if sync {
+        sync_dir(dir);
+    }
     Ok(())
 }
 
@@ -172,6 +196,22 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_failed_atomic_write_leaves_no_temporary_file() {
+        let d = tempfile::tempdir().unwrap();
+        // The target is a directory: the rename fails after the temporary file was written.
+        let target = d.path().join("taken");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("x"), b"keep").unwrap();
+        let e = write_atomic(&target, b"new").unwrap_err();
+        assert!(e.to_string().contains("cannot write"), "{e}");
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["taken"], "no temporary file stays");
     }
 
     #[test]

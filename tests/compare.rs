@@ -56,6 +56,7 @@ fn write_run(runs: &Path, r: &FakeRun) -> PathBuf {
         sessions: vec![],
         wall_s: 12.5,
         error: None,
+        interrupted_by: None,
     };
     std::fs::write(
         dir.join("manifest.json"),
@@ -97,9 +98,22 @@ fn write_run(runs: &Path, r: &FakeRun) -> PathBuf {
 
 const MIB: u64 = 1024 * 1024;
 
+/// The fixture's runs directory, and the locks that keep its running runs running (a `running`
+/// run whose lock nobody holds is shown as interrupted).
+struct Runs {
+    tmp: tempfile::TempDir,
+    _locks: Vec<std::fs::File>,
+}
+
+impl Runs {
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
 /// Three runs of one sweep over chunk_size (1, 3, 15); the last has different samples and is
 /// still running.
-fn fixture() -> tempfile::TempDir {
+fn fixture() -> Runs {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let same = "{\"index\":0,\"samples\":[]}\n";
@@ -136,7 +150,7 @@ fn fixture() -> tempfile::TempDir {
             status: Status::Running,
             done: 2,
             metrics: Some((343 * MIB, 356 * MIB, 160.3, 9.0, 30, 0)),
-            samples: "{\"index\":0,\"samples\":[1]}\n",
+            samples: "{\"index\":0,\"samples\":[1]}\n{\"index\":1,\"samples\":[1]}\n",
         },
     );
     write_run(
@@ -151,7 +165,11 @@ fn fixture() -> tempfile::TempDir {
             samples: "",
         },
     );
-    tmp
+    let _locks = ["t4-eeeeeeeeeeee", "fresh-ffffffffffff"]
+        .iter()
+        .map(|d| hold_lock(&runs.join(d)))
+        .collect();
+    Runs { tmp, _locks }
 }
 
 /// Compares with `tests/snapshots/compare__<name>.snap` (insta: `cargo insta review`, or

@@ -2,11 +2,19 @@
 //! run directory, and bad input gets one clear message, exit code 2 and no run directory.
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use common::*;
+
+/// The tests that time a run and then interrupt others at random moments run one at a time:
+/// in parallel they would slow each other unevenly and most signals would miss.
+static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn timed() -> std::sync::MutexGuard<'static, ()> {
+    TIMED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Kill points: 20 by default, `RFTX_TEST_KILLS` for a longer run (e.g. 100).
 fn kills() -> usize {
@@ -34,6 +42,7 @@ fn spawn_run(f: &Fixture, runs: &Path) -> std::process::Child {
 
 #[test]
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    let _serial = timed();
     // 30 questions, checkpoints every 3: long enough for kills to land everywhere.
     let f = Fixture::new("[checkpoint]\nevery = 3\n[prompt]\nsystem = \"Be brief.\"\nexamples = []\n");
     let text = std::fs::read_to_string(&f.config)
@@ -397,4 +406,225 @@ fn out_of_memory_fails_cleanly_or_shrinks_to_the_same_bytes() {
     }
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
     assert!(log.contains("retrying the question in chunks of 2"), "{log}");
+}
+
+/// A config of 30 questions with checkpoints every 3, and its uninterrupted reference run
+/// (directory, time it took).
+fn thirty_questions() -> (Fixture, PathBuf, std::time::Duration) {
+    let f = Fixture::new("[checkpoint]\nevery = 3\n[prompt]\nsystem = \"Be brief.\"\nexamples = []\n");
+    let text = std::fs::read_to_string(&f.config)
+        .unwrap()
+        .replace("limit = 4", "limit = 30")
+        .replace("max_new_tokens = 12", "max_new_tokens = 32");
+    std::fs::write(&f.config, text).unwrap();
+    let reference_runs = f.path().join("reference");
+    let t = Instant::now();
+    assert!(spawn_run(&f, &reference_runs).wait().unwrap().success());
+    let span = t.elapsed();
+    let reference = reference_runs.join(entries(&reference_runs).pop().unwrap());
+    (f, reference, span)
+}
+
+fn run_piped(f: &Fixture, runs: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_rftx"))
+        .args([
+            "run",
+            f.config.to_str().unwrap(),
+            "--quiet",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ])
+        .current_dir(f.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -{name} {pid}");
+}
+
+/// SIGINT and SIGTERM at random moments: each stops the run at a safe point with 130 / 143, the
+/// manifest says `interrupted` by which signal, the lock is gone, one line says where things
+/// stand, and resuming ends byte-identical to an uninterrupted run.
+#[test]
+fn sigint_and_sigterm_stop_cleanly_and_resume_to_the_same_bytes() {
+    let _serial = timed();
+    let (f, reference, span) = thirty_questions();
+    let runs = f.path().join("signalled");
+    let mut rng = rftx::sampling::Rng::from_seed(7);
+    for (name, code) in [("INT", 130), ("TERM", 143)] {
+        let (mut stopped, mut early) = (0, 0);
+        while stopped < 10 && early < 40 {
+            let child = run_piped(&f, &runs);
+            std::thread::sleep(span.mul_f64(0.05 + 0.9 * rng.next_f64()));
+            signal(child.id(), name);
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let dir = runs.join(entries(&runs).pop().unwrap());
+            match out.status.code() {
+                Some(0) => {
+                    // Finished before the signal: start over so that signals land mid-run.
+                    early += 1;
+                    std::fs::remove_dir_all(&dir).unwrap();
+                    continue;
+                }
+                None => continue, // before the handlers were installed: the default action
+                Some(c) => assert_eq!(c, code, "SIG{name}: {stderr}"),
+            }
+            stopped += 1;
+            let m = read_json(&dir.join("manifest.json"));
+            assert_eq!(m["status"], "interrupted", "SIG{name}");
+            assert_eq!(m["interrupted_by"], format!("SIG{name}"));
+            assert!(!dir.join("lock").exists(), "the lock is released");
+            let done = committed(&dir);
+            assert_eq!(
+                m["progress"]["questions_done"], done,
+                "the manifest's progress is current"
+            );
+            assert_eq!(
+                stderr.trim_end().lines().last().unwrap_or(""),
+                format!("interrupted after question {done} of 30; run the same command to resume"),
+            );
+            check_no_partial_line(&dir);
+        }
+        assert!(
+            stopped >= 10,
+            "only {stopped} SIG{name} landed mid-run ({early} runs finished first)"
+        );
+    }
+    assert!(spawn_run(&f, &runs).wait().unwrap().success());
+    let dir = runs.join(entries(&runs).pop().unwrap());
+    for file in ["samples.jsonl", "dataset.json"] {
+        assert_eq!(
+            std::fs::read(dir.join(file)).unwrap(),
+            std::fs::read(reference.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert_eq!(read_json(&dir.join("manifest.json"))["status"], "complete");
+}
+
+/// After kill -9, `ls` and `show` do not call the run running: it is interrupted, with the
+/// questions samples.jsonl really holds. The next run removes the temporary files the dead
+/// process left.
+#[test]
+fn a_dead_run_is_shown_interrupted_and_its_litter_is_removed() {
+    let _serial = timed();
+    let (f, _, span) = thirty_questions();
+    let runs = f.path().join("killed");
+    let dir = loop {
+        let mut child = spawn_run(&f, &runs);
+        std::thread::sleep(span.mul_f64(0.6));
+        let running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let dir = runs.join(entries(&runs).pop().unwrap());
+        if running && committed(&dir) > 0 && committed(&dir) < 30 {
+            break dir;
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    };
+    let done = committed(&dir);
+    let ls = rftx(&["ls", "--runs-dir", runs.to_str().unwrap()], &[], f.path());
+    assert_eq!(ls.code, 0, "{}", ls.stderr);
+    assert!(ls.stdout.contains(&format!("interrupted {done}/30")), "{}", ls.stdout);
+    assert!(!ls.stdout.contains("running"), "{}", ls.stdout);
+    let id = dir.file_name().unwrap().to_str().unwrap();
+    let show = rftx(&["show", id, "--runs-dir", runs.to_str().unwrap()], &[], f.path());
+    assert!(
+        show.stdout.contains(&format!("status     interrupted {done}/30")),
+        "{}",
+        show.stdout
+    );
+    // A live holder of the lock is running, though.
+    let held = hold_lock(&dir);
+    let ls = rftx(&["ls", "--runs-dir", runs.to_str().unwrap()], &[], f.path());
+    assert!(ls.stdout.contains(&format!("running {done}/30")), "{}", ls.stdout);
+    drop(held);
+    // Litter of a process that died mid-write.
+    std::fs::write(dir.join(".dataset.json.tmp-4194302"), "partial").unwrap();
+    assert!(spawn_run(&f, &runs).wait().unwrap().success());
+    assert!(!dir.join(".dataset.json.tmp-4194302").exists());
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(log.contains("removed .dataset.json.tmp-4194302"), "{log}");
+}
+
+/// A full disk (a small tmpfs; needs root to mount, else skipped with a message): exit 1, the
+/// message names the file and says no space is left, committed questions are kept, the manifest
+/// says failed where it could be written, no temporary file stays, and the same command resumes
+/// to the uninterrupted bytes once there is space.
+#[test]
+fn a_full_disk_fails_cleanly_and_resumes_when_space_is_back() {
+    let (f, reference, _) = thirty_questions();
+    let mnt = f.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mount = |opts: &str| {
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs", mnt.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !mount("size=36k") {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root); the full-disk test did not run");
+        return;
+    }
+    let runs = mnt.join("runs");
+    let r = rftx(
+        &[
+            "run",
+            f.config.to_str().unwrap(),
+            "--quiet",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ],
+        &[],
+        f.path(),
+    );
+    let dir = runs.join(entries(&runs).pop().unwrap());
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stderr.to_lowercase().contains("no space left"), "{}", r.stderr);
+        assert!(r.stderr.contains(dir.to_str().unwrap()), "names the file: {}", r.stderr);
+        let litter: Vec<String> = entries(&dir).into_iter().filter(|n| n.contains(".tmp-")).collect();
+        assert!(litter.is_empty(), "{litter:?}");
+        check_no_partial_line(&dir);
+        if let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) {
+            let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert!(m["status"] == "failed" || m["status"] == "running", "{m}");
+        }
+        assert!(Command::new("mount")
+            .args(["-o", "remount,size=16m", mnt.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success());
+        let again = rftx(
+            &[
+                "run",
+                f.config.to_str().unwrap(),
+                "--quiet",
+                "--runs-dir",
+                runs.to_str().unwrap(),
+            ],
+            &[],
+            f.path(),
+        );
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        for file in ["samples.jsonl", "dataset.json"] {
+            assert_eq!(
+                std::fs::read(dir.join(file)).unwrap(),
+                std::fs::read(reference.join(file)).unwrap(),
+                "{file}"
+            );
+        }
+    });
+    let _ = Command::new("umount").arg(&mnt).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }

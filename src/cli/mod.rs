@@ -17,7 +17,10 @@ Exit codes:
   0  success (also: the run was already complete)
   1  the run failed while generating; its durable work is kept, and re-running resumes it
   2  bad input: command line, config file, model file, question file or runs directory;
-     nothing was run and no run directory was created";
+     nothing was run and no run directory was created
+  130, 143, 138  stopped by SIGINT (Ctrl-C), SIGTERM or SIGUSR1 (128 + the signal) at a safe
+     point: the run is marked interrupted, its committed work kept; the same command resumes it.
+     A second signal ends rftx at once with the same code";
 
 #[derive(Parser)]
 #[command(
@@ -222,6 +225,11 @@ struct DataArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = rftx::interrupt::install() {
+        eprintln!(
+            "warning: cannot install signal handlers ({e}): Ctrl-C will stop rftx without marking the run interrupted"
+        );
+    }
     let result = match cli.command {
         Command::Run(a) => run(a),
         Command::Hash(a) => hash(a),
@@ -235,6 +243,10 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code() as u8)

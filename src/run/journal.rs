@@ -64,7 +64,9 @@ impl<'a> Journal<'a> {
         self.samples.append(record)?;
         self.tally.add_question(record);
         add_to_dataset(&mut self.dataset, record);
-        Ok(())
+        // The manifest's progress follows every commit; it is made durable at checkpoints.
+        self.manifest.progress.questions_done = self.tally.questions();
+        self.dir.update_manifest(&self.manifest)
     }
 
     /// Makes everything committed durable (fsync), rewrites `dataset.json` and `metrics.json`,

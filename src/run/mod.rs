@@ -112,6 +112,11 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
     for note in &recovered.notes {
         log.line(&format!("recovery: {note}"));
     }
+    for name in dir.remove_stale_temporaries() {
+        log.line(&format!(
+            "recovery: removed {name}, left by a process that died while writing"
+        ));
+    }
     let manifest = match dir.read_manifest()? {
         Some(m) if m.hash == p.hash => m,
         _ => Manifest::new(&p.resolved.config.name, &p.hash, runner.inputs()),
@@ -121,6 +126,17 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
     runner.log_start(&mut log, resumed_from);
 
     let generated = runner.questions(resumed_from, &mut journal, &mut log);
+    if let Err(Error::Interrupted { signal, .. }) = generated {
+        let name = crate::interrupt::Signal(signal).name();
+        let (done, total) = (journal.tally().questions(), prompts.len());
+        journal.manifest.interrupted_by = Some(name.into());
+        let _ = journal.checkpoint(Status::Interrupted);
+        log.line(&format!("interrupted by {name} after {done} of {total} questions"));
+        return Err(Error::Interrupted {
+            signal,
+            message: format!("interrupted after question {done} of {total}; run the same command to resume"),
+        });
+    }
     if let Err(e) = generated {
         journal.manifest.error = Some(e.to_string());
         let _ = journal.checkpoint(Status::Failed);
@@ -222,6 +238,12 @@ impl Runner<'_> {
         let total = self.prompts.len();
         log.observer.begin(total, resumed_from, c.generation.oversample);
         let result = (resumed_from..total).try_for_each(|index| {
+            if let Some(sig) = crate::interrupt::requested() {
+                return Err(Error::Interrupted {
+                    signal: sig.0,
+                    message: format!("{} received", sig.name()),
+                });
+            }
             self.question(index, journal, log)?;
             let done = journal.tally().questions();
             if done.is_multiple_of(c.checkpoint.every) && done < total {
