@@ -25,6 +25,10 @@ fn kills() -> usize {
 }
 
 fn spawn_run(f: &Fixture, runs: &Path) -> std::process::Child {
+    spawn_run_with(f, runs, Stdio::null())
+}
+
+fn spawn_run_with(f: &Fixture, runs: &Path, stderr: Stdio) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_rftx"))
         .args([
             "run",
@@ -35,7 +39,7 @@ fn spawn_run(f: &Fixture, runs: &Path) -> std::process::Child {
         ])
         .current_dir(f.path())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }
@@ -44,20 +48,7 @@ fn spawn_run(f: &Fixture, runs: &Path) -> std::process::Child {
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let _serial = timed();
     // 30 questions, checkpoints every 3: long enough for kills to land everywhere.
-    let f = Fixture::new("[checkpoint]\nevery = 3\n[prompt]\nsystem = \"Be brief.\"\nexamples = []\n");
-    let text = std::fs::read_to_string(&f.config)
-        .unwrap()
-        .replace("limit = 4", "limit = 30")
-        .replace("max_new_tokens = 12", "max_new_tokens = 32");
-    std::fs::write(&f.config, text).unwrap();
-
-    // The uninterrupted reference, timed.
-    let reference_runs = f.path().join("reference");
-    let t = Instant::now();
-    let status = spawn_run(&f, &reference_runs).wait().unwrap();
-    assert!(status.success());
-    let span = t.elapsed();
-    let reference = reference_runs.join(entries(&reference_runs).pop().unwrap());
+    let (f, reference, span) = thirty_questions();
 
     let runs = f.path().join("killed");
     let mut rng = rftx::sampling::Rng::from_seed(2024);
@@ -425,22 +416,6 @@ fn thirty_questions() -> (Fixture, PathBuf, std::time::Duration) {
     (f, reference, span)
 }
 
-fn run_piped(f: &Fixture, runs: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_rftx"))
-        .args([
-            "run",
-            f.config.to_str().unwrap(),
-            "--quiet",
-            "--runs-dir",
-            runs.to_str().unwrap(),
-        ])
-        .current_dir(f.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 fn signal(pid: u32, name: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
@@ -461,7 +436,7 @@ fn sigint_and_sigterm_stop_cleanly_and_resume_to_the_same_bytes() {
     for (name, code) in [("INT", 130), ("TERM", 143)] {
         let (mut stopped, mut early) = (0, 0);
         while stopped < 10 && early < 40 {
-            let child = run_piped(&f, &runs);
+            let child = spawn_run_with(&f, &runs, Stdio::piped());
             std::thread::sleep(span.mul_f64(0.05 + 0.9 * rng.next_f64()));
             signal(child.id(), name);
             let out = child.wait_with_output().unwrap();
@@ -575,17 +550,17 @@ fn a_full_disk_fails_cleanly_and_resumes_when_space_is_back() {
         return;
     }
     let runs = mnt.join("runs");
-    let r = rftx(
-        &[
+    let run = || {
+        let args = [
             "run",
             f.config.to_str().unwrap(),
             "--quiet",
             "--runs-dir",
             runs.to_str().unwrap(),
-        ],
-        &[],
-        f.path(),
-    );
+        ];
+        rftx(&args, &[], f.path())
+    };
+    let r = run();
     let dir = runs.join(entries(&runs).pop().unwrap());
     let result = std::panic::catch_unwind(|| {
         assert_eq!(r.code, 1, "{}", r.stderr);
@@ -603,17 +578,7 @@ fn a_full_disk_fails_cleanly_and_resumes_when_space_is_back() {
             .status()
             .unwrap()
             .success());
-        let again = rftx(
-            &[
-                "run",
-                f.config.to_str().unwrap(),
-                "--quiet",
-                "--runs-dir",
-                runs.to_str().unwrap(),
-            ],
-            &[],
-            f.path(),
-        );
+        let again = run();
         assert_eq!(again.code, 0, "{}", again.stderr);
         for file in ["samples.jsonl", "dataset.json"] {
             assert_eq!(
