@@ -189,12 +189,7 @@ impl Generator<'_> {
         let mut finished: Vec<Option<Finish>> = vec![None; samples.len()];
         let vocab = self.model.spec.vocab_size;
         loop {
-            if let Some(sig) = crate::interrupt::requested() {
-                return Err(Error::Interrupted {
-                    signal: sig.0,
-                    message: format!("{} received", sig.name()),
-                });
-            }
+            crate::interrupt::check()?;
             let keep: Vec<usize> = (0..active.len())
                 .filter(|&row| {
                     let i = active[row];

@@ -40,9 +40,15 @@ pub fn requested() -> Option<Signal> {
     }
 }
 
-/// Records a stop request as if `sig` had arrived (tests).
-pub fn request(sig: i32) {
-    let _ = REQUESTED.compare_exchange(0, sig as usize, Ordering::SeqCst, Ordering::SeqCst);
+/// A safe point: `Err(Error::Interrupted)` once a stop signal has arrived.
+pub fn check() -> crate::Result<()> {
+    match requested() {
+        None => Ok(()),
+        Some(sig) => Err(crate::Error::Interrupted {
+            signal: sig.0,
+            message: format!("{} received", sig.name()),
+        }),
+    }
 }
 
 /// A stop signal.

@@ -238,12 +238,7 @@ impl Runner<'_> {
         let total = self.prompts.len();
         log.observer.begin(total, resumed_from, c.generation.oversample);
         let result = (resumed_from..total).try_for_each(|index| {
-            if let Some(sig) = crate::interrupt::requested() {
-                return Err(Error::Interrupted {
-                    signal: sig.0,
-                    message: format!("{} received", sig.name()),
-                });
-            }
+            crate::interrupt::check()?;
             self.question(index, journal, log)?;
             let done = journal.tally().questions();
             if done.is_multiple_of(c.checkpoint.every) && done < total {
