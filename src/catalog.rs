@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::report::Metrics;
+use crate::shard;
 use crate::store::{self, Manifest};
 
 /// One run directory as read from disk.
@@ -20,8 +21,12 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
-    /// Reads a run directory: its manifest, config and (if present) metrics.
+    /// Reads a run directory: its manifest, config and (if present) metrics. A sharded run that
+    /// is not merged yet is read from its shards ([`RunInfo::load_sharded`]).
     pub fn load(dir: &Path) -> Result<RunInfo> {
+        if !dir.join(store::MANIFEST_FILE).is_file() && shard::Plan::path(dir).is_file() {
+            return RunInfo::load_sharded(dir);
+        }
         let manifest = store::read_manifest(dir)?.ok_or_else(|| {
             Error::input(
                 dir,
@@ -55,6 +60,38 @@ impl RunInfo {
             config,
             metrics,
         })
+    }
+
+    /// A sharded run before `rftx merge`: the first started shard's inputs and config, the
+    /// progress of all shards, `running` while any shard is, else `interrupted`.
+    fn load_sharded(dir: &Path) -> Result<RunInfo> {
+        let o = shard::Overview::read(dir)?;
+        let started = (0..o.plan.shards)
+            .map(|i| shard::shard_dir(dir, i))
+            .find(|d| d.join(store::MANIFEST_FILE).is_file())
+            .ok_or_else(|| {
+                Error::input(
+                    dir,
+                    format!(
+                        "a sharded run whose shards have not started; `rftx shard status {}` says more",
+                        dir.display()
+                    ),
+                )
+            })?;
+        let mut info = RunInfo::load(&started)?;
+        info.dir = dir.to_path_buf();
+        info.metrics = None;
+        let m = &mut info.manifest;
+        m.shard = None;
+        m.progress = store::Progress {
+            questions_done: o.questions_done(),
+            questions_total: o.plan.questions,
+        };
+        m.status = match o.running().is_empty() {
+            true => store::Status::Interrupted,
+            false => store::Status::Running,
+        };
+        Ok(info)
     }
 
     /// The directory name, `<name>-<hash12>`.
@@ -222,7 +259,7 @@ pub fn list(runs_dir: &Path) -> Result<(Vec<RunInfo>, Vec<String>)> {
     let mut runs = Vec::new();
     let mut problems = Vec::new();
     for dir in subdirs(runs_dir)? {
-        if !dir.join(store::MANIFEST_FILE).is_file() {
+        if !dir.join(store::MANIFEST_FILE).is_file() && !shard::Plan::path(&dir).is_file() {
             continue;
         }
         match RunInfo::load(&dir) {
@@ -257,7 +294,7 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn resolve(reference: &str, sets: &[String], runs_dir: &Path) -> Result<Vec<PathBuf>> {
     let path = Path::new(reference);
     if path.is_dir() {
-        if path.join(store::MANIFEST_FILE).is_file() {
+        if path.join(store::MANIFEST_FILE).is_file() || shard::Plan::path(path).is_file() {
             return Ok(vec![path.to_path_buf()]);
         }
         if path.join(crate::sweep::RECORD_FILE).is_file() {
@@ -316,6 +353,9 @@ fn dir_hash(dir: &Path) -> Option<String> {
     if let Ok(Some(m)) = store::read_manifest(dir) {
         return Some(m.hash);
     }
+    if let Ok(Some(p)) = shard::Plan::read(dir) {
+        return Some(p.hash);
+    }
     crate::sweep::Record::read(dir).ok().map(|r| r.hash)
 }
 
@@ -328,7 +368,7 @@ fn resolve_config(file: &Path, sets: &[String], runs_dir: &Path) -> Result<Vec<P
         sweep.points.into_iter().map(|p| p.prepared.dir).collect()
     };
     for d in &dirs {
-        if !d.join(store::MANIFEST_FILE).is_file() {
+        if !d.join(store::MANIFEST_FILE).is_file() && !shard::Plan::path(d).is_file() {
             return Err(Error::input(
                 file,
                 format!(

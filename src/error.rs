@@ -16,6 +16,10 @@ pub enum Error {
     #[error("{0}")]
     Config(#[from] ConfigError),
 
+    /// A command-line argument is wrong (out of range, or at odds with the run's state).
+    #[error("{0}")]
+    Usage(String),
+
     /// An input file (model, question set) is missing or malformed.
     #[error("{}: {message}", path.display())]
     Input { path: PathBuf, message: String },
@@ -79,9 +83,12 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted { signal, .. } => 128 + signal,
-            Error::Config(_) | Error::Input { .. } | Error::Fetch(_) | Error::Locked(_) | Error::Device(_) => {
-                EXIT_INPUT
-            }
+            Error::Config(_)
+            | Error::Usage(_)
+            | Error::Input { .. }
+            | Error::Fetch(_)
+            | Error::Locked(_)
+            | Error::Device(_) => EXIT_INPUT,
             Error::Io { .. } | Error::Candle(_) | Error::OutOfMemory { .. } | Error::Run(_) => EXIT_RUN,
         }
     }

@@ -4,10 +4,12 @@
 //! Layers, top to bottom (a module imports only from layers below it; `docs/architecture.md`):
 //!
 //! 1. Commands: [`sweep`], [`bench`], [`catalog`] (finding and reading runs), [`compare`]
-//!    (runs side by side; table, Markdown, JSON, CSV exporters), [`plot`] (SVG).
+//!    (runs side by side; table, Markdown, JSON, CSV exporters), [`plot`] (SVG), [`slurm`]
+//!    (job-array submission over `sbatch`).
 //! 2. [`run`]: one run end to end — inputs and hash, the loaded session, the question loop,
 //!    budgets, checkpoints, `plan --check`.
 //! 3. The core: [`config`] (the TOML experiment file), [`store`] (the run directory),
+//!    [`shard`] (shard plans, shard states, the merge),
 //!    [`report`] (metrics), [`plan`] (predicted memory peaks), [`generate`] (chunked
 //!    generation of one question), [`prompt`], [`rft`] (grading, dataset), [`data`].
 //! 4. [`engine`]: the model, its kernels and KV cache, on a device. Knows nothing of runs.
@@ -30,6 +32,8 @@ pub mod report;
 pub mod rft;
 pub mod run;
 pub mod sampling;
+pub mod shard;
+pub mod slurm;
 pub mod source;
 pub mod store;
 pub mod sweep;

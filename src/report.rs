@@ -46,6 +46,31 @@ pub struct Metrics {
     /// Highest GPU memory in use over all chunks (GPU runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_peak_bytes: Option<u64>,
+    /// A merged run's shards, one row each (`rftx merge`); the fields above are their sums
+    /// (times, counts) and maxima (peaks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRow>,
+}
+
+/// One shard of a merged run, in `metrics.json`'s `shards`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardRow {
+    pub shard: usize,
+    /// Its questions: `first..end`.
+    pub first: usize,
+    pub end: usize,
+    pub new_tokens: usize,
+    pub wall_s: f64,
+    pub generation_s: f64,
+    pub tokens_per_s: f64,
+    pub peak_bytes: u64,
+    pub rss_peak_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_peak_bytes: Option<u64>,
+    /// Where its sessions ran (host names, in order, repeats removed).
+    pub hosts: Vec<String>,
+    /// What its numerics depended on (`Session::device` of its sessions).
+    pub device: String,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -123,6 +148,7 @@ impl Tally {
             peak_bytes: self.peak_bytes,
             rss_peak_bytes: self.rss_peak_bytes,
             gpu_peak_bytes: self.gpu_peak_bytes,
+            shards: Vec::new(),
         }
     }
 }

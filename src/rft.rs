@@ -88,6 +88,13 @@ impl Dataset {
         true
     }
 
+    /// Adds a question's correct samples, in sample order.
+    pub fn add_question(&mut self, q: &crate::store::QuestionRecord) {
+        for s in q.samples.iter().filter(|s| s.correct) {
+            self.add(&q.question, q.answer, &s.text);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }

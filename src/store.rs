@@ -78,6 +78,21 @@ pub struct Manifest {
     /// The signal that interrupted the last session (`SIGINT`, `SIGTERM`, `SIGUSR1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted_by: Option<String>,
+    /// Set in a shard's own manifest (`rftx shard run`): which part of the run it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
+    /// Set by `rftx merge`: the number of shards this run was merged from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_shards: Option<usize>,
+}
+
+/// Shard `index` of `of` (0-based) of a run: its questions `first..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardOf {
+    pub index: usize,
+    pub of: usize,
+    pub first: usize,
+    pub end: usize,
 }
 
 impl Manifest {
@@ -103,11 +118,14 @@ impl Manifest {
             wall_s: 0.0,
             error: None,
             interrupted_by: None,
+            shard: None,
+            merged_shards: None,
         }
     }
 
-    /// Opens a session of this process, `done` questions being durable already.
-    pub fn begin_session(&mut self, done: usize) {
+    /// Opens a session of this process on `device` (see [`Session::device`]), `done` questions
+    /// being durable already.
+    pub fn begin_session(&mut self, done: usize, device: String) {
         self.status = Status::Running;
         self.error = None;
         self.interrupted_by = None;
@@ -119,6 +137,8 @@ impl Manifest {
             ended_at: None,
             resumed_at_question: done,
             pid: std::process::id(),
+            device: Some(device),
+            host: crate::util::hostname(),
         });
     }
 
@@ -195,6 +215,13 @@ pub struct Session {
     /// Questions already durable when the session started.
     pub resumed_at_question: usize,
     pub pid: u32,
+    /// What the session's numerics depend on: `cpu x86_64 avx2,fma` or
+    /// `cuda NVIDIA H100 80GB HBM3 (cc 9.0)`. `rftx merge` refuses shards whose sessions differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The machine's host name (provenance: which node of a cluster ran it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One line of `samples.jsonl`: a question and all its samples.
@@ -329,18 +356,19 @@ impl RunDir {
     }
 
     /// Reads the committed questions and their chunk records, repairing the files so that
-    /// appends continue after the last committed question.
-    pub fn recover(&self) -> Result<Recovered> {
+    /// appends continue after the last committed question. The directory holds the questions
+    /// from `first` on (0 for a whole run, the start of its range for a shard).
+    pub fn recover(&self, first: usize) -> Result<Recovered> {
         let mut rec = Recovered::default();
         let (questions, valid_len, note) =
-            read_jsonl_prefix::<QuestionRecord>(&self.file(SAMPLES_FILE), |i, q| q.index == i)?;
+            read_jsonl_prefix::<QuestionRecord>(&self.file(SAMPLES_FILE), |i, q| q.index == first + i)?;
         if let Some(n) = note {
             rec.notes.push(format!("{SAMPLES_FILE}: {n}"));
         }
         truncate(&self.file(SAMPLES_FILE), valid_len)?;
-        let committed = questions.len();
+        let committed = first + questions.len();
         let (chunks, valid_len, note) =
-            read_jsonl_prefix::<ChunkRecord>(&self.file(CHUNKS_FILE), |_, c| c.question < committed)?;
+            read_jsonl_prefix::<ChunkRecord>(&self.file(CHUNKS_FILE), |_, c| (first..committed).contains(&c.question))?;
         if let Some(n) = note {
             rec.notes.push(format!("{CHUNKS_FILE}: {n}"));
         }
@@ -622,7 +650,7 @@ mod tests {
         }
         ch.append(&c(3)).unwrap(); // question 3 never committed
         s.append_raw(b"{\"index\":3,\"quest").unwrap(); // torn
-        let r = run.recover().unwrap();
+        let r = run.recover(0).unwrap();
         assert_eq!(r.questions.len(), 3);
         assert_eq!(r.chunks.len(), 3);
         assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
@@ -630,7 +658,7 @@ mod tests {
         // Files now end at the committed prefix; appending continues cleanly.
         let mut s = run.appender(SAMPLES_FILE).unwrap();
         s.append(&q(3)).unwrap();
-        let again = run.recover().unwrap();
+        let again = run.recover(0).unwrap();
         assert_eq!(again.questions.len(), 4);
         assert!(again.notes.is_empty());
         assert_eq!(again.chunks.len(), 3);
@@ -643,7 +671,7 @@ mod tests {
         let mut s = run.appender(SAMPLES_FILE).unwrap();
         s.append(&q(0)).unwrap();
         s.append(&q(2)).unwrap();
-        assert_eq!(run.recover().unwrap().questions.len(), 1);
+        assert_eq!(run.recover(0).unwrap().questions.len(), 1);
     }
 
     #[test]

@@ -53,6 +53,16 @@ pub fn temp_name(name: &str, pid: u32) -> String {
 }
 
 fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    replace_with(path, sync, |f| f.write_all(bytes))
+}
+
+/// Like [`write_atomic`], the content written by `fill` into the temporary file (to stream a
+/// file too large to hold in memory).
+pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
+    replace_with(path, true, fill)
+}
+
+fn replace_with(path: &Path, sync: bool, fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -62,7 +72,7 @@ fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let what = || format!("{}: cannot write", path.display());
     let written = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp).ctx(what)?;
-        f.write_all(bytes).ctx(what)?;
+        fill(&mut f).ctx(what)?;
         if sync {
             f.sync_all().ctx(what)?;
         }
@@ -128,6 +138,15 @@ pub fn align_columns(rows: &[Vec<String>], left: usize) -> String {
         out.push('\n');
     }
     out
+}
+
+/// This machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`).
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 /// Current UTC time as RFC 3339, to the second (`2026-11-27T11:07:21Z`).

@@ -57,6 +57,8 @@ fn write_run(runs: &Path, r: &FakeRun) -> PathBuf {
         wall_s: 12.5,
         error: None,
         interrupted_by: None,
+        shard: None,
+        merged_shards: None,
     };
     std::fs::write(
         dir.join("manifest.json"),
@@ -90,6 +92,7 @@ fn write_run(runs: &Path, r: &FakeRun) -> PathBuf {
             peak_bytes: heap,
             rss_peak_bytes: rss,
             gpu_peak_bytes: None,
+            shards: Vec::new(),
         };
         std::fs::write(dir.join("metrics.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
     }

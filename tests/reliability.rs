@@ -140,13 +140,6 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     );
 }
 
-/// Questions committed in samples.jsonl.
-fn committed(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("samples.jsonl"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
 /// A SIGKILL never leaves a torn line: every line is written by one `write`.
 fn check_no_partial_line(dir: &Path) {
     for f in ["samples.jsonl", "chunks.jsonl"] {
@@ -414,14 +407,6 @@ fn thirty_questions() -> (Fixture, PathBuf, std::time::Duration) {
     let span = t.elapsed();
     let reference = reference_runs.join(entries(&reference_runs).pop().unwrap());
     (f, reference, span)
-}
-
-fn signal(pid: u32, name: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "kill -{name} {pid}");
 }
 
 /// SIGINT and SIGTERM at random moments: each stops the run at a safe point with 130 / 143, the

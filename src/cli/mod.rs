@@ -10,6 +10,7 @@ use rftx::error::Error;
 use rftx::run::{self, Observer, Outcome};
 
 mod progress;
+mod shard;
 use progress::Progress;
 
 const EXIT_CODES: &str = "\
@@ -59,6 +60,14 @@ enum Command {
     Show(ShowArgs),
     /// Write the built-in unit-conversion question set as JSON ([[question, answer], …]).
     Data(DataArgs),
+    /// A run split into shards: generate one (`shard run`), or see which are done (`shard status`).
+    #[command(subcommand)]
+    Shard(shard::ShardCommand),
+    /// Check a sharded run's shards and write the run's files, byte-identical to an unsharded run.
+    Merge(shard::MergeArgs),
+    /// Run a config's shards as a Slurm job array (`slurm submit`).
+    #[command(subcommand)]
+    Slurm(shard::SlurmCommand),
 }
 
 #[derive(Args)]
@@ -240,6 +249,9 @@ pub fn main() -> ExitCode {
         Command::Ls(a) => ls(a),
         Command::Show(a) => show(a),
         Command::Data(a) => data(a),
+        Command::Shard(c) => shard::shard(c),
+        Command::Merge(a) => shard::merge(a),
+        Command::Slurm(c) => shard::slurm(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -439,19 +451,23 @@ fn ls(a: LsArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn show(a: ShowArgs) -> Result<(), Error> {
-    let dirs = catalog::resolve(&a.run, &[], &a.dir.runs_dir)?;
-    let [dir] = dirs.as_slice() else {
+/// The one run directory a reference names (see `catalog::resolve`).
+fn one_run(reference: &str, sets: &[String], runs_dir: &std::path::Path) -> Result<PathBuf, Error> {
+    let mut dirs = catalog::resolve(reference, sets, runs_dir)?;
+    if dirs.len() != 1 {
         return Err(Error::input(
-            &a.run,
+            reference,
             format!(
-                "names {} runs (a sweep?); `rftx compare {}` shows them side by side",
-                dirs.len(),
-                a.run
+                "names {} runs (a sweep?); `rftx compare {reference}` shows them side by side",
+                dirs.len()
             ),
         ));
-    };
-    let run = RunInfo::load(dir)?;
+    }
+    Ok(dirs.remove(0))
+}
+
+fn show(a: ShowArgs) -> Result<(), Error> {
+    let run = RunInfo::load(&one_run(&a.run, &[], &a.dir.runs_dir)?)?;
     match a.format {
         OutputFormat::Json => {
             let v = serde_json::json!({

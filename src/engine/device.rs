@@ -93,6 +93,41 @@ pub fn host() -> Device {
     Device::Cpu
 }
 
+/// What a computation's numerics depend on, as a short string: the GPU model and compute
+/// capability, or for the CPU the instruction-set features the kernels dispatch on (the int8
+/// kernel on AVX2+FMA, candle's GEMMs on AVX-512/AVX2/FMA). Two sessions with equal strings
+/// compute the same bytes; the CPU's model name does not enter.
+pub fn numerics(choice: DeviceChoice, gpu: Option<&GpuInfo>) -> String {
+    match (choice, gpu) {
+        (DeviceChoice::Cuda(_), Some(g)) => format!("cuda {} (cc {})", g.name, g.compute_capability),
+        (DeviceChoice::Cuda(n), None) => format!("cuda:{n}"),
+        (DeviceChoice::Cpu, _) => format!("cpu {}", cpu_features()),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cpu_features() -> String {
+    let detected = [
+        ("avx512f", is_x86_feature_detected!("avx512f")),
+        ("avx2", is_x86_feature_detected!("avx2")),
+        ("fma", is_x86_feature_detected!("fma")),
+    ];
+    let names: Vec<&str> = detected.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect();
+    format!(
+        "x86_64 {}",
+        if names.is_empty() {
+            "baseline".into()
+        } else {
+            names.join(",")
+        }
+    )
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu_features() -> String {
+    std::env::consts::ARCH.to_string()
+}
+
 /// A GPU as rftx records it: in the manifest and, since numerics differ between GPU models, in
 /// the run hash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

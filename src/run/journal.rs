@@ -28,15 +28,16 @@ impl<'a> Journal<'a> {
         mut manifest: Manifest,
         recovered: &Recovered,
         started: Instant,
+        device: String,
     ) -> Result<Self> {
         let mut tally = Tally::default();
         let mut dataset = Dataset::default();
         for q in &recovered.questions {
             tally.add_question(q);
-            add_to_dataset(&mut dataset, q);
+            dataset.add_question(q);
         }
         recovered.chunks.iter().for_each(|ch| tally.add_chunk(ch));
-        manifest.begin_session(recovered.questions.len());
+        manifest.begin_session(recovered.questions.len(), device);
         dir.write_manifest(&manifest)?;
         Ok(Journal {
             dir,
@@ -63,7 +64,7 @@ impl<'a> Journal<'a> {
         }
         self.samples.append(record)?;
         self.tally.add_question(record);
-        add_to_dataset(&mut self.dataset, record);
+        self.dataset.add_question(record);
         // The manifest's progress follows every commit; it is made durable at checkpoints.
         self.manifest.progress.questions_done = self.tally.questions();
         self.dir.update_manifest(&self.manifest)
@@ -82,11 +83,5 @@ impl<'a> Journal<'a> {
         self.manifest.update(status, self.tally.questions(), wall_s);
         self.dir.write_manifest(&self.manifest)?;
         Ok(metrics)
-    }
-}
-
-fn add_to_dataset(dataset: &mut Dataset, q: &QuestionRecord) {
-    for s in q.samples.iter().filter(|s| s.correct) {
-        dataset.add(&q.question, q.answer, &s.text);
     }
 }

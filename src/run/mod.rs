@@ -6,13 +6,16 @@
 //! - [`session`]: the loaded model, tokenizer, chat format and shared prefix;
 //! - [`budget`]: `memory.budget`, checked before every question;
 //! - `journal`: the durable record (appends, checkpoints, manifest) of a run in progress;
-//! - [`plan_check`]: `rftx plan` for a config and `plan --check` on the real model.
+//! - [`plan_check`]: `rftx plan` for a config and `plan --check` on the real model;
+//! - [`shard`]: one shard of a run (`rftx shard run`).
 mod budget;
 mod journal;
 pub mod plan_check;
 pub mod prepare;
 pub mod session;
+pub mod shard;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -21,7 +24,9 @@ use crate::error::{Error, Result};
 use crate::generate::ChunkReport;
 use crate::report::{self, Metrics};
 use crate::rft;
-use crate::store::{self, Appender, ChunkRecord, Lock, Manifest, QuestionRecord, RunDir, SampleRecord, Status};
+use crate::store::{
+    self, Appender, ChunkRecord, Lock, Manifest, QuestionRecord, RunDir, SampleRecord, ShardOf, Status,
+};
 use crate::util::{human_bytes, now_rfc3339};
 pub use budget::workload;
 use budget::Budget;
@@ -29,6 +34,7 @@ use journal::Journal;
 pub use plan_check::{check_plan, plan_config, CheckRow, ConfigPlan};
 pub use prepare::{prepare, Prepared};
 pub use session::{generation_params, rendered_prompts, Session};
+pub use shard::run_shard;
 
 /// Receives what a run does, for progress display. Every method has a no-op default.
 pub trait Observer {
@@ -75,11 +81,29 @@ impl Log<'_> {
     }
 }
 
+/// Where a run's work goes: all its questions into the run directory, or a shard's range of
+/// them into the shard's directory.
+pub(crate) struct Target {
+    pub dir: PathBuf,
+    pub range: Range<usize>,
+    pub shard: Option<ShardOf>,
+}
+
 /// Runs (or resumes, or reports) the prepared configuration.
 pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<RunResult> {
+    let whole = Target {
+        dir: p.dir.clone(),
+        range: 0..p.questions.questions.len(),
+        shard: None,
+    };
+    execute(p, &whole, force, observer)
+}
+
+/// Runs (or resumes, or reports) the questions of `target`.
+pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut dyn Observer) -> Result<RunResult> {
     let started = Instant::now();
     if !force {
-        if let Some(done) = already_complete(p, observer)? {
+        if let Some(done) = already_complete(&target.dir, observer)? {
             return Ok(done);
         }
     }
@@ -93,9 +117,10 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
         session: &session,
         prompts: &prompts,
         budget: budget.as_ref(),
+        target,
     };
 
-    let dir = RunDir::create(&p.dir)?;
+    let dir = RunDir::create(&target.dir)?;
     let (_lock, stale) = Lock::acquire(&dir.path)?;
     log.file = Some(dir.appender(store::LOG_FILE)?);
     if let Some(pid) = stale {
@@ -108,7 +133,7 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
         log.line("--force: previous outputs removed, starting again");
     }
     dir.write(store::CONFIG_FILE, p.resolved.to_toml().as_bytes())?;
-    let recovered = dir.recover()?;
+    let recovered = dir.recover(target.range.start)?;
     for note in &recovered.notes {
         log.line(&format!("recovery: {note}"));
     }
@@ -119,16 +144,17 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
     }
     let manifest = match dir.read_manifest()? {
         Some(m) if m.hash == p.hash => m,
-        _ => Manifest::new(&p.resolved.config.name, &p.hash, runner.inputs()),
+        _ => runner.new_manifest(),
     };
-    let mut journal = Journal::open(&dir, manifest, &recovered, started)?;
+    let device = crate::engine::device::numerics(p.device, p.gpu.as_ref());
+    let mut journal = Journal::open(&dir, manifest, &recovered, started, device)?;
     let resumed_from = recovered.questions.len();
     runner.log_start(&mut log, resumed_from);
 
     let generated = runner.questions(resumed_from, &mut journal, &mut log);
     if let Err(Error::Interrupted { signal, .. }) = generated {
         let name = crate::interrupt::Signal(signal).name();
-        let (done, total) = (journal.tally().questions(), prompts.len());
+        let (done, total) = (journal.tally().questions(), target.range.len());
         journal.manifest.interrupted_by = Some(name.into());
         let _ = journal.checkpoint(Status::Interrupted);
         log.line(&format!("interrupted by {name} after {done} of {total} questions"));
@@ -152,17 +178,14 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
     })
 }
 
-/// The result of a run whose directory is already complete, if it is.
-fn already_complete(p: &Prepared, observer: &mut dyn Observer) -> Result<Option<RunResult>> {
-    match store::read_manifest(&p.dir)? {
+/// The result of a run (or shard) whose directory is already complete, if it is.
+fn already_complete(dir: &Path, observer: &mut dyn Observer) -> Result<Option<RunResult>> {
+    match store::read_manifest(dir)? {
         Some(m) if m.status == Status::Complete => {
-            let metrics = report::read_metrics(&p.dir)?;
-            observer.log(&format!(
-                "{}: already complete (use --force to redo it)",
-                p.dir.display()
-            ));
+            let metrics = report::read_metrics(dir)?;
+            observer.log(&format!("{}: already complete (use --force to redo it)", dir.display()));
             Ok(Some(RunResult {
-                dir: p.dir.clone(),
+                dir: dir.to_path_buf(),
                 outcome: Outcome::AlreadyComplete,
                 metrics,
             }))
@@ -177,9 +200,18 @@ struct Runner<'a> {
     session: &'a Session,
     prompts: &'a [Vec<u32>],
     budget: Option<&'a Budget>,
+    target: &'a Target,
 }
 
 impl Runner<'_> {
+    /// The manifest of a run (or shard) that starts now.
+    fn new_manifest(&self) -> Manifest {
+        let mut m = Manifest::new(&self.p.resolved.config.name, &self.p.hash, self.inputs());
+        m.progress.questions_total = self.target.range.len();
+        m.shard = self.target.shard;
+        m
+    }
+
     fn inputs(&self) -> store::Inputs {
         let (p, c) = (self.p, &self.p.resolved.config);
         store::Inputs {
@@ -212,9 +244,13 @@ impl Runner<'_> {
 
     fn log_start(&self, log: &mut Log, resumed_from: usize) {
         let (p, c) = (self.p, &self.p.resolved.config);
-        let total = p.questions.questions.len();
+        let total = self.target.range.len();
+        let part = match self.target.shard {
+            Some(s) => format!(" shard {} of {} (questions {}..{})", s.index, s.of, s.first, s.end),
+            None => String::new(),
+        };
         log.line(&format!(
-            "run {} ({}): model {} [{} weights, {} MiB, loaded in {:.2} s], {total} questions × {} samples, chunk size {}",
+            "run {} ({}){part}: model {} [{} weights, {} MiB, loaded in {:.2} s], {total} questions × {} samples, chunk size {}",
             &p.hash[..12],
             c.name,
             self.session.model_path.display(),
@@ -235,9 +271,10 @@ impl Runner<'_> {
     /// `checkpoint.every` questions.
     fn questions(&self, resumed_from: usize, journal: &mut Journal, log: &mut Log) -> Result<()> {
         let c = &self.p.resolved.config;
-        let total = self.prompts.len();
+        let (first, end) = (self.target.range.start, self.target.range.end);
+        let total = end - first;
         log.observer.begin(total, resumed_from, c.generation.oversample);
-        let result = (resumed_from..total).try_for_each(|index| {
+        let result = (first + resumed_from..end).try_for_each(|index| {
             crate::interrupt::check()?;
             self.question(index, journal, log)?;
             let done = journal.tally().questions();

@@ -108,3 +108,48 @@ pub fn entries(dir: &Path) -> Vec<String> {
         Err(_) => Vec::new(),
     }
 }
+
+/// A tiny-model fixture of `questions` questions of up to `max_new_tokens` tokens, checkpoints
+/// every 2 questions.
+pub fn sized_fixture(questions: usize, max_new_tokens: usize) -> Fixture {
+    let f = Fixture::new("[checkpoint]\nevery = 2\n[prompt]\nsystem = \"Be brief.\"\nexamples = []\n");
+    let text = std::fs::read_to_string(&f.config)
+        .unwrap()
+        .replace("limit = 4", &format!("limit = {questions}"))
+        .replace("max_new_tokens = 12", &format!("max_new_tokens = {max_new_tokens}"));
+    std::fs::write(&f.config, text).unwrap();
+    f
+}
+
+/// Questions committed to a run (or shard) directory: the complete lines of samples.jsonl.
+pub fn committed(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("samples.jsonl"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// Polls `cond` every millisecond for up to `secs` seconds.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Sends a signal (`KILL`, `TERM`, …) with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -{name} {pid}");
+}
+
+/// The byte content of each named file in `dir`.
+pub fn contents(dir: &Path, names: &[&str]) -> Vec<Vec<u8>> {
+    names.iter().map(|n| std::fs::read(dir.join(n)).unwrap()).collect()
+}

@@ -1,0 +1,311 @@
+//! `rftx slurm submit`: a thin wrapper over `sbatch`. It writes a job-array script and a merge
+//! script into the run directory (`slurm/`, kept for provenance), submits the array for the
+//! shards that are not done yet, and the merge with an `afterany` dependency so that it runs,
+//! and says what is missing, even when a shard failed. Nothing here talks to Slurm but
+//! `sbatch`; the shards themselves are plain `rftx shard run` processes.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+use crate::run::Prepared;
+use crate::shard::{array_expr, Overview, Plan};
+
+pub const SLURM_DIR: &str = "slurm";
+pub const SHARD_SCRIPT: &str = "shard.sbatch";
+pub const MERGE_SCRIPT: &str = "merge.sbatch";
+/// Seconds before the time limit at which Slurm sends SIGUSR1 (`--signal=B:USR1@…`): rftx stops
+/// at its next safe point and the task requeues itself.
+pub const WARN_SECONDS: u32 = 120;
+
+/// What `rftx slurm submit` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    pub shards: usize,
+    pub max_parallel: Option<usize>,
+    pub gpus_per_shard: Option<usize>,
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    /// Passed to both `sbatch` calls as they are.
+    pub sbatch_args: Vec<String>,
+    /// How many times a task requeues itself after a transient failure or a near time limit.
+    pub max_requeues: u32,
+    pub dry_run: bool,
+}
+
+/// What was (or, with `--dry-run`, would be) submitted.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub run_dir: PathBuf,
+    pub scripts: Vec<PathBuf>,
+    /// The `sbatch` command lines, in order.
+    pub commands: Vec<Vec<String>>,
+    /// The shards submitted, as an `--array` expression (empty: none).
+    pub array: String,
+    pub array_job: Option<String>,
+    pub merge_job: Option<String>,
+    /// Shards a live process is working on (not resubmitted).
+    pub running: Vec<usize>,
+    /// The run is complete already: nothing was submitted.
+    pub complete: bool,
+}
+
+/// Where the shard processes find rftx, the config and the runs.
+struct Paths {
+    rftx: PathBuf,
+    config: PathBuf,
+    runs: PathBuf,
+    cwd: PathBuf,
+}
+
+/// Plans the run in `K` shards (or checks the plan in force), writes the scripts and submits
+/// what is not done: the array of missing shards, then the merge.
+pub fn submit(
+    p: &Prepared,
+    config_file: &Path,
+    sets: &[String],
+    runs_dir: &Path,
+    o: &SubmitOptions,
+) -> Result<Submission> {
+    let n = p.questions.questions.len();
+    if o.shards == 0 || o.shards > n {
+        return Err(Error::Usage(format!(
+            "--shards {}: must be between 1 and the run's {n} questions",
+            o.shards
+        )));
+    }
+    let mut s = Submission {
+        run_dir: p.dir.clone(),
+        scripts: Vec::new(),
+        commands: Vec::new(),
+        array: String::new(),
+        array_job: None,
+        merge_job: None,
+        running: Vec::new(),
+        complete: false,
+    };
+    if crate::store::read_manifest(&p.dir)?.is_some_and(|m| m.status == crate::store::Status::Complete) {
+        s.complete = true;
+        return Ok(s);
+    }
+    let plan = Plan::establish(
+        &p.dir,
+        Plan::new(&p.resolved.config.name, &p.hash, n, o.shards, config_file, sets),
+    )?;
+    let overview = Overview::read(&p.dir)?;
+    s.running = overview.running();
+    s.array = array_expr(&overview.todo());
+    let paths = Paths {
+        rftx: std::env::current_exe().map_err(|e| Error::io("cannot find the rftx executable", e))?,
+        config: crate::util::absolute(config_file),
+        runs: crate::util::absolute(runs_dir),
+        cwd: std::env::current_dir().map_err(|e| Error::io("cannot read the working directory", e))?,
+    };
+    let dir = p.dir.join(SLURM_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("{}: cannot create", dir.display()), e))?;
+    let shard_script = dir.join(SHARD_SCRIPT);
+    let merge_script = dir.join(MERGE_SCRIPT);
+    let run_dir = crate::util::absolute(&p.dir);
+    crate::util::write_atomic(
+        &shard_script,
+        shard_script_text(p, &plan, &paths, sets, o, &run_dir).as_bytes(),
+    )?;
+    crate::util::write_atomic(&merge_script, merge_script_text(p, &paths, &run_dir).as_bytes())?;
+    s.scripts = vec![shard_script.clone(), merge_script.clone()];
+    if !s.array.is_empty() {
+        let mut array = format!("--array={}", s.array);
+        if let Some(par) = o.max_parallel {
+            array.push_str(&format!("%{par}"));
+        }
+        s.commands.push(sbatch(o, &[array], &shard_script));
+    }
+    if s.array.is_empty() && !s.running.is_empty() {
+        // Shards of an earlier submission are running; its merge job will follow them.
+        return Ok(s);
+    }
+    s.commands.push(sbatch(o, &[], &merge_script));
+    if o.dry_run {
+        return Ok(s);
+    }
+    if !s.array.is_empty() {
+        let job = run_sbatch(&s.commands[0])?;
+        let merge = s.commands.last_mut().expect("merge command");
+        merge.insert(2, format!("--dependency=afterany:{job}"));
+        s.array_job = Some(job);
+    }
+    s.merge_job = Some(run_sbatch(s.commands.last().expect("merge command"))?);
+    record(&dir, &s)?;
+    Ok(s)
+}
+
+/// `sbatch --parsable [extra] [options] SCRIPT`.
+fn sbatch(o: &SubmitOptions, extra: &[String], script: &Path) -> Vec<String> {
+    let mut c = vec!["sbatch".to_string(), "--parsable".to_string()];
+    c.extend(extra.iter().cloned());
+    if let Some(part) = &o.partition {
+        c.push(format!("--partition={part}"));
+    }
+    if let Some(t) = &o.time {
+        c.push(format!("--time={t}"));
+    }
+    c.extend(o.sbatch_args.iter().cloned());
+    c.push(script.display().to_string());
+    c
+}
+
+/// Runs an `sbatch --parsable` command line; returns the job id it printed.
+fn run_sbatch(command: &[String]) -> Result<String> {
+    let out = Command::new(&command[0]).args(&command[1..]).output().map_err(|e| {
+        Error::Usage(format!(
+            "cannot run `{}` ({e}): run this on a machine with Slurm's client commands (a login node), or add --dry-run to only write the scripts",
+            command[0]
+        ))
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let job = stdout.trim().split(';').next().unwrap_or("").to_string();
+    if !out.status.success() || job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
+        return Err(Error::Run(format!(
+            "`{}` failed ({}): {}",
+            command.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(job)
+}
+
+/// Appends the submission to `slurm/submissions.jsonl`.
+fn record(dir: &Path, s: &Submission) -> Result<()> {
+    let line = serde_json::json!({
+        "submitted_at": crate::util::now_rfc3339(),
+        "array": s.array,
+        "array_job": s.array_job,
+        "merge_job": s.merge_job,
+        "commands": s.commands,
+    });
+    crate::store::Appender::open(&dir.join("submissions.jsonl"))?.append(&line)
+}
+
+/// A word quoted for a POSIX shell.
+fn quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn shard_script_text(
+    p: &Prepared,
+    plan: &Plan,
+    x: &Paths,
+    sets: &[String],
+    o: &SubmitOptions,
+    run_dir: &Path,
+) -> String {
+    let log = run_dir.join(SLURM_DIR).join("shard-%a.log");
+    let mut head = vec![
+        format!("--job-name=rftx-{}", p.resolved.config.name),
+        format!("--output={}", log.display()),
+        "--open-mode=append".into(),
+        "--requeue".into(),
+        format!("--signal=B:USR1@{WARN_SECONDS}"),
+        format!("--chdir={}", x.cwd.display()),
+    ];
+    if let Some(g) = o.gpus_per_shard.filter(|&g| g > 0) {
+        head.push(format!("--gres=gpu:{g}"));
+    }
+    let sets: String = sets.iter().map(|s| format!(" --set {}", quote(s))).collect();
+    let command = format!(
+        "\"$rftx\" shard run {} --shard \"$SLURM_ARRAY_TASK_ID\" --of {} --runs-dir {} --quiet{sets}",
+        quote(&x.config.display().to_string()),
+        plan.shards,
+        quote(&x.runs.display().to_string())
+    );
+    SHARD_TEMPLATE
+        .replace("@HEADER@", &header(&head))
+        .replace("@RUN@", &format!("{}-{}", p.resolved.config.name, &p.hash[..12]))
+        .replace("@DATE@", &crate::util::now_rfc3339())
+        .replace("@RFTX@", &quote(&x.rftx.display().to_string()))
+        .replace("@MAX_REQUEUES@", &o.max_requeues.to_string())
+        .replace("@SHARDS@", &plan.shards.to_string())
+        .replace("@COMMAND@", &command)
+}
+
+fn merge_script_text(p: &Prepared, x: &Paths, run_dir: &Path) -> String {
+    let head = vec![
+        format!("--job-name=rftx-merge-{}", p.resolved.config.name),
+        format!("--output={}", run_dir.join(SLURM_DIR).join("merge.log").display()),
+        "--open-mode=append".into(),
+        format!("--chdir={}", x.cwd.display()),
+    ];
+    format!(
+        "#!/bin/bash\n# Merge of run {}-{}: written by `rftx slurm submit` on {}.\n{}\n{} merge {}\n",
+        p.resolved.config.name,
+        &p.hash[..12],
+        crate::util::now_rfc3339(),
+        header(&head),
+        quote(&x.rftx.display().to_string()),
+        quote(&run_dir.display().to_string())
+    )
+}
+
+fn header(options: &[String]) -> String {
+    options
+        .iter()
+        .map(|o| format!("#SBATCH {o}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The array task: runs one shard and decides what its exit means. rftx stops cleanly on
+/// SIGUSR1 (time limit near: the task requeues itself) and SIGTERM (Slurm cancels, preempts or
+/// requeues: Slurm decides what follows); exit 2 is bad input (never requeued); anything else
+/// (a crash, kill -9, an I/O error) is requeued while attempts remain.
+const SHARD_TEMPLATE: &str = r#"#!/bin/bash
+# Shards of run @RUN@: written by `rftx slurm submit` on @DATE@ (kept for provenance).
+@HEADER@
+set -u
+rftx=@RFTX@
+max_requeues=@MAX_REQUEUES@
+task="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+attempt=$(( ${SLURM_RESTART_COUNT:-0} + 1 ))
+say() { echo "[$(date -u +%FT%TZ)] rftx shard ${SLURM_ARRAY_TASK_ID} of @SHARDS@ (job $task, attempt $attempt): $*"; }
+say "starting on $(hostname)"
+warned=0
+# Slurm sends SIGUSR1 to this shell only (B:): pass it on. SIGTERM (scancel, preemption, requeue,
+# time limit) reaches rftx directly; this shell only keeps waiting for it to stop cleanly.
+trap 'warned=1; kill -USR1 "$child" 2>/dev/null' USR1
+trap 'say "SIGTERM: waiting for rftx to stop at a safe point"' TERM
+@COMMAND@ &
+child=$!
+while kill -0 "$child" 2>/dev/null; do wait "$child"; done
+wait "$child"; rc=$?
+case "$rc" in
+  0) say "done"; exit 0 ;;
+  2) say "bad input (exit 2): not requeued; fix it, then run rftx slurm submit again"; exit 2 ;;
+esac
+if [ "$warned" = 0 ] && { [ "$rc" = 130 ] || [ "$rc" = 143 ]; }; then
+  say "stopped by a signal (exit $rc): cancelled, preempted or requeued by Slurm"; exit "$rc"
+fi
+reason="exit $rc"; [ "$warned" = 1 ] && reason="time limit near"
+if [ "$attempt" -le "$max_requeues" ]; then
+  say "$reason: requeueing ($attempt of $max_requeues requeues used)"
+  scontrol requeue "$task" && exit "$rc"
+  say "scontrol requeue failed"
+fi
+say "$reason: giving up; rftx shard status says what is left"
+exit "$rc"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(quote("runs/a-1.toml"), "runs/a-1.toml");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote("generation.temperature=0.7"), "generation.temperature=0.7");
+        assert_eq!(quote("x=\"a\""), "'x=\"a\"'");
+    }
+}
