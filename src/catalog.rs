@@ -230,6 +230,14 @@ pub fn render_show(r: &RunInfo) -> String {
         m.inputs.questions.source, m.inputs.questions.count, m.inputs.questions.sha256
     );
     out += &format!("sessions   {} ({:.1} s wall in all)\n", m.sessions.len(), m.wall_s);
+    if let Some(k) = m.merged_shards {
+        out += &format!(
+            "shards     merged from {k} (`rftx shard status {}` lists them)\n",
+            r.dir.display()
+        );
+    } else if shard::Plan::path(&r.dir).is_file() {
+        out += &format!("shards     not merged yet: `rftx shard status {}`\n", r.dir.display());
+    }
     if let Some(e) = &m.error {
         out += &format!("error      {e}\n");
     }

@@ -18,7 +18,7 @@ pub use crate::error::ConfigError;
 /// `RFTX_GENERATION__CHUNK_SIZE=5` sets `generation.chunk_size`.
 pub const ENV_PREFIX: &str = "RFTX_";
 /// Variables with [`ENV_PREFIX`] that configure rftx itself rather than the experiment.
-pub const ENV_RESERVED: &[&str] = &["models_dir", "runs_dir", "test_kills", "test_oom"];
+pub const ENV_RESERVED: &[&str] = &["models_dir", "runs_dir", "test_kills", "test_oom", "test_fail_shards"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

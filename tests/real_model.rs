@@ -148,6 +148,40 @@ fn real_model_run_is_reproducible_across_chunk_sizes_and_resumes() {
         );
     }
 
+    // Two shards (one question each) merge to the same bytes.
+    for i in ["0", "1"] {
+        let args = [
+            "shard",
+            "run",
+            cfg.to_str().unwrap(),
+            "--quiet",
+            "--runs-dir",
+            "sharded",
+            "--shard",
+            i,
+            "--of",
+            "2",
+        ];
+        let r = rftx(&args, &env, d.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let merged = rftx(
+        &["merge", cfg.to_str().unwrap(), "--runs-dir", "sharded"],
+        &env,
+        d.path(),
+    );
+    assert_eq!(merged.code, 0, "{}", merged.stderr);
+    let merged = printed_dir(&merged, d.path());
+    assert_eq!(
+        merged.file_name(),
+        reference.file_name(),
+        "the same hash, sharded or not"
+    );
+    for name in ["samples.jsonl", "dataset.json"] {
+        let same = std::fs::read(merged.join(name)).unwrap() == std::fs::read(reference.join(name)).unwrap();
+        assert!(same, "{name}: 2 merged shards differ from the unsharded run");
+    }
+
     // Interrupt after the first question: the resumed run completes to the same bytes.
     let text = String::from_utf8(samples.clone()).unwrap();
     std::fs::write(

@@ -295,6 +295,12 @@ fn run(a: RunArgs) -> Result<(), Error> {
             a.config.config.display()
         ));
     }
+    if rftx::shard::Plan::path(&p.dir).is_file() && !a.force {
+        progress.log(&format!(
+            "note: this run is sharded (`rftx shard status {}`); `rftx run` generates it whole, unsharded, and `rftx merge` writes the same bytes from the shards",
+            p.dir.display()
+        ));
+    }
     let result = run::run(&p, a.force, &mut progress)?;
     if result.outcome == Outcome::AlreadyComplete {
         println!(

@@ -1,0 +1,207 @@
+//! The Slurm path for real: a one-node cluster (Debian's slurmctld, slurmd, munge) started by
+//! `scripts/slurm-ci.sh` for this test and stopped by pid at the end. Four shards of the tiny
+//! model: one killed with SIGKILL mid-write (it requeues itself), one requeued from outside
+//! (`scontrol requeue`), one failing with bad input until the fault is removed; `shard status`
+//! names the missing one, a resubmission completes it, and the merged files are byte-identical
+//! to an unsharded run. Skipped, with a message, where `sbatch` is absent or we are not root;
+//! `.ci/run` installs the packages so that CI always runs it.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use common::*;
+
+/// A running one-node cluster, stopped when dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    conf: String,
+}
+
+impl Cluster {
+    fn start() -> Option<Cluster> {
+        let have = |c: &str| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {c}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !(have("sbatch") && have("slurmctld") && have("slurmd") && have("munged")) {
+            eprintln!(
+                "skipped: Slurm is not installed (sbatch, slurmctld, slurmd, munged); .ci/run installs it with apt-get"
+            );
+            return None;
+        }
+        if !Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") {
+            eprintln!("skipped: the one-node Slurm cluster of scripts/slurm-ci.sh needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Cluster {
+            conf: dir.path().join("slurm/etc/slurm.conf").display().to_string(),
+            dir,
+        };
+        let out = cluster.script("start");
+        assert!(
+            out.status.success(),
+            "slurm-ci.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(cluster)
+    }
+
+    fn script(&self, verb: &str) -> std::process::Output {
+        // A port of our own, so that a cluster already running on this machine is left alone.
+        let port = 20000 + (std::process::id() % 20000) as u16 / 2 * 2;
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm-ci.sh"))
+            .arg(verb)
+            .env("SLURM_CI_DIR", self.dir.path().join("slurm"))
+            .env("SLURM_CI_PORT", port.to_string())
+            .output()
+            .unwrap()
+    }
+
+    /// A Slurm client command; its stdout.
+    fn client(&self, args: &[&str]) -> String {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .env("SLURM_CONF", &self.conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until none of `jobs` is pending or running.
+    fn wait_idle(&self, jobs: &[&str], secs: u64) {
+        let list = jobs.join(",");
+        wait_for(secs, "the Slurm jobs to end", || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            self.client(&["squeue", "-h", "-j", &list]).trim().is_empty()
+        });
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.script("stop");
+    }
+}
+
+/// The job id printed after `label` by `rftx slurm submit`.
+fn job_after(stdout: &str, label: &str) -> String {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+/// Stops (SIGSTOP) the rftx of a shard once it has committed a question, so that what the test
+/// does next lands mid-shard whatever the speed; returns its pid.
+fn pause_mid_shard(shard: &Path) -> u32 {
+    wait_for(180, "a shard's first committed question", || committed(shard) >= 1);
+    let pid: u32 = std::fs::read_to_string(shard.join("lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal(pid, "STOP");
+    assert!(committed(shard) < 6, "the shard was paused mid-way");
+    pid
+}
+
+#[test]
+fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_bytes() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let started = Instant::now();
+    let f = sized_fixture(24, 48);
+    let reference = f.run(&["--runs-dir", "reference"]);
+    assert_eq!(reference.code, 0, "{}", reference.stderr);
+    let reference = printed_dir(&reference, f.path());
+    let run: PathBuf = f.runs().join(reference.file_name().unwrap());
+    let shard = |i: usize| run.join(format!("shards/shard-{i:04}"));
+    let log = |name: &str| std::fs::read_to_string(run.join("slurm").join(name)).unwrap_or_default();
+    let cfg = f.config.to_str().unwrap();
+    let conf = cluster.conf.as_str();
+
+    let submit = |fault: &str| {
+        let env = [("SLURM_CONF", conf), ("RFTX_TEST_FAIL_SHARDS", fault)];
+        let args = ["slurm", "submit", cfg, "--shards", "4", "--max-requeues", "2"];
+        let r = rftx(&args, &env, f.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    let first = submit("2");
+    assert!(first.contains("submitted shards 0-3 as job"), "{first}");
+    let (array, merge) = (
+        job_after(&first, "submitted shards"),
+        job_after(&first, "submitted the merge"),
+    );
+
+    // Shard 1: kill -9 mid-write; it requeues itself and resumes.
+    let pid = pause_mid_shard(&shard(1));
+    let k1 = committed(&shard(1));
+    signal(pid, "KILL");
+    // Shard 3: requeued from outside (as a preemption would); Slurm restarts it, it resumes.
+    let pid = pause_mid_shard(&shard(3));
+    let k3 = committed(&shard(3));
+    cluster.client(&["scontrol", "requeue", &format!("{array}_3")]);
+    signal(pid, "CONT");
+    cluster.wait_idle(&[&array, &merge], 300);
+
+    assert!(
+        log("shard-1.log").contains("exit 137: requeueing"),
+        "{}",
+        log("shard-1.log")
+    );
+    assert!(
+        log("shard-2.log").contains("bad input (exit 2): not requeued"),
+        "{}",
+        log("shard-2.log")
+    );
+    assert!(
+        log("merge.log").contains("shards not done: 2 (missing 0/6) (--array=2)"),
+        "{}",
+        log("merge.log")
+    );
+    let st = rftx(&["shard", "status", run.to_str().unwrap()], &[], f.path());
+    assert!(st.stdout.contains("missing: --array=2"), "{}", st.stdout);
+    for (i, k) in [(1, k1), (3, k3)] {
+        let m = read_json(&shard(i).join("manifest.json"));
+        let sessions = m["sessions"].as_array().unwrap();
+        assert_eq!(sessions.len(), 2, "shard {i} ran twice: {m}");
+        assert_eq!(
+            sessions[1]["resumed_at_question"], k,
+            "shard {i} resumed where it stopped"
+        );
+    }
+
+    // The fault is fixed: a resubmission runs only shard 2, then the merge.
+    let second = submit("");
+    assert!(second.contains("submitted shards 2 as job"), "{second}");
+    let (array, merge) = (
+        job_after(&second, "submitted shards"),
+        job_after(&second, "submitted the merge"),
+    );
+    cluster.wait_idle(&[&array, &merge], 300);
+    assert!(log("merge.log").contains("merged 4 shards"), "{}", log("merge.log"));
+    for name in ["samples.jsonl", "dataset.json"] {
+        let (a, b) = (run.join(name), reference.join(name));
+        let same = Command::new("cmp").arg(&a).arg(&b).status().unwrap().success();
+        assert!(same, "{name}: merged and unsharded differ");
+    }
+    let submitted = std::fs::read_to_string(run.join("slurm/submissions.jsonl")).unwrap();
+    assert_eq!(submitted.lines().count(), 2);
+    eprintln!(
+        "slurm test: {:.1} s after the cluster started",
+        started.elapsed().as_secs_f64()
+    );
+}
