@@ -273,7 +273,7 @@ say "starting on $(hostname)"
 warned=0
 # Slurm sends SIGUSR1 to this shell only (B:): pass it on. SIGTERM (scancel, preemption, requeue,
 # time limit) reaches rftx directly; this shell only keeps waiting for it to stop cleanly.
-trap 'warned=1; kill -USR1 "$child" 2>/dev/null' USR1
+trap 'warned=1; kill -USR1 "$child" 2>/dev/null; say "SIGUSR1: time limit near, rftx stops at a safe point"' USR1
 trap 'say "SIGTERM: waiting for rftx to stop at a safe point"' TERM
 @COMMAND@ &
 child=$!

@@ -1,7 +1,8 @@
 //! The Slurm path for real: a one-node cluster (Debian's slurmctld, slurmd, munge) started by
 //! `scripts/slurm-ci.sh` for this test and stopped by pid at the end. Four shards of the tiny
-//! model: one killed with SIGKILL mid-write (it requeues itself), one requeued from outside
-//! (`scontrol requeue`), one failing with bad input until the fault is removed; `shard status`
+//! model: one warned of its time limit (SIGUSR1: it stops cleanly and requeues itself), one
+//! killed with SIGKILL mid-write (it requeues itself), one requeued from outside (`scontrol
+//! requeue`), one failing with bad input until the fault is removed; `shard status`
 //! names the missing one, a resubmission completes it, and the merged files are byte-identical
 //! to an unsharded run. Skipped, with a message, where `sbatch` is absent or we are not root;
 //! `.ci/run` installs the packages so that CI always runs it.
@@ -93,6 +94,33 @@ impl Drop for Cluster {
     }
 }
 
+/// On a failure, prints the Slurm logs of the run and its shards' run.log (the test's temporary
+/// directory is gone afterwards).
+struct DumpOnFailure(PathBuf);
+
+impl Drop for DumpOnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut files: Vec<PathBuf> = entries(&self.0.join("slurm"))
+            .iter()
+            .map(|n| self.0.join("slurm").join(n))
+            .collect();
+        for s in entries(&self.0.join("shards")) {
+            files.push(self.0.join("shards").join(s).join("run.log"));
+        }
+        files.sort();
+        for f in files {
+            eprintln!(
+                "==> {} <==\n{}",
+                f.display(),
+                std::fs::read_to_string(&f).unwrap_or_default()
+            );
+        }
+    }
+}
+
 /// The job id printed after `label` by `rftx slurm submit`.
 fn job_after(stdout: &str, label: &str) -> String {
     let line = stdout
@@ -102,18 +130,25 @@ fn job_after(stdout: &str, label: &str) -> String {
     line.rsplit(' ').next().unwrap().to_string()
 }
 
-/// Stops (SIGSTOP) the rftx of a shard once it has committed a question, so that what the test
-/// does next lands mid-shard whatever the speed; returns its pid.
-fn pause_mid_shard(shard: &Path) -> u32 {
-    wait_for(180, "a shard's first committed question", || committed(shard) >= 1);
-    let pid: u32 = std::fs::read_to_string(shard.join("lock"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    signal(pid, "STOP");
-    assert!(committed(shard) < 6, "the shard was paused mid-way");
-    pid
+/// Stops (SIGSTOP) the rftx of each shard as soon as it has committed a question, so that what
+/// the test does next lands mid-shard whatever the speed; returns their pids and progress.
+fn pause_mid_shard(shards: &[PathBuf]) -> Vec<(u32, usize)> {
+    let mut paused: Vec<Option<(u32, usize)>> = vec![None; shards.len()];
+    wait_for(180, "the shards' first committed questions", || {
+        for (dir, p) in shards.iter().zip(paused.iter_mut()) {
+            let lock = std::fs::read_to_string(dir.join("lock")).unwrap_or_default();
+            if p.is_none() && committed(dir) >= 1 {
+                if let Ok(pid) = lock.trim().parse::<u32>() {
+                    signal(pid, "STOP");
+                    *p = Some((pid, committed(dir)));
+                }
+            }
+        }
+        paused.iter().all(Option::is_some)
+    });
+    let paused: Vec<(u32, usize)> = paused.into_iter().flatten().collect();
+    assert!(paused.iter().all(|&(_, k)| k < 6), "paused mid-way: {paused:?}");
+    paused
 }
 
 #[test]
@@ -131,6 +166,7 @@ fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_byt
     let log = |name: &str| std::fs::read_to_string(run.join("slurm").join(name)).unwrap_or_default();
     let cfg = f.config.to_str().unwrap();
     let conf = cluster.conf.as_str();
+    let _dump = DumpOnFailure(run.clone());
 
     let submit = |fault: &str| {
         let env = [("SLURM_CONF", conf), ("RFTX_TEST_FAIL_SHARDS", fault)];
@@ -146,17 +182,35 @@ fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_byt
         job_after(&first, "submitted the merge"),
     );
 
-    // Shard 1: kill -9 mid-write; it requeues itself and resumes.
-    let pid = pause_mid_shard(&shard(1));
-    let k1 = committed(&shard(1));
-    signal(pid, "KILL");
-    // Shard 3: requeued from outside (as a preemption would); Slurm restarts it, it resumes.
-    let pid = pause_mid_shard(&shard(3));
-    let k3 = committed(&shard(3));
+    // Shard 3 will start once a slot is free; it is paused at its first commit wherever the
+    // test is then.
+    let shard3 = shard(3);
+    let pause3 = std::thread::spawn(move || pause_mid_shard(&[shard3]));
+    // Shard 0 is warned of its time limit (SIGUSR1 to the batch shell, as --signal=B:USR1@120
+    // makes Slurm do): it stops cleanly and requeues itself. Shard 1 dies by kill -9 mid-write: it
+    // requeues itself. Both resume where they stopped.
+    let [(pid0, k0), (pid1, k1)] = pause_mid_shard(&[shard(0), shard(1)])[..] else {
+        unreachable!()
+    };
+    // Slurm's warning goes to the batch shell (B:), rftx's parent: the same signal, sent here
+    // without `scancel --signal`, which retries for as long as another task is stopped.
+    let stat = std::fs::read_to_string(format!("/proc/{pid0}/stat")).unwrap();
+    let shell = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
+    signal(shell.parse().unwrap(), "USR1");
+    wait_for(60, "the USR1 trap", || log("shard-0.log").contains("SIGUSR1"));
+    signal(pid0, "CONT");
+    signal(pid1, "KILL");
+    // Shard 3 is requeued from outside (as a preemption would): Slurm stops and restarts it.
+    let [(pid3, k3)] = pause3.join().unwrap()[..] else {
+        unreachable!()
+    };
     cluster.client(&["scontrol", "requeue", &format!("{array}_3")]);
-    signal(pid, "CONT");
+    wait_for(60, "Slurm's SIGTERM", || log("shard-3.log").contains("SIGTERM"));
+    signal(pid3, "CONT");
     cluster.wait_idle(&[&array, &merge], 300);
 
+    let shard0 = log("shard-0.log");
+    assert!(shard0.contains("time limit near: requeueing"), "{shard0}");
     assert!(
         log("shard-1.log").contains("exit 137: requeueing"),
         "{}",
@@ -174,7 +228,7 @@ fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_byt
     );
     let st = rftx(&["shard", "status", run.to_str().unwrap()], &[], f.path());
     assert!(st.stdout.contains("missing: --array=2"), "{}", st.stdout);
-    for (i, k) in [(1, k1), (3, k3)] {
+    for (i, k) in [(0, k0), (1, k1), (3, k3)] {
         let m = read_json(&shard(i).join("manifest.json"));
         let sessions = m["sessions"].as_array().unwrap();
         assert_eq!(sessions.len(), 2, "shard {i} ran twice: {m}");
