@@ -421,7 +421,7 @@ pub fn merge(run_dir: &Path, force: bool) -> Result<Merged> {
         .collect::<Result<Vec<_>>>()?;
     let device = one_device(&manifests, force)?;
     let (_lock, _) = store::Lock::acquire(run_dir)?;
-    let (tally, dataset) = read_records(&dirs)?;
+    let (tally, dataset) = read_records(&dirs, plan)?;
     concatenate(&dirs, store::SAMPLES_FILE, &run_dir.join(store::SAMPLES_FILE))?;
     concatenate(&dirs, store::CHUNKS_FILE, &run_dir.join(store::CHUNKS_FILE))?;
     let mut rows = Vec::new();
@@ -543,19 +543,32 @@ fn one_device(manifests: &[Manifest], force: bool) -> Result<String> {
 
 /// Tallies every shard's committed records in question order, checking that the indices tile
 /// the run's questions, and builds the dataset exactly as a single run would.
-fn read_records(dirs: &[PathBuf]) -> Result<(Tally, Dataset)> {
+fn read_records(dirs: &[PathBuf], plan: &Plan) -> Result<(Tally, Dataset)> {
     let (mut tally, mut dataset) = (Tally::default(), Dataset::default());
     let mut next = 0;
-    for dir in dirs {
+    for (i, dir) in dirs.iter().enumerate() {
+        let range = plan.range(i);
         for_each_line::<QuestionRecord>(&dir.join(store::SAMPLES_FILE), |q| {
-            if q.index != next {
-                return Err(format!("question {} where {next} was expected", q.index));
+            if q.index != next || !range.contains(&q.index) {
+                return Err(format!(
+                    "question {} where {next} of {}..{} was expected",
+                    q.index, range.start, range.end
+                ));
             }
             next += 1;
             tally.add_question(&q);
             dataset.add_question(&q);
             Ok(())
         })?;
+        if next != range.end {
+            return Err(Error::Run(format!(
+                "shard {i} ({}) holds questions {}..{next}, not {}..{}; remove that directory and run the shard again",
+                dir.display(),
+                range.start,
+                range.start,
+                range.end
+            )));
+        }
         for_each_line::<ChunkRecord>(&dir.join(store::CHUNKS_FILE), |c| {
             tally.add_chunk(&c);
             Ok(())

@@ -43,7 +43,7 @@ pub struct Submission {
     pub array: String,
     pub array_job: Option<String>,
     pub merge_job: Option<String>,
-    /// Shards a live process is working on (not resubmitted).
+    /// Shards a live process is working on, or that Slurm has queued (not resubmitted).
     pub running: Vec<usize>,
     /// The run is complete already: nothing was submitted.
     pub complete: bool,
@@ -92,24 +92,15 @@ pub fn submit(
         Plan::new(&p.resolved.config.name, &p.hash, n, o.shards, config_file, sets),
     )?;
     let overview = Overview::read(&p.dir)?;
+    // Shards a live process holds, or that an earlier submission still has queued: not again.
+    let queued = queued_tasks(&job_name(p));
     s.running = overview.running();
-    s.array = array_expr(&overview.todo());
-    let paths = Paths {
-        rftx: std::env::current_exe().map_err(|e| Error::io("cannot find the rftx executable", e))?,
-        config: crate::util::absolute(config_file),
-        runs: crate::util::absolute(runs_dir),
-        cwd: std::env::current_dir().map_err(|e| Error::io("cannot read the working directory", e))?,
-    };
-    let dir = p.dir.join(SLURM_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("{}: cannot create", dir.display()), e))?;
-    let shard_script = dir.join(SHARD_SCRIPT);
-    let merge_script = dir.join(MERGE_SCRIPT);
-    let run_dir = crate::util::absolute(&p.dir);
-    crate::util::write_atomic(
-        &shard_script,
-        shard_script_text(p, &plan, &paths, sets, o, &run_dir).as_bytes(),
-    )?;
-    crate::util::write_atomic(&merge_script, merge_script_text(p, &paths, &run_dir).as_bytes())?;
+    s.running.extend(&queued);
+    s.running.sort();
+    s.running.dedup();
+    let todo: Vec<usize> = overview.todo().into_iter().filter(|i| !queued.contains(i)).collect();
+    s.array = array_expr(&todo);
+    let (shard_script, merge_script) = write_scripts(p, &plan, config_file, sets, runs_dir, o)?;
     s.scripts = vec![shard_script.clone(), merge_script.clone()];
     if !s.array.is_empty() {
         let mut array = format!("--array={}", s.array);
@@ -119,13 +110,67 @@ pub fn submit(
         s.commands.push(sbatch(o, &[array], &shard_script));
     }
     if s.array.is_empty() && !s.running.is_empty() {
-        // Shards of an earlier submission are running; its merge job will follow them.
+        // Shards of an earlier submission are running or queued; its merge job follows them.
         return Ok(s);
     }
     s.commands.push(sbatch(o, &[], &merge_script));
-    if o.dry_run {
-        return Ok(s);
+    if !o.dry_run {
+        submit_jobs(&mut s)?;
     }
+    Ok(s)
+}
+
+/// The job name of a run's shard tasks: `rftx-<name>-<hash8>`.
+fn job_name(p: &Prepared) -> String {
+    format!("rftx-{}-{}", p.resolved.config.name, &p.hash[..8])
+}
+
+/// Array indices of the run's tasks that Slurm has pending or running (`squeue`); none where
+/// `squeue` is not available (a dry run away from the cluster).
+fn queued_tasks(job_name: &str) -> Vec<usize> {
+    let Ok(out) = Command::new("squeue")
+        .args(["-h", "-r", "-o", "%K", "--name", job_name])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let mut tasks: Vec<usize> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    tasks.sort();
+    tasks.dedup();
+    tasks
+}
+
+/// Writes `slurm/shard.sbatch` and `slurm/merge.sbatch` into the run directory.
+fn write_scripts(
+    p: &Prepared,
+    plan: &Plan,
+    config_file: &Path,
+    sets: &[String],
+    runs_dir: &Path,
+    o: &SubmitOptions,
+) -> Result<(PathBuf, PathBuf)> {
+    let paths = Paths {
+        rftx: std::env::current_exe().map_err(|e| Error::io("cannot find the rftx executable", e))?,
+        config: crate::util::absolute(config_file),
+        runs: crate::util::absolute(runs_dir),
+        cwd: std::env::current_dir().map_err(|e| Error::io("cannot read the working directory", e))?,
+    };
+    let dir = p.dir.join(SLURM_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("{}: cannot create", dir.display()), e))?;
+    let (shard_script, merge_script) = (dir.join(SHARD_SCRIPT), dir.join(MERGE_SCRIPT));
+    let run_dir = crate::util::absolute(&p.dir);
+    let shard_text = shard_script_text(p, plan, &paths, sets, o, &run_dir);
+    crate::util::write_atomic(&shard_script, shard_text.as_bytes())?;
+    crate::util::write_atomic(&merge_script, merge_script_text(p, &paths, &run_dir).as_bytes())?;
+    Ok((shard_script, merge_script))
+}
+
+/// Runs the submission's `sbatch` lines: the array (if any), then the merge depending on it;
+/// records them in `slurm/submissions.jsonl`.
+fn submit_jobs(s: &mut Submission) -> Result<()> {
     if !s.array.is_empty() {
         let job = run_sbatch(&s.commands[0])?;
         let merge = s.commands.last_mut().expect("merge command");
@@ -133,8 +178,7 @@ pub fn submit(
         s.array_job = Some(job);
     }
     s.merge_job = Some(run_sbatch(s.commands.last().expect("merge command"))?);
-    record(&dir, &s)?;
-    Ok(s)
+    record(&s.run_dir.join(SLURM_DIR), s)
 }
 
 /// `sbatch --parsable [extra] [options] SCRIPT`.
@@ -203,7 +247,7 @@ fn shard_script_text(
 ) -> String {
     let log = run_dir.join(SLURM_DIR).join("shard-%a.log");
     let mut head = vec![
-        format!("--job-name=rftx-{}", p.resolved.config.name),
+        format!("--job-name={}", job_name(p)),
         format!("--output={}", log.display()),
         "--open-mode=append".into(),
         "--requeue".into(),

@@ -665,6 +665,27 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_recovers_from_the_start_of_its_range() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&d.path().join("shard")).unwrap();
+        let mut s = run.appender(SAMPLES_FILE).unwrap();
+        let mut ch = run.appender(CHUNKS_FILE).unwrap();
+        for i in 10..12 {
+            ch.append(&c(i)).unwrap();
+            s.append(&q(i)).unwrap();
+        }
+        ch.append(&c(12)).unwrap(); // question 12 never committed
+        s.append_raw(b"{\"index\":12,").unwrap(); // torn
+        let r = run.recover(10).unwrap();
+        let indices: Vec<usize> = r.questions.iter().map(|q| q.index).collect();
+        assert_eq!(indices, [10, 11]);
+        assert_eq!(r.chunks.iter().map(|c| c.question).collect::<Vec<_>>(), [10, 11]);
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        // Read as a whole run (from 0), nothing in it is question 0: nothing is committed.
+        assert!(run.recover(0).unwrap().questions.is_empty());
+    }
+
+    #[test]
     fn recover_stops_at_gaps() {
         let d = tempfile::tempdir().unwrap();
         let run = RunDir::create(&d.path().join("r")).unwrap();

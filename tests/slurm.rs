@@ -8,7 +8,7 @@
 //! `.ci/run` installs the packages so that CI always runs it.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -107,7 +107,10 @@ impl Drop for DumpOnFailure {
             .iter()
             .map(|n| self.0.join("slurm").join(n))
             .collect();
-        for s in entries(&self.0.join("shards")) {
+        for s in entries(&self.0.join("shards"))
+            .iter()
+            .filter(|s| s.starts_with("shard-"))
+        {
             files.push(self.0.join("shards").join(s).join("run.log"));
         }
         files.sort();
@@ -168,14 +171,15 @@ fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_byt
     let conf = cluster.conf.as_str();
     let _dump = DumpOnFailure(run.clone());
 
-    let submit = |fault: &str| {
+    let submit = |fault: &str, extra: &[&str]| {
         let env = [("SLURM_CONF", conf), ("RFTX_TEST_FAIL_SHARDS", fault)];
-        let args = ["slurm", "submit", cfg, "--shards", "4", "--max-requeues", "2"];
+        let mut args = vec!["slurm", "submit", cfg, "--shards", "4", "--max-requeues", "2"];
+        args.extend_from_slice(extra);
         let r = rftx(&args, &env, f.path());
         assert_eq!(r.code, 0, "{}", r.stderr);
         r.stdout
     };
-    let first = submit("2");
+    let first = submit("2", &[]);
     assert!(first.contains("submitted shards 0-3 as job"), "{first}");
     let (array, merge) = (
         job_after(&first, "submitted shards"),
@@ -238,13 +242,21 @@ fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_byt
         );
     }
 
-    // The fault is fixed: a resubmission runs only shard 2, then the merge.
-    let second = submit("");
+    // The fault is fixed: a resubmission runs only shard 2, then the merge. Held in the queue,
+    // it makes a third submission submit nothing.
+    let second = submit("", &["--sbatch-arg=--hold"]);
     assert!(second.contains("submitted shards 2 as job"), "{second}");
     let (array, merge) = (
         job_after(&second, "submitted shards"),
         job_after(&second, "submitted the merge"),
     );
+    let third = submit("", &[]);
+    assert!(
+        third.contains("running or queued (not resubmitted): shards 2"),
+        "{third}"
+    );
+    assert!(!third.contains("as job"), "nothing submitted: {third}");
+    cluster.client(&["scontrol", "release", &format!("{array},{merge}")]);
     cluster.wait_idle(&[&array, &merge], 300);
     assert!(log("merge.log").contains("merged 4 shards"), "{}", log("merge.log"));
     for name in ["samples.jsonl", "dataset.json"] {

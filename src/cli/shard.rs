@@ -184,7 +184,7 @@ pub(super) fn slurm(command: SlurmCommand) -> Result<(), Error> {
     }
     if !s.running.is_empty() {
         println!(
-            "running now (not resubmitted): shards {}",
+            "running or queued (not resubmitted): shards {}",
             shard::array_expr(&s.running)
         );
     }
