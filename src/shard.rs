@@ -76,16 +76,12 @@ impl Plan {
     /// The plan of a run directory, if it has one.
     pub fn read(run_dir: &Path) -> Result<Option<Plan>> {
         let p = Plan::path(run_dir);
-        match std::fs::read_to_string(&p) {
-            Ok(s) => serde_json::from_str(&s).map(Some).map_err(|e| {
-                Error::input(
-                    &p,
-                    format!("unreadable shard plan ({e}); remove the run directory's shards/ to plan again"),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("{}: cannot read", p.display()), e)),
-        }
+        read_if_present(&p, |e| {
+            Error::input(
+                &p,
+                format!("unreadable shard plan ({e}); remove the run directory's shards/ to plan again"),
+            )
+        })
     }
 
     /// Writes `wanted` as the run's plan unless one exists; returns the plan in force, which
@@ -182,6 +178,18 @@ pub fn shard_dir(run_dir: &Path, index: usize) -> PathBuf {
     run_dir.join(SHARDS_DIR).join(format!("shard-{index:04}"))
 }
 
+/// A JSON file, or `None` where there is none; `unreadable` makes the error for bad JSON.
+fn read_if_present<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    unreadable: impl FnOnce(serde_json::Error) -> Error,
+) -> Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => serde_json::from_str(&s).map(Some).map_err(unreadable),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("{}: cannot read", path.display()), e)),
+    }
+}
+
 /// `done.json`: a shard is done, and what its files held when it was.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Done {
@@ -196,16 +204,12 @@ pub struct Done {
 impl Done {
     pub fn read(shard_dir: &Path) -> Result<Option<Done>> {
         let p = shard_dir.join(DONE_FILE);
-        match std::fs::read_to_string(&p) {
-            Ok(s) => serde_json::from_str(&s).map(Some).map_err(|e| {
-                Error::Run(format!(
-                    "{}: unreadable ({e}); remove it and run the shard again",
-                    p.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("{}: cannot read", p.display()), e)),
-        }
+        read_if_present(&p, |e| {
+            Error::Run(format!(
+                "{}: unreadable ({e}); remove it and run the shard again",
+                p.display()
+            ))
+        })
     }
 
     /// Marks a complete shard directory done: the last file a shard writes.
