@@ -66,7 +66,7 @@ impl Arch {
     /// The architecture of an opened model file, from its header (no tensor data is read).
     pub fn from_source(source: &ModelSource) -> Self {
         let (mut matrix_params, mut matrix_bytes) = (0u64, 0f64);
-        for t in source.tensor_sizes().filter(|t| t.rank == 2) {
+        for t in source.tensor_sizes().into_iter().filter(|t| t.rank == 2) {
             matrix_params += t.elements;
             matrix_bytes += t.bytes;
         }

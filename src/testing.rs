@@ -178,3 +178,82 @@ pub fn tiny_config(dir: &Path, model: &Path, extra: &str) -> std::path::PathBuf 
     std::fs::write(&p, text).expect("write tiny config");
     p
 }
+
+/// Writes a Hugging Face model folder holding the weights, tokenizer and chat template of the
+/// llama GGUF file `gguf` (as f32, q/k rows back in the checkpoint's half-split rotary layout):
+/// what `save_pretrained` of the same model would write.
+pub fn write_hf_folder(gguf: &Path, dir: &Path) -> crate::Result<()> {
+    use crate::source::ModelSource;
+    let mut source = ModelSource::open(gguf)?;
+    let spec = source.spec().clone();
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io("create the folder", e))?;
+    let names = [
+        ("token_embd.weight", "model.embed_tokens.weight", 0),
+        ("output_norm.weight", "model.norm.weight", 0),
+    ];
+    let mut tensors: Vec<(String, String, usize)> = names
+        .iter()
+        .map(|(g, h, n)| (g.to_string(), h.to_string(), *n))
+        .collect();
+    if source.has_tensor("output.weight") {
+        tensors.push(("output.weight".into(), "lm_head.weight".into(), 0));
+    }
+    for i in 0..spec.n_layer {
+        for (g, h, heads) in [
+            ("attn_q", "self_attn.q_proj", spec.n_head),
+            ("attn_k", "self_attn.k_proj", spec.n_kv_head),
+            ("attn_v", "self_attn.v_proj", 0),
+            ("attn_output", "self_attn.o_proj", 0),
+            ("attn_norm", "input_layernorm", 0),
+            ("ffn_norm", "post_attention_layernorm", 0),
+            ("ffn_gate", "mlp.gate_proj", 0),
+            ("ffn_up", "mlp.up_proj", 0),
+            ("ffn_down", "mlp.down_proj", 0),
+        ] {
+            tensors.push((
+                format!("blk.{i}.{g}.weight"),
+                format!("model.layers.{i}.{h}.weight"),
+                heads,
+            ));
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    for (g, h, heads) in tensors {
+        let mut t = source.tensor(&g, &host())?.dequantize(&host())?;
+        if heads > 0 {
+            // The inverse of `hf::interleave_rotary_rows`.
+            let (rows, cols) = t.dims2()?;
+            t = t
+                .reshape((heads, rows / heads / 2, 2, cols))?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((rows, cols))?;
+        }
+        out.insert(h, t);
+    }
+    candle_core::safetensors::save(&out, dir.join("model.safetensors"))?;
+    let tok = source.tokenizer()?;
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": spec.n_embd, "num_attention_heads": spec.n_head, "num_key_value_heads": spec.n_kv_head,
+        "num_hidden_layers": spec.n_layer, "intermediate_size": spec.n_ff, "vocab_size": spec.vocab_size,
+        "max_position_embeddings": spec.context_length, "rope_theta": spec.rope_base, "rms_norm_eps": spec.rms_eps,
+        "tie_word_embeddings": !source.has_tensor("output.weight"), "torch_dtype": "float32",
+        "eos_token_id": tok.stop_ids[0],
+    });
+    let template = source.chat_template().unwrap_or_default();
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(|e| crate::Error::io(format!("write {name}"), e))
+    };
+    write("config.json", serde_json::to_string_pretty(&config).expect("json"))?;
+    write("tokenizer.json", tok.to_json().map_err(crate::Error::Run)?)?;
+    write(
+        "tokenizer_config.json",
+        serde_json::json!({ "chat_template": template }).to_string(),
+    )?;
+    write(
+        "generation_config.json",
+        serde_json::json!({ "eos_token_id": tok.stop_ids }).to_string(),
+    )?;
+    Ok(())
+}

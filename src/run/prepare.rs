@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 use crate::source::fetch;
 use crate::store;
 
+/// Where the digests of model folders' files are cached (in the model cache directory).
+pub const DIGEST_CACHE: &str = "digests.json";
+
 /// A configuration with all its inputs resolved and digested: everything the hash depends on.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -34,11 +37,20 @@ pub struct Prepared {
 /// model's digest is the pinned one (it is verified when fetched and when loaded).
 pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
     let (model_path, model_is_default, model_sha256) = match &resolved.model_path {
+        Some(p) if crate::source::hf::is_folder(p) => {
+            let cache = fetch::models_dir().join(DIGEST_CACHE);
+            (p.clone(), false, crate::source::hf::content_digest(p, &cache)?)
+        }
         Some(p) => {
             if !p.is_file() {
+                let what = if p.is_dir() {
+                    "a directory without config.json"
+                } else {
+                    "no such file"
+                };
                 return Err(Error::input(
                     p,
-                    format!("model.path: no such file (set in {}); point it at a llama-architecture GGUF file, or remove it to use the default model", resolved.file.display()),
+                    format!("model.path: {what} (set in {}); point it at a llama-architecture GGUF file or Hugging Face model folder, or remove it to use the default model", resolved.file.display()),
                 ));
             }
             (p.clone(), false, crate::util::sha256_file(p)?)

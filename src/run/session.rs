@@ -38,7 +38,7 @@ pub fn open_source(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<ModelSourc
 
 /// The chat format of a model's template.
 pub fn chat_format(source: &ModelSource) -> Result<ChatFormat> {
-    ChatFormat::detect(source.chat_template())
+    ChatFormat::detect(source.chat_template().as_deref())
         .map_err(|e| Error::input(source.path(), format!("cannot format prompts for this model: {e}")))
 }
 

@@ -3,10 +3,11 @@
 //! template. The engine loads weights from it, the planner reads sizes from it, the run
 //! renders and tokenizes prompts with it, and none of them parses the file again.
 //!
-//! Only GGUF files exist yet ([`gguf`]); the default model is fetched by [`fetch`]. Nothing here
-//! knows of runs, configs or the engine.
+//! A model is a GGUF file ([`gguf`]) or a Hugging Face model folder ([`hf`]); the default model is
+//! fetched by [`fetch`]. Nothing here knows of runs, configs or the engine.
 pub mod fetch;
 mod gguf;
+pub mod hf;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
@@ -43,21 +44,30 @@ pub struct TensorSize {
     pub bytes: f64,
 }
 
-/// A model file, opened and its header parsed once.
+/// A model file or folder, opened and its header parsed once.
 pub struct ModelSource {
     path: PathBuf,
     spec: ModelSpec,
-    gguf: gguf::GgufFile,
+    format: Format,
+}
+
+enum Format {
+    Gguf(gguf::GgufFile),
+    Hf(hf::HfFolder),
 }
 
 impl ModelSource {
-    /// Opens a llama-architecture GGUF file and reads its header; no tensor data is read.
+    /// Opens a llama-architecture GGUF file or model folder and reads its header; no tensor data
+    /// is read.
     pub fn open(path: &Path) -> Result<Self> {
-        let (gguf, spec) = gguf::open(path)?;
+        let (format, spec) = match hf::is_folder(path) {
+            true => hf::open(path).map(|(f, s)| (Format::Hf(f), s))?,
+            false => gguf::open(path).map(|(f, s)| (Format::Gguf(f), s))?,
+        };
         Ok(ModelSource {
             path: path.to_path_buf(),
             spec,
-            gguf,
+            format,
         })
     }
 
@@ -69,16 +79,28 @@ impl ModelSource {
         &self.spec
     }
 
-    /// The chat template the file carries, if any.
-    pub fn chat_template(&self) -> Option<&str> {
-        gguf::chat_template(&self.gguf.content.metadata)
+    /// The chat template the model carries, if any.
+    pub fn chat_template(&self) -> Option<String> {
+        match &self.format {
+            Format::Gguf(g) => gguf::chat_template(&g.content.metadata).map(String::from),
+            Format::Hf(h) => h.chat_template(),
+        }
     }
 
-    /// The tokenizer, rebuilt from the file's metadata; its vocabulary must match the model's.
+    /// The tokenizer (rebuilt from a GGUF file's metadata, or a folder's `tokenizer.json`); it
+    /// must fit the model's vocabulary (a checkpoint may pad its embedding beyond it).
     pub fn tokenizer(&self) -> Result<GgufTokenizer> {
         let bad = |m: String| Error::input(&self.path, m);
-        let tokenizer = GgufTokenizer::from_gguf_metadata(&self.gguf.content.metadata).map_err(bad)?;
-        if tokenizer.vocab_size != self.spec.vocab_size {
+        let tokenizer = match &self.format {
+            Format::Gguf(g) => GgufTokenizer::from_gguf_metadata(&g.content.metadata),
+            Format::Hf(h) => GgufTokenizer::from_file(&h.tokenizer_path(), &h.eos_ids()),
+        }
+        .map_err(bad)?;
+        let fits = match self.format {
+            Format::Gguf(_) => tokenizer.vocab_size == self.spec.vocab_size,
+            Format::Hf(_) => tokenizer.vocab_size <= self.spec.vocab_size,
+        };
+        if !fits {
             return Err(bad(format!(
                 "tokenizer has {} tokens but the model's vocabulary is {}",
                 tokenizer.vocab_size, self.spec.vocab_size
@@ -88,7 +110,10 @@ impl ModelSource {
     }
 
     pub fn has_tensor(&self, name: &str) -> bool {
-        self.gguf.content.tensor_infos.contains_key(name)
+        match &self.format {
+            Format::Gguf(g) => g.content.tensor_infos.contains_key(name),
+            Format::Hf(h) => h.has_tensor(name, &self.spec),
+        }
     }
 
     /// Whether the token embedding also serves as the output layer (no `output.weight`).
@@ -97,8 +122,12 @@ impl ModelSource {
     }
 
     /// Sizes of every stored tensor, from the directory alone.
-    pub fn tensor_sizes(&self) -> impl Iterator<Item = TensorSize> + '_ {
-        self.gguf.content.tensor_infos.values().map(|info| {
+    pub fn tensor_sizes(&self) -> Vec<TensorSize> {
+        let g = match &self.format {
+            Format::Gguf(g) => g,
+            Format::Hf(h) => return h.tensor_sizes(),
+        };
+        let size = |info: &candle_core::quantized::gguf_file::TensorInfo| {
             let elements = info.shape.elem_count() as u64;
             let dtype = info.ggml_dtype;
             TensorSize {
@@ -106,12 +135,18 @@ impl ModelSource {
                 elements,
                 bytes: elements as f64 * dtype.type_size() as f64 / dtype.block_size() as f64,
             }
-        })
+        };
+        g.content.tensor_infos.values().map(size).collect()
     }
 
-    /// Reads one tensor (GGUF name, e.g. `blk.0.attn_q.weight`) onto `device`.
+    /// Reads one tensor (GGUF name, e.g. `blk.0.attn_q.weight`) onto `device`; a folder's
+    /// tensors come as f32.
     pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
-        self.gguf.tensor(name, device).map_err(|e| {
+        let read = match &mut self.format {
+            Format::Gguf(g) => g.tensor(name, device),
+            Format::Hf(h) => h.tensor(name, &self.spec, device),
+        };
+        read.map_err(|e| {
             Error::input(
                 &self.path,
                 format!(

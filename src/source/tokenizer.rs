@@ -1,4 +1,5 @@
-//! The tokenizer, rebuilt from GGUF metadata (there is no tokenizer.json offline).
+//! The tokenizer: rebuilt from GGUF metadata (there is no tokenizer.json offline for a GGUF
+//! file), or loaded from a model folder's `tokenizer.json`.
 //!
 //! GGUF files of byte-level BPE models (`tokenizer.ggml.model = "gpt2"`) carry the vocabulary,
 //! the merges and the token types. We rebuild the Hugging Face pipeline from them: no
@@ -142,6 +143,30 @@ impl GgufTokenizer {
             stop_ids,
             vocab_size: tokens.len(),
         })
+    }
+
+    /// Loads a `tokenizer.json`; `eos_ids` come from the model folder's configs. The end-of-turn
+    /// and end-of-text tokens stop a completion too, as for a GGUF file.
+    pub fn from_file(path: &std::path::Path, eos_ids: &[u32]) -> Result<Self, String> {
+        let inner = Tokenizer::from_file(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        let mut stop_ids = Vec::new();
+        let named = ["<|im_end|>", "<|endoftext|>"].map(|t| inner.token_to_id(t));
+        for id in eos_ids.iter().copied().map(Some).chain(named).flatten() {
+            if !stop_ids.contains(&id) {
+                stop_ids.push(id);
+            }
+        }
+        let vocab_size = inner.get_vocab_size(true);
+        Ok(GgufTokenizer {
+            inner,
+            stop_ids,
+            vocab_size,
+        })
+    }
+
+    /// The `tokenizer.json` of this tokenizer (for tests that build a model folder).
+    pub fn to_json(&self) -> Result<String, String> {
+        self.inner.to_string(false).map_err(|e| e.to_string())
     }
 
     /// Token ids of `text`; special tokens written in the text become their single ids.

@@ -1,0 +1,79 @@
+//! Hugging Face model folders: a folder converted from the tiny GGUF model (f32 weights, q/k rows
+//! in the checkpoint's rotary layout, tokenizer.json, chat template in tokenizer_config.json)
+//! gives the same samples as the GGUF file, at f32 and through the int8 path; its digest covers
+//! its content and is cached; what is not supported is refused with exit 2.
+mod common;
+
+use common::*;
+
+fn run_with(f: &Fixture, sets: &[&str]) -> Ran {
+    let mut args = vec!["run", f.config.to_str().unwrap(), "--quiet"];
+    for s in sets {
+        args.extend_from_slice(&["--set", s]);
+    }
+    rftx(&args, &[], f.path())
+}
+
+#[test]
+fn a_model_folder_gives_the_samples_of_the_gguf_it_was_converted_from() {
+    let f = Fixture::new("");
+    let folder = f.path().join("tiny-hf");
+    rftx::testing::write_hf_folder(&f.model, &folder).unwrap();
+    let from_folder = format!("model.path={}", folder.display());
+    for weights in ["model.weights=\"f32\"", "model.weights=\"q8_0\""] {
+        let gguf = run_with(&f, &[weights]);
+        assert_eq!(gguf.code, 0, "{}", gguf.stderr);
+        let hf = run_with(&f, &[weights, &from_folder]);
+        assert_eq!(hf.code, 0, "{}", hf.stderr);
+        let (a, b) = (printed_dir(&gguf, f.path()), printed_dir(&hf, f.path()));
+        assert_ne!(a, b, "the model's digest is part of the hash");
+        let read = |d: &std::path::Path| std::fs::read(d.join("samples.jsonl")).unwrap();
+        assert!(
+            read(&a) == read(&b),
+            "{weights}: the folder's samples differ from the GGUF's"
+        );
+    }
+    // The digest is of the content, cached by size and mtime: the same after a rewrite.
+    let hash = |f: &Fixture| {
+        rftx(
+            &["hash", f.config.to_str().unwrap(), "--set", &from_folder],
+            &[],
+            f.path(),
+        )
+    };
+    let first = hash(&f).last_line().to_string();
+    assert!(f.path().join("models/digests.json").is_file());
+    let config = std::fs::read(folder.join("config.json")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(folder.join("config.json"), &config).unwrap();
+    assert_eq!(hash(&f).last_line(), first, "same content, same run");
+    let mut changed: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    changed["rms_norm_eps"] = 1e-6.into();
+    std::fs::write(folder.join("config.json"), changed.to_string()).unwrap();
+    assert_ne!(hash(&f).last_line(), first, "another config, another run");
+}
+
+#[test]
+fn unsupported_folders_are_refused_with_what_to_do() {
+    let f = Fixture::new("");
+    let folder = f.path().join("qwen");
+    rftx::testing::write_hf_folder(&f.model, &folder).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
+    config["model_type"] = "mistral".into();
+    std::fs::write(folder.join("config.json"), config.to_string()).unwrap();
+    let r = run_with(&f, &[&format!("model.path={}", folder.display())]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("model_type `mistral` is not supported"),
+        "{}",
+        r.stderr
+    );
+
+    let empty = f.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = run_with(&f, &[&format!("model.path={}", empty.display())]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("a directory without config.json"), "{}", r.stderr);
+    assert!(!f.runs().exists(), "no run directory for bad input");
+}
