@@ -82,7 +82,9 @@ pub struct PlanConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// A llama-architecture GGUF file. Unset: the default model, fetched into the model cache.
+    /// A llama-architecture GGUF file, a Hugging Face model folder, or a hub repository id
+    /// (`Org/Name[@revision]`) in the local hub cache. Unset: the default model, fetched into the
+    /// model cache.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     /// Weight format the matrices are converted to at load time.
@@ -313,11 +315,17 @@ pub fn load(file: &Path, sets: &[String]) -> Result<Resolved, ConfigError> {
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
-    let model_path = config
-        .model
-        .path
-        .as_ref()
-        .map(|p| resolve_path(&figment, "model.path", p));
+    // A hub repository id (`Org/Name[@rev]`) that names nothing on disk stays as written: it is
+    // resolved in the hub cache when the run is prepared.
+    let model_path = config.model.path.as_ref().map(|p| {
+        let resolved = resolve_path(&figment, "model.path", p);
+        let repo_id = p.to_str().is_some_and(crate::source::hub::looks_like_repo_id);
+        if repo_id && !resolved.exists() {
+            p.clone()
+        } else {
+            resolved
+        }
+    });
     let data_path = (config.data.source != "builtin")
         .then(|| resolve_path(&figment, "data.source", Path::new(&config.data.source)));
     Ok(Resolved {

@@ -77,3 +77,42 @@ fn unsupported_folders_are_refused_with_what_to_do() {
     assert!(r.stderr.contains("a directory without config.json"), "{}", r.stderr);
     assert!(!f.runs().exists(), "no run directory for bad input");
 }
+
+/// `model.path = "Org/Name[@rev]"` is found offline in the hub cache; a missing one says where it
+/// looked and the command that fetches it.
+#[test]
+fn a_repository_id_is_resolved_in_the_local_hub_cache() {
+    let f = Fixture::new("");
+    let hub = f.path().join("hub");
+    let repo = hub.join("models--Org--Tiny");
+    rftx::testing::write_hf_folder(&f.model, &repo.join("snapshots/0123abcd")).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    let env = [("HF_HUB_CACHE", hub.to_str().unwrap())];
+    let cfg = f.config.to_str().unwrap();
+    let by_id = rftx(&["run", cfg, "--quiet", "--set", "model.path=Org/Tiny"], &env, f.path());
+    assert_eq!(by_id.code, 0, "{}", by_id.stderr);
+    let folder = format!("model.path={}", repo.join("snapshots/0123abcd").display());
+    let by_path = rftx(&["run", cfg, "--quiet", "--set", &folder], &env, f.path());
+    assert_eq!(
+        printed_dir(&by_id, f.path()),
+        printed_dir(&by_path, f.path()),
+        "the same content: the same run"
+    );
+    let saved = std::fs::read_to_string(printed_dir(&by_id, f.path()).join("config.toml")).unwrap();
+    assert!(
+        saved.contains("path = \"Org/Tiny\""),
+        "the id is kept as written: {saved}"
+    );
+
+    let missing = rftx(&["run", cfg, "--set", "model.path=Org/Other@v2"], &env, f.path());
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("models--Org--Other")
+            && missing
+                .stderr
+                .contains("huggingface-cli download Org/Other --revision v2"),
+        "{}",
+        missing.stderr
+    );
+}

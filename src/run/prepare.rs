@@ -36,7 +36,20 @@ pub struct Prepared {
 /// Resolves inputs and computes the run hash and directory, creating nothing. The default
 /// model's digest is the pinned one (it is verified when fetched and when loaded).
 pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
-    let (model_path, model_is_default, model_sha256) = match &resolved.model_path {
+    // config::load keeps a repository id relative, as written.
+    let hub_id = resolved
+        .model_path
+        .as_ref()
+        .filter(|p| p.is_relative())
+        .and_then(|p| p.to_str());
+    let model_path = match hub_id {
+        Some(id) => Some(
+            crate::source::hub::resolve(id, &crate::source::hub::cache_dir())
+                .map_err(|m| Error::input(&resolved.file, format!("model.path = {id:?}: {m}")))?,
+        ),
+        None => resolved.model_path.clone(),
+    };
+    let (model_path, model_is_default, model_sha256) = match &model_path {
         Some(p) if crate::source::hf::is_folder(p) => {
             let cache = fetch::models_dir().join(DIGEST_CACHE);
             (p.clone(), false, crate::source::hf::content_digest(p, &cache)?)

@@ -3,11 +3,12 @@
 //! template. The engine loads weights from it, the planner reads sizes from it, the run
 //! renders and tokenizes prompts with it, and none of them parses the file again.
 //!
-//! A model is a GGUF file ([`gguf`]) or a Hugging Face model folder ([`hf`]); the default model is
-//! fetched by [`fetch`]. Nothing here knows of runs, configs or the engine.
+//! A model is a GGUF file ([`gguf`]) or a Hugging Face model folder ([`hf`]), possibly named by a
+//! repository id in the local hub cache ([`hub`]); the default model is fetched by [`fetch`]. Nothing here knows of runs, configs or the engine.
 pub mod fetch;
 mod gguf;
 pub mod hf;
+pub mod hub;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
