@@ -181,8 +181,9 @@ pub fn tiny_config(dir: &Path, model: &Path, extra: &str) -> std::path::PathBuf 
 
 /// Writes a Hugging Face model folder holding the weights, tokenizer and chat template of the
 /// llama GGUF file `gguf` (as f32, q/k rows back in the checkpoint's half-split rotary layout):
-/// what `save_pretrained` of the same model would write.
-pub fn write_hf_folder(gguf: &Path, dir: &Path) -> crate::Result<()> {
+/// what `save_pretrained` of the same model would write. With `qwen2_biases`, a qwen2 folder
+/// instead, with q/k/v biases drawn uniformly from ±scale (all zero for 0).
+pub fn write_hf_folder(gguf: &Path, dir: &Path, qwen2_biases: Option<f32>) -> crate::Result<()> {
     use crate::source::ModelSource;
     let mut source = ModelSource::open(gguf)?;
     let spec = source.spec().clone();
@@ -231,10 +232,24 @@ pub fn write_hf_folder(gguf: &Path, dir: &Path) -> crate::Result<()> {
         }
         out.insert(h, t);
     }
+    if let Some(scale) = qwen2_biases {
+        let mut rng = Rng::from_seed(5);
+        let kv = spec.n_kv_head * spec.head_dim;
+        for i in 0..spec.n_layer {
+            for (what, n) in [("q_proj", spec.n_embd), ("k_proj", kv), ("v_proj", kv)] {
+                let b: Vec<f32> = (0..n).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect();
+                out.insert(
+                    format!("model.layers.{i}.self_attn.{what}.bias"),
+                    Tensor::from_vec(b, n, &host())?,
+                );
+            }
+        }
+    }
     candle_core::safetensors::save(&out, dir.join("model.safetensors"))?;
     let tok = source.tokenizer()?;
     let config = serde_json::json!({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "architectures": [if qwen2_biases.is_some() { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+        "model_type": if qwen2_biases.is_some() { "qwen2" } else { "llama" },
         "hidden_size": spec.n_embd, "num_attention_heads": spec.n_head, "num_key_value_heads": spec.n_kv_head,
         "num_hidden_layers": spec.n_layer, "intermediate_size": spec.n_ff, "vocab_size": spec.vocab_size,
         "max_position_embeddings": spec.context_length, "rope_theta": spec.rope_base, "rms_norm_eps": spec.rms_eps,

@@ -18,7 +18,7 @@ fn run_with(f: &Fixture, sets: &[&str]) -> Ran {
 fn a_model_folder_gives_the_samples_of_the_gguf_it_was_converted_from() {
     let f = Fixture::new("");
     let folder = f.path().join("tiny-hf");
-    rftx::testing::write_hf_folder(&f.model, &folder).unwrap();
+    rftx::testing::write_hf_folder(&f.model, &folder, None).unwrap();
     let from_folder = format!("model.path={}", folder.display());
     for weights in ["model.weights=\"f32\"", "model.weights=\"q8_0\""] {
         let gguf = run_with(&f, &[weights]);
@@ -57,7 +57,7 @@ fn a_model_folder_gives_the_samples_of_the_gguf_it_was_converted_from() {
 fn unsupported_folders_are_refused_with_what_to_do() {
     let f = Fixture::new("");
     let folder = f.path().join("qwen");
-    rftx::testing::write_hf_folder(&f.model, &folder).unwrap();
+    rftx::testing::write_hf_folder(&f.model, &folder, None).unwrap();
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(folder.join("config.json")).unwrap()).unwrap();
     config["model_type"] = "mistral".into();
@@ -85,7 +85,7 @@ fn a_repository_id_is_resolved_in_the_local_hub_cache() {
     let f = Fixture::new("");
     let hub = f.path().join("hub");
     let repo = hub.join("models--Org--Tiny");
-    rftx::testing::write_hf_folder(&f.model, &repo.join("snapshots/0123abcd")).unwrap();
+    rftx::testing::write_hf_folder(&f.model, &repo.join("snapshots/0123abcd"), None).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
     let env = [("HF_HUB_CACHE", hub.to_str().unwrap())];
@@ -115,4 +115,30 @@ fn a_repository_id_is_resolved_in_the_local_hub_cache() {
         "{}",
         missing.stderr
     );
+}
+
+/// qwen2: the llama decoder with q/k/v biases. Zero biases give the llama folder's samples (the
+/// same weights otherwise); non-zero ones are applied (other samples), at f32 and q8_0.
+#[test]
+fn a_qwen2_folder_adds_its_biases() {
+    let f = Fixture::new("");
+    let samples = |folder: &std::path::Path, weights: &str| {
+        let r = run_with(&f, &[weights, &format!("model.path={}", folder.display())]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        std::fs::read(printed_dir(&r, f.path()).join("samples.jsonl")).unwrap()
+    };
+    for (name, biases) in [("llama", None), ("qwen-zero", Some(0.0)), ("qwen", Some(0.5))] {
+        rftx::testing::write_hf_folder(&f.model, &f.path().join(name), biases).unwrap();
+    }
+    for weights in ["model.weights=\"f32\"", "model.weights=\"q8_0\""] {
+        let llama = samples(&f.path().join("llama"), weights);
+        assert!(
+            samples(&f.path().join("qwen-zero"), weights) == llama,
+            "{weights}: zero biases change nothing"
+        );
+        assert!(
+            samples(&f.path().join("qwen"), weights) != llama,
+            "{weights}: biases are applied"
+        );
+    }
 }

@@ -44,6 +44,8 @@ struct Layer {
     wq: Linear,
     wk: Linear,
     wv: Linear,
+    /// Biases of the q, k, v projections (qwen2), q and k in the interleaved rotary layout.
+    bias: Option<[Tensor; 3]>,
     wo: Linear,
     ffn_norm: Tensor,
     w_gate: Linear,
@@ -236,6 +238,21 @@ impl Loader<'_, '_> {
         Ok(self.read(name)?.dequantize(&self.device)?.to_dtype(dtype)?)
     }
 
+    /// The q, k, v biases of layer `i`, if the model has them.
+    fn biases(&mut self, i: usize, dtype: DType) -> Result<Option<[Tensor; 3]>> {
+        let b = |what: &str| format!("blk.{i}.{what}.bias");
+        let present = match &*self.weights {
+            Weights::File(source) => source.has_tensor(&b("attn_q")),
+            Weights::Random { .. } => false,
+        };
+        if !present {
+            return Ok(None);
+        }
+        let mut v =
+            |what: &str| -> Result<Tensor> { Ok(self.read(&b(what))?.dequantize(&self.device)?.to_dtype(dtype)?) };
+        Ok(Some([v("attn_q")?, v("attn_k")?, v("attn_v")?]))
+    }
+
     fn layer(&mut self, i: usize, dtype: DType) -> Result<Layer> {
         let n = |what: &str| format!("blk.{i}.{what}.weight");
         Ok(Layer {
@@ -243,6 +260,7 @@ impl Loader<'_, '_> {
             wq: self.linear(&n("attn_q"))?,
             wk: self.linear(&n("attn_k"))?,
             wv: self.linear(&n("attn_v"))?,
+            bias: self.biases(i, dtype)?,
             wo: self.linear(&n("attn_output"))?,
             ffn_norm: self.vector(&n("ffn_norm"), dtype)?,
             w_gate: self.linear(&n("ffn_gate"))?,
@@ -443,9 +461,13 @@ impl Model {
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, l, n, s.head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let q = heads(layer.wq.forward(x)?, s.n_head)?;
-        let k = heads(layer.wk.forward(x)?, s.n_kv_head)?;
-        let v = heads(layer.wv.forward(x)?, s.n_kv_head)?;
+        let (mut q, mut k, mut v) = (layer.wq.forward(x)?, layer.wk.forward(x)?, layer.wv.forward(x)?);
+        if let Some([bq, bk, bv]) = &layer.bias {
+            (q, k, v) = (q.broadcast_add(bq)?, k.broadcast_add(bk)?, v.broadcast_add(bv)?);
+        }
+        let q = heads(q, s.n_head)?;
+        let k = heads(k, s.n_kv_head)?;
+        let v = heads(v, s.n_kv_head)?;
         let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
         kv.0.slice_set(&k, 2, pos - start)?;

@@ -1,4 +1,5 @@
-//! Hugging Face model folders, as `save_pretrained` writes them: `config.json`, the weights in
+//! Hugging Face model folders of the llama and qwen2 architectures, as `save_pretrained` writes
+//! them: `config.json`, the weights in
 //! `model.safetensors` or in shards listed by `model.safetensors.index.json`, `tokenizer.json`,
 //! and the chat template in `chat_template.jinja` or `tokenizer_config.json`; end-of-turn ids
 //! from `generation_config.json` and `config.json`.
@@ -20,6 +21,9 @@ use crate::error::{Error, Result};
 pub const CONFIG: &str = "config.json";
 pub const TOKENIZER: &str = "tokenizer.json";
 const INDEX: &str = "model.safetensors.index.json";
+/// `model_type`s of `config.json` that rftx runs: the llama decoder, and qwen2's (the same with
+/// biases on the q, k and v projections).
+const SUPPORTED: &[&str] = &["llama", "qwen2"];
 const SINGLE: &str = "model.safetensors";
 
 /// The files of a model folder whose content changes samples (the run hash covers them).
@@ -142,10 +146,14 @@ pub(super) fn open(dir: &Path) -> Result<(HfFolder, ModelSpec)> {
 /// The architecture from `config.json` (the forms of transformers 4 and 5).
 fn spec_from_config(c: &Value) -> std::result::Result<ModelSpec, String> {
     let model_type = c["model_type"].as_str().unwrap_or_default();
-    if model_type != "llama" {
+    if !SUPPORTED.contains(&model_type) {
         return Err(format!(
-            "model_type `{model_type}` is not supported: rftx runs llama-architecture folders (SmolLM2, Llama, TinyLlama)"
+            "model_type `{model_type}` is not supported: rftx runs {} folders (SmolLM2, Llama, TinyLlama; Qwen2.5)",
+            SUPPORTED.join(" and ")
         ));
+    }
+    if c["use_sliding_window"].as_bool() == Some(true) {
+        return Err("use_sliding_window = true: sliding-window attention is not supported".into());
     }
     let get = |k: &str| {
         c[k].as_u64()
@@ -212,6 +220,9 @@ fn checkpoint_name(gguf: &str, spec: &ModelSpec) -> Option<(String, Option<usize
         "attn_q.weight" => ("self_attn.q_proj.weight", Some(spec.n_head)),
         "attn_k.weight" => ("self_attn.k_proj.weight", Some(spec.n_kv_head)),
         "attn_v.weight" => ("self_attn.v_proj.weight", None),
+        "attn_q.bias" => ("self_attn.q_proj.bias", Some(spec.n_head)),
+        "attn_k.bias" => ("self_attn.k_proj.bias", Some(spec.n_kv_head)),
+        "attn_v.bias" => ("self_attn.v_proj.bias", None),
         "attn_output.weight" => ("self_attn.o_proj.weight", None),
         "attn_norm.weight" => ("input_layernorm.weight", None),
         "ffn_norm.weight" => ("post_attention_layernorm.weight", None),
@@ -244,7 +255,10 @@ impl HfFolder {
             .ok_or_else(|| candle_core::Error::Msg(format!("no checkpoint tensor for {gguf}")))?;
         let mut t = self.tensors.load(&name, device)?.to_dtype(DType::F32)?;
         if let Some(h) = heads {
-            t = interleave_rotary_rows(&t, h)?;
+            // A bias is a column: its rows are permuted like the matrix's.
+            let shape = t.shape().clone();
+            let rows = t.dim(0)?;
+            t = interleave_rotary_rows(&t.reshape((rows, ()))?, h)?.reshape(shape)?;
         }
         QTensor::quantize(&t, GgmlDType::F32)
     }
@@ -307,6 +321,49 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert_eq!(out, [0., 2., 1., 3., 10., 12., 11., 13.]);
+    }
+
+    /// q/k biases are permuted with their matrix's rows: the projection through the loaded
+    /// (interleaved) weight and bias is the checkpoint's projection, interleaved.
+    #[test]
+    fn biases_follow_their_rows() {
+        let d = tempfile::tempdir().unwrap();
+        let (gguf, folder) = (d.path().join("t.gguf"), d.path().join("qwen"));
+        crate::testing::write_tiny_model(&gguf, 3).unwrap();
+        crate::testing::write_hf_folder(&gguf, &folder, Some(0.5)).unwrap();
+        let mut source = crate::source::ModelSource::open(&folder).unwrap();
+        let raw = candle_core::safetensors::load(folder.join(SINGLE), &Device::Cpu).unwrap();
+        let x = Tensor::arange(0f32, 64., &Device::Cpu)
+            .unwrap()
+            .reshape((64, 1))
+            .unwrap();
+        for (gguf_name, hf_name, heads) in [("attn_q", "q_proj", 4), ("attn_k", "k_proj", 2)] {
+            let load = |s: &mut crate::source::ModelSource, n: &str| {
+                let t = s.tensor(&format!("blk.1.{gguf_name}.{n}"), &Device::Cpu).unwrap();
+                t.dequantize(&Device::Cpu).unwrap()
+            };
+            let (w, b) = (load(&mut source, "weight"), load(&mut source, "bias"));
+            let ours = w
+                .matmul(&x)
+                .unwrap()
+                .broadcast_add(&b.reshape(((), 1)).unwrap())
+                .unwrap();
+            let hf = |n: &str| raw[&format!("model.layers.1.self_attn.{hf_name}.{n}")].clone();
+            let theirs = hf("weight")
+                .matmul(&x)
+                .unwrap()
+                .broadcast_add(&hf("bias").reshape(((), 1)).unwrap());
+            let theirs = interleave_rotary_rows(&theirs.unwrap(), heads).unwrap();
+            let diff = (ours - theirs)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-4, "{gguf_name}: {diff}");
+        }
     }
 
     #[test]
