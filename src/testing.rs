@@ -79,7 +79,7 @@ pub fn tiny_tokenizer_metadata() -> HashMap<String, Value> {
     md.insert("tokenizer.ggml.bos_token_id".into(), Value::U32(1));
     md.insert(
         "tokenizer.chat_template".into(),
-        Value::String("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}".into()),
+        Value::String(crate::prompt::CHATML.into()),
     );
     md
 }

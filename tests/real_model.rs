@@ -79,7 +79,7 @@ fn tokenizer_matches_the_model_vocabulary() {
     ] {
         assert_eq!(tok.decode(&tok.encode(s).unwrap()).unwrap(), s);
     }
-    assert!(rftx::prompt::ChatFormat::detect(source.chat_template().as_deref()).is_ok());
+    assert!(rftx::run::session::chat_template(&source).is_ok());
 }
 
 fn config(dir: &Path) -> PathBuf {

@@ -4,12 +4,12 @@
 use serde::Serialize;
 
 use super::budget::workload;
-use super::session::{chat_format, generation_params, prompt_text, Session};
+use super::session::{chat_template, generation_params, prompt_text, Session};
 use super::{Observer, Prepared};
 use crate::error::{Error, Result};
 use crate::generate::GenerationParams;
 use crate::plan::{self, Arch, Workload};
-use crate::prompt::{self, ChatFormat};
+use crate::prompt::{self, ChatTemplate};
 use crate::source::{fetch, ModelSource};
 
 /// A plan for a prepared config.
@@ -90,29 +90,29 @@ fn longest_prompt(p: &Prepared, session: &Session) -> Result<usize> {
 /// of `source` (exact), or estimated at 3.5 characters per token when no model file is at hand.
 fn prompt_lengths(p: &Prepared, source: Option<&ModelSource>) -> Result<(usize, usize, bool)> {
     let c = &p.resolved.config;
-    let texts = |format| {
-        p.questions
-            .questions
-            .iter()
-            .map(move |q| prompt_text(c, format, &q.question))
+    let texts = |t: &ChatTemplate| -> Result<Vec<String>> {
+        let render = |q: &crate::data::Question| prompt_text(c, t, &q.question).map_err(Error::Run);
+        p.questions.questions.iter().map(render).collect()
     };
     if let Some(source) = source {
-        if let Ok(format) = chat_format(source) {
+        if let Ok(template) = chat_template(source) {
             let tok = source.tokenizer()?;
             let mut longest = 0;
-            for text in texts(format) {
+            for text in texts(&template)? {
                 longest = longest.max(tok.encode(&text).map_err(Error::Run)?.len());
             }
-            let shared = tok
-                .encode(&prompt::shared_prefix(format, &c.prompt))
-                .map_err(Error::Run)?
-                .len();
+            let prefix = prompt::shared_prefix(&template, &c.prompt).map_err(Error::Run)?;
+            let shared = tok.encode(&prefix).map_err(Error::Run)?.len();
             return Ok((longest, shared, false));
         }
     }
     let estimate = |chars: usize| (chars as f64 / 3.5).ceil() as usize;
-    let longest = texts(ChatFormat::ChatMl).map(|t| t.chars().count()).max().unwrap_or(0);
-    let shared = prompt::shared_prefix(ChatFormat::ChatMl, &c.prompt).chars().count();
+    let chatml = ChatTemplate::chatml();
+    let longest = texts(&chatml)?.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+    let shared = prompt::shared_prefix(&chatml, &c.prompt)
+        .map_err(Error::Run)?
+        .chars()
+        .count();
     Ok((estimate(longest), estimate(shared), true))
 }
 

@@ -150,8 +150,9 @@ impl Prepared {
         }
     }
 
-    /// The model file if it is on disk already (the default model may not be fetched yet).
+    /// The model file or folder if it is on disk already (the default model may not be fetched
+    /// yet).
     pub fn model_on_disk(&self) -> Option<&Path> {
-        self.model_path.is_file().then_some(self.model_path.as_path())
+        self.model_path.exists().then_some(self.model_path.as_path())
     }
 }

@@ -10,7 +10,7 @@ use crate::engine::{Model, Weights};
 use crate::error::{Error, Result};
 use crate::generate::{ChunkReport, Completion, GenerationParams, Generator, SharedPrefix};
 use crate::plan::Arch;
-use crate::prompt::{self, ChatFormat};
+use crate::prompt::{self, ChatTemplate};
 use crate::sampling::Sampler;
 use crate::source::{GgufTokenizer, ModelSource};
 
@@ -25,7 +25,7 @@ pub struct Session {
     pub tokenizer: GgufTokenizer,
     /// Tokens that end a sample: none for random weights, whose samples run to the budget.
     pub stop_ids: Vec<u32>,
-    pub format: ChatFormat,
+    pub template: ChatTemplate,
     pub shared: Option<SharedPrefix>,
     /// Seconds to load the model and prefill the shared prefix.
     pub load_s: f64,
@@ -36,9 +36,10 @@ pub fn open_source(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<ModelSourc
     ModelSource::open(&p.model_file(say)?)
 }
 
-/// The chat format of a model's template.
-pub fn chat_format(source: &ModelSource) -> Result<ChatFormat> {
-    ChatFormat::detect(source.chat_template().as_deref())
+/// A model's chat template, ready to render.
+pub fn chat_template(source: &ModelSource) -> Result<ChatTemplate> {
+    let (bos, eos) = source.template_tokens();
+    ChatTemplate::new(source.chat_template().as_deref(), &bos, &eos)
         .map_err(|e| Error::input(source.path(), format!("cannot format prompts for this model: {e}")))
 }
 
@@ -70,8 +71,8 @@ impl Session {
             }
             ModelInit::Random => random_model(p, &tokenizer, &device)?,
         };
-        let format = chat_format(&source)?;
-        let shared = shared_prefix(&model, &tokenizer, format, c)?;
+        let template = chat_template(&source)?;
+        let shared = shared_prefix(&model, &tokenizer, &template, c)?;
         let stop_ids = match c.model.init {
             ModelInit::File => tokenizer.stop_ids.clone(),
             ModelInit::Random => Vec::new(),
@@ -83,7 +84,7 @@ impl Session {
             gpu,
             tokenizer,
             stop_ids,
-            format,
+            template,
             shared,
             load_s: start.elapsed().as_secs_f64(),
         })
@@ -95,9 +96,14 @@ impl Session {
         p.questions
             .questions
             .iter()
-            .map(|q| self.tokenizer.encode(&prompt_text(c, self.format, &q.question)))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Run(format!("cannot tokenize a prompt: {e}")))
+            .map(|q| {
+                let text =
+                    prompt_text(c, &self.template, &q.question).map_err(|e| Error::input(&self.model_path, e))?;
+                self.tokenizer
+                    .encode(&text)
+                    .map_err(|e| Error::Run(format!("cannot tokenize a prompt: {e}")))
+            })
+            .collect()
     }
 
     /// Tokens of the shared prompt prefix (0 without one).
@@ -163,12 +169,13 @@ fn random_model(p: &Prepared, tokenizer: &GgufTokenizer, device: &candle_core::D
 /// The chat-formatted prompt text of every question, in the model's chat format; reads only
 /// the model file's header.
 pub fn rendered_prompts(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Vec<String>> {
-    let format = chat_format(&open_source(p, say)?)?;
-    Ok(p.questions
+    let source = open_source(p, say)?;
+    let template = chat_template(&source)?;
+    p.questions
         .questions
         .iter()
-        .map(|q| prompt_text(&p.resolved.config, format, &q.question))
-        .collect())
+        .map(|q| prompt_text(&p.resolved.config, &template, &q.question).map_err(|e| Error::input(source.path(), e)))
+        .collect()
 }
 
 /// The generation parameters of a config, at `chunk_size`.
@@ -190,12 +197,11 @@ pub fn generation_params(c: &Config, chunk_size: usize) -> GenerationParams {
 fn shared_prefix(
     model: &Model,
     tokenizer: &GgufTokenizer,
-    format: ChatFormat,
+    template: &ChatTemplate,
     c: &Config,
 ) -> Result<Option<SharedPrefix>> {
-    let tokens = tokenizer
-        .encode(&prompt::shared_prefix(format, &c.prompt))
-        .map_err(Error::Run)?;
+    let text = prompt::shared_prefix(template, &c.prompt).map_err(Error::Run)?;
+    let tokens = tokenizer.encode(&text).map_err(Error::Run)?;
     if tokens.is_empty() {
         return Ok(None);
     }
@@ -203,6 +209,6 @@ fn shared_prefix(
 }
 
 /// The chat-formatted prompt of one question.
-pub fn prompt_text(c: &Config, format: ChatFormat, question: &str) -> String {
-    prompt::render(format, &prompt::messages(&c.prompt, question))
+pub fn prompt_text(c: &Config, template: &ChatTemplate, question: &str) -> std::result::Result<String, String> {
+    template.render(&prompt::messages(&c.prompt, question))
 }

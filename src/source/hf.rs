@@ -300,6 +300,14 @@ impl HfFolder {
         ids
     }
 
+    /// `bos_token` and `eos_token` of `tokenizer_config.json` (a string, or an object with
+    /// `content`); empty where absent.
+    pub(super) fn template_tokens(&self) -> (String, String) {
+        let tc = read_json(&self.dir.join("tokenizer_config.json")).unwrap_or(Value::Null);
+        let text = |v: &Value| v.as_str().or(v["content"].as_str()).unwrap_or_default().to_string();
+        (text(&tc["bos_token"]), text(&tc["eos_token"]))
+    }
+
     pub(super) fn tokenizer_path(&self) -> PathBuf {
         self.dir.join(TOKENIZER)
     }
@@ -381,10 +389,17 @@ mod tests {
         let mut scaled = base.clone();
         scaled["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 32.0});
         assert!(spec_from_config(&scaled).unwrap_err().contains("llama3"));
-        let mut qwen = base;
+        let mut qwen = base.clone();
         qwen["model_type"] = "qwen2".into();
-        assert!(spec_from_config(&qwen)
-            .unwrap_err()
-            .contains("`qwen2` is not supported"));
+        assert_eq!(spec_from_config(&qwen).unwrap().arch, "qwen2");
+        qwen["use_sliding_window"] = true.into();
+        assert!(spec_from_config(&qwen).unwrap_err().contains("sliding-window"));
+        let mut other = base;
+        other["model_type"] = "mistral".into();
+        let e = spec_from_config(&other).unwrap_err();
+        assert!(
+            e.contains("`mistral` is not supported: rftx runs llama and qwen2"),
+            "{e}"
+        );
     }
 }

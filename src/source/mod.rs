@@ -110,6 +110,28 @@ impl ModelSource {
         Ok(tokenizer)
     }
 
+    /// The texts of the beginning- and end-of-sequence tokens (`bos_token`, `eos_token` of chat
+    /// templates); empty where the model names none.
+    pub fn template_tokens(&self) -> (String, String) {
+        match &self.format {
+            Format::Gguf(g) => {
+                let md = &g.content.metadata;
+                let text = |key: &str| {
+                    let id = md.get(key).and_then(|v| v.to_u32().ok())? as usize;
+                    match md.get("tokenizer.ggml.tokens") {
+                        Some(candle_core::quantized::gguf_file::Value::Array(a)) => {
+                            a.get(id).and_then(|v| v.to_string().ok()).cloned()
+                        }
+                        _ => None,
+                    }
+                };
+                let bos = text("tokenizer.ggml.bos_token_id").unwrap_or_default();
+                (bos, text("tokenizer.ggml.eos_token_id").unwrap_or_default())
+            }
+            Format::Hf(h) => h.template_tokens(),
+        }
+    }
+
     pub fn has_tensor(&self, name: &str) -> bool {
         match &self.format {
             Format::Gguf(g) => g.content.tensor_infos.contains_key(name),
