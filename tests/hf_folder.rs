@@ -142,3 +142,42 @@ fn a_qwen2_folder_adds_its_biases() {
         );
     }
 }
+
+/// Weights split over two safetensors files named by `model.safetensors.index.json`, as large
+/// checkpoints are stored, load as one.
+#[test]
+fn a_sharded_checkpoint_loads_as_one() {
+    let f = Fixture::new("");
+    let (whole, sharded) = (f.path().join("whole"), f.path().join("sharded"));
+    rftx::testing::write_hf_folder(&f.model, &whole, None).unwrap();
+    rftx::testing::write_hf_folder(&f.model, &sharded, None).unwrap();
+    let device = candle_core::Device::Cpu;
+    let tensors = candle_core::safetensors::load(sharded.join("model.safetensors"), &device).unwrap();
+    std::fs::remove_file(sharded.join("model.safetensors")).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let subset: std::collections::HashMap<String, candle_core::Tensor> =
+            part.iter().map(|n| (n.to_string(), tensors[*n].clone())).collect();
+        candle_core::safetensors::save(&subset, sharded.join(file)).unwrap();
+        part.iter().for_each(|n| {
+            weight_map.insert(n.to_string(), file.into());
+        });
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let samples = |folder: &std::path::Path| {
+        let r = run_with(&f, &[&format!("model.path={}", folder.display())]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        std::fs::read(printed_dir(&r, f.path()).join("samples.jsonl")).unwrap()
+    };
+    assert!(
+        samples(&sharded) == samples(&whole),
+        "a sharded checkpoint gives the same samples"
+    );
+}

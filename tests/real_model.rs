@@ -291,3 +291,32 @@ fn random_weights_of_a_preset_shape() {
     assert_eq!(file.code, 0, "{}", file.stderr);
     assert_ne!(Path::new(file.last_line()).file_name(), a.file_name());
 }
+
+/// The default model as a Hugging Face folder (its Q4_1 weights dequantised to f32, q/k rows in
+/// the checkpoint layout, tokenizer.json, the template in tokenizer_config.json) gives the GGUF's
+/// samples at f32 weights: the folder path end to end at a real size.
+#[test]
+fn the_default_model_as_a_folder_gives_the_gguf_samples() {
+    let model = model_or_skip!();
+    let models = model.parent().unwrap().to_str().unwrap().to_string();
+    let env = [("RFTX_MODELS_DIR", models.as_str())];
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let folder = d.path().join("smollm2-135m");
+    rftx::testing::write_hf_folder(model, &folder, None).unwrap();
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "run",
+            cfg.to_str().unwrap(),
+            "--quiet",
+            "--set",
+            "model.weights=\"f32\"",
+        ];
+        a.extend_from_slice(extra);
+        let r = rftx(&a, &env, d.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        std::fs::read(printed_dir(&r, d.path()).join("samples.jsonl")).unwrap()
+    };
+    let from_folder = format!("model.path={}", folder.display());
+    assert!(run(&["--set", &from_folder]) == run(&[]), "folder and GGUF differ");
+}
