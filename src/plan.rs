@@ -124,6 +124,7 @@ pub fn arch_preset(name: &str) -> Option<Arch> {
         context_length: 8192,
         rope_base: 100_000.0,
         rms_eps: 1e-5,
+        rope_scaling: None,
     };
     Some(Arch::from_spec(name, spec, true, 2.0))
 }

@@ -520,10 +520,7 @@ impl Model {
 
 fn rope_tables(spec: &ModelSpec, positions: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = spec.head_dim / 2;
-    let inv: Vec<f32> = (0..half)
-        .map(|i| 1.0 / spec.rope_base.powf(2.0 * i as f32 / spec.head_dim as f32))
-        .collect();
-    let inv = Tensor::from_vec(inv, (1, half), device)?;
+    let inv = Tensor::from_vec(spec.rope_inv_freq(), (1, half), device)?;
     let pos = Tensor::arange(0u32, positions as u32, device)?
         .to_dtype(DType::F32)?
         .reshape((positions, 1))?;

@@ -101,5 +101,6 @@ pub(super) fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std:
         context_length: get("context_length").unwrap_or(2048),
         rope_base: float("rope.freq_base").unwrap_or(10_000.0),
         rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
+        rope_scaling: None,
     })
 }

@@ -15,7 +15,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device};
 use serde_json::Value;
 
-use super::{ModelSpec, TensorSize};
+use super::{ModelSpec, RopeScaling, TensorSize};
 use crate::error::{Error, Result};
 
 pub const CONFIG: &str = "config.json";
@@ -175,14 +175,6 @@ fn spec_from_config(c: &Value) -> std::result::Result<ModelSpec, String> {
         ));
     }
     let rope = &c["rope_parameters"];
-    let scaling = [
-        &c["rope_scaling"]["rope_type"],
-        &c["rope_scaling"]["type"],
-        &rope["rope_type"],
-    ];
-    if let Some(kind) = scaling.iter().find_map(|v| v.as_str()).filter(|k| *k != "default") {
-        return Err(format!("rope scaling `{kind}` is not supported yet"));
-    }
     let rope_base = c["rope_theta"]
         .as_f64()
         .or(rope["rope_theta"].as_f64())
@@ -200,7 +192,35 @@ fn spec_from_config(c: &Value) -> std::result::Result<ModelSpec, String> {
         context_length: get("max_position_embeddings").unwrap_or(2048),
         rope_base: rope_base as f32,
         rms_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-5),
+        rope_scaling: rope_scaling(c)?,
     })
+}
+
+/// `rope_scaling` (transformers 4) or `rope_parameters` (5): none, `default`, or `llama3`.
+fn rope_scaling(c: &Value) -> std::result::Result<Option<RopeScaling>, String> {
+    let r = if c["rope_scaling"].is_object() {
+        &c["rope_scaling"]
+    } else {
+        &c["rope_parameters"]
+    };
+    let kind = r["rope_type"].as_str().or(r["type"].as_str()).unwrap_or("default");
+    match kind {
+        "default" => Ok(None),
+        "llama3" => {
+            let get = |k: &str| {
+                r[k].as_f64()
+                    .map(|v| v as f32)
+                    .ok_or(format!("rope scaling llama3: {k} is missing"))
+            };
+            Ok(Some(RopeScaling {
+                factor: get("factor")?,
+                low_freq_factor: get("low_freq_factor")?,
+                high_freq_factor: get("high_freq_factor")?,
+                original_context: get("original_max_position_embeddings")? as usize,
+            }))
+        }
+        other => Err(format!("rope scaling `{other}` is not supported (supported: llama3)")),
+    }
 }
 
 /// The checkpoint name of a GGUF tensor name, and the heads to permute its rows over (q, k).
@@ -374,6 +394,29 @@ mod tests {
         }
     }
 
+    /// Llama 3.2 1B's rotary frequencies: high ones kept, low ones divided by 32, a ramp between
+    /// (values computed in Python from transformers' formula: f = 500000^-0.5, ramp 0.3037425).
+    #[test]
+    fn llama3_rope_scaling() {
+        let c = serde_json::json!({"model_type": "llama", "hidden_size": 2048, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "num_hidden_layers": 16, "intermediate_size": 8192, "vocab_size": 128256,
+            "max_position_embeddings": 131072, "rope_theta": 500000.0,
+            "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}});
+        let spec = spec_from_config(&c).unwrap();
+        let scaled = spec.rope_inv_freq();
+        let plain = ModelSpec {
+            rope_scaling: None,
+            ..spec
+        }
+        .rope_inv_freq();
+        assert_eq!(scaled[0], plain[0]);
+        assert!((scaled[31] - plain[31] / 32.0).abs() < 1e-12);
+        let ratio = scaled[16] / plain[16];
+        assert!((ratio - 0.303_742_5).abs() < 1e-5, "{ratio}");
+        assert!((plain[16] - 1.414_213_6e-3).abs() < 1e-8, "{}", plain[16]);
+    }
+
     #[test]
     fn config_forms_of_transformers_4_and_5() {
         let base = serde_json::json!({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4,
@@ -388,7 +431,13 @@ mod tests {
         }
         let mut scaled = base.clone();
         scaled["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 32.0});
-        assert!(spec_from_config(&scaled).unwrap_err().contains("llama3"));
+        assert!(spec_from_config(&scaled)
+            .unwrap_err()
+            .contains("low_freq_factor is missing"));
+        scaled["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
+        assert!(spec_from_config(&scaled)
+            .unwrap_err()
+            .contains("`yarn` is not supported"));
         let mut qwen = base.clone();
         qwen["model_type"] = "qwen2".into();
         assert_eq!(spec_from_config(&qwen).unwrap().arch, "qwen2");

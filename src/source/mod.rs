@@ -34,6 +34,44 @@ pub struct ModelSpec {
     pub context_length: usize,
     pub rope_base: f32,
     pub rms_eps: f64,
+    /// Llama 3.1/3.2's rotary frequency scaling (`rope_scaling.rope_type = "llama3"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
+}
+
+/// `rope_type = "llama3"`: low frequencies divided by `factor`, high ones kept, a smooth ramp
+/// between (transformers' `_compute_llama3_parameters`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RopeScaling {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_context: usize,
+}
+
+impl ModelSpec {
+    /// The rotary inverse frequencies, one per pair of dimensions of a head.
+    pub fn rope_inv_freq(&self) -> Vec<f32> {
+        let half = self.head_dim / 2;
+        let base = (0..half).map(|i| 1.0 / self.rope_base.powf(2.0 * i as f32 / self.head_dim as f32));
+        let Some(r) = self.rope_scaling else {
+            return base.collect();
+        };
+        let old = r.original_context as f32;
+        let (low_wavelen, high_wavelen) = (old / r.low_freq_factor, old / r.high_freq_factor);
+        base.map(|f| {
+            let wavelen = 2.0 * std::f32::consts::PI / f;
+            if wavelen < high_wavelen {
+                f
+            } else if wavelen > low_wavelen {
+                f / r.factor
+            } else {
+                let smooth = (old / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+                (1.0 - smooth) * f / r.factor + smooth * f
+            }
+        })
+        .collect()
+    }
 }
 
 /// Size of one stored tensor, without reading its data.
