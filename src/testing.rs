@@ -179,49 +179,34 @@ pub fn tiny_config(dir: &Path, model: &Path, extra: &str) -> std::path::PathBuf 
     p
 }
 
-/// Writes a Hugging Face model folder holding the weights, tokenizer and chat template of the
-/// llama GGUF file `gguf` (as f32, q/k rows back in the checkpoint's half-split rotary layout):
-/// what `save_pretrained` of the same model would write. With `qwen2_biases`, a qwen2 folder
-/// instead, with q/k/v biases drawn uniformly from ±scale (all zero for 0).
-pub fn write_hf_folder(gguf: &Path, dir: &Path, qwen2_biases: Option<f32>) -> crate::Result<()> {
-    use crate::source::ModelSource;
-    let mut source = ModelSource::open(gguf)?;
+/// The checkpoint tensors of a GGUF model: every tensor under its checkpoint name (the inverse
+/// of `hf::checkpoint_name`), q/k rows in the half-split layout, plus qwen2 biases if asked for.
+fn hf_tensors(
+    source: &mut crate::source::ModelSource,
+    qwen2_biases: Option<f32>,
+) -> crate::Result<std::collections::HashMap<String, Tensor>> {
     let spec = source.spec().clone();
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io("create the folder", e))?;
-    let names = [
-        ("token_embd.weight", "model.embed_tokens.weight", 0),
-        ("output_norm.weight", "model.norm.weight", 0),
-    ];
-    let mut tensors: Vec<(String, String, usize)> = names
-        .iter()
-        .map(|(g, h, n)| (g.to_string(), h.to_string(), *n))
-        .collect();
+    let mut names = vec!["token_embd.weight".to_string(), "output_norm.weight".into()];
     if source.has_tensor("output.weight") {
-        tensors.push(("output.weight".into(), "lm_head.weight".into(), 0));
+        names.push("output.weight".into());
     }
-    for i in 0..spec.n_layer {
-        for (g, h, heads) in [
-            ("attn_q", "self_attn.q_proj", spec.n_head),
-            ("attn_k", "self_attn.k_proj", spec.n_kv_head),
-            ("attn_v", "self_attn.v_proj", 0),
-            ("attn_output", "self_attn.o_proj", 0),
-            ("attn_norm", "input_layernorm", 0),
-            ("ffn_norm", "post_attention_layernorm", 0),
-            ("ffn_gate", "mlp.gate_proj", 0),
-            ("ffn_up", "mlp.up_proj", 0),
-            ("ffn_down", "mlp.down_proj", 0),
-        ] {
-            tensors.push((
-                format!("blk.{i}.{g}.weight"),
-                format!("model.layers.{i}.{h}.weight"),
-                heads,
-            ));
-        }
-    }
+    let per_layer = [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "attn_norm",
+        "ffn_norm",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ];
+    names.extend((0..spec.n_layer).flat_map(|i| per_layer.map(|w| format!("blk.{i}.{w}.weight"))));
     let mut out = std::collections::HashMap::new();
-    for (g, h, heads) in tensors {
+    for g in names {
+        let (h, heads) = crate::source::hf::checkpoint_name(&g, &spec).expect("a llama tensor");
         let mut t = source.tensor(&g, &host())?.dequantize(&host())?;
-        if heads > 0 {
+        if let Some(heads) = heads {
             // The inverse of `hf::interleave_rotary_rows`.
             let (rows, cols) = t.dims2()?;
             t = t
@@ -238,13 +223,23 @@ pub fn write_hf_folder(gguf: &Path, dir: &Path, qwen2_biases: Option<f32>) -> cr
         for i in 0..spec.n_layer {
             for (what, n) in [("q_proj", spec.n_embd), ("k_proj", kv), ("v_proj", kv)] {
                 let b: Vec<f32> = (0..n).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect();
-                out.insert(
-                    format!("model.layers.{i}.self_attn.{what}.bias"),
-                    Tensor::from_vec(b, n, &host())?,
-                );
+                let name = format!("model.layers.{i}.self_attn.{what}.bias");
+                out.insert(name, Tensor::from_vec(b, n, &host())?);
             }
         }
     }
+    Ok(out)
+}
+
+/// Writes a Hugging Face model folder holding the weights, tokenizer and chat template of the
+/// llama GGUF file `gguf` (as f32, q/k rows back in the checkpoint's half-split rotary layout):
+/// what `save_pretrained` of the same model would write. With `qwen2_biases`, a qwen2 folder
+/// instead, with q/k/v biases drawn uniformly from ±scale (all zero for 0).
+pub fn write_hf_folder(gguf: &Path, dir: &Path, qwen2_biases: Option<f32>) -> crate::Result<()> {
+    let mut source = crate::source::ModelSource::open(gguf)?;
+    let spec = source.spec().clone();
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io("create the folder", e))?;
+    let out = hf_tensors(&mut source, qwen2_biases)?;
     candle_core::safetensors::save(&out, dir.join("model.safetensors"))?;
     let tok = source.tokenizer()?;
     let config = serde_json::json!({

@@ -224,7 +224,7 @@ fn rope_scaling(c: &Value) -> std::result::Result<Option<RopeScaling>, String> {
 }
 
 /// The checkpoint name of a GGUF tensor name, and the heads to permute its rows over (q, k).
-fn checkpoint_name(gguf: &str, spec: &ModelSpec) -> Option<(String, Option<usize>)> {
+pub fn checkpoint_name(gguf: &str, spec: &ModelSpec) -> Option<(String, Option<usize>)> {
     let fixed = match gguf {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
