@@ -64,12 +64,7 @@ pub(super) fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std:
     let n_embd = get("embedding_length")?;
     let n_head = get("attention.head_count")?;
     let n_kv_head = get("attention.head_count_kv").unwrap_or(n_head);
-    if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || n_embd % n_head != 0 {
-        return Err(format!(
-            "inconsistent attention shape: {n_embd} dims, {n_head} heads, {n_kv_head} KV heads"
-        ));
-    }
-    let head_dim = n_embd / n_head;
+    let head_dim = ModelSpec::head_dim(n_embd, n_head, n_kv_head)?;
     if let Ok(rope_dim) = get("rope.dimension_count") {
         if rope_dim != head_dim {
             return Err(format!(

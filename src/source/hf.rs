@@ -162,12 +162,7 @@ fn spec_from_config(c: &Value) -> std::result::Result<ModelSpec, String> {
     };
     let (n_embd, n_head) = (get("hidden_size")?, get("num_attention_heads")?);
     let n_kv_head = get("num_key_value_heads").unwrap_or(n_head);
-    if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || n_embd % n_head != 0 {
-        return Err(format!(
-            "inconsistent attention shape: {n_embd} dims, {n_head} heads, {n_kv_head} KV heads"
-        ));
-    }
-    let head_dim = n_embd / n_head;
+    let head_dim = ModelSpec::head_dim(n_embd, n_head, n_kv_head)?;
     if get("head_dim").is_ok_and(|d| d != head_dim) {
         return Err(format!(
             "head_dim {} differs from hidden_size / num_attention_heads = {head_dim}: not supported",

@@ -50,6 +50,16 @@ pub struct RopeScaling {
 }
 
 impl ModelSpec {
+    /// The head size of an attention shape, or why the shape is unusable.
+    pub fn head_dim(n_embd: usize, n_head: usize, n_kv_head: usize) -> std::result::Result<usize, String> {
+        if n_head == 0 || n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) || !n_embd.is_multiple_of(n_head) {
+            return Err(format!(
+                "inconsistent attention shape: {n_embd} dims, {n_head} heads, {n_kv_head} KV heads"
+            ));
+        }
+        Ok(n_embd / n_head)
+    }
+
     /// The rotary inverse frequencies, one per pair of dimensions of a head.
     pub fn rope_inv_freq(&self) -> Vec<f32> {
         let half = self.head_dim / 2;
