@@ -22,7 +22,7 @@ use crate::store::{self, ChunkRecord, Manifest, QuestionRecord, ShardOf, Status}
 
 pub const SHARDS_DIR: &str = "shards";
 pub const PLAN_FILE: &str = "plan.json";
-pub const DONE_FILE: &str = "done.json";
+pub use store::DONE_FILE;
 
 /// `shards/plan.json`: how a run is split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,12 +242,13 @@ pub enum State {
 }
 
 impl State {
-    fn label(self, total: usize) -> String {
+    /// `done`, `running`, `partial` or `missing`.
+    pub fn name(self) -> &'static str {
         match self {
-            State::Done => format!("done {total}/{total}"),
-            State::Running { done } => format!("running {done}/{total}"),
-            State::Partial { done } => format!("partial {done}/{total}"),
-            State::Missing => format!("missing 0/{total}"),
+            State::Done => "done",
+            State::Running { .. } => "running",
+            State::Partial { .. } => "partial",
+            State::Missing => "missing",
         }
     }
 }
@@ -259,6 +260,22 @@ pub struct ShardStatus {
     pub state: State,
     /// The shard manifest's status and error, if it has one.
     pub note: Option<String>,
+}
+
+impl ShardStatus {
+    /// Questions committed (all of its range once done).
+    pub fn questions_done(&self) -> usize {
+        match self.state {
+            State::Done => self.range.len(),
+            State::Running { done } | State::Partial { done } => done,
+            State::Missing => 0,
+        }
+    }
+
+    /// `partial 3/6`.
+    fn label(&self) -> String {
+        format!("{} {}/{}", self.state.name(), self.questions_done(), self.range.len())
+    }
 }
 
 /// A sharded run's plan and every shard's state.
@@ -304,14 +321,7 @@ impl Overview {
 
     /// Questions committed over all shards.
     pub fn questions_done(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| match s.state {
-                State::Done => s.range.len(),
-                State::Running { done } | State::Partial { done } => done,
-                State::Missing => 0,
-            })
-            .sum()
+        self.shards.iter().map(ShardStatus::questions_done).sum()
     }
 
     /// `rftx shard status`: a table of the shards, then what is left and how to run it.
@@ -321,7 +331,7 @@ impl Overview {
             rows.push(vec![
                 s.index.to_string(),
                 format!("{}..{}", s.range.start, s.range.end),
-                s.state.label(s.range.len()),
+                s.label(),
                 s.note.clone().unwrap_or_default(),
             ]);
         }
@@ -466,7 +476,7 @@ fn require_all_done(o: &Overview) -> Result<()> {
     }
     let list = |v: &[usize]| {
         v.iter()
-            .map(|&i| format!("{} ({})", i, o.shards[i].state.label(o.shards[i].range.len())))
+            .map(|&i| format!("{} ({})", i, o.shards[i].label()))
             .collect::<Vec<_>>()
             .join(", ")
     };

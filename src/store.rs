@@ -25,6 +25,8 @@ pub const DATASET_FILE: &str = "dataset.json";
 pub const METRICS_FILE: &str = "metrics.json";
 pub const LOG_FILE: &str = "run.log";
 pub const LOCK_FILE: &str = "lock";
+/// A shard directory's marker that it is done (`shard::Done`), written last.
+pub const DONE_FILE: &str = "done.json";
 
 /// Version of the directory layout, recorded in every manifest.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -342,9 +344,17 @@ impl RunDir {
         removed
     }
 
-    /// Deletes the generated outputs (for `--force`), keeping the lock and the log.
+    /// Deletes the generated outputs (for `--force`), keeping the lock and the log; a shard's done
+    /// marker goes first, so that a shard being redone is never taken for done.
     pub fn clear_outputs(&self) -> Result<()> {
-        for f in [SAMPLES_FILE, CHUNKS_FILE, DATASET_FILE, METRICS_FILE, MANIFEST_FILE] {
+        for f in [
+            DONE_FILE,
+            SAMPLES_FILE,
+            CHUNKS_FILE,
+            DATASET_FILE,
+            METRICS_FILE,
+            MANIFEST_FILE,
+        ] {
             match std::fs::remove_file(self.file(f)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::io(format!("{}: cannot remove", self.file(f).display()), e))

@@ -220,6 +220,22 @@ fn a_tampered_shard_is_refused_by_the_merge() {
         "{}",
         m.stderr
     );
+    // Redone with --force (its done marker removed first, then written anew), the shard merges.
+    let marker = run.join("shards/shard-0001/done.json");
+    let mut done = read_json(&marker);
+    done["finished_at"] = "1970-01-01T00:00:00Z".into();
+    std::fs::write(&marker, done.to_string()).unwrap();
+    let mut args = shard_args(&f, "runs", "1", "2");
+    args.push("--force");
+    let r = rftx(&args, &[], f.path());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_ne!(
+        read_json(&marker)["finished_at"],
+        "1970-01-01T00:00:00Z",
+        "done.json was written anew"
+    );
+    let m = rftx(&["merge", run.to_str().unwrap()], &[], f.path());
+    assert_eq!(m.code, 0, "{}", m.stderr);
 }
 
 /// `--of` larger than the questions, and `--shard` taken from SLURM_ARRAY_TASK_ID.

@@ -135,14 +135,8 @@ fn status(a: ShardStatusArgs) -> Result<(), Error> {
                 .shards
                 .iter()
                 .map(|s| {
-                    let (state, done) = match s.state {
-                        shard::State::Done => ("done", s.range.len()),
-                        shard::State::Running { done } => ("running", done),
-                        shard::State::Partial { done } => ("partial", done),
-                        shard::State::Missing => ("missing", 0),
-                    };
                     serde_json::json!({"shard": s.index, "first": s.range.start, "end": s.range.end,
-                        "state": state, "questions_done": done, "note": s.note})
+                        "state": s.state.name(), "questions_done": s.questions_done(), "note": s.note})
                 })
                 .collect();
             let v = serde_json::json!({"dir": dir.display().to_string(), "plan": o.plan, "shards": shards,

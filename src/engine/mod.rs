@@ -248,9 +248,11 @@ impl Loader<'_, '_> {
         if !present {
             return Ok(None);
         }
-        let mut v =
-            |what: &str| -> Result<Tensor> { Ok(self.read(&b(what))?.dequantize(&self.device)?.to_dtype(dtype)?) };
-        Ok(Some([v("attn_q")?, v("attn_k")?, v("attn_v")?]))
+        Ok(Some([
+            self.vector(&b("attn_q"), dtype)?,
+            self.vector(&b("attn_k"), dtype)?,
+            self.vector(&b("attn_v"), dtype)?,
+        ]))
     }
 
     fn layer(&mut self, i: usize, dtype: DType) -> Result<Layer> {

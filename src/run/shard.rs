@@ -49,18 +49,6 @@ pub fn run_shard(
         range: shard.first..shard.end,
         shard: Some(shard),
     };
-    if force {
-        // The marker goes first: a shard being redone is not done.
-        match std::fs::remove_file(target.dir.join(crate::shard::DONE_FILE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(
-                    format!("{}: cannot remove the done marker", target.dir.display()),
-                    e,
-                ))
-            }
-            _ => {}
-        }
-    }
     let result = execute(p, &target, force, observer)?;
     if Done::read(&target.dir)?.is_none() {
         Done::write(&target.dir, shard, &p.hash)?;
