@@ -402,64 +402,97 @@ impl Model {
     /// One decoding step: `tokens[i]` is appended to row `i` of the cache. Returns the next-token
     /// logits, one row per sequence, flattened (`rows × vocab`).
     pub fn step(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
-        if tokens.len() != cache.batch() {
-            return Err(Error::Run(format!(
-                "{} tokens for a batch of {}",
-                tokens.len(),
-                cache.batch()
-            )));
+        self.step_many(&mut [cache], tokens)
+    }
+
+    /// One decoding step of several caches at once — the sequences of several prompts, each
+    /// cache at its own position. `tokens` lists the rows of `caches[0]`, then of `caches[1]`, …;
+    /// the logits come back in the same order (`rows × vocab`). The linear layers see all rows
+    /// together (one weight read for every sequence); attention reads each cache apart. A row's
+    /// logits are bit-identical to those of the same row stepped alone.
+    pub fn step_many(&self, caches: &mut [&mut KvCache], tokens: &[u32]) -> Result<Vec<f32>> {
+        let rows: usize = caches.iter().map(|c| c.batch()).sum();
+        if tokens.len() != rows || rows == 0 {
+            return Err(Error::Run(format!("{} tokens for a batch of {rows}", tokens.len())));
         }
-        if cache.len >= cache.capacity {
+        if caches.iter().any(|c| c.len >= c.capacity) {
             return Err(Error::Run("KV cache is full".into()));
         }
         let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
-        let logits = self.forward(&tokens, cache)?;
+        let logits = self.decode(&tokens, caches)?;
         Ok(logits.flatten_all()?.to_vec1::<f32>()?)
     }
 
     /// `tokens`: (batch, len) at positions `cache.len ..`. Returns (batch, vocab) logits of the
-    /// last position.
+    /// last position. One new position goes through [`Model::decode`].
     fn forward(&self, tokens: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let (b, l) = tokens.dims2()?;
+        if l == 1 {
+            return self.decode(tokens, &mut [cache]);
+        }
+        if cache.start > 0 {
+            return Err(Error::Run("a forked cache decodes one position at a time".into()));
+        }
         let pos = cache.len;
         let eps = self.spec.rms_eps as f32;
         let mut h = self.embed.lookup(tokens)?;
-        let mask = if l > 1 { Some(self.causal_mask(l, pos)?) } else { None };
+        let mask = self.causal_mask(l, pos)?;
         let cos = self.cos.narrow(0, pos, l)?;
         let sin = self.sin.narrow(0, pos, l)?;
-        if l > 1 && cache.start > 0 {
-            return Err(Error::Run("a forked cache decodes one position at a time".into()));
-        }
         for (i, layer) in self.layers.iter().enumerate() {
             let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, eps)?;
-            let a = self.attention(layer, &x, cache, i, mask.as_ref(), (&cos, &sin))?;
+            let a = self.attention(layer, &x, cache, i, &mask, (&cos, &sin))?;
             h = (h + a)?;
-            let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, eps)?;
-            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&x)?)?;
-            let ff = layer.w_down.forward(&(gate * layer.w_up.forward(&x)?)?)?;
-            h = (h + ff)?;
+            h = self.feed_forward(layer, h)?;
         }
         cache.len += l;
         let last = h.narrow(1, l - 1, 1)?.reshape((b, self.spec.n_embd))?;
-        let last = candle_nn::ops::rms_norm(&last, &self.norm, eps)?;
+        self.logits(&last)
+    }
+
+    /// One new position for every row of every cache (`tokens`: (rows, 1), the caches' rows in
+    /// order). Returns (rows, vocab) logits.
+    fn decode(&self, tokens: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        let eps = self.spec.rms_eps as f32;
+        let rows = tokens.dim(0)?;
+        let mut h = self.embed.lookup(tokens)?;
+        // Every row's own position: rotary tables as (rows, 1, head_dim / 2).
+        let positions: Vec<u32> = caches
+            .iter()
+            .flat_map(|c| std::iter::repeat_n(c.len as u32, c.batch()))
+            .collect();
+        let at = Tensor::new(positions, &self.device)?;
+        let cos = self.cos.index_select(&at, 0)?.unsqueeze(1)?;
+        let sin = self.sin.index_select(&at, 0)?.unsqueeze(1)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let x = candle_nn::ops::rms_norm(&h, &layer.attn_norm, eps)?;
+            let a = self.decode_attention(layer, &x, caches, i, (&cos, &sin))?;
+            h = (h + a)?;
+            h = self.feed_forward(layer, h)?;
+        }
+        for cache in caches.iter_mut() {
+            cache.len += 1;
+        }
+        self.logits(&h.reshape((rows, self.spec.n_embd))?)
+    }
+
+    fn feed_forward(&self, layer: &Layer, h: Tensor) -> Result<Tensor> {
+        let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.spec.rms_eps as f32)?;
+        let gate = candle_nn::ops::silu(&layer.w_gate.forward(&x)?)?;
+        let ff = layer.w_down.forward(&(gate * layer.w_up.forward(&x)?)?)?;
+        Ok((h + ff)?)
+    }
+
+    /// f32 logits of hidden states (rows, n_embd).
+    fn logits(&self, last: &Tensor) -> Result<Tensor> {
+        let last = candle_nn::ops::rms_norm(last, &self.norm, self.spec.rms_eps as f32)?;
         Ok(self.lm_head.forward(&last)?.to_dtype(DType::F32)?)
     }
 
-    fn attention(
-        &self,
-        layer: &Layer,
-        x: &Tensor,
-        cache: &mut KvCache,
-        i: usize,
-        mask: Option<&Tensor>,
-        (cos, sin): (&Tensor, &Tensor),
-    ) -> Result<Tensor> {
+    /// q, k, v of `x` (batch, len, n_embd) as heads (batch, heads, len, head_dim), q and k rotated.
+    fn qkv(&self, layer: &Layer, x: &Tensor, (cos, sin): (&Tensor, &Tensor)) -> Result<(Tensor, Tensor, Tensor)> {
         let s = &self.spec;
-        let (pos, start) = (cache.len, cache.start);
-        let shared = cache.shared.get(i).map(|kv| (kv, start));
-        let kv = &mut cache.layers[i];
         let (b, l, _) = x.dims3()?;
-        let n_rep = s.n_head / s.n_kv_head;
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, l, n, s.head_dim))?.transpose(1, 2)?.contiguous()
         };
@@ -467,21 +500,65 @@ impl Model {
         if let Some([bq, bk, bv]) = &layer.bias {
             (q, k, v) = (q.broadcast_add(bq)?, k.broadcast_add(bk)?, v.broadcast_add(bv)?);
         }
-        let q = heads(q, s.n_head)?;
-        let k = heads(k, s.n_kv_head)?;
-        let v = heads(v, s.n_kv_head)?;
-        let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
-        kv.0.slice_set(&k, 2, pos - start)?;
-        kv.1.slice_set(&v, 2, pos - start)?;
-        let t = pos + l;
-        if l == 1 {
-            let y = match self.kernels {
-                Kernels::Cpu => cpu::attention::decode(s, &q, shared, kv, t)?,
-                Kernels::Device => cuda::decode_attention(s, &q, shared, kv, t)?,
-            };
-            return Ok(layer.wo.forward(&y.to_dtype(self.dtype)?)?);
+        let q = candle_nn::rotary_emb::rope_i(&heads(q, s.n_head)?, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope_i(&heads(k, s.n_kv_head)?, cos, sin)?;
+        Ok((q, k, heads(v, s.n_kv_head)?))
+    }
+
+    /// Decode attention of layer `i`: each cache's rows write their new K/V in place and attend
+    /// over their own positions.
+    fn decode_attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        caches: &mut [&mut KvCache],
+        i: usize,
+        rope: (&Tensor, &Tensor),
+    ) -> Result<Tensor> {
+        let s = &self.spec;
+        let (q, k, v) = self.qkv(layer, x, rope)?;
+        let mut ys = Vec::with_capacity(caches.len());
+        let mut row = 0;
+        for cache in caches.iter_mut() {
+            let (n, pos, start) = (cache.batch(), cache.len, cache.start);
+            let shared = cache.shared.get(i).map(|kv| (kv, start));
+            let kv = &mut cache.layers[i];
+            kv.0.slice_set(&k.narrow(0, row, n)?, 2, pos - start)?;
+            kv.1.slice_set(&v.narrow(0, row, n)?, 2, pos - start)?;
+            let q = q.narrow(0, row, n)?;
+            ys.push(match self.kernels {
+                Kernels::Cpu => cpu::attention::decode(s, &q, shared, kv, pos + 1)?,
+                Kernels::Device => cuda::decode_attention(s, &q, shared, kv, pos + 1)?,
+            });
+            row += n;
         }
+        let y = if ys.len() == 1 {
+            ys.pop().expect("one")
+        } else {
+            Tensor::cat(&ys, 0)?
+        };
+        Ok(layer.wo.forward(&y.to_dtype(self.dtype)?)?)
+    }
+
+    /// Prefill attention (`l` > 1 positions of a batch-1 cache, causal).
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        cache: &mut KvCache,
+        i: usize,
+        mask: &Tensor,
+        rope: (&Tensor, &Tensor),
+    ) -> Result<Tensor> {
+        let s = &self.spec;
+        let pos = cache.len;
+        let kv = &mut cache.layers[i];
+        let (b, l, _) = x.dims3()?;
+        let n_rep = s.n_head / s.n_kv_head;
+        let (q, k, v) = self.qkv(layer, x, rope)?;
+        kv.0.slice_set(&k, 2, pos)?;
+        kv.1.slice_set(&v, 2, pos)?;
+        let t = pos + l;
         // Attention scores and weights in f32 whatever the weights' dtype.
         let keys = kv.0.narrow(2, 0, t)?.to_dtype(DType::F32)?;
         let values = kv.1.narrow(2, 0, t)?.to_dtype(DType::F32)?;
@@ -490,11 +567,7 @@ impl Model {
             .to_dtype(DType::F32)?
             .reshape((b, s.n_kv_head, n_rep * l, s.head_dim))?;
         let att = (q.matmul(&keys.t()?)? * (1.0 / (s.head_dim as f64).sqrt()))?;
-        let att = match mask {
-            Some(m) => att.broadcast_add(m)?,
-            None => att,
-        };
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let att = candle_nn::ops::softmax_last_dim(&att.broadcast_add(mask)?)?;
         let y = att.matmul(&values)?;
         let y = y
             .reshape((b, s.n_head, l, s.head_dim))?
@@ -610,6 +683,43 @@ mod tests {
         let a2 = m.step(&mut one, &[63]).unwrap();
         let b2 = m.step(&mut three, &[63]).unwrap();
         assert_eq!(a2, b2);
+    }
+
+    /// Caches of different prompts at different positions stepped together give each row the
+    /// logits it gets alone, bit for bit, on the CPU kernels and on the GPU's (run on the CPU).
+    #[test]
+    fn caches_stepped_together_match_each_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tiny.gguf");
+        testing::write_tiny_model(&p, 7).unwrap();
+        for device_kernels in [false, true] {
+            let format = if device_kernels {
+                WeightFormat::F32
+            } else {
+                WeightFormat::Q8_0
+            };
+            let mut source = ModelSource::open(&p).unwrap();
+            let m = Model::build(&mut Weights::File(&mut source), format, &device::host(), device_kernels).unwrap();
+            let vocab = m.spec.vocab_size;
+            let (short, _) = m.prefill(&[1, 40, 41], 3).unwrap();
+            let (long, _) = m.prefill(&[1, 50, 51, 52, 53, 54, 55], 7).unwrap();
+            let fresh = || (m.fork(&short, 2, 6).unwrap(), m.fork(&long, 1, 6).unwrap());
+            let (mut a, mut b) = fresh();
+            // Row histories: a's two rows one step ahead of b's row.
+            m.step(&mut a, &[60, 61]).unwrap();
+            let (mut a2, mut b2) = fresh();
+            m.step(&mut a2, &[60, 61]).unwrap();
+            let together = m.step_many(&mut [&mut a, &mut b], &[62, 63, 64]).unwrap();
+            let alone_a = m.step(&mut a2, &[62, 63]).unwrap();
+            let alone_b = m.step(&mut b2, &[64]).unwrap();
+            assert_eq!(together[..2 * vocab], alone_a[..], "kernels {device_kernels}");
+            assert_eq!(together[2 * vocab..], alone_b[..], "kernels {device_kernels}");
+            assert_eq!((a.len(), b.len()), (5, 8));
+            assert!(
+                m.step_many(&mut [&mut a, &mut b], &[1, 2]).is_err(),
+                "one token per row"
+            );
+        }
     }
 
     #[test]
