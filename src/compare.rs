@@ -385,17 +385,8 @@ mod tests {
         // A GPU run's metrics: they have every key (a CPU run's lack `gpu_peak_bytes`).
         let mut tally = crate::report::Tally::default();
         tally.add_chunk(&crate::store::ChunkRecord {
-            question: 0,
-            chunk: 0,
-            size: 1,
-            new_tokens: 1,
-            prefill_ms: 1.0,
-            ms: 1.0,
-            peak_bytes: 1,
-            rss_peak_bytes: 1,
             gpu_peak_bytes: Some(1),
-            shrunk_from: None,
-            oom_retries: None,
+            ..crate::store::ChunkRecord::example(0)
         });
         let m = serde_json::to_value(tally.metrics(1, 0.0, 0)).unwrap();
         for metric in METRICS {

@@ -66,6 +66,69 @@ pub enum OnExceed {
     Shrink,
 }
 
+/// A count that may be left to rftx: a number, or `"auto"` (chosen at run time from the
+/// memory plan; see `run::batching`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    N(usize),
+    Auto,
+}
+
+impl Count {
+    /// The number, unless it is `auto`.
+    pub fn fixed(self) -> Option<usize> {
+        match self {
+            Count::N(n) => Some(n),
+            Count::Auto => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::N(n) => write!(f, "{n}"),
+            Count::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl Serialize for Count {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Count::N(n) => s.serialize_u64(*n as u64),
+            Count::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number ≥ 1 or \"auto\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Count, E> {
+                usize::try_from(n).map(Count::N).map_err(|_| E::custom("too large"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Count, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("{n}: expected a whole number ≥ 1 or \"auto\"")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Count, E> {
+                match s {
+                    "auto" => Ok(Count::Auto),
+                    other => Err(E::custom(format!("{other:?}: expected a whole number ≥ 1 or \"auto\""))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Settings of `rftx plan` only; they never change what `rftx run` does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,8 +200,12 @@ pub struct Example {
 pub struct GenerationConfig {
     /// Samples per question.
     pub oversample: usize,
-    /// Sequences decoded together (one question at a time).
-    pub chunk_size: usize,
+    /// Samples of one question decoded together, or `"auto"` (the largest that `rftx plan`
+    /// predicts fits, with a safety margin).
+    pub chunk_size: Count,
+    /// Questions decoded together, each with its own prompt cache, `chunk_size` samples of each
+    /// at a time; or `"auto"`. Never changes the samples.
+    pub prompts_per_batch: Count,
     /// Softmax temperature; 0 is greedy decoding.
     pub temperature: f64,
     /// Nucleus sampling mass in (0, 1]; 1 disables it.
@@ -187,7 +254,8 @@ impl Default for Config {
             },
             generation: GenerationConfig {
                 oversample: 15,
-                chunk_size: 3,
+                chunk_size: Count::N(3),
+                prompts_per_batch: Count::N(1),
                 temperature: 0.7,
                 top_p: 1.0,
                 max_new_tokens: 80,
@@ -519,8 +587,11 @@ fn validate_generation(g: &GenerationConfig, p: &mut Vec<String>) {
     if g.oversample == 0 {
         p.push("generation.oversample = 0: must be ≥ 1".into());
     }
-    if g.chunk_size == 0 {
-        p.push("generation.chunk_size = 0: must be ≥ 1".into());
+    if g.chunk_size == Count::N(0) {
+        p.push("generation.chunk_size = 0: must be ≥ 1 (or \"auto\")".into());
+    }
+    if g.prompts_per_batch == Count::N(0) {
+        p.push("generation.prompts_per_batch = 0: must be ≥ 1 (or \"auto\")".into());
     }
     if !(g.temperature >= 0.0 && g.temperature.is_finite()) {
         p.push(format!(
@@ -575,6 +646,13 @@ impl Resolved {
             "generation": c.generation,
             "rft": c.rft,
         });
+        // One question at a time is how every run was made before batching existed: leaving the
+        // key out keeps their hashes.
+        if c.generation.prompts_per_batch == Count::N(1) {
+            if let Some(g) = v["generation"].as_object_mut() {
+                g.remove("prompts_per_batch");
+            }
+        }
         if let Some(gpu) = &engine.gpu {
             v["device"] = serde_json::json!({
                 "kind": "cuda",
@@ -660,7 +738,7 @@ mod tests {
     fn defaults_are_the_seed_fix() {
         let c = Config::default();
         assert_eq!(c.generation.oversample, 15);
-        assert_eq!(c.generation.chunk_size, 3);
+        assert_eq!(c.generation.chunk_size, Count::N(3));
         assert_eq!(c.generation.max_new_tokens, 80);
         assert_eq!(c.checkpoint.every, 100);
         assert!(validate(&c).is_empty());
@@ -675,7 +753,7 @@ mod tests {
             "name = \"x\"\n[generation]\nchunk_size = 5\noversample = 6\n",
         );
         let r = load(&f, &["generation.chunk_size=2".into(), "seed=9".into()]).unwrap();
-        assert_eq!(r.config.generation.chunk_size, 2);
+        assert_eq!(r.config.generation.chunk_size, Count::N(2));
         assert_eq!(r.config.generation.oversample, 6);
         assert_eq!(r.config.seed, 9);
         assert_eq!(r.config.name, "x");

@@ -49,8 +49,15 @@ pub struct ChunkReport {
     pub new_tokens: usize,
     /// Prompt prefill time; non-zero on a question's first chunk only.
     pub prefill_ms: f64,
-    /// Decode time of the chunk (cache copy included, prefill excluded).
+    /// Decode time of the chunk: its share of every batch step it took part in (a step's time is
+    /// split among the chunks decoded in it by their rows), so that the chunks of a run add up
+    /// to its decoding time even when several questions decode together.
     pub ms: f64,
+    /// Its share of the batch's decoding steps, split the same way.
+    pub steps: f64,
+    /// Rows the batch holds when full (`prompts_per_batch` × chunk size).
+    pub batch_rows: usize,
+    /// Memory peaks while the chunk was decoding (with several questions at once, the batch's).
     pub peaks: Peaks,
     /// Peak GPU memory in use during the chunk (see [`GpuMemory`]); `None` on the CPU.
     pub gpu_peak_bytes: Option<u64>,
@@ -69,7 +76,24 @@ impl SharedPrefix {
     }
 }
 
-/// Generates the samples of questions, one question at a time, in chunks.
+/// One question to generate: its index (which selects its samples' RNG streams), its prompt,
+/// and how many of its samples decode together.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'p> {
+    pub index: u64,
+    pub prompt: &'p [u32],
+    pub chunk_size: usize,
+}
+
+/// A question whose samples are all done.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub index: u64,
+    pub completions: Vec<Completion>,
+    pub reports: Vec<ChunkReport>,
+}
+
+/// Generates the samples of questions in chunks, one question or several at once.
 pub struct Generator<'a> {
     pub model: &'a Model,
     /// The cache of the text every prompt starts with, if any.
@@ -79,13 +103,39 @@ pub struct Generator<'a> {
     pub params: GenerationParams,
     /// GPU memory peaks, on a GPU.
     pub gpu: Option<&'a GpuMemory>,
-    /// Fault injection for tests of the out-of-memory path on machines without a GPU: chunks
-    /// of more than `.0` sequences fail as out of memory, from question `.1` on.
+    /// Fault injection for tests of the out-of-memory path on machines without a GPU: batches
+    /// of more than `.0` sequences fail as out of memory once they hold question `.1` or later.
     pub inject_oom: Option<(usize, u64)>,
 }
 
 /// A prompt's cache and the logits that follow it.
 type Prefilled = (KvCache, Vec<f32>);
+
+/// The samples of one chunk, decoding.
+struct Chunk {
+    number: usize,
+    samples: std::ops::Range<usize>,
+    cache: KvCache,
+    rngs: Vec<Rng>,
+    outs: Vec<Vec<u32>>,
+    finished: Vec<Option<Finish>>,
+    /// `active[i]` = index into `samples` of cache row i.
+    active: Vec<usize>,
+    prefill_ms: f64,
+    ms: f64,
+    steps: f64,
+    peaks: Peaks,
+    gpu_peak: Option<u64>,
+}
+
+/// A question in the batch: its prompt's cache, the chunk decoding, what is done.
+struct Slot<'p> {
+    job: Job<'p>,
+    prefilled: Prefilled,
+    chunk: Chunk,
+    completions: Vec<Completion>,
+    reports: Vec<ChunkReport>,
+}
 
 impl Generator<'_> {
     /// Generates `params.oversample` completions of `prompt` for question `question_index`,
@@ -97,57 +147,191 @@ impl Generator<'_> {
         prompt: &[u32],
         on_tokens: &mut dyn FnMut(usize),
     ) -> Result<(Vec<Completion>, Vec<ChunkReport>)> {
-        let n = self.params.oversample;
-        let chunk_size = self.params.chunk_size.clamp(1, n.max(1));
-        let mut completions = Vec::with_capacity(n);
-        let mut reports = Vec::new();
-        let mut prefix: Option<Prefilled> = None;
-        for (chunk, first) in (0..n).step_by(chunk_size).enumerate() {
-            let window = Window::open();
-            if let Some(gpu) = self.gpu {
-                gpu.reset_peak();
+        let job = Job {
+            index: question_index,
+            prompt,
+            chunk_size: self.params.chunk_size,
+        };
+        let mut done = None;
+        self.batch(&mut std::iter::once(job), 1, on_tokens, &mut |f| {
+            done = Some(f);
+            Ok(())
+        })?;
+        let f = done.expect("the one job finishes");
+        Ok((f.completions, f.reports))
+    }
+
+    /// Generates the questions of `jobs`, up to `prompts` of them at once: each question's
+    /// samples run in chunks of its `chunk_size`, one chunk of every question in the batch
+    /// decoding together in one step; a drained chunk is followed by the question's next one
+    /// and a finished question by the next job (prefilled as it joins). `on_done` gets every
+    /// question as it finishes — not necessarily in order. A sample's tokens depend only on
+    /// (seed, question, sample): the same whatever `prompts` and the chunk sizes.
+    pub fn batch<'p>(
+        &self,
+        jobs: &mut dyn Iterator<Item = Job<'p>>,
+        prompts: usize,
+        on_tokens: &mut dyn FnMut(usize),
+        on_done: &mut dyn FnMut(Finished) -> Result<()>,
+    ) -> Result<()> {
+        let mut slots: Vec<Slot<'p>> = Vec::new();
+        let mut meter = Meter::start(self.gpu);
+        loop {
+            crate::interrupt::check()?;
+            self.refill(&mut slots, jobs, prompts.max(1), &mut meter, on_done)?;
+            if slots.is_empty() {
+                return Ok(());
             }
-            let samples = first..(first + chunk_size).min(n);
-            let size = samples.len();
-            let oom = |e: Error| match e {
-                Error::Candle(c) if is_out_of_memory(&c) => Error::OutOfMemory {
-                    chunk,
-                    size,
-                    message: crate::error::candle_message(&c),
-                },
-                other => other,
-            };
-            if let Some((max, from)) = self.inject_oom {
-                if size > max && question_index >= from {
-                    return Err(Error::OutOfMemory {
+            self.check_injected_oom(&slots)?;
+            self.step(&mut slots).map_err(|e| oom(e, &slots))?;
+            on_tokens(slots.iter().map(|s| s.chunk.active.len()).sum());
+            meter.tick(&mut slots);
+        }
+    }
+
+    /// Moves drained chunks on (the question's next chunk, or the question out to `on_done`)
+    /// and lets new questions join until the batch holds `prompts` of them.
+    fn refill<'p>(
+        &self,
+        slots: &mut Vec<Slot<'p>>,
+        jobs: &mut dyn Iterator<Item = Job<'p>>,
+        prompts: usize,
+        meter: &mut Meter,
+        on_done: &mut dyn FnMut(Finished) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            for slot in slots.iter_mut() {
+                self.retire(&mut slot.chunk)?;
+            }
+            if let Some(i) = slots.iter().position(|s| s.chunk.active.is_empty()) {
+                let batch_rows = prompts * slots[i].job.chunk_size.clamp(1, self.params.oversample.max(1));
+                let next = slots[i].chunk.samples.end;
+                if next < self.params.oversample {
+                    let slot = &mut slots[i];
+                    let chunk = self.chunk(&slot.prefilled, slot.job, next, slot.chunk.number + 1, 0.0)?;
+                    let drained = std::mem::replace(&mut slot.chunk, chunk);
+                    slot.reports.push(close(&mut slot.completions, drained, batch_rows));
+                } else {
+                    let mut slot = slots.remove(i);
+                    slot.reports.push(close(&mut slot.completions, slot.chunk, batch_rows));
+                    on_done(Finished {
+                        index: slot.job.index,
+                        completions: slot.completions,
+                        reports: slot.reports,
+                    })?;
+                }
+                continue;
+            }
+            if slots.len() < prompts {
+                if let Some(job) = jobs.next() {
+                    let t = Instant::now();
+                    let prefilled = self.prefill(job.prompt).map_err(|e| oom(e, slots))?;
+                    let prefill_ms = t.elapsed().as_secs_f64() * 1e3;
+                    meter.exclude(prefill_ms);
+                    let chunk = self.chunk(&prefilled, job, 0, 0, prefill_ms)?;
+                    slots.push(Slot {
+                        job,
+                        prefilled,
                         chunk,
-                        size,
-                        message: format!("injected by RFTX_TEST_OOM: chunks over {max} sequences fail"),
+                        completions: Vec::with_capacity(self.params.oversample),
+                        reports: Vec::new(),
                     });
+                    continue;
                 }
             }
-            let mut prefill_ms = 0.0;
-            if prefix.is_none() {
-                let t = Instant::now();
-                prefix = Some(self.prefill(prompt).map_err(oom)?);
-                prefill_ms = t.elapsed().as_secs_f64() * 1e3;
+            return Ok(());
+        }
+    }
+    /// A new chunk of `job`: samples `first..` (up to its chunk size), their first tokens drawn
+    /// from the prompt's logits, and a cache forked from the prompt's.
+    fn chunk(&self, (cache, logits): &Prefilled, job: Job, first: usize, number: usize, prefill_ms: f64) -> Result<Chunk> {
+        let p = &self.params;
+        let size = job.chunk_size.clamp(1, p.oversample.max(1));
+        let samples = first..(first + size).min(p.oversample);
+        let mut scratch = Vec::new();
+        let mut rngs: Vec<Rng> = samples
+            .clone()
+            .map(|s| Rng::for_sample(p.seed, job.index, s as u64))
+            .collect();
+        let outs = rngs
+            .iter_mut()
+            .map(|rng| {
+                let mut out = Vec::with_capacity(p.max_new_tokens);
+                out.push(p.sampler.sample(logits, rng, &mut scratch));
+                out
+            })
+            .collect();
+        let n = samples.len();
+        Ok(Chunk {
+            number,
+            cache: self.model.fork(cache, n, p.max_new_tokens)?,
+            samples,
+            rngs,
+            outs,
+            finished: vec![None; n],
+            active: (0..n).collect(),
+            prefill_ms,
+            ms: 0.0,
+            steps: 0.0,
+            peaks: Peaks::default(),
+            gpu_peak: None,
+        })
+    }
+
+    /// Marks the chunk's finished samples and drops their rows from its cache.
+    fn retire(&self, chunk: &mut Chunk) -> Result<()> {
+        let keep: Vec<usize> = (0..chunk.active.len())
+            .filter(|&row| {
+                let i = chunk.active[row];
+                chunk.finished[i] = self.finish(&chunk.outs[i]);
+                chunk.finished[i].is_none()
+            })
+            .collect();
+        if keep.len() != chunk.active.len() {
+            if !keep.is_empty() {
+                chunk.cache.retain(&keep)?;
             }
-            let started = Instant::now();
-            let prefilled = prefix.as_ref().expect("prefilled above");
-            let done = self.chunk(prefilled, question_index, samples, on_tokens).map_err(oom)?;
-            let new_tokens = done.iter().map(|c| c.new_tokens).sum();
-            completions.extend(done);
-            reports.push(ChunkReport {
-                chunk,
-                size,
-                new_tokens,
-                prefill_ms,
-                ms: started.elapsed().as_secs_f64() * 1e3,
-                peaks: window.close(),
-                gpu_peak_bytes: self.gpu.map(GpuMemory::peak),
+            chunk.active = keep.iter().map(|&r| chunk.active[r]).collect();
+        }
+        Ok(())
+    }
+
+    /// One decoding step of every active row of every slot, and the next token of each.
+    fn step(&self, slots: &mut [Slot]) -> Result<()> {
+        let p = &self.params;
+        let last: Vec<u32> = slots
+            .iter()
+            .flat_map(|s| s.chunk.active.iter().map(|&i| *s.chunk.outs[i].last().expect("one token at least")))
+            .collect();
+        let mut caches: Vec<&mut KvCache> = slots.iter_mut().map(|s| &mut s.chunk.cache).collect();
+        let logits = self.model.step_many(&mut caches, &last)?;
+        let vocab = self.model.spec.vocab_size;
+        let mut scratch = Vec::new();
+        let mut row = 0;
+        for slot in slots.iter_mut() {
+            let c = &mut slot.chunk;
+            for &i in &c.active {
+                let t = p.sampler.sample(&logits[row * vocab..(row + 1) * vocab], &mut c.rngs[i], &mut scratch);
+                c.outs[i].push(t);
+                row += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_injected_oom(&self, slots: &[Slot]) -> Result<()> {
+        let Some((max, from)) = self.inject_oom else { return Ok(()) };
+        let rows: usize = slots.iter().map(|s| s.chunk.samples.len()).sum();
+        if rows > max && slots.iter().any(|s| s.job.index >= from) {
+            let s = &slots[0];
+            return Err(Error::OutOfMemory {
+                question: s.job.index as usize,
+                chunk: s.chunk.number,
+                size: rows,
+                message: format!("injected by RFTX_TEST_OOM: batches over {max} sequences fail"),
             });
         }
-        Ok((completions, reports))
+        Ok(())
     }
 
     /// The prompt's cache, sized for the prompt only (the samples' positions go to their own
@@ -163,79 +347,6 @@ impl Generator<'_> {
         }
     }
 
-    /// Decodes `samples` together in lockstep; a sample leaves the batch when it finishes.
-    fn chunk(
-        &self,
-        (prefix_cache, prefix_logits): &Prefilled,
-        question_index: u64,
-        samples: std::ops::Range<usize>,
-        on_tokens: &mut dyn FnMut(usize),
-    ) -> Result<Vec<Completion>> {
-        let p = &self.params;
-        let mut scratch = Vec::new();
-        let mut rngs: Vec<Rng> = samples
-            .clone()
-            .map(|s| Rng::for_sample(p.seed, question_index, s as u64))
-            .collect();
-        let mut outs: Vec<Vec<u32>> = vec![Vec::with_capacity(p.max_new_tokens); samples.len()];
-        // The first token of every sample comes from the prompt's logits.
-        for (out, rng) in outs.iter_mut().zip(rngs.iter_mut()) {
-            out.push(p.sampler.sample(prefix_logits, rng, &mut scratch));
-        }
-        on_tokens(samples.len());
-        let mut cache = self.model.fork(prefix_cache, samples.len(), p.max_new_tokens)?;
-        // `active[i]` = index into `samples` of cache row i.
-        let mut active: Vec<usize> = (0..samples.len()).collect();
-        let mut finished: Vec<Option<Finish>> = vec![None; samples.len()];
-        let vocab = self.model.spec.vocab_size;
-        loop {
-            crate::interrupt::check()?;
-            let keep: Vec<usize> = (0..active.len())
-                .filter(|&row| {
-                    let i = active[row];
-                    finished[i] = self.finish(&outs[i]);
-                    finished[i].is_none()
-                })
-                .collect();
-            if keep.is_empty() {
-                break;
-            }
-            if keep.len() != active.len() {
-                cache.retain(&keep)?;
-                active = keep.iter().map(|&r| active[r]).collect();
-            }
-            let last: Vec<u32> = active
-                .iter()
-                .map(|&i| *outs[i].last().expect("one token at least"))
-                .collect();
-            let logits = self.model.step(&mut cache, &last)?;
-            for (row, &i) in active.iter().enumerate() {
-                let t = p
-                    .sampler
-                    .sample(&logits[row * vocab..(row + 1) * vocab], &mut rngs[i], &mut scratch);
-                outs[i].push(t);
-            }
-            on_tokens(active.len());
-        }
-        Ok(samples
-            .zip(outs)
-            .zip(finished)
-            .map(|((sample, mut tokens), finish)| {
-                let finish = finish.expect("every sample finishes");
-                let new_tokens = tokens.len();
-                if finish == Finish::Eos {
-                    tokens.pop();
-                }
-                Completion {
-                    sample,
-                    tokens,
-                    new_tokens,
-                    finish,
-                }
-            })
-            .collect())
-    }
-
     /// Whether a sample that produced `out` is finished, and why.
     fn finish(&self, out: &[u32]) -> Option<Finish> {
         let last = *out.last().expect("one token at least");
@@ -248,6 +359,103 @@ impl Generator<'_> {
         }
     }
 }
+
+/// A drained chunk's completions (appended to `completions`) and its report.
+fn close(completions: &mut Vec<Completion>, chunk: Chunk, batch_rows: usize) -> ChunkReport {
+    let mut new_tokens = 0;
+    for ((sample, mut tokens), finish) in chunk.samples.clone().zip(chunk.outs).zip(chunk.finished) {
+        let finish = finish.expect("every sample of a drained chunk finished");
+        let n = tokens.len();
+        if finish == Finish::Eos {
+            tokens.pop();
+        }
+        new_tokens += n;
+        completions.push(Completion {
+            sample,
+            tokens,
+            new_tokens: n,
+            finish,
+        });
+    }
+    ChunkReport {
+        chunk: chunk.number,
+        size: chunk.samples.len(),
+        new_tokens,
+        prefill_ms: chunk.prefill_ms,
+        ms: chunk.ms,
+        steps: chunk.steps,
+        batch_rows,
+        peaks: chunk.peaks,
+        gpu_peak_bytes: chunk.gpu_peak,
+    }
+}
+
+/// A candle out-of-memory error as [`Error::OutOfMemory`], naming the batch's first question.
+fn oom(e: Error, slots: &[Slot]) -> Error {
+    match e {
+        Error::Candle(c) if is_out_of_memory(&c) => Error::OutOfMemory {
+            question: slots.first().map_or(0, |s| s.job.index as usize),
+            chunk: slots.first().map_or(0, |s| s.chunk.number),
+            size: slots.iter().map(|s| s.chunk.samples.len()).sum(),
+            message: crate::error::candle_message(&c),
+        },
+        other => other,
+    }
+}
+
+/// Time and memory of the batch's steps, shared out among the chunks decoded in them.
+struct Meter<'g> {
+    gpu: Option<&'g GpuMemory>,
+    window: Window,
+    since: Instant,
+    /// Prefill time within the current step, reported apart.
+    excluded_ms: f64,
+}
+
+impl<'g> Meter<'g> {
+    fn start(gpu: Option<&'g GpuMemory>) -> Self {
+        if let Some(g) = gpu {
+            g.reset_peak();
+        }
+        Meter {
+            gpu,
+            window: Window::open(),
+            since: Instant::now(),
+            excluded_ms: 0.0,
+        }
+    }
+
+    fn exclude(&mut self, ms: f64) {
+        self.excluded_ms += ms;
+    }
+
+    /// Closes the current step: its time (prefills excluded) and steps are split among the
+    /// chunks by active rows, its peaks go to every chunk in it; a new window opens.
+    fn tick(&mut self, slots: &mut [Slot]) {
+        let window = std::mem::replace(&mut self.window, Window::open());
+        let peaks = window.close();
+        let gpu_peak = self.gpu.map(|g| {
+            let peak = g.peak();
+            g.reset_peak();
+            peak
+        });
+        let ms = (self.since.elapsed().as_secs_f64() * 1e3 - self.excluded_ms).max(0.0);
+        self.since = Instant::now();
+        self.excluded_ms = 0.0;
+        let rows: usize = slots.iter().map(|s| s.chunk.active.len()).sum();
+        for c in slots.iter_mut().map(|s| &mut s.chunk) {
+            let share = c.active.len() as f64 / rows.max(1) as f64;
+            c.ms += ms * share;
+            c.steps += share;
+            c.peaks.heap_bytes = c.peaks.heap_bytes.max(peaks.heap_bytes);
+            c.peaks.rss_bytes = c.peaks.rss_bytes.max(peaks.rss_bytes);
+            if let Some(g) = gpu_peak {
+                c.gpu_peak = Some(c.gpu_peak.unwrap_or(0).max(g));
+            }
+        }
+    }
+}
+
 
 #[cfg(test)]
 mod tests {

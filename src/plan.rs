@@ -223,7 +223,8 @@ pub struct Workload {
     pub max_new_tokens: usize,
     pub oversample: usize,
     pub chunk_size: usize,
-    /// hf layout: prompts generated together.
+    /// Prompts generated together: each with its own prompt cache and `chunk_size` sequences
+    /// (rftx), or `oversample` sequences each with a copy of the prompt (hf).
     pub prompts_per_batch: usize,
     pub weights: WeightFormat,
 }
@@ -243,7 +244,7 @@ impl Workload {
     /// Sequences in memory at once.
     pub fn sequences(&self) -> usize {
         match self.layout {
-            Layout::Rftx => self.chunk_size.clamp(1, self.oversample.max(1)),
+            Layout::Rftx => self.prompts_per_batch.max(1) * self.chunk_size.clamp(1, self.oversample.max(1)),
             Layout::Hf => self.prompts_per_batch.max(1) * self.oversample,
         }
     }
@@ -302,13 +303,16 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
     };
     let (kv_cache, activations, logits, phase) = match w.layout {
         Layout::Rftx => {
-            // The run's shared-prefix cache and the prompt prefilled at batch 1 into a cache of
-            // its own, which every sequence reads; each sequence's cache holds only its
-            // generated positions.
-            let prefix = kv_pos * (l + w.shared_prefix_tokens as u64);
-            // Only the part of the prompt after the shared prefix is computed.
+            // The run's shared-prefix cache and every prompt of the batch prefilled at batch 1
+            // into a cache of its own, which its sequences read; each sequence's cache holds
+            // only its generated positions.
+            let prompts = w.prompts_per_batch.max(1) as u64;
+            let prefix = kv_pos * (prompts * l + w.shared_prefix_tokens as u64);
+            // Only the part of the prompt after the shared prefix is computed, while the other
+            // prompts' sequences hold their caches.
             let rows = l.saturating_sub(w.shared_prefix_tokens as u64).max(1);
-            let prefill = (prefix, layer_act(rows, l, true), 2 * vocab * 4);
+            let others = (prompts - 1) * (b / prompts) * kv_seq;
+            let prefill = (prefix + others, layer_act(rows, l, true), 2 * vocab * 4);
             // On a GPU decode attention is tensor ops in f32 (engine/cuda.rs): its products of
             // queries and keys (or weights and values) hold every position of every head.
             let gpu_attention = if gpu {
@@ -393,6 +397,43 @@ pub struct Plan {
     pub max_chunk_size: usize,
     /// At `max_chunk_size`, the largest `max_new_tokens` that fits (bounded by the context).
     pub max_new_tokens_at_max_chunk: usize,
+    /// rftx layout: the largest `prompts_per_batch` (at the configured chunk size, up to
+    /// [`MAX_PROMPTS`]) whose peak stays within the capacity less [`SAFETY_MARGIN`]; what
+    /// `prompts_per_batch = "auto"` picks on a GPU. 0 if not even one prompt does.
+    pub safe_prompts_per_batch: usize,
+}
+
+/// Share of the capacity that `"auto"` settings leave free: the planner's predictions were
+/// within a few per cent of measured heap peaks on the CPU (`rftx plan --check`) and of CUDA's
+/// pool peaks; the rest covers allocator fragmentation and what the plan does not model.
+pub const SAFETY_MARGIN: f64 = 0.2;
+
+/// Most prompts per batch the planner considers.
+pub const MAX_PROMPTS: usize = 4096;
+
+/// The largest `n` in `1..=limit` for which `w` with `set(n)` has a peak within `capacity`;
+/// 0 if not even 1 does. Peaks grow with `n`: binary search.
+pub fn largest(arch: &Arch, w: &Workload, gpu: bool, capacity: u64, limit: usize, set: fn(&mut Workload, usize)) -> usize {
+    let fits = |n: usize| {
+        let mut x = w.clone();
+        set(&mut x, n);
+        predict(arch, &x, gpu).total <= capacity
+    };
+    let (mut lo, mut hi) = (0usize, limit);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+/// `capacity` less the [`SAFETY_MARGIN`].
+pub fn safe_capacity(capacity: u64) -> u64 {
+    (capacity as f64 * (1.0 - SAFETY_MARGIN)) as u64
 }
 
 pub fn plan(arch: Arch, workload: Workload, device: Device) -> Plan {
@@ -433,7 +474,14 @@ pub fn plan(arch: Arch, workload: Workload, device: Device) -> Plan {
         }
         lo
     };
+    let safe_prompts_per_batch = match workload.layout {
+        Layout::Rftx => largest(&arch, &workload, gpu, safe_capacity(cap), MAX_PROMPTS, |w, n| {
+            w.prompts_per_batch = n
+        }),
+        Layout::Hf => 0,
+    };
     Plan {
+        safe_prompts_per_batch,
         predicted_peak_bytes: breakdown.total,
         capacity_bytes: cap,
         fits: breakdown.total <= cap,
@@ -464,9 +512,11 @@ pub fn render(p: &Plan) -> String {
     );
     let layout = match w.layout {
         Layout::Rftx => format!(
-            "rftx: one prompt at a time, prompt cache shared, {} of {} samples at once",
-            w.sequences(),
-            w.oversample
+            "rftx: {} prompt(s) at a time, each prompt's cache shared by its {} of {} samples at once ({} sequences)",
+            w.prompts_per_batch.max(1),
+            w.chunk_size.clamp(1, w.oversample.max(1)),
+            w.oversample,
+            w.sequences()
         ),
         Layout::Hf => format!(
             "hf: {} prompts × {} samples = {} sequences at once, prompts repeated",
@@ -521,6 +571,17 @@ pub fn render(p: &Plan) -> String {
             format!(
                 "{} (max_new_tokens up to {} at that size)",
                 p.max_chunk_size, p.max_new_tokens_at_max_chunk
+            ),
+        );
+    }
+    if w.layout == Layout::Rftx {
+        line(
+            "safe prompts_per_batch",
+            format!(
+                "{} (at chunk_size {}, keeping {:.0} % of the device free; what \"auto\" picks on a GPU)",
+                p.safe_prompts_per_batch,
+                w.chunk_size.clamp(1, w.oversample.max(1)),
+                SAFETY_MARGIN * 100.0
             ),
         );
     }

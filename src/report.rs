@@ -39,6 +39,13 @@ pub struct Metrics {
     /// Samples that ended with an end-of-turn token rather than the token budget.
     pub finished_eos: usize,
     pub chunks: usize,
+    /// How full the batch was while decoding: rows decoded per step over the rows it holds
+    /// when full (`prompts_per_batch` × chunk size), averaged over all steps; 1 = always full.
+    #[serde(default)]
+    pub occupancy: f64,
+    /// Rows decoded per step, on average.
+    #[serde(default)]
+    pub mean_batch_rows: f64,
     /// Highest heap bytes over all chunks (counting allocator; weights included).
     pub peak_bytes: u64,
     /// Highest resident set size over all chunks.
@@ -85,6 +92,10 @@ pub struct Tally {
     prefill_ms: f64,
     decode_ms: f64,
     chunks: usize,
+    /// Σ rows decoded over all steps, Σ steps, Σ steps × full batch rows.
+    row_steps: f64,
+    steps: f64,
+    slot_steps: f64,
     peak_bytes: u64,
     rss_peak_bytes: u64,
     gpu_peak_bytes: Option<u64>,
@@ -106,6 +117,10 @@ impl Tally {
         self.chunks += 1;
         self.prefill_ms += c.prefill_ms;
         self.decode_ms += c.ms;
+        // A chunk's first tokens come from the prompt's logits, the others from steps.
+        self.row_steps += c.new_tokens.saturating_sub(c.size) as f64;
+        self.steps += c.steps;
+        self.slot_steps += c.steps * c.batch_rows as f64;
         self.peak_bytes = self.peak_bytes.max(c.peak_bytes);
         self.rss_peak_bytes = self.rss_peak_bytes.max(c.rss_peak_bytes);
         if let Some(g) = c.gpu_peak_bytes {
@@ -145,6 +160,8 @@ impl Tally {
             parsed: self.parsed,
             finished_eos: self.eos,
             chunks: self.chunks,
+            occupancy: ratio(self.row_steps, self.slot_steps),
+            mean_batch_rows: ratio(self.row_steps, self.steps),
             peak_bytes: self.peak_bytes,
             rss_peak_bytes: self.rss_peak_bytes,
             gpu_peak_bytes: self.gpu_peak_bytes,

@@ -141,6 +141,7 @@ impl Manifest {
             pid: std::process::id(),
             device: Some(device),
             host: crate::util::hostname(),
+            batching: None,
         });
     }
 
@@ -224,6 +225,21 @@ pub struct Session {
     /// The machine's host name (provenance: which node of a cluster ran it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// How the session batched its questions (`"auto"` settings resolved on its machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<Batching>,
+}
+
+/// How questions are batched: values of `generation.prompts_per_batch` and
+/// `generation.chunk_size` as a session ran them, and which of them were `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batching {
+    pub prompts_per_batch: usize,
+    pub chunk_size: usize,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_prompts_per_batch: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_chunk_size: bool,
 }
 
 /// One line of `samples.jsonl`: a question and all its samples.
@@ -266,6 +282,35 @@ pub struct ChunkRecord {
     /// Out-of-memory retries of this question before it fitted (`memory.on_exceed = "shrink"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_retries: Option<usize>,
+    /// The chunk's share of the batch's decoding steps (each step split among the chunks decoded
+    /// in it by their rows; `ms` is split the same way).
+    #[serde(default)]
+    pub steps: f64,
+    /// Rows the batch held when full: `prompts_per_batch` × chunk size.
+    #[serde(default)]
+    pub batch_rows: usize,
+}
+
+#[cfg(test)]
+impl ChunkRecord {
+    /// A chunk of one sample of one token (test fixture).
+    pub(crate) fn example(question: usize) -> ChunkRecord {
+        ChunkRecord {
+            question,
+            chunk: 0,
+            size: 1,
+            new_tokens: 1,
+            prefill_ms: 1.0,
+            ms: 1.0,
+            peak_bytes: 1,
+            rss_peak_bytes: 1,
+            gpu_peak_bytes: None,
+            shrunk_from: None,
+            oom_retries: None,
+            steps: 0.0,
+            batch_rows: 1,
+        }
+    }
 }
 
 /// What a directory held when it was opened for (re)writing.
@@ -633,19 +678,7 @@ mod tests {
     }
 
     fn c(question: usize) -> ChunkRecord {
-        ChunkRecord {
-            question,
-            chunk: 0,
-            size: 1,
-            new_tokens: 1,
-            prefill_ms: 1.0,
-            ms: 1.0,
-            peak_bytes: 1,
-            rss_peak_bytes: 1,
-            gpu_peak_bytes: None,
-            shrunk_from: None,
-            oom_retries: None,
-        }
+        ChunkRecord::example(question)
     }
 
     #[test]

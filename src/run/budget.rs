@@ -18,7 +18,13 @@ pub(crate) struct Budget {
 impl Budget {
     /// `None` without a budget. A budget too small for one sequence of the longest prompt is an
     /// input error, raised before anything runs.
-    pub(crate) fn new(p: &Prepared, arch: &Arch, prompts: &[Vec<u32>], shared_tokens: usize) -> Result<Option<Budget>> {
+    pub(crate) fn new(
+        p: &Prepared,
+        arch: &Arch,
+        prompts: &[Vec<u32>],
+        shared_tokens: usize,
+        batching: &crate::store::Batching,
+    ) -> Result<Option<Budget>> {
         let c = &p.resolved.config;
         let Some(spec) = &c.memory.budget else { return Ok(None) };
         let device = plan::device(spec).map_err(|e| Error::input(&p.resolved.file, format!("memory.budget: {e}")))?;
@@ -30,6 +36,7 @@ impl Budget {
             arch: arch.clone(),
             workload: Workload {
                 layout: plan::Layout::Rftx,
+                prompts_per_batch: batching.prompts_per_batch,
                 ..workload(c, longest, shared_tokens)
             },
         };
@@ -47,9 +54,15 @@ impl Budget {
         Ok(Some(b))
     }
 
+    /// The predicted peak of a batch in chunks of `chunk`; with several questions per batch,
+    /// each as long as the longest prompt (any of them may be in the batch).
     fn predict(&self, prompt_tokens: usize, chunk: usize) -> u64 {
         let w = Workload {
-            prompt_tokens,
+            prompt_tokens: if self.workload.prompts_per_batch > 1 {
+                self.workload.prompt_tokens
+            } else {
+                prompt_tokens
+            },
             chunk_size: chunk,
             ..self.workload.clone()
         };
@@ -86,8 +99,12 @@ pub fn workload(c: &Config, prompt_tokens: usize, shared_prefix_tokens: usize) -
         shared_prefix_tokens,
         max_new_tokens: c.generation.max_new_tokens,
         oversample: c.generation.oversample,
-        chunk_size: c.generation.chunk_size,
-        prompts_per_batch: c.plan.prompts_per_batch,
+        // `auto` as its largest: what `run::batching` starts from.
+        chunk_size: c.generation.chunk_size.fixed().unwrap_or(c.generation.oversample),
+        prompts_per_batch: match c.plan.layout {
+            crate::plan::Layout::Hf => c.plan.prompts_per_batch,
+            crate::plan::Layout::Rftx => c.generation.prompts_per_batch.fixed().unwrap_or(1),
+        },
         weights: c.model.weights,
     }
 }

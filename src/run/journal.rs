@@ -29,6 +29,7 @@ impl<'a> Journal<'a> {
         recovered: &Recovered,
         started: Instant,
         device: String,
+        batching: store::Batching,
     ) -> Result<Self> {
         let mut tally = Tally::default();
         let mut dataset = Dataset::default();
@@ -38,6 +39,9 @@ impl<'a> Journal<'a> {
         }
         recovered.chunks.iter().for_each(|ch| tally.add_chunk(ch));
         manifest.begin_session(recovered.questions.len(), device);
+        if let Some(s) = manifest.sessions.last_mut() {
+            s.batching = Some(batching);
+        }
         dir.write_manifest(&manifest)?;
         Ok(Journal {
             dir,

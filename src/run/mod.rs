@@ -8,6 +8,7 @@
 //! - `journal`: the durable record (appends, checkpoints, manifest) of a run in progress;
 //! - [`plan_check`]: `rftx plan` for a config and `plan --check` on the real model;
 //! - [`shard`]: one shard of a run (`rftx shard run`).
+mod batching;
 mod budget;
 mod journal;
 pub mod plan_check;
@@ -15,17 +16,18 @@ pub mod prepare;
 pub mod session;
 pub mod shard;
 
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::config::{ModelInit, OnExceed};
 use crate::error::{Error, Result};
-use crate::generate::ChunkReport;
+use crate::generate::{ChunkReport, Finished, Job};
 use crate::report::{self, Metrics};
 use crate::rft;
 use crate::store::{
-    self, Appender, ChunkRecord, Lock, Manifest, QuestionRecord, RunDir, SampleRecord, ShardOf, Status,
+    self, Appender, Batching, ChunkRecord, Lock, Manifest, QuestionRecord, RunDir, SampleRecord, ShardOf, Status,
 };
 use crate::util::{human_bytes, now_rfc3339};
 pub use budget::workload;
@@ -111,13 +113,24 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
     let mut log = Log { observer, file: None };
     let session = Session::open(p, &mut |s| log.line(s))?;
     let prompts = session.prompts(p)?;
-    let budget = Budget::new(p, &session.arch, &prompts, session.shared_tokens())?;
+    let longest = prompts[target.range.clone()].iter().map(Vec::len).max().unwrap_or(0);
+    let mut notes = Vec::new();
+    let batching = batching::resolve(
+        p,
+        &session.arch,
+        longest,
+        session.shared_tokens(),
+        target.range.len(),
+        &mut |s| notes.push(s.to_string()),
+    )?;
+    let budget = Budget::new(p, &session.arch, &prompts, session.shared_tokens(), &batching)?;
     let runner = Runner {
         p,
         session: &session,
         prompts: &prompts,
         budget: budget.as_ref(),
         target,
+        batching,
     };
 
     let dir = RunDir::create(&target.dir)?;
@@ -147,9 +160,12 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         _ => runner.new_manifest(),
     };
     let device = crate::engine::device::numerics(p.device, p.gpu.as_ref());
-    let mut journal = Journal::open(&dir, manifest, &recovered, started, device)?;
+    let mut journal = Journal::open(&dir, manifest, &recovered, started, device, batching)?;
     let resumed_from = recovered.questions.len();
     runner.log_start(&mut log, resumed_from);
+    for note in &notes {
+        log.line(note);
+    }
 
     let generated = runner.questions(resumed_from, &mut journal, &mut log);
     if let Err(Error::Interrupted { signal, .. }) = generated {
@@ -201,6 +217,15 @@ struct Runner<'a> {
     prompts: &'a [Vec<u32>],
     budget: Option<&'a Budget>,
     target: &'a Target,
+    batching: Batching,
+}
+
+/// Where a run's commits stand: the next question to commit, the questions finished ahead of
+/// it (with their chunk size), and the out-of-memory retries of each question.
+struct Progress {
+    next: usize,
+    waiting: BTreeMap<usize, (Finished, usize)>,
+    retried: HashMap<usize, usize>,
 }
 
 impl Runner<'_> {
@@ -250,7 +275,7 @@ impl Runner<'_> {
             None => String::new(),
         };
         log.line(&format!(
-            "run {} ({}){part}: model {} [{} weights, {} MiB, loaded in {:.2} s], {total} questions × {} samples, chunk size {}",
+            "run {} ({}){part}: model {} [{} weights, {} MiB, loaded in {:.2} s], {total} questions × {} samples, chunk size {}, {} question(s) per batch",
             &p.hash[..12],
             c.name,
             self.session.model_path.display(),
@@ -258,7 +283,8 @@ impl Runner<'_> {
             self.session.model.weight_bytes >> 20,
             self.session.load_s,
             c.generation.oversample,
-            c.generation.chunk_size
+            self.batching.chunk_size,
+            self.batching.prompts_per_batch
         ));
         if resumed_from > 0 {
             log.line(&format!(
@@ -268,84 +294,154 @@ impl Runner<'_> {
     }
 
     /// Generates and commits the questions after the first `resumed_from`, checkpointing every
-    /// `checkpoint.every` questions.
+    /// `checkpoint.every` questions. Questions finish out of order when several decode together;
+    /// they are committed in order. An out-of-memory (`memory.on_exceed = "shrink"`) restarts
+    /// the questions not yet finished with fewer questions per batch, then smaller chunks.
     fn questions(&self, resumed_from: usize, journal: &mut Journal, log: &mut Log) -> Result<()> {
         let c = &self.p.resolved.config;
-        let (first, end) = (self.target.range.start, self.target.range.end);
-        let total = end - first;
-        log.observer.begin(total, resumed_from, c.generation.oversample);
-        let result = (first + resumed_from..end).try_for_each(|index| {
-            crate::interrupt::check()?;
-            self.question(index, journal, log)?;
-            let done = journal.tally().questions();
-            if done.is_multiple_of(c.checkpoint.every) && done < total {
-                journal.checkpoint(Status::Running)?;
-                log.line(&format!("checkpoint: {done} of {total} questions durable"));
+        log.observer.begin(self.target.range.len(), resumed_from, c.generation.oversample);
+        let mut state = Progress {
+            next: self.target.range.start + resumed_from,
+            waiting: BTreeMap::new(),
+            retried: HashMap::new(),
+        };
+        let mut batching = self.batching;
+        let result = loop {
+            match self.attempt(batching, &mut state, journal, log) {
+                Err(Error::OutOfMemory { question, chunk, size, message }) => {
+                    let Some(smaller) = self.after_oom(batching) else {
+                        break Err(self.out_of_memory(question, chunk, size, &message));
+                    };
+                    log.line(&format!(
+                        "CUDA out of memory at question {question} chunk {chunk} ({size} sequences): retrying the unfinished questions with {} per batch in chunks of {}",
+                        smaller.prompts_per_batch, smaller.chunk_size
+                    ));
+                    let finished: Vec<usize> = state.waiting.keys().copied().collect();
+                    for i in state.next..=question.max(state.next) {
+                        if !finished.contains(&i) {
+                            *state.retried.entry(i).or_default() += 1;
+                        }
+                    }
+                    batching = smaller;
+                }
+                other => break other,
             }
-            Ok(())
-        });
+        };
         log.observer.end();
         result
     }
 
-    /// Generates, grades and commits question `index`; owns its chunk size.
-    fn question(&self, index: usize, journal: &mut Journal, log: &mut Log) -> Result<()> {
+    /// Half the questions per batch, else half the chunk size; `None` when nothing is left to
+    /// halve or `memory.on_exceed` is `fail`.
+    fn after_oom(&self, b: Batching) -> Option<Batching> {
         let c = &self.p.resolved.config;
-        let ids = &self.prompts[index];
-        let mut params = generation_params(c, c.generation.chunk_size);
-        let mut shrunk_from = None;
-        if let Some(b) = self.budget {
-            let wanted = params.chunk_size.min(params.oversample);
-            let chunk = b.chunk_for(index, ids.len(), wanted)?;
-            if chunk < wanted {
-                log.line(&format!(
-                    "memory.budget: question {index} runs in chunks of {chunk} instead of {wanted} (predicted peak over {})",
-                    human_bytes(b.bytes)
-                ));
-                shrunk_from = Some(params.chunk_size);
-                params.chunk_size = chunk;
-            }
+        if c.memory.on_exceed != OnExceed::Shrink {
+            return None;
         }
-        let mut oom_retries = 0;
-        let (completions, reports) = loop {
-            let obs = &mut *log.observer;
-            match self.session.generate(index, ids, params, &mut |n| obs.tokens(n)) {
-                Ok(done) => break done,
-                Err(Error::OutOfMemory { chunk, size, message }) => {
-                    let shrink = c.memory.on_exceed == OnExceed::Shrink && params.chunk_size > 1;
-                    if !shrink {
-                        return Err(self.out_of_memory(index, chunk, size, &message));
+        let chunk = b.chunk_size.min(c.generation.oversample);
+        if b.prompts_per_batch > 1 {
+            Some(Batching { prompts_per_batch: b.prompts_per_batch / 2, ..b })
+        } else if chunk > 1 {
+            Some(Batching { chunk_size: chunk / 2, ..b })
+        } else {
+            None
+        }
+    }
+
+    /// One pass over the questions from `state.next` on (skipping those finished and waiting
+    /// for their turn to commit), `batching.prompts_per_batch` at a time.
+    fn attempt(&self, batching: Batching, state: &mut Progress, journal: &mut Journal, log: &mut Log) -> Result<()> {
+        let c = &self.p.resolved.config;
+        let skip: Vec<usize> = state.waiting.keys().copied().collect();
+        let stop: std::cell::RefCell<Option<Error>> = Default::default();
+        let chunks: std::cell::RefCell<HashMap<usize, usize>> = Default::default();
+        let log = std::cell::RefCell::new(log);
+        let mut jobs = (state.next..self.target.range.end)
+            .filter(|i| !skip.contains(i))
+            .map_while(|index| {
+                let prompt = &self.prompts[index];
+                match self.chunk_for(index, prompt.len(), batching.chunk_size, &mut log.borrow_mut()) {
+                    Ok(chunk_size) => {
+                        chunks.borrow_mut().insert(index, chunk_size);
+                        Some(Job { index: index as u64, prompt, chunk_size })
                     }
-                    let half = (params.chunk_size.min(params.oversample) / 2).max(1);
-                    log.line(&format!(
-                        "CUDA out of memory at question {index} chunk {chunk} ({size} sequences): retrying the question in chunks of {half}"
-                    ));
-                    shrunk_from.get_or_insert(c.generation.chunk_size);
-                    params.chunk_size = half;
-                    oom_retries += 1;
+                    Err(e) => {
+                        *stop.borrow_mut() = Some(e);
+                        None
+                    }
                 }
-                Err(e) => return Err(e),
-            }
-        };
-        if let Some(b) = self.budget {
-            for r in reports.iter().filter(|r| r.peaks.heap_bytes > b.bytes) {
-                log.line(&format!(
-                    "warning: question {index} chunk {} measured a peak of {}, over memory.budget = {}",
-                    r.chunk,
-                    human_bytes(r.peaks.heap_bytes),
-                    human_bytes(b.bytes)
-                ));
+            });
+        let params = generation_params(c, batching.chunk_size);
+        self.session.generate_batch(
+            &mut jobs,
+            batching.prompts_per_batch,
+            params,
+            &mut |n| log.borrow_mut().observer.tokens(n),
+            &mut |finished| {
+                let chunk = chunks.borrow()[&(finished.index as usize)];
+                state.waiting.insert(finished.index as usize, (finished, chunk));
+                self.commit_ready(state, journal, &mut log.borrow_mut())
+            },
+        )?;
+        match stop.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The chunk size of question `index`: `wanted`, unless `memory.budget` makes it smaller.
+    fn chunk_for(&self, index: usize, prompt_tokens: usize, wanted: usize, log: &mut Log) -> Result<usize> {
+        let wanted = wanted.min(self.p.resolved.config.generation.oversample);
+        let Some(b) = self.budget else { return Ok(wanted) };
+        let chunk = b.chunk_for(index, prompt_tokens, wanted)?;
+        if chunk < wanted {
+            log.line(&format!(
+                "memory.budget: question {index} runs in chunks of {chunk} instead of {wanted} (predicted peak over {})",
+                human_bytes(b.bytes)
+            ));
+        }
+        Ok(chunk)
+    }
+
+    /// Grades and commits the finished questions that are next in order.
+    fn commit_ready(&self, state: &mut Progress, journal: &mut Journal, log: &mut Log) -> Result<()> {
+        let c = &self.p.resolved.config;
+        let total = self.target.range.len();
+        while let Some((finished, chunk)) = state.waiting.remove(&state.next) {
+            let index = state.next;
+            self.warn_over_budget(index, &finished.reports, log);
+            let record = self.grade(index, finished.completions)?;
+            let configured = c.generation.chunk_size.fixed().unwrap_or(self.batching.chunk_size);
+            let shrunk_from = (chunk < configured.min(c.generation.oversample)).then_some(configured);
+            let retries = state.retried.get(&index).copied().unwrap_or(0);
+            let chunks: Vec<ChunkRecord> = finished
+                .reports
+                .iter()
+                .map(|r| chunk_record(index, r, shrunk_from, retries))
+                .collect();
+            journal.commit(&record, &chunks)?;
+            state.next += 1;
+            let t = journal.tally();
+            log.observer.question_done(t.questions(), t.accepted(), t.samples());
+            let done = t.questions();
+            if done.is_multiple_of(c.checkpoint.every) && done < total {
+                journal.checkpoint(Status::Running)?;
+                log.line(&format!("checkpoint: {done} of {total} questions durable"));
             }
         }
-        let record = self.grade(index, completions)?;
-        let chunks: Vec<ChunkRecord> = reports
-            .iter()
-            .map(|r| chunk_record(index, r, shrunk_from, oom_retries))
-            .collect();
-        journal.commit(&record, &chunks)?;
-        let t = journal.tally();
-        log.observer.question_done(t.questions(), t.accepted(), t.samples());
         Ok(())
+    }
+
+    fn warn_over_budget(&self, index: usize, reports: &[ChunkReport], log: &mut Log) {
+        let Some(b) = self.budget else { return };
+        for r in reports.iter().filter(|r| r.peaks.heap_bytes > b.bytes) {
+            log.line(&format!(
+                "warning: question {index} chunk {} measured a peak of {}, over memory.budget = {}",
+                r.chunk,
+                human_bytes(r.peaks.heap_bytes),
+                human_bytes(b.bytes)
+            ));
+        }
     }
 
     /// The error of an out-of-memory that is not retried: where, under which limit, what to change.
@@ -356,7 +452,7 @@ impl Runner<'_> {
             None => "the whole GPU".into(),
         };
         Error::Run(format!(
-            "CUDA out of memory at question {index}, chunk {chunk} ({size} sequences of up to {} new tokens) with {limit} ({message}); set memory.on_exceed = \"shrink\", lower generation.chunk_size or generation.max_new_tokens, or raise memory.device_limit; the questions done so far are kept and a re-run resumes",
+            "CUDA out of memory at question {index}, chunk {chunk} ({size} sequences of up to {} new tokens) with {limit} ({message}); set memory.on_exceed = \"shrink\", lower generation.prompts_per_batch, generation.chunk_size or generation.max_new_tokens, or raise memory.device_limit; the questions done so far are kept and a re-run resumes",
             c.generation.max_new_tokens
         ))
     }
@@ -407,6 +503,8 @@ fn chunk_record(question: usize, r: &ChunkReport, shrunk_from: Option<usize>, oo
         gpu_peak_bytes: r.gpu_peak_bytes,
         shrunk_from,
         oom_retries: (oom_retries > 0).then_some(oom_retries),
+        steps: round3(r.steps),
+        batch_rows: r.batch_rows,
     }
 }
 

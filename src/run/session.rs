@@ -8,7 +8,7 @@ use crate::config::{Config, ModelInit};
 use crate::engine::device::GpuMemory;
 use crate::engine::{Model, Weights};
 use crate::error::{Error, Result};
-use crate::generate::{ChunkReport, Completion, GenerationParams, Generator, SharedPrefix};
+use crate::generate::{ChunkReport, Completion, Finished, GenerationParams, Generator, Job, SharedPrefix};
 use crate::plan::Arch;
 use crate::prompt::{self, ChatTemplate};
 use crate::sampling::Sampler;
@@ -119,15 +119,30 @@ impl Session {
         params: GenerationParams,
         on_tokens: &mut dyn FnMut(usize),
     ) -> Result<(Vec<Completion>, Vec<ChunkReport>)> {
-        let generator = Generator {
+        self.generator(params).question(index as u64, ids, on_tokens)
+    }
+
+    /// The questions of `jobs`, `prompts` at a time (see [`Generator::batch`]).
+    pub fn generate_batch<'p>(
+        &self,
+        jobs: &mut dyn Iterator<Item = Job<'p>>,
+        prompts: usize,
+        params: GenerationParams,
+        on_tokens: &mut dyn FnMut(usize),
+        on_done: &mut dyn FnMut(Finished) -> Result<()>,
+    ) -> Result<()> {
+        self.generator(params).batch(jobs, prompts, on_tokens, on_done)
+    }
+
+    fn generator(&self, params: GenerationParams) -> Generator<'_> {
+        Generator {
             model: &self.model,
             shared: self.shared.as_ref(),
             stop_ids: &self.stop_ids,
             params,
             gpu: self.gpu.as_ref(),
             inject_oom: injected_oom(),
-        };
-        generator.question(index as u64, ids, on_tokens)
+        }
     }
 }
 
