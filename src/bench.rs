@@ -1,16 +1,31 @@
-//! `rftx bench`: the reference workload W15 (5 unit-conversion questions × 15 samples × 80 new
-//! tokens, temperature 0.7, the default model) at several chunk sizes, measured side by side in
-//! one process, with a JSON report that can be compared across commits.
+//! `rftx bench`: a config's questions (W15: 5 unit-conversion questions × 15 samples × 80 new
+//! tokens, temperature 0.7, the default model; W60: the first 20) at several settings of chunk
+//! size and questions per batch, measured side by side in one process, with a JSON report that
+//! can be compared across commits.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::config::Count;
 use crate::error::Result;
+use crate::generate::Job;
 use crate::run::{generation_params, Observer, Prepared, Session};
+
+/// One setting to measure: chunk size and questions per batch, each a number or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Setting {
+    pub chunk_size: Count,
+    pub prompts_per_batch: Count,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
+    /// The setting as asked (`15`, `auto`).
+    pub setting: String,
     pub chunk_size: usize,
+    pub prompts_per_batch: usize,
+    /// How full the batch was (see `metrics.json`).
+    pub occupancy: f64,
     pub questions: usize,
     pub samples: usize,
     pub new_tokens: usize,
@@ -51,54 +66,21 @@ pub struct BenchReport {
     pub samples_identical: bool,
 }
 
-/// Runs the prepared config's first questions at each chunk size.
-pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> Result<BenchReport> {
+/// Runs the prepared config's questions at each setting.
+pub fn run(p: &Prepared, settings: &[Setting], observer: &mut dyn Observer) -> Result<BenchReport> {
     let c = &p.resolved.config;
     let session = Session::open(p, &mut |s| observer.log(s))?;
     let prompts = session.prompts(p)?;
     let mut rows: Vec<BenchRow> = Vec::new();
-    for &chunk in chunk_sizes {
-        let params = generation_params(c, chunk);
-        let (mut prefill_ms, mut decode_ms, mut tokens, mut samples, mut peak, mut rss) = (0.0, 0.0, 0, 0, 0, 0);
-        let mut gpu_peak: Option<u64> = None;
-        let mut digest = Sha256::new();
-        for (i, ids) in prompts.iter().enumerate() {
-            let (completions, reports) = session.generate(i, ids, params, &mut |n| observer.tokens(n))?;
-            for comp in &completions {
-                digest.update((comp.tokens.len() as u64).to_le_bytes());
-                comp.tokens.iter().for_each(|t| digest.update(t.to_le_bytes()));
-            }
-            samples += completions.len();
-            for r in &reports {
-                prefill_ms += r.prefill_ms;
-                decode_ms += r.ms;
-                tokens += r.new_tokens;
-                peak = peak.max(r.peaks.heap_bytes);
-                rss = rss.max(r.peaks.rss_bytes);
-                if let Some(g) = r.gpu_peak_bytes {
-                    gpu_peak = Some(gpu_peak.unwrap_or(0).max(g));
-                }
-            }
-        }
-        let gen_s = (prefill_ms + decode_ms) / 1e3;
-        let tokens_per_s = tokens as f64 / gen_s.max(1e-9);
-        let speed_ratio = rows.first().map_or(1.0, |first| tokens_per_s / first.tokens_per_s);
-        let row = BenchRow {
-            chunk_size: chunk,
-            questions: prompts.len(),
-            samples,
-            new_tokens: tokens,
-            prefill_s: prefill_ms / 1e3,
-            decode_s: decode_ms / 1e3,
-            tokens_per_s,
-            decode_tokens_per_s: tokens as f64 / (decode_ms / 1e3).max(1e-9),
-            peak_bytes: peak,
-            rss_peak_bytes: rss,
-            gpu_peak_bytes: gpu_peak,
-            samples_sha256: crate::util::hex(&digest.finalize()),
-            speed_ratio,
-        };
-        observer.log(&format!("chunk {chunk}: {tokens} tokens, {tokens_per_s:.1} tokens/s"));
+    for &setting in settings {
+        let b = crate::run::resolve_batching(p, &session, &prompts, setting.chunk_size, setting.prompts_per_batch)?;
+        let mut row = measure(&session, c, &prompts, b.chunk_size, b.prompts_per_batch, observer)?;
+        row.setting = format!("{} × {}", setting.prompts_per_batch, setting.chunk_size);
+        row.speed_ratio = rows.first().map_or(1.0, |first| row.tokens_per_s / first.tokens_per_s);
+        observer.log(&format!(
+            "{} questions × chunk {} per batch: {} tokens, {:.1} tokens/s",
+            b.prompts_per_batch, b.chunk_size, row.new_tokens, row.tokens_per_s
+        ));
         rows.push(row);
     }
     let samples_identical = rows.windows(2).all(|w| w[0].samples_sha256 == w[1].samples_sha256);
@@ -119,6 +101,62 @@ pub fn run(p: &Prepared, chunk_sizes: &[usize], observer: &mut dyn Observer) -> 
         prompt_tokens: prompts.iter().map(Vec::len).collect(),
         rows,
         samples_identical,
+    })
+}
+
+/// All `prompts` at chunk size `chunk`, `per_batch` questions at a time.
+fn measure(
+    session: &Session,
+    c: &crate::config::Config,
+    prompts: &[Vec<u32>],
+    chunk: usize,
+    per_batch: usize,
+    observer: &mut dyn Observer,
+) -> Result<BenchRow> {
+    let params = generation_params(c, chunk);
+    let mut finished = Vec::new();
+    let mut jobs = prompts.iter().enumerate().map(|(i, ids)| Job {
+        index: i as u64,
+        prompt: ids,
+        chunk_size: chunk,
+    });
+    session.generate_batch(&mut jobs, per_batch, params, &mut |n| observer.tokens(n), &mut |f| {
+        finished.push(f);
+        Ok(())
+    })?;
+    finished.sort_by_key(|f| f.index);
+    let mut tally = crate::report::Tally::default();
+    let mut digest = Sha256::new();
+    let mut samples = 0;
+    for f in &finished {
+        for comp in &f.completions {
+            digest.update((comp.tokens.len() as u64).to_le_bytes());
+            comp.tokens.iter().for_each(|t| digest.update(t.to_le_bytes()));
+        }
+        samples += f.completions.len();
+        for r in &f.reports {
+            tally.add_chunk(&crate::run::chunk_record(f.index as usize, r, None, 0));
+        }
+    }
+    let m = tally.metrics(prompts.len(), 0.0, 0);
+    let tokens: usize = finished.iter().flat_map(|f| &f.reports).map(|r| r.new_tokens).sum();
+    Ok(BenchRow {
+        setting: String::new(),
+        chunk_size: chunk,
+        prompts_per_batch: per_batch,
+        occupancy: m.occupancy,
+        questions: prompts.len(),
+        samples,
+        new_tokens: tokens,
+        prefill_s: m.prefill_s,
+        decode_s: m.decode_s,
+        tokens_per_s: tokens as f64 / m.generation_s.max(1e-9),
+        decode_tokens_per_s: tokens as f64 / m.decode_s.max(1e-9),
+        peak_bytes: m.peak_bytes,
+        rss_peak_bytes: m.rss_peak_bytes,
+        gpu_peak_bytes: m.gpu_peak_bytes,
+        samples_sha256: crate::util::hex(&digest.finalize()),
+        speed_ratio: 1.0,
     })
 }
 
@@ -143,7 +181,7 @@ pub fn render(r: &BenchReport) -> String {
         format!("{} threads, {}", r.threads, r.cpu)
     };
     let mut s = format!(
-        "W15: {} questions × {} samples × {} new tokens, temperature {}, {} weights, {on}\n",
+        "{} questions × {} samples × {} new tokens, temperature {}, {} weights, {on}\n",
         r.rows.first().map_or(0, |x| x.questions),
         r.oversample,
         r.max_new_tokens,
@@ -151,8 +189,11 @@ pub fn render(r: &BenchReport) -> String {
         r.weights,
     );
     s.push_str(&format!(
-        "{:>6} {:>8} {:>10} {:>10} {:>10} {:>9} {:>11} {:>11}{}\n",
+        "{:>12} {:>5} {:>6} {:>6} {:>8} {:>10} {:>10} {:>10} {:>9} {:>11} {:>11}{}\n",
+        "setting",
+        "ppb",
         "chunk",
+        "full",
         "tokens",
         "prefill s",
         "decode s",
@@ -168,8 +209,11 @@ pub fn render(r: &BenchReport) -> String {
     ));
     for x in &r.rows {
         s.push_str(&format!(
-            "{:>6} {:>8} {:>10.2} {:>10.2} {:>10.1} {:>9.2} {:>11} {:>11}{}\n",
+            "{:>12} {:>5} {:>6} {:>5.0}% {:>8} {:>10.2} {:>10.2} {:>10.1} {:>9.2} {:>11} {:>11}{}\n",
+            x.setting,
+            x.prompts_per_batch,
             x.chunk_size,
+            x.occupancy * 100.0,
             x.new_tokens,
             x.prefill_s,
             x.decode_s,
@@ -183,9 +227,9 @@ pub fn render(r: &BenchReport) -> String {
         ));
     }
     s.push_str(if r.samples_identical {
-        "samples identical across chunk sizes: yes\n"
+        "samples identical across settings: yes\n"
     } else {
-        "samples identical across chunk sizes: NO\n"
+        "samples identical across settings: NO\n"
     });
     s
 }

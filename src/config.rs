@@ -84,6 +84,21 @@ impl Count {
     }
 }
 
+impl std::str::FromStr for Count {
+    type Err = String;
+
+    /// `auto` or a whole number ≥ 1 (command-line lists).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(Count::Auto),
+            n => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Count::N(n)),
+                _ => Err(format!("`{s}`: expected a whole number ≥ 1 or `auto`")),
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for Count {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -52,7 +52,12 @@ pub enum Error {
     /// The GPU ran out of memory in a batch of `size` sequences whose first question was
     /// `question`, at its chunk `chunk`.
     #[error("CUDA out of memory at question {question}, chunk {chunk} ({size} sequences): {message}")]
-    OutOfMemory { question: usize, chunk: usize, size: usize, message: String },
+    OutOfMemory {
+        question: usize,
+        chunk: usize,
+        size: usize,
+        message: String,
+    },
 
     /// A stop signal (SIGINT, SIGTERM, SIGUSR1) ended the work at a safe point; `signal` is its
     /// number, `message` what happened and how to go on.

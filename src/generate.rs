@@ -244,7 +244,14 @@ impl Generator<'_> {
     }
     /// A new chunk of `job`: samples `first..` (up to its chunk size), their first tokens drawn
     /// from the prompt's logits, and a cache forked from the prompt's.
-    fn chunk(&self, (cache, logits): &Prefilled, job: Job, first: usize, number: usize, prefill_ms: f64) -> Result<Chunk> {
+    fn chunk(
+        &self,
+        (cache, logits): &Prefilled,
+        job: Job,
+        first: usize,
+        number: usize,
+        prefill_ms: f64,
+    ) -> Result<Chunk> {
         let p = &self.params;
         let size = job.chunk_size.clamp(1, p.oversample.max(1));
         let samples = first..(first + size).min(p.oversample);
@@ -301,7 +308,12 @@ impl Generator<'_> {
         let p = &self.params;
         let last: Vec<u32> = slots
             .iter()
-            .flat_map(|s| s.chunk.active.iter().map(|&i| *s.chunk.outs[i].last().expect("one token at least")))
+            .flat_map(|s| {
+                s.chunk
+                    .active
+                    .iter()
+                    .map(|&i| *s.chunk.outs[i].last().expect("one token at least"))
+            })
             .collect();
         let mut caches: Vec<&mut KvCache> = slots.iter_mut().map(|s| &mut s.chunk.cache).collect();
         let logits = self.model.step_many(&mut caches, &last)?;
@@ -311,7 +323,9 @@ impl Generator<'_> {
         for slot in slots.iter_mut() {
             let c = &mut slot.chunk;
             for &i in &c.active {
-                let t = p.sampler.sample(&logits[row * vocab..(row + 1) * vocab], &mut c.rngs[i], &mut scratch);
+                let t = p
+                    .sampler
+                    .sample(&logits[row * vocab..(row + 1) * vocab], &mut c.rngs[i], &mut scratch);
                 c.outs[i].push(t);
                 row += 1;
             }
@@ -320,7 +334,9 @@ impl Generator<'_> {
     }
 
     fn check_injected_oom(&self, slots: &[Slot]) -> Result<()> {
-        let Some((max, from)) = self.inject_oom else { return Ok(()) };
+        let Some((max, from)) = self.inject_oom else {
+            return Ok(());
+        };
         let rows: usize = slots.iter().map(|s| s.chunk.samples.len()).sum();
         if rows > max && slots.iter().any(|s| s.job.index >= from) {
             let s = &slots[0];
@@ -455,7 +471,6 @@ impl<'g> Meter<'g> {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

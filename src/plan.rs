@@ -413,7 +413,14 @@ pub const MAX_PROMPTS: usize = 4096;
 
 /// The largest `n` in `1..=limit` for which `w` with `set(n)` has a peak within `capacity`;
 /// 0 if not even 1 does. Peaks grow with `n`: binary search.
-pub fn largest(arch: &Arch, w: &Workload, gpu: bool, capacity: u64, limit: usize, set: fn(&mut Workload, usize)) -> usize {
+pub fn largest(
+    arch: &Arch,
+    w: &Workload,
+    gpu: bool,
+    capacity: u64,
+    limit: usize,
+    set: fn(&mut Workload, usize),
+) -> usize {
     let fits = |n: usize| {
         let mut x = w.clone();
         set(&mut x, n);
@@ -600,9 +607,45 @@ mod tests {
             max_new_tokens: new,
             oversample: 15,
             chunk_size: chunk,
-            prompts_per_batch: 8,
+            prompts_per_batch: if layout == Layout::Hf { 8 } else { 1 },
             weights: WeightFormat::F16,
         }
+    }
+
+    #[test]
+    fn several_prompts_hold_their_own_caches_and_auto_leaves_a_margin() {
+        let a = arch_preset("smollm2-135m").unwrap();
+        let w = |prompts| Workload {
+            prompts_per_batch: prompts,
+            ..workload(Layout::Rftx, 3, 80)
+        };
+        let b = predict(&a, &w(4), false);
+        // Four prompt caches of 200 positions, 4 × 3 sequences of 80.
+        assert_eq!(b.kv_cache, (4 * 200 + 12 * 80) * 46_080);
+        assert_eq!(w(4).sequences(), 12);
+        assert!(predict(&a, &w(2), false).total < b.total);
+        // The largest count that fits is exact, and the safe one keeps the margin free.
+        assert_eq!(
+            largest(&a, &w(1), false, b.total, 100, |w, n| w.prompts_per_batch = n),
+            4
+        );
+        assert_eq!(
+            largest(&a, &w(1), false, b.total - 1, 100, |w, n| w.prompts_per_batch = n),
+            3
+        );
+        assert_eq!(largest(&a, &w(1), false, 1, 100, |w, n| w.prompts_per_batch = n), 0);
+        let cap = predict(&a, &w(16), false).total;
+        let dev = Device {
+            name: "x".into(),
+            capacity_bytes: cap,
+            gpu: false,
+        };
+        let p = plan(a.clone(), w(1), dev);
+        let safe = p.safe_prompts_per_batch;
+        assert!((1..16).contains(&safe), "{safe}");
+        assert!(predict(&a, &w(safe), false).total <= safe_capacity(cap));
+        assert!(predict(&a, &w(safe + 1), false).total > safe_capacity(cap));
+        assert!(render(&p).contains("safe prompts_per_batch"));
     }
 
     #[test]

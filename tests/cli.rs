@@ -178,21 +178,46 @@ fn hash_is_canonical_and_names_the_run_directory() {
 }
 
 #[test]
-fn samples_are_identical_whatever_the_chunk_size() {
+fn samples_are_identical_whatever_the_chunk_size_and_batch() {
     let f = Fixture::new("");
     let mut reference = None;
     let mut dirs = std::collections::HashSet::new();
-    for cs in ["1", "3", "5"] {
-        let r = f.run(&["--set", &format!("generation.chunk_size={cs}")]);
+    for (cs, ppb) in [("1", "1"), ("3", "1"), ("5", "1"), ("2", "2"), ("1", "4"), ("3", "3")] {
+        let r = f.run(&[
+            "--set",
+            &format!("generation.chunk_size={cs}"),
+            "--set",
+            &format!("generation.prompts_per_batch={ppb}"),
+        ]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         let dir = printed_dir(&r, f.path());
-        assert!(dirs.insert(dir.clone()));
+        assert!(dirs.insert(dir.clone()), "another setting, another directory");
         let samples = std::fs::read(dir.join("samples.jsonl")).unwrap();
         let chunks = read_jsonl(&dir.join("chunks.jsonl"));
-        assert_eq!(chunks.len(), 4 * 5usize.div_ceil(cs.parse().unwrap()));
+        let cs: usize = cs.parse().unwrap();
+        assert_eq!(chunks.len(), 4 * 5usize.div_ceil(cs));
+        // Chunk lines follow question order; a question's chunks are numbered in order.
+        let order: Vec<(u64, u64)> = chunks
+            .iter()
+            .map(|c| (c["question"].as_u64().unwrap(), c["chunk"].as_u64().unwrap()))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        // How full the batch was: rows decoded per step over the rows it holds.
+        let m = read_json(&dir.join("metrics.json"));
+        let occupancy = m["occupancy"].as_f64().unwrap();
+        assert!(occupancy > 0.3 && occupancy <= 1.0 + 1e-9, "{occupancy}");
+        let rows = m["mean_batch_rows"].as_f64().unwrap();
+        let full = (cs.min(5) * ppb.parse::<usize>().unwrap()) as f64;
+        assert!(
+            (rows - occupancy * full).abs() < 1e-6 * full,
+            "{rows} {occupancy} {full}"
+        );
         match &reference {
             None => reference = Some(samples),
-            Some(r) => assert!(r == &samples, "chunk_size {cs} changed the samples"),
+            Some(r) => assert!(
+                r == &samples,
+                "chunk_size {cs}, prompts_per_batch {ppb} changed the samples"
+            ),
         }
     }
 }

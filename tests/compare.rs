@@ -89,6 +89,8 @@ fn write_run(runs: &Path, r: &FakeRun) -> PathBuf {
             parsed: samples,
             finished_eos: samples,
             chunks: 3,
+            occupancy: 1.0,
+            mean_batch_rows: 3.0,
             peak_bytes: heap,
             rss_peak_bytes: rss,
             gpu_peak_bytes: None,

@@ -139,12 +139,20 @@ fn real_model_run_is_reproducible_across_chunk_sizes_and_resumes() {
         rftx::source::fetch::DEFAULT_MODEL_SHA256
     );
 
-    for cs in ["1", "4"] {
-        let other = run(&[&format!("generation.chunk_size={cs}")]);
+    for sets in [
+        &["generation.chunk_size=1"][..],
+        &["generation.chunk_size=4"],
+        &["generation.chunk_size=3", "generation.prompts_per_batch=2"],
+        &[
+            "generation.chunk_size=\"auto\"",
+            "generation.prompts_per_batch=\"auto\"",
+        ],
+    ] {
+        let other = run(sets);
         assert_ne!(other, reference);
         assert!(
             std::fs::read(other.join("samples.jsonl")).unwrap() == samples,
-            "chunk_size {cs} changed the samples"
+            "{sets:?} changed the samples"
         );
     }
 

@@ -29,14 +29,22 @@ fn spawn_run(f: &Fixture, runs: &Path) -> std::process::Child {
 }
 
 fn spawn_run_with(f: &Fixture, runs: &Path, stderr: Stdio) -> std::process::Child {
+    spawn_run_set(f, runs, stderr, &[])
+}
+
+fn spawn_run_set(f: &Fixture, runs: &Path, stderr: Stdio, sets: &[&str]) -> std::process::Child {
+    let mut args = vec![
+        "run",
+        f.config.to_str().unwrap(),
+        "--quiet",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
     Command::new(env!("CARGO_BIN_EXE_rftx"))
-        .args([
-            "run",
-            f.config.to_str().unwrap(),
-            "--quiet",
-            "--runs-dir",
-            runs.to_str().unwrap(),
-        ])
+        .args(args)
         .current_dir(f.path())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -49,22 +57,38 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let _serial = timed();
     // 30 questions, checkpoints every 3: long enough for kills to land everywhere.
     let (f, reference, span) = thirty_questions();
+    kill_and_resume(&f, &reference, span, "killed", &[], kills());
+    // Four questions per batch finish out of order and commit in order: the same guarantees,
+    // the same bytes as one question at a time.
+    kill_and_resume(
+        &f,
+        &reference,
+        span,
+        "batched",
+        &["generation.prompts_per_batch=4"],
+        kills() / 2,
+    );
+}
 
-    let runs = f.path().join("killed");
+/// Kills runs of `f` (with `sets`) at random moments `kills` times, checking after each kill
+/// that nothing committed was lost, then finishes the run and compares it with `reference`.
+fn kill_and_resume(f: &Fixture, reference: &Path, span: std::time::Duration, runs: &str, sets: &[&str], kills: usize) {
+    let spawn_run = |f: &Fixture, runs: &Path| spawn_run_set(f, runs, Stdio::null(), sets);
+    let runs = f.path().join(runs);
     let mut rng = rftx::sampling::Rng::from_seed(2024);
     let mut killed = 0;
     let mut completed_early = 0;
     let mut max_redone = 0usize;
-    while killed < kills() {
+    while killed < kills {
         let dir = entries(&runs).pop().map(|d| runs.join(d));
         let durable_before = dir.as_ref().map_or(0, |d| committed(d));
-        let mut child = spawn_run(&f, &runs);
+        let mut child = spawn_run(f, &runs);
         let wait = span.mul_f64(rng.next_f64());
         std::thread::sleep(wait);
         match child.try_wait().unwrap() {
             Some(_) => {
                 completed_early += 1;
-                if completed_early > 3 * kills() {
+                if completed_early > 3 * kills {
                     break;
                 }
                 // Finished before the kill: start over so that kills keep landing mid-run.
@@ -98,10 +122,10 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         }
     }
     eprintln!("uninterrupted run {span:?}; {killed} kills mid-run, {completed_early} runs finished before their kill, at most {max_redone} questions past a checkpoint");
-    assert!(killed >= kills(), "only {killed} kills landed mid-run");
+    assert!(killed >= kills, "only {killed} kills landed mid-run");
     // Finish the interrupted run.
     let durable = entries(&runs).pop().map_or(0, |d| committed(&runs.join(d)));
-    let status = spawn_run(&f, &runs).wait().unwrap();
+    let status = spawn_run(f, &runs).wait().unwrap();
     assert!(status.success());
     let dir = runs.join(entries(&runs).pop().unwrap());
     for file in ["samples.jsonl", "dataset.json"] {
@@ -376,11 +400,14 @@ fn out_of_memory_fails_cleanly_or_shrinks_to_the_same_bytes() {
         std::fs::read(reference.join("samples.jsonl")).unwrap(),
         "samples do not depend on the chunk size an out-of-memory left"
     );
+    // Question 2 ran out of memory once; the rest of the run keeps the smaller chunks.
     for c in read_jsonl(&dir.join("chunks.jsonl")) {
-        if c["question"].as_u64().unwrap() >= 2 {
+        let q = c["question"].as_u64().unwrap();
+        let retries = (q == 2).then_some(1);
+        if q >= 2 {
             assert_eq!(
                 (c["shrunk_from"].as_u64(), c["oom_retries"].as_u64()),
-                (Some(4), Some(1)),
+                (Some(4), retries),
                 "{c}"
             );
             assert!(c["size"].as_u64().unwrap() <= 2, "{c}");
@@ -389,7 +416,34 @@ fn out_of_memory_fails_cleanly_or_shrinks_to_the_same_bytes() {
         }
     }
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
-    assert!(log.contains("retrying the question in chunks of 2"), "{log}");
+    assert!(
+        log.contains("retrying the unfinished questions with 1 per batch in chunks of 2"),
+        "{log}"
+    );
+
+    // Three questions per batch: the batch that runs out of memory is retried with fewer
+    // questions; the bytes are those of one sample at a time.
+    let (r, dir) = run(
+        "batch",
+        &[
+            "generation.chunk_size=2",
+            "generation.prompts_per_batch=3",
+            "memory.on_exceed=\"shrink\"",
+        ],
+        &[("RFTX_TEST_OOM", "5:2")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(dir.join("samples.jsonl")).unwrap(),
+        std::fs::read(reference.join("samples.jsonl")).unwrap()
+    );
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(
+        log.contains("retrying the unfinished questions with 1 per batch in chunks of 2"),
+        "{log}"
+    );
+    let manifest = read_json(&dir.join("manifest.json"));
+    assert_eq!(manifest["sessions"][0]["batching"]["prompts_per_batch"], 3);
 }
 
 /// A config of 30 questions with checkpoints every 3, and its uninterrupted reference run
@@ -483,7 +537,7 @@ fn a_dead_run_is_shown_interrupted_and_its_litter_is_removed() {
     let (f, _, span) = thirty_questions();
     let runs = f.path().join("killed");
     let dir = loop {
-        let mut child = spawn_run(&f, &runs);
+        let mut child = spawn_run(f, &runs);
         std::thread::sleep(span.mul_f64(0.6));
         let running = child.try_wait().unwrap().is_none();
         child.kill().unwrap();

@@ -157,9 +157,17 @@ struct ShowArgs {
 struct BenchArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Chunk sizes to measure.
+    /// Chunk sizes to measure (`auto`: as a run would pick).
     #[arg(long, value_name = "SIZES", value_delimiter = ',', default_value = "1,3,5,15")]
-    chunks: Vec<usize>,
+    chunks: Vec<rftx::config::Count>,
+    /// Questions per batch to measure, each with every chunk size (`auto`: as a run would pick).
+    #[arg(
+        long = "prompts-per-batch",
+        value_name = "COUNTS",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
+    prompts_per_batch: Vec<rftx::config::Count>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
@@ -368,16 +376,23 @@ fn plan(a: PlanArgs) -> Result<(), Error> {
 }
 
 fn bench(a: BenchArgs) -> Result<(), Error> {
-    if a.chunks.contains(&0) {
-        return Err(Error::input(&a.config.config, "--chunks: chunk sizes must be ≥ 1"));
-    }
     let p = prepare(&a.config)?;
     if let Some(file) = &a.write_prompts {
         let prompts = run::rendered_prompts(&p, &mut |s| eprintln!("{s}"))?;
         let json = serde_json::to_string_pretty(&prompts).expect("strings serialise") + "\n";
         return rftx::util::write_atomic(file, json.as_bytes());
     }
-    let report = rftx::bench::run(&p, &a.chunks, &mut Progress::new(true))?;
+    let settings: Vec<rftx::bench::Setting> = a
+        .prompts_per_batch
+        .iter()
+        .flat_map(|&prompts_per_batch| {
+            a.chunks.iter().map(move |&chunk_size| rftx::bench::Setting {
+                chunk_size,
+                prompts_per_batch,
+            })
+        })
+        .collect();
+    let report = rftx::bench::run(&p, &settings, &mut Progress::new(true))?;
     let json = serde_json::to_string_pretty(&report).expect("reports serialise") + "\n";
     if let Some(out) = &a.out {
         rftx::util::write_atomic(out, json.as_bytes())?;

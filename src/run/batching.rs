@@ -43,7 +43,10 @@ pub(crate) fn resolve(
         );
         if g.chunk_size == Count::Auto {
             w.chunk_size = plan::largest(arch, &w, gpu, safe, oversample, |w, n| w.chunk_size = n).max(1);
-            say(&format!("generation.chunk_size = \"auto\": {} ({margin})", w.chunk_size));
+            say(&format!(
+                "generation.chunk_size = \"auto\": {} ({margin})",
+                w.chunk_size
+            ));
         }
         if g.prompts_per_batch == Count::Auto {
             let mut limit = questions.clamp(1, plan::MAX_PROMPTS);
@@ -51,7 +54,11 @@ pub(crate) fn resolve(
                 limit = limit.min((CPU_AUTO_ROWS / w.chunk_size.min(oversample)).max(1));
             }
             w.prompts_per_batch = plan::largest(arch, &w, gpu, safe, limit, |w, n| w.prompts_per_batch = n).max(1);
-            let cap = if gpu { String::new() } else { format!(", at most {CPU_AUTO_ROWS} rows on the CPU") };
+            let cap = if gpu {
+                String::new()
+            } else {
+                format!(", at most {CPU_AUTO_ROWS} rows on the CPU")
+            };
             say(&format!(
                 "generation.prompts_per_batch = \"auto\": {} ({margin}{cap})",
                 w.prompts_per_batch
@@ -93,7 +100,14 @@ fn capacity(p: &Prepared) -> Result<(u64, String)> {
 /// A batch of several questions that `memory.budget` cannot hold: fewer questions join it
 /// (`on_exceed = "shrink"`), or the run stops before it starts (`"fail"`). One question's
 /// chunks are checked question by question (`Budget::chunk_for`).
-fn fit_budget(p: &Prepared, spec: &str, arch: &Arch, w: &mut Workload, gpu: bool, say: &mut dyn FnMut(&str)) -> Result<()> {
+fn fit_budget(
+    p: &Prepared,
+    spec: &str,
+    arch: &Arch,
+    w: &mut Workload,
+    gpu: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<()> {
     let c = &p.resolved.config;
     let bytes = plan::device(spec)
         .map_err(|e| Error::input(&p.resolved.file, format!("memory.budget: {e}")))?

@@ -91,6 +91,29 @@ pub(crate) struct Target {
     pub shard: Option<ShardOf>,
 }
 
+/// The batching a run of `p` would use with `chunk_size` and `prompts_per_batch` instead of the
+/// configured values (`rftx bench`), `"auto"` resolved on this machine.
+pub fn resolve_batching(
+    p: &Prepared,
+    session: &Session,
+    prompts: &[Vec<u32>],
+    chunk_size: crate::config::Count,
+    prompts_per_batch: crate::config::Count,
+) -> Result<Batching> {
+    let mut q = p.clone();
+    q.resolved.config.generation.chunk_size = chunk_size;
+    q.resolved.config.generation.prompts_per_batch = prompts_per_batch;
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    batching::resolve(
+        &q,
+        &session.arch,
+        longest,
+        session.shared_tokens(),
+        prompts.len(),
+        &mut |_| {},
+    )
+}
+
 /// Runs (or resumes, or reports) the prepared configuration.
 pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<RunResult> {
     let whole = Target {
@@ -299,7 +322,8 @@ impl Runner<'_> {
     /// the questions not yet finished with fewer questions per batch, then smaller chunks.
     fn questions(&self, resumed_from: usize, journal: &mut Journal, log: &mut Log) -> Result<()> {
         let c = &self.p.resolved.config;
-        log.observer.begin(self.target.range.len(), resumed_from, c.generation.oversample);
+        log.observer
+            .begin(self.target.range.len(), resumed_from, c.generation.oversample);
         let mut state = Progress {
             next: self.target.range.start + resumed_from,
             waiting: BTreeMap::new(),
@@ -308,7 +332,12 @@ impl Runner<'_> {
         let mut batching = self.batching;
         let result = loop {
             match self.attempt(batching, &mut state, journal, log) {
-                Err(Error::OutOfMemory { question, chunk, size, message }) => {
+                Err(Error::OutOfMemory {
+                    question,
+                    chunk,
+                    size,
+                    message,
+                }) => {
                     let Some(smaller) = self.after_oom(batching) else {
                         break Err(self.out_of_memory(question, chunk, size, &message));
                     };
@@ -340,9 +369,15 @@ impl Runner<'_> {
         }
         let chunk = b.chunk_size.min(c.generation.oversample);
         if b.prompts_per_batch > 1 {
-            Some(Batching { prompts_per_batch: b.prompts_per_batch / 2, ..b })
+            Some(Batching {
+                prompts_per_batch: b.prompts_per_batch / 2,
+                ..b
+            })
         } else if chunk > 1 {
-            Some(Batching { chunk_size: chunk / 2, ..b })
+            Some(Batching {
+                chunk_size: chunk / 2,
+                ..b
+            })
         } else {
             None
         }
@@ -363,7 +398,11 @@ impl Runner<'_> {
                 match self.chunk_for(index, prompt.len(), batching.chunk_size, &mut log.borrow_mut()) {
                     Ok(chunk_size) => {
                         chunks.borrow_mut().insert(index, chunk_size);
-                        Some(Job { index: index as u64, prompt, chunk_size })
+                        Some(Job {
+                            index: index as u64,
+                            prompt,
+                            chunk_size,
+                        })
                     }
                     Err(e) => {
                         *stop.borrow_mut() = Some(e);
@@ -490,7 +529,8 @@ impl Runner<'_> {
     }
 }
 
-fn chunk_record(question: usize, r: &ChunkReport, shrunk_from: Option<usize>, oom_retries: usize) -> ChunkRecord {
+/// The `chunks.jsonl` line of a chunk's report.
+pub fn chunk_record(question: usize, r: &ChunkReport, shrunk_from: Option<usize>, oom_retries: usize) -> ChunkRecord {
     ChunkRecord {
         question,
         chunk: r.chunk,
