@@ -537,7 +537,7 @@ fn a_dead_run_is_shown_interrupted_and_its_litter_is_removed() {
     let (f, _, span) = thirty_questions();
     let runs = f.path().join("killed");
     let dir = loop {
-        let mut child = spawn_run(f, &runs);
+        let mut child = spawn_run(&f, &runs);
         std::thread::sleep(span.mul_f64(0.6));
         let running = child.try_wait().unwrap().is_none();
         child.kill().unwrap();
