@@ -128,13 +128,32 @@ struct Chunk {
     gpu_peak: Option<u64>,
 }
 
-/// A question in the batch: its prompt's cache, the chunk decoding, what is done.
+/// A question in the batch: its prompt's cache, the chunk decoding (none while it waits for
+/// room), what is done.
 struct Slot<'p> {
     job: Job<'p>,
     prefilled: Prefilled,
-    chunk: Chunk,
+    chunk: Option<Chunk>,
+    /// The first sample not started yet, and the number of chunks started.
+    next: usize,
+    chunks: usize,
+    /// The prompt's prefill time, reported with its first chunk.
+    prefill_ms: f64,
     completions: Vec<Completion>,
     reports: Vec<ChunkReport>,
+}
+
+impl Slot<'_> {
+    fn rows(&self) -> usize {
+        self.chunk.as_ref().map_or(0, |c| c.active.len())
+    }
+}
+
+/// The batch's limits: rows decoded together, and questions open at once.
+#[derive(Clone, Copy)]
+struct Room {
+    rows: usize,
+    questions: usize,
 }
 
 impl Generator<'_> {
@@ -176,72 +195,95 @@ impl Generator<'_> {
     ) -> Result<()> {
         let mut slots: Vec<Slot<'p>> = Vec::new();
         let mut meter = Meter::start(self.gpu);
+        let prompts = prompts.max(1);
+        let room = Room {
+            rows: prompts * self.params.chunk_size.clamp(1, self.params.oversample.max(1)),
+            questions: if prompts == 1 { 1 } else { 2 * prompts },
+        };
+        let mut waiting: Option<Job<'p>> = None;
         loop {
             crate::interrupt::check()?;
-            self.refill(&mut slots, jobs, prompts.max(1), &mut meter, on_done)?;
+            self.refill(&mut slots, jobs, &mut waiting, room, &mut meter, on_done)?;
             if slots.is_empty() {
                 return Ok(());
             }
             self.check_injected_oom(&slots)?;
             self.step(&mut slots).map_err(|e| oom(e, &slots))?;
-            on_tokens(slots.iter().map(|s| s.chunk.active.len()).sum());
+            on_tokens(slots.iter().map(Slot::rows).sum());
             meter.tick(&mut slots);
         }
     }
 
-    /// Moves drained chunks on (the question's next chunk, or the question out to `on_done`)
-    /// and lets new questions join until the batch holds `prompts` of them.
+    /// Between steps: drained chunks are closed, finished questions go to `on_done`, questions
+    /// with samples left start their next chunk, and new questions join — each only when the
+    /// batch has room for a whole chunk of rows (`room.rows` = `prompts_per_batch` × chunk
+    /// size). A question joins as soon as other questions' chunks have drained that much, so up
+    /// to `room.questions` (twice `prompts_per_batch`) prompts may be open at once; with one
+    /// question per batch, a question starts when the previous one is done.
     fn refill<'p>(
         &self,
         slots: &mut Vec<Slot<'p>>,
         jobs: &mut dyn Iterator<Item = Job<'p>>,
-        prompts: usize,
+        waiting: &mut Option<Job<'p>>,
+        room: Room,
         meter: &mut Meter,
         on_done: &mut dyn FnMut(Finished) -> Result<()>,
     ) -> Result<()> {
+        let n = self.params.oversample;
         loop {
             for slot in slots.iter_mut() {
-                self.retire(&mut slot.chunk)?;
-            }
-            if let Some(i) = slots.iter().position(|s| s.chunk.active.is_empty()) {
-                let batch_rows = prompts * slots[i].job.chunk_size.clamp(1, self.params.oversample.max(1));
-                let next = slots[i].chunk.samples.end;
-                if next < self.params.oversample {
-                    let slot = &mut slots[i];
-                    let chunk = self.chunk(&slot.prefilled, slot.job, next, slot.chunk.number + 1, 0.0)?;
-                    let drained = std::mem::replace(&mut slot.chunk, chunk);
-                    slot.reports.push(close(&mut slot.completions, drained, batch_rows));
-                } else {
-                    let mut slot = slots.remove(i);
-                    slot.reports.push(close(&mut slot.completions, slot.chunk, batch_rows));
-                    on_done(Finished {
-                        index: slot.job.index,
-                        completions: slot.completions,
-                        reports: slot.reports,
-                    })?;
+                if let Some(chunk) = &mut slot.chunk {
+                    self.retire(chunk)?;
                 }
+                if slot.chunk.as_ref().is_some_and(|c| c.active.is_empty()) {
+                    let drained = slot.chunk.take().expect("checked above");
+                    slot.reports.push(close(&mut slot.completions, drained, room.rows));
+                }
+            }
+            if let Some(i) = slots.iter().position(|s| s.chunk.is_none() && s.next >= n) {
+                let slot = slots.remove(i);
+                on_done(Finished {
+                    index: slot.job.index,
+                    completions: slot.completions,
+                    reports: slot.reports,
+                })?;
                 continue;
             }
-            if slots.len() < prompts {
-                if let Some(job) = jobs.next() {
+            let rows: usize = slots.iter().map(Slot::rows).sum();
+            let fits = |job: &Job| rows + job.chunk_size.clamp(1, n.max(1)) <= room.rows;
+            if let Some(slot) = slots.iter_mut().find(|s| s.chunk.is_none() && fits(&s.job)) {
+                let prefill_ms = std::mem::take(&mut slot.prefill_ms);
+                slot.chunk = Some(self.chunk(&slot.prefilled, slot.job, slot.next, slot.chunks, prefill_ms)?);
+                slot.next = slot.chunk.as_ref().map_or(n, |c| c.samples.end);
+                slot.chunks += 1;
+                continue;
+            }
+            if waiting.is_none() {
+                *waiting = jobs.next();
+            }
+            match *waiting {
+                Some(job) if slots.len() < room.questions && fits(&job) => {
+                    *waiting = None;
                     let t = Instant::now();
                     let prefilled = self.prefill(job.prompt).map_err(|e| oom(e, slots))?;
                     let prefill_ms = t.elapsed().as_secs_f64() * 1e3;
                     meter.exclude(prefill_ms);
-                    let chunk = self.chunk(&prefilled, job, 0, 0, prefill_ms)?;
                     slots.push(Slot {
                         job,
                         prefilled,
-                        chunk,
-                        completions: Vec::with_capacity(self.params.oversample),
+                        chunk: None,
+                        next: 0,
+                        chunks: 0,
+                        prefill_ms,
+                        completions: Vec::with_capacity(n),
                         reports: Vec::new(),
                     });
-                    continue;
                 }
+                _ => return Ok(()),
             }
-            return Ok(());
         }
     }
+
     /// A new chunk of `job`: samples `first..` (up to its chunk size), their first tokens drawn
     /// from the prompt's logits, and a cache forked from the prompt's.
     fn chunk(
@@ -308,20 +350,18 @@ impl Generator<'_> {
         let p = &self.params;
         let last: Vec<u32> = slots
             .iter()
-            .flat_map(|s| {
-                s.chunk
-                    .active
-                    .iter()
-                    .map(|&i| *s.chunk.outs[i].last().expect("one token at least"))
-            })
+            .filter_map(|s| s.chunk.as_ref())
+            .flat_map(|c| c.active.iter().map(|&i| *c.outs[i].last().expect("one token at least")))
             .collect();
-        let mut caches: Vec<&mut KvCache> = slots.iter_mut().map(|s| &mut s.chunk.cache).collect();
+        let mut caches: Vec<&mut KvCache> = slots
+            .iter_mut()
+            .filter_map(|s| s.chunk.as_mut().map(|c| &mut c.cache))
+            .collect();
         let logits = self.model.step_many(&mut caches, &last)?;
         let vocab = self.model.spec.vocab_size;
         let mut scratch = Vec::new();
         let mut row = 0;
-        for slot in slots.iter_mut() {
-            let c = &mut slot.chunk;
+        for c in slots.iter_mut().filter_map(|s| s.chunk.as_mut()) {
             for &i in &c.active {
                 let t = p
                     .sampler
@@ -337,12 +377,16 @@ impl Generator<'_> {
         let Some((max, from)) = self.inject_oom else {
             return Ok(());
         };
-        let rows: usize = slots.iter().map(|s| s.chunk.samples.len()).sum();
+        let rows: usize = slots
+            .iter()
+            .filter_map(|s| s.chunk.as_ref())
+            .map(|c| c.samples.len())
+            .sum();
         if rows > max && slots.iter().any(|s| s.job.index >= from) {
             let s = &slots[0];
             return Err(Error::OutOfMemory {
                 question: s.job.index as usize,
-                chunk: s.chunk.number,
+                chunk: s.chunks.saturating_sub(1),
                 size: rows,
                 message: format!("injected by RFTX_TEST_OOM: batches over {max} sequences fail"),
             });
@@ -411,8 +455,12 @@ fn oom(e: Error, slots: &[Slot]) -> Error {
     match e {
         Error::Candle(c) if is_out_of_memory(&c) => Error::OutOfMemory {
             question: slots.first().map_or(0, |s| s.job.index as usize),
-            chunk: slots.first().map_or(0, |s| s.chunk.number),
-            size: slots.iter().map(|s| s.chunk.samples.len()).sum(),
+            chunk: slots.first().map_or(0, |s| s.chunks.saturating_sub(1)),
+            size: slots
+                .iter()
+                .filter_map(|s| s.chunk.as_ref())
+                .map(|c| c.samples.len())
+                .sum(),
             message: crate::error::candle_message(&c),
         },
         other => other,
@@ -458,8 +506,8 @@ impl<'g> Meter<'g> {
         let ms = (self.since.elapsed().as_secs_f64() * 1e3 - self.excluded_ms).max(0.0);
         self.since = Instant::now();
         self.excluded_ms = 0.0;
-        let rows: usize = slots.iter().map(|s| s.chunk.active.len()).sum();
-        for c in slots.iter_mut().map(|s| &mut s.chunk) {
+        let rows: usize = slots.iter().map(Slot::rows).sum();
+        for c in slots.iter_mut().filter_map(|s| s.chunk.as_mut()) {
             let share = c.active.len() as f64 / rows.max(1) as f64;
             c.ms += ms * share;
             c.steps += share;

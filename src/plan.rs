@@ -303,15 +303,17 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
     };
     let (kv_cache, activations, logits, phase) = match w.layout {
         Layout::Rftx => {
-            // The run's shared-prefix cache and every prompt of the batch prefilled at batch 1
-            // into a cache of its own, which its sequences read; each sequence's cache holds
-            // only its generated positions.
-            let prompts = w.prompts_per_batch.max(1) as u64;
-            let prefix = kv_pos * (prompts * l + w.shared_prefix_tokens as u64);
-            // Only the part of the prompt after the shared prefix is computed, while the other
-            // prompts' sequences hold their caches.
+            // The run's shared-prefix cache and every open prompt prefilled at batch 1 into a
+            // cache of its own, which its sequences read; each sequence's cache holds only its
+            // generated positions. With several prompts per batch, a question joins as soon as
+            // a chunk's worth of rows is free, so up to twice as many prompts are open.
+            let per_batch = w.prompts_per_batch.max(1) as u64;
+            let open = if per_batch > 1 { 2 * per_batch } else { 1 };
+            let prefix = kv_pos * (open * l + w.shared_prefix_tokens as u64);
+            // Only the part of the prompt after the shared prefix is computed, while the rows
+            // of the other questions (all but a chunk's worth) hold their caches.
             let rows = l.saturating_sub(w.shared_prefix_tokens as u64).max(1);
-            let others = (prompts - 1) * (b / prompts) * kv_seq;
+            let others = (per_batch - 1) * (b / per_batch) * kv_seq;
             let prefill = (prefix + others, layer_act(rows, l, true), 2 * vocab * 4);
             // On a GPU decode attention is tensor ops in f32 (engine/cuda.rs): its products of
             // queries and keys (or weights and values) hold every position of every head.
@@ -620,8 +622,8 @@ mod tests {
             ..workload(Layout::Rftx, 3, 80)
         };
         let b = predict(&a, &w(4), false);
-        // Four prompt caches of 200 positions, 4 × 3 sequences of 80.
-        assert_eq!(b.kv_cache, (4 * 200 + 12 * 80) * 46_080);
+        // Up to eight open prompt caches of 200 positions, 4 × 3 sequences of 80.
+        assert_eq!(b.kv_cache, (8 * 200 + 12 * 80) * 46_080);
         assert_eq!(w(4).sequences(), 12);
         assert!(predict(&a, &w(2), false).total < b.total);
         // The largest count that fits is exact, and the safe one keeps the margin free.

@@ -117,19 +117,25 @@ impl Q8Linear {
             for tile in range {
                 let j0 = tile * 4;
                 let cols = (n - j0).min(4);
-                for r in 0..m {
-                    let mut res = [0f32; 4];
-                    self.dot_tile(
-                        &xq[r * self.k..][..self.k],
-                        &xd[r * self.k / QK..][..self.k / QK],
-                        j0,
-                        cols,
-                        &mut res,
-                    );
-                    // SAFETY: each (r, j) is written by exactly one tile, and `out` (m × n slots)
-                    // outlives the pool's work.
-                    let dst = unsafe { shared_out.slice(r * n + j0, cols) };
-                    dst.copy_from_slice(&res[..cols]);
+                let row = |r: usize| (&xq[r * self.k..][..self.k], &xd[r * self.k / QK..][..self.k / QK]);
+                let mut r = 0;
+                while r < m {
+                    // Two activation rows at a time share each weight load.
+                    let pair = r + 1 < m && cols == 4;
+                    let mut res = [[0f32; 4]; 2];
+                    if pair {
+                        self.dot_tile2(row(r), row(r + 1), j0, &mut res);
+                    } else {
+                        let (q, d) = row(r);
+                        self.dot_tile(q, d, j0, cols, &mut res[0]);
+                    }
+                    for (i, res) in res.iter().enumerate().take(if pair { 2 } else { 1 }) {
+                        // SAFETY: each (r, j) is written by exactly one tile, and `out` (m × n
+                        // slots) outlives the pool's work.
+                        let dst = unsafe { shared_out.slice((r + i) * n + j0, cols) };
+                        dst.copy_from_slice(&res[..cols]);
+                    }
+                    r += if pair { 2 } else { 1 };
                 }
             }
         };
@@ -151,6 +157,59 @@ impl Q8Linear {
         }
         for (c, out) in res.iter_mut().enumerate().take(cols) {
             *out = self.dot_scalar(xq, xd, j0 + c);
+        }
+    }
+
+    /// Four output columns of two activation rows (the same arithmetic as [`Q8Linear::dot_tile`]
+    /// on each row).
+    fn dot_tile2(&self, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 2]) {
+        #[cfg(target_arch = "x86_64")]
+        if Self::supported() {
+            // SAFETY: AVX2 and FMA were detected; each row passes its `k` values and `k / 32`
+            // scales, and the caller's tile holds rows `j0..j0 + 4`.
+            unsafe { self.dot4x2_avx2(a, b, j0, res) };
+            return;
+        }
+        let [ra, rb] = res;
+        self.dot_tile(a.0, a.1, j0, 4, ra);
+        self.dot_tile(b.0, b.1, j0, 4, rb);
+    }
+
+    /// [`Q8Linear::dot4_avx2`] for two activation rows at once: every weight block is loaded
+    /// and made absolute once for both; each row's lanes see the very same operations.
+    ///
+    /// # Safety
+    /// As [`Q8Linear::dot4_avx2`], for both rows.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot4x2_avx2(&self, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 2]) {
+        use std::arch::x86_64::*;
+        let nb = self.k / QK;
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+        let w_base = self.qs.as_ptr().add(j0 * self.k);
+        let d_base = self.d.as_ptr().add(j0 * nb);
+        for blk in 0..nb {
+            let xa = _mm256_loadu_si256(a.0.as_ptr().add(blk * QK) as *const __m256i);
+            let xb = _mm256_loadu_si256(b.0.as_ptr().add(blk * QK) as *const __m256i);
+            let da = _mm256_set1_ps(*a.1.get_unchecked(blk));
+            let db = _mm256_set1_ps(*b.1.get_unchecked(blk));
+            for c in 0..4 {
+                let w = _mm256_loadu_si256(w_base.add(c * self.k + blk * QK) as *const __m256i);
+                let wabs = _mm256_sign_epi8(w, w);
+                let dw = _mm256_set1_ps(*d_base.add(c * nb + blk));
+                let pa = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xa, w)), ones);
+                let pb = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xb, w)), ones);
+                acc[0][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pa), _mm256_mul_ps(dw, da), acc[0][c]);
+                acc[1][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pb), _mm256_mul_ps(dw, db), acc[1][c]);
+            }
+        }
+        for (row, out) in acc.iter().zip(res.iter_mut()) {
+            for (c, a) in row.iter().enumerate() {
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), *a);
+                out[c] = hsum8(&lanes);
+            }
         }
     }
 
