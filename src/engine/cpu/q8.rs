@@ -194,6 +194,7 @@ impl Q8Linear {
             let xb = _mm256_loadu_si256(b.0.as_ptr().add(blk * QK) as *const __m256i);
             let da = _mm256_set1_ps(*a.1.get_unchecked(blk));
             let db = _mm256_set1_ps(*b.1.get_unchecked(blk));
+            #[allow(clippy::needless_range_loop)] // `c` indexes the weights and both rows' accumulators
             for c in 0..4 {
                 let w = _mm256_loadu_si256(w_base.add(c * self.k + blk * QK) as *const __m256i);
                 let wabs = _mm256_sign_epi8(w, w);
