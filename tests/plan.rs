@@ -178,3 +178,120 @@ fn budgets_fail_or_shrink_and_a_fixed_config_resumes() {
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
     assert!(log.contains(&format!("runs in chunks of {k} instead of 5")), "{log}");
 }
+
+/// Predicted peak of the tiny config with `sets`, from `rftx plan --format json`.
+fn predicted_with(f: &Fixture, sets: &[&str]) -> u64 {
+    let mut args = vec!["plan", f.config.to_str().unwrap(), "--format", "json"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let r = rftx(&args, &[], f.path());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["predicted_peak_bytes"].as_u64().unwrap()
+}
+
+#[test]
+fn a_batch_over_the_budget_fails_before_it_runs_or_takes_fewer_questions() {
+    let f = Fixture::new(SHORT_PROMPT);
+    let at = |ppb: usize| predicted_with(&f, &[LONG, &format!("generation.prompts_per_batch={ppb}")]);
+    let (two, four) = (at(2), at(4));
+    assert!(two < at(3) && at(3) < four, "peaks grow with the questions per batch");
+    let budget = format!("memory.budget=\"{two}\"");
+    let four_per_batch = "generation.prompts_per_batch=4";
+    let reference = f.run(&["--set", LONG]);
+    let reference_samples = std::fs::read(printed_dir(&reference, f.path()).join("samples.jsonl")).unwrap();
+
+    let r = f.run(&["--set", LONG, "--set", four_per_batch, "--set", &budget]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("generation.prompts_per_batch = 4"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("set generation.prompts_per_batch ≤ 2"),
+        "{}",
+        r.stderr
+    );
+
+    let r = f.run(&[
+        "--set",
+        LONG,
+        "--set",
+        four_per_batch,
+        "--set",
+        &budget,
+        "--set",
+        "memory.on_exceed=\"shrink\"",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dir = printed_dir(&r, f.path());
+    assert_eq!(std::fs::read(dir.join("samples.jsonl")).unwrap(), reference_samples);
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(
+        log.contains("memory.budget: 2 questions per batch instead of 4"),
+        "{log}"
+    );
+    let session = &read_json(&dir.join("manifest.json"))["sessions"][0]["batching"];
+    assert_eq!(
+        (session["prompts_per_batch"].as_u64(), session["chunk_size"].as_u64()),
+        (Some(2), Some(2))
+    );
+
+    // "auto" under the budget picks what fits in it less the margin, and says so.
+    let r = f.run(&[
+        "--set",
+        LONG,
+        "--set",
+        "generation.prompts_per_batch=\"auto\"",
+        "--set",
+        &format!("memory.budget=\"{}\"", four * 2),
+        "--set",
+        "memory.on_exceed=\"shrink\"",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dir = printed_dir(&r, f.path());
+    assert_eq!(std::fs::read(dir.join("samples.jsonl")).unwrap(), reference_samples);
+    let session = &read_json(&dir.join("manifest.json"))["sessions"][0]["batching"];
+    assert_eq!(session["auto_prompts_per_batch"], true);
+    let picked = session["prompts_per_batch"].as_u64().unwrap() as usize;
+    assert!((1..=4).contains(&picked), "{session}");
+    assert!(at(picked) as f64 <= 0.8 * (four * 2) as f64, "{picked}");
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(
+        log.contains(&format!("generation.prompts_per_batch = \"auto\": {picked}")),
+        "{log}"
+    );
+}
+
+#[test]
+fn planning_for_this_cpu_says_what_auto_picks_and_the_tokens_per_s_to_expect() {
+    let r = rftx(&["plan", "configs/w60.toml", "--format", "json"], &[], repo());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        v["safe_prompts_per_batch"].as_u64().unwrap() >= 4,
+        "plenty of memory: {v}"
+    );
+    let Some(t) = v.get("throughput") else {
+        return; // no AVX2: nothing measured
+    };
+    // 20 questions, chunks of 15, at most 64 rows on the CPU: 4 questions per batch.
+    assert_eq!(
+        (t["prompts_per_batch"].as_u64(), t["chunk_size"].as_u64()),
+        (Some(4), Some(15))
+    );
+    let (ceiling, expected) = (
+        t["ceiling_tokens_per_s"].as_f64().unwrap(),
+        t["expected_tokens_per_s"].as_f64().unwrap(),
+    );
+    assert!(expected > 0.0 && expected < ceiling, "{t}");
+    let text = rftx(&["plan", "configs/w60.toml"], &[], repo());
+    assert!(text.stdout.contains("auto prompts_per_batch      4"), "{}", text.stdout);
+    assert!(text.stdout.contains("expected throughput"), "{}", text.stdout);
+    // Planning for another device measures nothing.
+    let t4 = rftx(
+        &["plan", "configs/w60.toml", "--device", "t4", "--format", "json"],
+        &[],
+        repo(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&t4.stdout).unwrap();
+    assert!(v.get("throughput").is_none());
+}

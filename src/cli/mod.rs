@@ -348,6 +348,9 @@ fn plan(a: PlanArgs) -> Result<(), Error> {
         }
         OutputFormat::Text => {
             print!("{}", rftx::plan::render(&planned.plan));
+            if let Some(e) = &planned.throughput {
+                print!("{}", run::render_expected(e));
+            }
             if planned.prompt_tokens_estimated {
                 println!("(prompt length estimated from its characters: no tokenizer on disk)");
             }

@@ -33,7 +33,7 @@ use crate::util::{human_bytes, now_rfc3339};
 pub use budget::workload;
 use budget::Budget;
 use journal::Journal;
-pub use plan_check::{check_plan, plan_config, CheckRow, ConfigPlan};
+pub use plan_check::{check_plan, plan_config, render_expected, CheckRow, ConfigPlan, Expected};
 pub use prepare::{prepare, Prepared};
 pub use session::{generation_params, rendered_prompts, Session};
 pub use shard::run_shard;

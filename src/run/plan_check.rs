@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::budget::workload;
 use super::session::{chat_template, generation_params, prompt_text, Session};
 use super::{Observer, Prepared};
+use crate::engine::cpu::roofline::{self, Machine};
 use crate::error::{Error, Result};
 use crate::generate::GenerationParams;
 use crate::plan::{self, Arch, Workload};
@@ -19,7 +20,31 @@ pub struct ConfigPlan {
     pub plan: plan::Plan,
     /// Whether the prompt length was estimated (no tokenizer at hand) rather than counted.
     pub prompt_tokens_estimated: bool,
+    /// What `prompts_per_batch = "auto"` picks at the configured chunk size, and the tokens/s
+    /// expected there (planning for this machine's CPU only: its limits are measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<Expected>,
 }
+
+/// Tokens/s to expect from a batch on this machine's CPU.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expected {
+    /// `prompts_per_batch = "auto"` at the configured chunk size: the largest that fits in the
+    /// memory less the safety margin, at most `CPU_AUTO_ROWS` rows.
+    pub prompts_per_batch: usize,
+    pub chunk_size: usize,
+    pub machine: Machine,
+    /// The roofline: at most this many tokens/s with a full batch (weights read once per step,
+    /// one int8 multiply-add per weight per row).
+    pub ceiling_tokens_per_s: f64,
+    /// The ceiling × [`MEASURED_SHARE`].
+    pub expected_tokens_per_s: f64,
+}
+
+/// The share of the roofline ceiling that runs reached on this project's machines (`rftx bench`
+/// on W15 and W60 beside `rftx plan`, README "Throughput"): attention, sampling, the small
+/// serial ops and batches that are not full take the rest.
+pub const MEASURED_SHARE: f64 = 0.5;
 
 /// Plans the configured run. Architecture: `arch` (a preset) > `model.arch` > the configured
 /// GGUF file > the default model's preset. Device: `device` > `plan.device` > this machine.
@@ -65,11 +90,61 @@ pub fn plan_config(
             prompt_lengths(p, tokenizer_source.as_ref())?
         }
     };
+    let cpu = !device.gpu && device.name == "cpu";
     let plan = plan::plan(arch, workload(c, prompt_tokens, shared), device);
+    let throughput = if cpu {
+        expected(p, &plan.arch, prompt_tokens, shared)?
+    } else {
+        None
+    };
     Ok(ConfigPlan {
         plan,
         prompt_tokens_estimated: estimated,
+        throughput,
     })
+}
+
+/// What `"auto"` picks on this machine's CPU at the configured chunk size, and the tokens/s
+/// to expect there, from this machine's measured limits.
+fn expected(p: &Prepared, arch: &Arch, prompt_tokens: usize, shared: usize) -> Result<Option<Expected>> {
+    let Some(machine) = roofline::measure() else {
+        return Ok(None);
+    };
+    let c = &p.resolved.config;
+    let mut q = p.clone();
+    q.resolved.config.generation.prompts_per_batch = crate::config::Count::Auto;
+    q.resolved.config.memory.budget = None;
+    let questions = p.questions.questions.len();
+    let b = super::batching::resolve(&q, arch, prompt_tokens, shared, questions, &mut |_| {})?;
+    let format = c.model.weights.resolve(false);
+    let rows = b.prompts_per_batch * b.chunk_size.min(c.generation.oversample.max(1));
+    let macs = arch.matrix_params + arch.embed_params;
+    let ceiling = roofline::ceiling(&machine, arch.weight_bytes(format, true), macs, rows);
+    Ok(Some(Expected {
+        prompts_per_batch: b.prompts_per_batch,
+        chunk_size: b.chunk_size,
+        machine,
+        ceiling_tokens_per_s: ceiling,
+        expected_tokens_per_s: ceiling * MEASURED_SHARE,
+    }))
+}
+
+/// The lines `rftx plan` prints for [`Expected`].
+pub fn render_expected(e: &Expected) -> String {
+    format!(
+        "{:<28}{} (at chunk_size {}: {} rows; what \"auto\" picks here)\n{:<28}about {:.0} tokens/s (roofline {:.0}: weights read at {:.1} GB/s, int8 {:.1} GMAC/s on {} threads; runs reach about {:.0} % of it)\n",
+        "auto prompts_per_batch",
+        e.prompts_per_batch,
+        e.chunk_size,
+        e.prompts_per_batch * e.chunk_size,
+        "expected throughput",
+        e.expected_tokens_per_s,
+        e.ceiling_tokens_per_s,
+        e.machine.read_bytes_per_s / 1e9,
+        e.machine.int8_macs_per_s / 1e9,
+        e.machine.threads,
+        MEASURED_SHARE * 100.0
+    )
 }
 
 /// The default model's architecture without the file: the SmolLM2-135M preset with the
@@ -163,6 +238,7 @@ pub fn check_plan(
             layout: plan::Layout::Rftx,
             oversample: params.oversample,
             chunk_size: chunk,
+            prompts_per_batch: 1,
             ..workload(c, ids.len(), session.shared_tokens())
         };
         let predicted = plan::predict(&session.arch, &w, p.device.is_gpu()).total;

@@ -1,8 +1,9 @@
 //! CPU kernels: the int8 linear layer ([`q8`]) and decode attention over the KV cache
-//! ([`attention`]), both spread over candle's thread pool and both computing every row with
+//! ([`attention`]) — and this machine's limits for them ([`roofline`]) — both spread over candle's thread pool and both computing every row with
 //! the same operations whatever the batch size.
 pub mod attention;
 pub mod q8;
+pub mod roofline;
 
 /// An `f32` output buffer that the workers of candle's thread pool write in disjoint ranges.
 /// The pool's closures must be `Sync`, which a `&mut [f32]` is not: this carries the address.

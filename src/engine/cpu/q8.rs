@@ -72,6 +72,14 @@ impl Q8Linear {
         Ok(Q8Linear { n, k, qs, d })
     }
 
+    /// A random `n × k` matrix (int8 values and scales drawn from `seed`), for measurements.
+    pub fn random(n: usize, k: usize, seed: u64) -> Self {
+        let mut rng = crate::sampling::Rng::from_seed(seed);
+        let qs = (0..n * k).map(|_| (rng.next_f64() * 254.0 - 127.0) as i8).collect();
+        let d = (0..n * k / QK).map(|_| rng.next_f64() as f32 * 1e-2).collect();
+        Q8Linear { n, k, qs, d }
+    }
+
     /// Bytes held: int8 values and f32 scales.
     pub fn storage_bytes(&self) -> usize {
         self.qs.len() + 4 * self.d.len()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Throughput of rftx against llama.cpp at its best, side by side in one sitting, on W15 (5
+# questions × 15 samples × 80 new tokens) and W60 (the first 20 built-in questions × 15 × 80):
+# rftx at several chunk sizes and questions per batch (and "auto") in one process, llama.cpp's
+# batched API (bench/llamacpp_batched.py: unified KV cache, every prompt evaluated once for its
+# 15 sequences, continuous batching of K prompts, samplers in C) at several K, both on the same
+# GGUF, the same prompts and THREADS threads. Prints one table per workload, then the best of
+# each engine and their ratios (tokens/s, peak RSS). Not part of CI; about 20 minutes on 2 cores.
+#
+# llama.cpp comes from llama-cpp-python 0.3.36 in a virtualenv outside the repo (RFTX_PEERS_VENV,
+# default ~/.cache/rftx-peers-venv; pip compiles llama.cpp, about 9 minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${RFTX_PEERS_VENV:-$HOME/.cache/rftx-peers-venv}
+THREADS=${THREADS:-2}
+OUT=${OUT:-bench/out/throughput}
+mkdir -p "$OUT"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -c "import llama_cpp" 2>/dev/null || "$VENV/bin/pip" install -q llama-cpp-python==0.3.36
+cargo build --release -q
+RFTX=target/release/rftx
+MODEL=${RFTX_MODELS_DIR:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+
+run() { # workload, rftx chunks, rftx prompts-per-batch, llama.cpp Ks
+  local w=$1
+  $RFTX bench "configs/$w.toml" --write-prompts "$OUT/$w-prompts.json"
+  CANDLE_NUM_THREADS=$THREADS $RFTX bench "configs/$w.toml" --chunks "$2" --prompts-per-batch "$3" \
+    --out "$OUT/$w-rftx.json" >&2
+  for k in $4; do
+    "$VENV/bin/python" bench/llamacpp_batched.py "$MODEL" "$OUT/$w-prompts.json" --threads "$THREADS" \
+      --prompts-per-batch "$k" > "$OUT/$w-llama-$k.json"
+    echo "llama.cpp K=$k: $(python3 -c "import json,sys;print(round(json.load(open(sys.argv[1]))['tokens_per_s'],1))" "$OUT/$w-llama-$k.json") tokens/s" >&2
+  done
+}
+run w15 "${W15_CHUNKS:-1,3,15}" "${W15_PPB:-1,3,5,auto}" "${W15_K:-1 2 5}"
+run w60 "${W60_CHUNKS:-15}" "${W60_PPB:-1,4,8,auto}" "${W60_K:-1 4 8}"
+python3 bench/throughput_table.py "$OUT"
