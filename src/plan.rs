@@ -568,12 +568,20 @@ pub fn render(p: &Plan) -> String {
         )
     };
     line("verdict", verdict);
+    out.push_str(&render_limits(p));
+    out
+}
+
+/// The largest settings that fit, as lines of [`render`].
+fn render_limits(p: &Plan) -> String {
+    let w = &p.workload;
+    let line = |k: &str, v: String| format!("{k:<28}{v}\n");
     let what = match w.layout {
         Layout::Rftx => "largest chunk_size",
         Layout::Hf => "largest prompts_per_batch",
     };
-    if p.max_chunk_size == 0 {
-        line(what, "none: even one sequence does not fit".into());
+    let mut out = if p.max_chunk_size == 0 {
+        line(what, "none: even one sequence does not fit".into())
     } else {
         line(
             what,
@@ -581,10 +589,10 @@ pub fn render(p: &Plan) -> String {
                 "{} (max_new_tokens up to {} at that size)",
                 p.max_chunk_size, p.max_new_tokens_at_max_chunk
             ),
-        );
-    }
+        )
+    };
     if w.layout == Layout::Rftx {
-        line(
+        out.push_str(&line(
             "safe prompts_per_batch",
             format!(
                 "{} (at chunk_size {}, keeping {:.0} % of the device free; what \"auto\" picks on a GPU)",
@@ -592,7 +600,7 @@ pub fn render(p: &Plan) -> String {
                 w.chunk_size.clamp(1, w.oversample.max(1)),
                 SAFETY_MARGIN * 100.0
             ),
-        );
+        ));
     }
     out
 }

@@ -103,15 +103,7 @@ pub fn resolve_batching(
     let mut q = p.clone();
     q.resolved.config.generation.chunk_size = chunk_size;
     q.resolved.config.generation.prompts_per_batch = prompts_per_batch;
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    batching::resolve(
-        &q,
-        &session.arch,
-        longest,
-        session.shared_tokens(),
-        prompts.len(),
-        &mut |_| {},
-    )
+    batching_for(&q, session, prompts, 0..prompts.len(), &mut |_| {})
 }
 
 /// Runs (or resumes, or reports) the prepared configuration.
@@ -136,16 +128,10 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
     let mut log = Log { observer, file: None };
     let session = Session::open(p, &mut |s| log.line(s))?;
     let prompts = session.prompts(p)?;
-    let longest = prompts[target.range.clone()].iter().map(Vec::len).max().unwrap_or(0);
     let mut notes = Vec::new();
-    let batching = batching::resolve(
-        p,
-        &session.arch,
-        longest,
-        session.shared_tokens(),
-        target.range.len(),
-        &mut |s| notes.push(s.to_string()),
-    )?;
+    let batching = batching_for(p, &session, &prompts, target.range.clone(), &mut |s| {
+        notes.push(s.to_string())
+    })?;
     let budget = Budget::new(p, &session.arch, &prompts, session.shared_tokens(), &batching)?;
     let runner = Runner {
         p,
@@ -190,23 +176,8 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         log.line(note);
     }
 
-    let generated = runner.questions(resumed_from, &mut journal, &mut log);
-    if let Err(Error::Interrupted { signal, .. }) = generated {
-        let name = crate::interrupt::Signal(signal).name();
-        let (done, total) = (journal.tally().questions(), target.range.len());
-        journal.manifest.interrupted_by = Some(name.into());
-        let _ = journal.checkpoint(Status::Interrupted);
-        log.line(&format!("interrupted by {name} after {done} of {total} questions"));
-        return Err(Error::Interrupted {
-            signal,
-            message: format!("interrupted after question {done} of {total}; run the same command to resume"),
-        });
-    }
-    if let Err(e) = generated {
-        journal.manifest.error = Some(e.to_string());
-        let _ = journal.checkpoint(Status::Failed);
-        log.line(&format!("failed after {} questions: {e}", journal.tally().questions()));
-        return Err(e);
+    if let Err(e) = runner.questions(resumed_from, &mut journal, &mut log) {
+        return Err(stopped(e, &mut journal, &mut log, target.range.len()));
     }
     let metrics = journal.checkpoint(Status::Complete)?;
     log.line(&format!("complete: {}", report::summary(&metrics).replace('\n', "; ")));
@@ -215,6 +186,39 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         outcome: Outcome::Completed { resumed_from },
         metrics,
     })
+}
+
+/// Records why generation stopped (a signal: `interrupted`; anything else: `failed`) in the
+/// manifest and the log, and returns the error to report.
+fn stopped(e: Error, journal: &mut Journal, log: &mut Log, total: usize) -> Error {
+    let done = journal.tally().questions();
+    if let Error::Interrupted { signal, .. } = e {
+        let name = crate::interrupt::Signal(signal).name();
+        journal.manifest.interrupted_by = Some(name.into());
+        let _ = journal.checkpoint(Status::Interrupted);
+        log.line(&format!("interrupted by {name} after {done} of {total} questions"));
+        return Error::Interrupted {
+            signal,
+            message: format!("interrupted after question {done} of {total}; run the same command to resume"),
+        };
+    }
+    journal.manifest.error = Some(e.to_string());
+    let _ = journal.checkpoint(Status::Failed);
+    log.line(&format!("failed after {done} questions: {e}"));
+    e
+}
+
+/// The batching of questions `range` of `p` on this machine (`run::batching`); `say` gets the
+/// lines for the log.
+fn batching_for(
+    p: &Prepared,
+    session: &Session,
+    prompts: &[Vec<u32>],
+    range: Range<usize>,
+    say: &mut dyn FnMut(&str),
+) -> Result<Batching> {
+    let longest = prompts[range.clone()].iter().map(Vec::len).max().unwrap_or(0);
+    batching::resolve(p, &session.arch, longest, session.shared_tokens(), range.len(), say)
 }
 
 /// The result of a run (or shard) whose directory is already complete, if it is.
