@@ -250,7 +250,8 @@ impl Generator<'_> {
                 continue;
             }
             let rows: usize = slots.iter().map(Slot::rows).sum();
-            let fits = |job: &Job| rows + job.chunk_size.clamp(1, n.max(1)) <= room.rows;
+            // An empty batch takes any chunk, so that no question waits forever.
+            let fits = |job: &Job| rows == 0 || rows + job.chunk_size.clamp(1, n.max(1)) <= room.rows;
             if let Some(slot) = slots.iter_mut().find(|s| s.chunk.is_none() && fits(&s.job)) {
                 let prefill_ms = std::mem::take(&mut slot.prefill_ms);
                 slot.chunk = Some(self.chunk(&slot.prefilled, slot.job, slot.next, slot.chunks, prefill_ms)?);
@@ -536,6 +537,64 @@ mod tests {
                 top_p: 0.95,
             },
             seed: 42,
+        }
+    }
+
+    #[test]
+    fn a_batch_of_questions_gives_each_the_samples_it_gets_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tiny.gguf");
+        crate::testing::write_tiny_model(&p, 5).unwrap();
+        let mut source = ModelSource::open(&p).unwrap();
+        let model = Model::load(&mut source, WeightFormat::Native, &device::host()).unwrap();
+        let tokenizer = source.tokenizer().unwrap();
+        // Prompts of different lengths: the batch's caches sit at different positions.
+        let prompts: Vec<Vec<u32>> = (0..5)
+            .map(|i| {
+                let text = format!(
+                    "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+                    "hi ".repeat(i + 1)
+                );
+                tokenizer.encode(&text).unwrap()
+            })
+            .collect();
+        let generator = Generator {
+            model: &model,
+            shared: None,
+            stop_ids: &tokenizer.stop_ids,
+            params: params(2),
+            gpu: None,
+            inject_oom: None,
+        };
+        let alone: Vec<Vec<Completion>> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| generator.question(i as u64, ids, &mut |_| {}).unwrap().0)
+            .collect();
+        for (per_batch, chunk) in [(3, 2), (2, 7), (5, 1)] {
+            let mut jobs = prompts.iter().enumerate().map(|(i, ids)| Job {
+                index: i as u64,
+                prompt: ids,
+                // One question asks for more rows than the batch holds: it still runs.
+                chunk_size: if i == 2 { 7 } else { chunk },
+            });
+            let mut done: Vec<Finished> = Vec::new();
+            generator
+                .batch(&mut jobs, per_batch, &mut |_| {}, &mut |f| {
+                    done.push(f);
+                    Ok(())
+                })
+                .unwrap();
+            done.sort_by_key(|f| f.index);
+            assert_eq!(done.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+            for (f, reference) in done.iter().zip(&alone) {
+                let mut got = f.completions.clone();
+                got.sort_by_key(|c| c.sample);
+                assert_eq!(&got, reference, "{per_batch} × {chunk}, question {}", f.index);
+                let numbers: Vec<usize> = f.reports.iter().map(|r| r.chunk).collect();
+                assert_eq!(numbers, (0..numbers.len()).collect::<Vec<_>>());
+                assert!(f.reports[0].prefill_ms > 0.0);
+            }
         }
     }
 
