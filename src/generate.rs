@@ -259,7 +259,8 @@ impl Generator<'_> {
                 slot.chunks += 1;
                 continue;
             }
-            if waiting.is_none() {
+            // The next question is taken from `jobs` only when it could join soon.
+            if waiting.is_none() && slots.len() < room.questions && rows < room.rows {
                 *waiting = jobs.next();
             }
             match *waiting {

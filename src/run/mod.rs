@@ -349,12 +349,6 @@ impl Runner<'_> {
                         "CUDA out of memory at question {question} chunk {chunk} ({size} sequences): retrying the unfinished questions with {} per batch in chunks of {}",
                         smaller.prompts_per_batch, smaller.chunk_size
                     ));
-                    let finished: Vec<usize> = state.waiting.keys().copied().collect();
-                    for i in state.next..=question.max(state.next) {
-                        if !finished.contains(&i) {
-                            *state.retried.entry(i).or_default() += 1;
-                        }
-                    }
                     batching = smaller;
                 }
                 other => break other,
@@ -415,7 +409,7 @@ impl Runner<'_> {
                 }
             });
         let params = generation_params(c, batching.chunk_size);
-        self.session.generate_batch(
+        let generated = self.session.generate_batch(
             &mut jobs,
             batching.prompts_per_batch,
             params,
@@ -425,7 +419,16 @@ impl Runner<'_> {
                 state.waiting.insert(finished.index as usize, (finished, chunk));
                 self.commit_ready(state, journal, &mut log.borrow_mut())
             },
-        )?;
+        );
+        if let Err(Error::OutOfMemory { .. }) = &generated {
+            // Every question handed out and not finished is retried.
+            for &i in chunks.borrow().keys() {
+                if i >= state.next && !state.waiting.contains_key(&i) {
+                    *state.retried.entry(i).or_default() += 1;
+                }
+            }
+        }
+        generated?;
         match stop.into_inner() {
             Some(e) => Err(e),
             None => Ok(()),
