@@ -379,19 +379,9 @@ impl Generator<'_> {
         let Some((max, from)) = self.inject_oom else {
             return Ok(());
         };
-        let rows: usize = slots
-            .iter()
-            .filter_map(|s| s.chunk.as_ref())
-            .map(|c| c.samples.len())
-            .sum();
-        if rows > max && slots.iter().any(|s| s.job.index >= from) {
-            let s = &slots[0];
-            return Err(Error::OutOfMemory {
-                question: s.job.index as usize,
-                chunk: s.chunks.saturating_sub(1),
-                size: rows,
-                message: format!("injected by RFTX_TEST_OOM: batches over {max} sequences fail"),
-            });
+        if sequences(slots) > max && slots.iter().any(|s| s.job.index >= from) {
+            let message = format!("injected by RFTX_TEST_OOM: batches over {max} sequences fail");
+            return Err(out_of_memory(slots, message));
         }
         Ok(())
     }
@@ -452,21 +442,31 @@ fn close(completions: &mut Vec<Completion>, chunk: Chunk, batch_rows: usize) -> 
     }
 }
 
-/// A candle out-of-memory error as [`Error::OutOfMemory`], naming the batch's first question.
+/// A candle out-of-memory error as [`Error::OutOfMemory`] of the batch.
 fn oom(e: Error, slots: &[Slot]) -> Error {
     match e {
-        Error::Candle(c) if is_out_of_memory(&c) => Error::OutOfMemory {
-            question: slots.first().map_or(0, |s| s.job.index as usize),
-            chunk: slots.first().map_or(0, |s| s.chunks.saturating_sub(1)),
-            size: slots
-                .iter()
-                .filter_map(|s| s.chunk.as_ref())
-                .map(|c| c.samples.len())
-                .sum(),
-            message: crate::error::candle_message(&c),
-        },
+        Error::Candle(c) if is_out_of_memory(&c) => out_of_memory(slots, crate::error::candle_message(&c)),
         other => other,
     }
+}
+
+/// [`Error::OutOfMemory`] of a batch, naming its first question and that question's chunk.
+fn out_of_memory(slots: &[Slot], message: String) -> Error {
+    Error::OutOfMemory {
+        question: slots.first().map_or(0, |s| s.job.index as usize),
+        chunk: slots.first().map_or(0, |s| s.chunks.saturating_sub(1)),
+        size: sequences(slots),
+        message,
+    }
+}
+
+/// Sequences of the chunks decoding in the batch, finished ones included.
+fn sequences(slots: &[Slot]) -> usize {
+    slots
+        .iter()
+        .filter_map(|s| s.chunk.as_ref())
+        .map(|c| c.samples.len())
+        .sum()
 }
 
 /// Time and memory of the batch's steps, shared out among the chunks decoded in them.
@@ -526,7 +526,7 @@ impl<'g> Meter<'g> {
 mod tests {
     use super::*;
     use crate::engine::{device, WeightFormat};
-    use crate::source::ModelSource;
+    use crate::source::{GgufTokenizer, ModelSource};
 
     fn params(chunk_size: usize) -> GenerationParams {
         GenerationParams {
@@ -541,14 +541,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_batch_of_questions_gives_each_the_samples_it_gets_alone() {
+    /// The tiny random model and its tokenizer (the directory holds its file).
+    fn tiny() -> (tempfile::TempDir, Model, GgufTokenizer) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("tiny.gguf");
         crate::testing::write_tiny_model(&p, 5).unwrap();
         let mut source = ModelSource::open(&p).unwrap();
         let model = Model::load(&mut source, WeightFormat::Native, &device::host()).unwrap();
-        let tokenizer = source.tokenizer().unwrap();
+        (d, model, source.tokenizer().unwrap())
+    }
+
+    #[test]
+    fn a_batch_of_questions_gives_each_the_samples_it_gets_alone() {
+        let (_d, model, tokenizer) = tiny();
         // Prompts of different lengths: the batch's caches sit at different positions.
         let prompts: Vec<Vec<u32>> = (0..5)
             .map(|i| {
@@ -601,12 +606,7 @@ mod tests {
 
     #[test]
     fn samples_do_not_depend_on_chunk_size() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("tiny.gguf");
-        crate::testing::write_tiny_model(&p, 5).unwrap();
-        let mut source = ModelSource::open(&p).unwrap();
-        let model = Model::load(&mut source, WeightFormat::Native, &device::host()).unwrap();
-        let tokenizer = source.tokenizer().unwrap();
+        let (_d, model, tokenizer) = tiny();
         let prompt = tokenizer
             .encode("<|im_start|>user\nhello 12<|im_end|>\n<|im_start|>assistant\n")
             .unwrap();
