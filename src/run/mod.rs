@@ -248,10 +248,10 @@ struct Runner<'a> {
 }
 
 /// Where a run's commits stand: the next question to commit, the questions finished ahead of
-/// it (with their chunk size), and the out-of-memory retries of each question.
+/// it, and the out-of-memory retries of each question.
 struct Progress {
     next: usize,
-    waiting: BTreeMap<usize, (Finished, usize)>,
+    waiting: BTreeMap<usize, Finished>,
     retried: HashMap<usize, usize>,
 }
 
@@ -387,7 +387,7 @@ impl Runner<'_> {
         let c = &self.p.resolved.config;
         let skip: Vec<usize> = state.waiting.keys().copied().collect();
         let stop: std::cell::RefCell<Option<Error>> = Default::default();
-        let chunks: std::cell::RefCell<HashMap<usize, usize>> = Default::default();
+        let handed_out: std::cell::RefCell<Vec<usize>> = Default::default();
         let log = std::cell::RefCell::new(log);
         let mut jobs = (state.next..self.target.range.end)
             .filter(|i| !skip.contains(i))
@@ -395,7 +395,7 @@ impl Runner<'_> {
                 let prompt = &self.prompts[index];
                 match self.chunk_for(index, prompt.len(), batching.chunk_size, &mut log.borrow_mut()) {
                     Ok(chunk_size) => {
-                        chunks.borrow_mut().insert(index, chunk_size);
+                        handed_out.borrow_mut().push(index);
                         Some(Job {
                             index: index as u64,
                             prompt,
@@ -415,14 +415,13 @@ impl Runner<'_> {
             params,
             &mut |n| log.borrow_mut().observer.tokens(n),
             &mut |finished| {
-                let chunk = chunks.borrow()[&(finished.index as usize)];
-                state.waiting.insert(finished.index as usize, (finished, chunk));
+                state.waiting.insert(finished.index as usize, finished);
                 self.commit_ready(state, journal, &mut log.borrow_mut())
             },
         );
         if let Err(Error::OutOfMemory { .. }) = &generated {
             // Every question handed out and not finished is retried.
-            for &i in chunks.borrow().keys() {
+            for &i in handed_out.borrow().iter() {
                 if i >= state.next && !state.waiting.contains_key(&i) {
                     *state.retried.entry(i).or_default() += 1;
                 }
@@ -453,8 +452,11 @@ impl Runner<'_> {
     fn commit_ready(&self, state: &mut Progress, journal: &mut Journal, log: &mut Log) -> Result<()> {
         let c = &self.p.resolved.config;
         let total = self.target.range.len();
-        while let Some((finished, chunk)) = state.waiting.remove(&state.next) {
+        while let Some(finished) = state.waiting.remove(&state.next) {
             let index = state.next;
+            // The question's chunk size, as its first chunk ran (budgets and retries may have
+            // made it smaller than configured).
+            let chunk = finished.reports.first().map_or(0, |r| r.size);
             self.warn_over_budget(index, &finished.reports, log);
             let record = self.grade(index, finished.completions)?;
             let configured = c.generation.chunk_size.fixed().unwrap_or(self.batching.chunk_size);
