@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures what a CUDA process costs on the GPU before any model: the CUDA context, then cuBLAS
 # workspaces and allocator slack after a first f16 matmul (torch, if installed). `rftx plan`
-# charges this as "runtime overhead" on GPU devices (GPU_RUNTIME_BYTES in src/plan.rs). Run on a
+# charges this as "runtime overhead" on GPU devices (GPU_RUNTIME_BYTES in src/core/plan/predict.rs). Run on a
 # GPU machine; prints one JSON object.
 set -euo pipefail
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv

@@ -13,13 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [_, c, n] => (c.clone(), n.parse()?),
         _ => return Err("usage: prompt_ids CONFIG [N]".into()),
     };
-    let p = run::prepare(rftx::config::load(config.as_ref(), &[])?, "runs".as_ref())?;
+    let p = run::prepare(rftx::core::config::load(config.as_ref(), &[])?, "runs".as_ref())?;
     let source = ModelSource::open(&p.model_file(&mut |s| eprintln!("{s}"))?)?;
     let template = session::chat_template(&source)?;
     let tokenizer = source.tokenizer()?;
     let mut out = Vec::new();
     for q in p.questions.questions.iter().take(n) {
-        let messages = rftx::prompt::messages(&p.resolved.config.prompt, &q.question);
+        let messages = rftx::core::prompt::messages(&p.resolved.config.prompt, &q.question);
         let text = template.render(&messages)?;
         let ids = tokenizer.encode(&text)?;
         out.push(serde_json::json!({ "messages": messages, "text": text, "ids": ids }));

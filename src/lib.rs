@@ -1,45 +1,32 @@
 //! rftx: reproducible, memory-aware sample generation for rejection-sampling fine-tuning.
 //!
-//! The library is the whole product; the `rftx` binary is a thin command-line layer over it.
-//! Layers, top to bottom (a module imports only from layers below it; `docs/architecture.md`):
+//! The library is the whole product; the `rftx` binary (`src/main.rs`, `src/cli/`) is a thin
+//! command-line layer over it. Each folder under `src/` is one layer of `docs/architecture.md`,
+//! top to bottom; a module imports only from layers below its own (and from modules of its own
+//! layer that do not import it back):
 //!
-//! 1. Commands: [`sweep`], [`bench`], [`catalog`] (finding and reading runs), [`compare`]
-//!    (runs side by side; table, Markdown, JSON, CSV exporters), [`plot`] (SVG), [`slurm`]
-//!    (job-array submission over `sbatch`).
-//! 2. [`run`]: one run end to end — inputs and hash, the loaded session, the question loop,
-//!    budgets, checkpoints, `plan --check`.
-//! 3. The core: [`config`] (the TOML experiment file), [`store`] (the run directory),
-//!    [`shard`] (shard plans, shard states, the merge),
-//!    [`report`] (metrics), [`plan`] (predicted memory peaks), [`generate`] (chunked
-//!    generation of one question), [`prompt`], [`rft`] (grading, dataset), [`data`].
-//! 4. [`engine`]: the model, its kernels and KV cache, on a device. Knows nothing of runs.
-//! 5. [`source`]: model files (GGUF), their tokenizer and the default model's fetch.
-//! 6. Leaves: [`sampling`], [`memory`], [`interrupt`] (stop signals), [`util`], [`error`].
-pub mod bench;
-pub mod catalog;
-pub mod compare;
-pub mod config;
-pub mod data;
+//! 1. `cli/` (the binary): arguments, dispatch, printing, exit codes, progress bars.
+//! 2. [`commands`]: sweep, bench, catalog (finding and reading runs), compare (runs side by
+//!    side; table, Markdown, JSON, CSV exporters), plot (SVG), slurm (job arrays over `sbatch`).
+//! 3. [`run`]: one run end to end — inputs and hash, the loaded session, the question loop,
+//!    batching, budgets, checkpoints, `plan --check`, and its shards (`run::shard`: plans,
+//!    states, the merge).
+//! 4. [`core`]: config (the TOML experiment file), store (the run directory), report
+//!    (metrics), plan (predicted memory peaks), generate (chunked generation of many questions),
+//!    prompt (chat templates), rft (grading, dataset), data (question sets).
+//! 5. [`engine`]: the model, its kernels and KV cache, on a device. Knows nothing of runs.
+//! 6. [`source`]: model files (GGUF files, Hugging Face folders, the hub cache), their
+//!    tokenizer and chat template, the default model's fetch.
+//! 7. [`base`]: the leaves — typed errors, shared record types, per-sample RNG streams and the
+//!    sampler, the counting allocator, stop signals, small helpers.
+pub mod base;
+pub mod commands;
+pub mod core;
 pub mod engine;
-pub mod error;
-pub mod generate;
-pub mod interrupt;
-pub mod memory;
-pub mod plan;
-pub mod plot;
-pub mod prompt;
-pub mod report;
-pub mod rft;
 pub mod run;
-pub mod sampling;
-pub mod shard;
-pub mod slurm;
 pub mod source;
-pub mod store;
-pub mod sweep;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
-pub mod util;
 
-pub use error::{Error, Result};
+pub use base::error::{Error, Result};

@@ -3,9 +3,9 @@ mod cli;
 
 /// Counts heap bytes so that every chunk's peak can be recorded.
 #[global_allocator]
-static ALLOC: rftx::memory::CountingAlloc = rftx::memory::CountingAlloc;
+static ALLOC: rftx::base::memory::CountingAlloc = rftx::base::memory::CountingAlloc;
 
 fn main() -> std::process::ExitCode {
-    rftx::memory::enable_heap_tracking();
+    rftx::base::memory::enable_heap_tracking();
     cli::main()
 }

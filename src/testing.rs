@@ -8,7 +8,7 @@ use candle_core::Tensor;
 
 use crate::engine::device::host;
 
-use crate::sampling::Rng;
+use crate::base::sampling::Rng;
 use crate::source::GgufTokenizer;
 
 pub const TINY_SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
@@ -79,7 +79,7 @@ pub fn tiny_tokenizer_metadata() -> HashMap<String, Value> {
     md.insert("tokenizer.ggml.bos_token_id".into(), Value::U32(1));
     md.insert(
         "tokenizer.chat_template".into(),
-        Value::String(crate::prompt::CHATML.into()),
+        Value::String(crate::core::prompt::CHATML.into()),
     );
     md
 }

@@ -29,12 +29,46 @@ fn run_writes_every_file_with_the_documented_fields() {
     assert_eq!(manifest["inputs"]["model"]["sha256"].as_str().unwrap().len(), 64);
     assert!(manifest["finished_at"].is_string());
 
+    let samples = check_samples(&dir);
+    let chunks = check_chunks(&dir, samples.tokens);
+    let m = read_json(&dir.join("metrics.json"));
+    assert_eq!(m["questions"], 4);
+    assert_eq!(m["samples"], 20);
+    assert_eq!(m["new_tokens"].as_u64().unwrap(), samples.tokens);
+    assert_eq!(m["accepted"].as_u64().unwrap() as usize, samples.correct);
+    assert!(m["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(m["wall_s"].as_f64().unwrap() > 0.0);
+    let rate = m["acceptance_rate"].as_f64().unwrap();
+    assert!((rate - samples.correct as f64 / 20.0).abs() < 1e-12);
+    assert_eq!(
+        m["peak_bytes"],
+        chunks.iter().map(|c| c["peak_bytes"].as_u64().unwrap()).max().unwrap()
+    );
+    check_dataset(&dir, &samples.records);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("chunk_size = 2"), "{config}");
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(log.contains("complete:"), "{log}");
+    assert!(!dir.join("lock").exists(), "the lock is released");
+}
+
+/// What `samples.jsonl` of the fixture's run adds up to.
+struct SampleTotals {
+    tokens: u64,
+    correct: usize,
+    /// (question, trimmed text) of every correct sample: what the dataset must hold, once each.
+    records: std::collections::BTreeSet<(String, String)>,
+}
+
+/// Checks every field of every line of `samples.jsonl` (4 questions × 5 samples).
+fn check_samples(dir: &Path) -> SampleTotals {
     let samples = read_jsonl(&dir.join("samples.jsonl"));
     assert_eq!(samples.len(), 4);
-    let mut tokens = 0;
-    let mut correct = 0;
-    // The dataset holds every correct sample once per distinct (question, trimmed reasoning).
-    let mut expected_records = std::collections::BTreeSet::new();
+    let mut totals = SampleTotals {
+        tokens: 0,
+        correct: 0,
+        records: Default::default(),
+    };
     for (i, q) in samples.iter().enumerate() {
         assert_eq!(q["index"], i);
         assert!(q["question"].is_string() && q["answer"].is_number());
@@ -45,34 +79,41 @@ fn run_writes_every_file_with_the_documented_fields() {
             assert!(x["text"].is_string());
             let n = x["new_tokens"].as_u64().unwrap();
             assert!((1..=12).contains(&n));
-            tokens += n;
+            totals.tokens += n;
             assert!(x["finish"] == "eos" || x["finish"] == "length");
             assert!(x["parsed"].is_null() || x["parsed"].is_number());
-            correct += usize::from(x["correct"].as_bool().unwrap());
             if x["correct"].as_bool().unwrap() {
+                totals.correct += 1;
                 let text = x["text"].as_str().unwrap().trim().to_string();
-                expected_records.insert((q["question"].as_str().unwrap().to_string(), text));
+                totals
+                    .records
+                    .insert((q["question"].as_str().unwrap().to_string(), text));
             }
         }
     }
+    totals
+}
 
+/// Checks `chunks.jsonl` (3 chunks per question, their tokens adding up to `tokens`); returns it.
+fn check_chunks(dir: &Path, tokens: u64) -> Vec<serde_json::Value> {
     let chunks = read_jsonl(&dir.join("chunks.jsonl"));
     assert_eq!(chunks.len(), 4 * 3, "5 samples in chunks of 2 → 3 chunks per question");
     assert_eq!(
         chunks.iter().map(|c| c["new_tokens"].as_u64().unwrap()).sum::<u64>(),
         tokens
     );
+    let fields = [
+        "question",
+        "chunk",
+        "size",
+        "new_tokens",
+        "ms",
+        "prefill_ms",
+        "peak_bytes",
+        "rss_peak_bytes",
+    ];
     for c in &chunks {
-        for k in [
-            "question",
-            "chunk",
-            "size",
-            "new_tokens",
-            "ms",
-            "prefill_ms",
-            "peak_bytes",
-            "rss_peak_bytes",
-        ] {
+        for k in fields {
             assert!(c[k].is_number(), "{k} in {c}");
         }
         assert!(
@@ -81,21 +122,11 @@ fn run_writes_every_file_with_the_documented_fields() {
         );
         assert!(c["rss_peak_bytes"].as_u64().unwrap() > c["peak_bytes"].as_u64().unwrap() / 2);
     }
+    chunks
+}
 
-    let m = read_json(&dir.join("metrics.json"));
-    assert_eq!(m["questions"], 4);
-    assert_eq!(m["samples"], 20);
-    assert_eq!(m["new_tokens"].as_u64().unwrap(), tokens);
-    assert_eq!(m["accepted"].as_u64().unwrap() as usize, correct);
-    assert!(m["tokens_per_s"].as_f64().unwrap() > 0.0);
-    assert!(m["wall_s"].as_f64().unwrap() > 0.0);
-    let rate = m["acceptance_rate"].as_f64().unwrap();
-    assert!((rate - correct as f64 / 20.0).abs() < 1e-12);
-    assert_eq!(
-        m["peak_bytes"],
-        chunks.iter().map(|c| c["peak_bytes"].as_u64().unwrap()).max().unwrap()
-    );
-
+/// `dataset.json` holds every correct sample once per distinct (question, trimmed reasoning).
+fn check_dataset(dir: &Path, expected: &std::collections::BTreeSet<(String, String)>) {
     let dataset = read_json(&dir.join("dataset.json"));
     let records: std::collections::BTreeSet<(String, String)> = dataset
         .as_array()
@@ -103,17 +134,8 @@ fn run_writes_every_file_with_the_documented_fields() {
         .iter()
         .map(|r| (r[0].as_str().unwrap().to_string(), r[2].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(records, expected_records);
-    assert_eq!(
-        dataset.as_array().unwrap().len(),
-        expected_records.len(),
-        "no duplicates"
-    );
-    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    assert!(config.contains("chunk_size = 2"), "{config}");
-    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
-    assert!(log.contains("complete:"), "{log}");
-    assert!(!dir.join("lock").exists(), "the lock is released");
+    assert_eq!(&records, expected);
+    assert_eq!(dataset.as_array().unwrap().len(), expected.len(), "no duplicates");
 }
 
 #[test]
@@ -316,55 +338,33 @@ fn an_interrupted_run_resumes_to_the_same_output() {
 #[test]
 fn bad_input_exits_2_and_creates_no_run_directory() {
     let f = Fixture::new("");
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let cases = [
+        ("generation.chunk_size=0", "generation.chunk_size = 0: must be ≥ 1"),
+        ("generation.oversample=0", "generation.oversample = 0: must be ≥ 1"),
+        ("generation.temperature=-1", "generation.temperature = -1: must be ≥ 0"),
+        ("generation.top_p=0", "generation.top_p = 0: must be in (0, 1]"),
         (
-            vec!["--set".into(), "generation.chunk_size=0".into()],
-            "generation.chunk_size = 0: must be ≥ 1",
-        ),
-        (
-            vec!["--set".into(), "generation.oversample=0".into()],
-            "generation.oversample = 0: must be ≥ 1",
-        ),
-        (
-            vec!["--set".into(), "generation.temperature=-1".into()],
-            "generation.temperature = -1: must be ≥ 0",
-        ),
-        (
-            vec!["--set".into(), "generation.top_p=0".into()],
-            "generation.top_p = 0: must be in (0, 1]",
-        ),
-        (
-            vec!["--set".into(), "generation.max_new_tokens=0".into()],
+            "generation.max_new_tokens=0",
             "generation.max_new_tokens = 0: must be ≥ 1",
         ),
-        (vec!["--set".into(), "generation.chunk".into()], "expected KEY=VALUE"),
-        (
-            vec!["--set".into(), "generation.chunks=2".into()],
-            "generation.chunks: unknown key",
-        ),
-        (
-            vec!["--set".into(), "generation.oversample=\"many\"".into()],
-            "generation.oversample: wrong type",
-        ),
-        (
-            vec!["--set".into(), "model.path=\"missing.gguf\"".into()],
-            "no such file",
-        ),
-        (
-            vec!["--set".into(), "data.source=\"missing.json\"".into()],
-            "missing.json",
-        ),
+        ("generation.chunk", "expected KEY=VALUE"),
+        ("generation.chunks=2", "generation.chunks: unknown key"),
+        ("generation.oversample=\"many\"", "generation.oversample: wrong type"),
+        ("model.path=\"missing.gguf\"", "no such file"),
+        ("data.source=\"missing.json\"", "missing.json"),
     ];
-    for (args, needle) in cases {
-        let mut a = vec!["run", f.config.to_str().unwrap()];
-        a.extend(args.iter().map(String::as_str));
-        let r = rftx(&a, &[], f.path());
-        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    for (set, needle) in cases {
+        let r = rftx(&["run", f.config.to_str().unwrap(), "--set", set], &[], f.path());
+        assert_eq!(r.code, 2, "{set}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{set}: {}", r.stderr);
         assert_eq!(r.stderr.lines().count(), 1, "one clear message: {}", r.stderr);
-        assert!(entries(&f.runs()).is_empty(), "{args:?} left {:?}", entries(&f.runs()));
+        assert!(entries(&f.runs()).is_empty(), "{set} left {:?}", entries(&f.runs()));
     }
+}
 
+#[test]
+fn bad_files_exit_2_naming_the_file_and_create_no_run_directory() {
+    let f = Fixture::new("");
     let bad_toml = f.write_config("bad.toml", "[generation\n");
     let r = rftx(&["run", bad_toml.to_str().unwrap()], &[], f.path());
     assert_eq!(r.code, 2);
@@ -456,7 +456,10 @@ fn data_command_writes_the_builtin_set() {
     let items = v.as_array().unwrap();
     assert_eq!(items.len(), 25);
     assert!(items.iter().all(|p| p[0].is_string() && p[1].is_number()));
-    assert_eq!(rftx::data::load_json(&out).unwrap(), rftx::data::builtin(25));
+    assert_eq!(
+        rftx::core::data::load_json(&out).unwrap(),
+        rftx::core::data::builtin(25)
+    );
 }
 
 #[test]

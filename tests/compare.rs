@@ -8,8 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use rftx::report::Metrics;
-use rftx::store::{Inputs, Manifest, ModelInput, Progress, QuestionsInput, Status};
+use rftx::core::report::Metrics;
+use rftx::core::store::{Inputs, Manifest, ModelInput, Progress, QuestionsInput, Status};
 
 struct FakeRun {
     name: &'static str,

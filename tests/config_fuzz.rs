@@ -49,14 +49,14 @@ fn check(text: &str, sets: &[String]) -> Result<(), TestCaseError> {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("c.toml");
     std::fs::write(&f, text).unwrap();
-    match rftx::config::load(&f, sets) {
+    match rftx::core::config::load(&f, sets) {
         Ok(r) => {
-            prop_assert!(rftx::config::validate(&r.config).is_empty());
+            prop_assert!(rftx::core::config::validate(&r.config).is_empty());
             // A valid config round-trips through its resolved TOML (paths made absolute).
             let again = d.path().join("again.toml");
             std::fs::write(&again, r.to_toml()).unwrap();
             prop_assert_eq!(
-                rftx::config::load(&again, &[]).map(|x| x.to_toml()).ok(),
+                rftx::core::config::load(&again, &[]).map(|x| x.to_toml()).ok(),
                 Some(r.to_toml())
             );
         }

@@ -110,7 +110,30 @@ fn real_model_run_is_reproducible_across_chunk_sizes_and_resumes() {
     };
 
     let reference = run(&[]);
+    assert_real_samples_and_metrics(&reference);
     let samples = std::fs::read(reference.join("samples.jsonl")).unwrap();
+    for sets in [
+        &["generation.chunk_size=1"][..],
+        &["generation.chunk_size=4"],
+        &["generation.chunk_size=3", "generation.prompts_per_batch=2"],
+        &[
+            "generation.chunk_size=\"auto\"",
+            "generation.prompts_per_batch=\"auto\"",
+        ],
+    ] {
+        let other = run(sets);
+        assert_ne!(other, reference);
+        assert!(
+            std::fs::read(other.join("samples.jsonl")).unwrap() == samples,
+            "{sets:?} changed the samples"
+        );
+    }
+    two_shards_merge_to_the_same_bytes(&cfg, &env, d.path(), &reference);
+    resumes_after_the_first_question_to_the_same_bytes(&cfg, &env, d.path(), &reference);
+}
+
+/// The reference run of the real model wrote real text and plausible metrics.
+fn assert_real_samples_and_metrics(reference: &Path) {
     let records = read_jsonl(&reference.join("samples.jsonl"));
     assert_eq!(records.len(), 2);
     let texts: Vec<&str> = records
@@ -138,30 +161,16 @@ fn real_model_run_is_reproducible_across_chunk_sizes_and_resumes() {
         manifest["inputs"]["model"]["sha256"],
         rftx::source::fetch::DEFAULT_MODEL_SHA256
     );
+}
 
-    for sets in [
-        &["generation.chunk_size=1"][..],
-        &["generation.chunk_size=4"],
-        &["generation.chunk_size=3", "generation.prompts_per_batch=2"],
-        &[
-            "generation.chunk_size=\"auto\"",
-            "generation.prompts_per_batch=\"auto\"",
-        ],
-    ] {
-        let other = run(sets);
-        assert_ne!(other, reference);
-        assert!(
-            std::fs::read(other.join("samples.jsonl")).unwrap() == samples,
-            "{sets:?} changed the samples"
-        );
-    }
-
-    // Two shards (one question each) merge to the same bytes.
+/// Two shards (one question each) merge to the bytes of the unsharded `reference`.
+fn two_shards_merge_to_the_same_bytes(cfg: &Path, env: &[(&str, &str)], dir: &Path, reference: &Path) {
+    let cfg = cfg.to_str().unwrap();
     for i in ["0", "1"] {
         let args = [
             "shard",
             "run",
-            cfg.to_str().unwrap(),
+            cfg,
             "--quiet",
             "--runs-dir",
             "sharded",
@@ -170,16 +179,12 @@ fn real_model_run_is_reproducible_across_chunk_sizes_and_resumes() {
             "--of",
             "2",
         ];
-        let r = rftx(&args, &env, d.path());
+        let r = rftx(&args, env, dir);
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
-    let merged = rftx(
-        &["merge", cfg.to_str().unwrap(), "--runs-dir", "sharded"],
-        &env,
-        d.path(),
-    );
+    let merged = rftx(&["merge", cfg, "--runs-dir", "sharded"], env, dir);
     assert_eq!(merged.code, 0, "{}", merged.stderr);
-    let merged = printed_dir(&merged, d.path());
+    let merged = printed_dir(&merged, dir);
     assert_eq!(
         merged.file_name(),
         reference.file_name(),
@@ -189,18 +194,22 @@ fn real_model_run_is_reproducible_across_chunk_sizes_and_resumes() {
         let same = std::fs::read(merged.join(name)).unwrap() == std::fs::read(reference.join(name)).unwrap();
         assert!(same, "{name}: 2 merged shards differ from the unsharded run");
     }
+}
 
-    // Interrupt after the first question: the resumed run completes to the same bytes.
+/// `reference` cut back to its first question (as an interrupted run leaves it) resumes and
+/// completes to the same bytes.
+fn resumes_after_the_first_question_to_the_same_bytes(cfg: &Path, env: &[(&str, &str)], dir: &Path, reference: &Path) {
+    let samples = std::fs::read(reference.join("samples.jsonl")).unwrap();
     let text = String::from_utf8(samples.clone()).unwrap();
     std::fs::write(
         reference.join("samples.jsonl"),
         text.lines().next().unwrap().to_string() + "\n",
     )
     .unwrap();
-    let mut manifest = manifest;
+    let mut manifest = read_json(&reference.join("manifest.json"));
     manifest["status"] = "running".into();
     std::fs::write(reference.join("manifest.json"), manifest.to_string()).unwrap();
-    let r = rftx(&["run", cfg.to_str().unwrap()], &env, d.path());
+    let r = rftx(&["run", cfg.to_str().unwrap()], env, dir);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("resuming after question 1 of 2"), "{}", r.stderr);
     assert_eq!(std::fs::read(reference.join("samples.jsonl")).unwrap(), samples);

@@ -73,65 +73,28 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 /// Kills runs of `f` (with `sets`) at random moments `kills` times, checking after each kill
 /// that nothing committed was lost, then finishes the run and compares it with `reference`.
 fn kill_and_resume(f: &Fixture, reference: &Path, span: std::time::Duration, runs: &str, sets: &[&str], kills: usize) {
-    let spawn_run = |f: &Fixture, runs: &Path| spawn_run_set(f, runs, Stdio::null(), sets);
     let runs = f.path().join(runs);
-    let mut rng = rftx::sampling::Rng::from_seed(2024);
-    let mut killed = 0;
-    let mut completed_early = 0;
-    let mut max_redone = 0usize;
-    while killed < kills {
-        let dir = entries(&runs).pop().map(|d| runs.join(d));
-        let durable_before = dir.as_ref().map_or(0, |d| committed(d));
-        let mut child = spawn_run(f, &runs);
-        let wait = span.mul_f64(rng.next_f64());
-        std::thread::sleep(wait);
-        match child.try_wait().unwrap() {
-            Some(_) => {
-                completed_early += 1;
-                if completed_early > 3 * kills {
-                    break;
-                }
-                // Finished before the kill: start over so that kills keep landing mid-run.
-                let d = runs.join(entries(&runs).pop().unwrap());
-                check_no_partial_line(&d);
-                std::fs::remove_dir_all(&d).unwrap();
-                continue;
-            }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                killed += 1;
-            }
-        }
-        if let Some(d) = entries(&runs).pop().map(|d| runs.join(d)) {
-            check_no_partial_line(&d);
-            // The next session resumes from the committed questions: never fewer than before.
-            let now = committed(&d);
-            assert!(
-                now >= durable_before,
-                "committed questions went back from {durable_before} to {now}"
-            );
-            let manifest = std::fs::read_to_string(d.join("manifest.json"))
-                .ok()
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
-            if let Some(m) = manifest {
-                let checkpointed = m["progress"]["questions_done"].as_u64().unwrap() as usize;
-                assert!(now >= checkpointed, "a checkpointed question was lost");
-                max_redone = max_redone.max(now.saturating_sub(checkpointed));
-            }
-        }
-    }
-    eprintln!("uninterrupted run {span:?}; {killed} kills mid-run, {completed_early} runs finished before their kill, at most {max_redone} questions past a checkpoint");
-    assert!(killed >= kills, "only {killed} kills landed mid-run");
+    let k = kill_repeatedly(f, &runs, span, sets, kills);
+    eprintln!(
+        "uninterrupted run {span:?}; {} kills mid-run, {} runs finished before their kill, at most {} questions past a checkpoint",
+        k.killed, k.completed_early, k.max_redone
+    );
+    assert!(k.killed >= kills, "only {} kills landed mid-run", k.killed);
+    assert!(
+        k.max_redone <= 3,
+        "more than checkpoint.every questions beyond the last checkpoint: {}",
+        k.max_redone
+    );
     // Finish the interrupted run.
     let durable = entries(&runs).pop().map_or(0, |d| committed(&runs.join(d)));
-    let status = spawn_run(f, &runs).wait().unwrap();
+    let status = spawn_run_set(f, &runs, Stdio::null(), sets).wait().unwrap();
     assert!(status.success());
     let dir = runs.join(entries(&runs).pop().unwrap());
     for file in ["samples.jsonl", "dataset.json"] {
         assert!(
             std::fs::read(dir.join(file)).unwrap() == std::fs::read(reference.join(file)).unwrap(),
-            "{file} differs after {killed} kills"
+            "{file} differs after {} kills",
+            k.killed
         );
     }
     let (a, b) = (
@@ -158,10 +121,64 @@ fn kill_and_resume(f: &Fixture, reference: &Path, span: std::time::Duration, run
             "{log}"
         );
     }
-    assert!(
-        max_redone <= 3,
-        "more than checkpoint.every questions beyond the last checkpoint: {max_redone}"
-    );
+}
+
+/// What [`kill_repeatedly`] did.
+struct Kills {
+    killed: usize,
+    completed_early: usize,
+    /// The most questions committed past the last checkpoint when a kill landed.
+    max_redone: usize,
+}
+
+/// Starts the run in `runs` and kills it (SIGKILL) at a random time within `span`, `kills` times
+/// mid-run; after each kill, checks that no committed question went back and that every
+/// checkpointed one is still committed.
+fn kill_repeatedly(f: &Fixture, runs: &Path, span: std::time::Duration, sets: &[&str], kills: usize) -> Kills {
+    let mut rng = rftx::base::sampling::Rng::from_seed(2024);
+    let mut k = Kills {
+        killed: 0,
+        completed_early: 0,
+        max_redone: 0,
+    };
+    while k.killed < kills {
+        let dir = entries(runs).pop().map(|d| runs.join(d));
+        let durable_before = dir.as_ref().map_or(0, |d| committed(d));
+        let mut child = spawn_run_set(f, runs, Stdio::null(), sets);
+        std::thread::sleep(span.mul_f64(rng.next_f64()));
+        if child.try_wait().unwrap().is_some() {
+            k.completed_early += 1;
+            if k.completed_early > 3 * kills {
+                break;
+            }
+            // Finished before the kill: start over so that kills keep landing mid-run.
+            let d = runs.join(entries(runs).pop().unwrap());
+            check_no_partial_line(&d);
+            std::fs::remove_dir_all(&d).unwrap();
+            continue;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        k.killed += 1;
+        if let Some(d) = entries(runs).pop().map(|d| runs.join(d)) {
+            check_no_partial_line(&d);
+            // The next session resumes from the committed questions: never fewer than before.
+            let now = committed(&d);
+            assert!(
+                now >= durable_before,
+                "committed questions went back from {durable_before} to {now}"
+            );
+            let manifest = std::fs::read_to_string(d.join("manifest.json"))
+                .ok()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+            if let Some(m) = manifest {
+                let checkpointed = m["progress"]["questions_done"].as_u64().unwrap() as usize;
+                assert!(now >= checkpointed, "a checkpointed question was lost");
+                k.max_redone = k.max_redone.max(now.saturating_sub(checkpointed));
+            }
+        }
+    }
+    k
 }
 
 /// A SIGKILL never leaves a torn line: every line is written by one `write`.
@@ -235,68 +252,41 @@ fn every_bad_input_gets_one_message_exit_2_and_no_run_directory() {
     }
     let not_a_dir = f.write_config("runs-file", "a file where the runs directory should be");
     let path = |p: &Path| format!("{:?}", p.display().to_string());
-    let cases: Vec<(Vec<String>, String)> = vec![
-        (vec![format!("model.path={}", path(&truncated))], "truncated".into()),
+    let (truncated, qwen) = (
+        format!("model.path={}", path(&truncated)),
+        format!("model.path={}", path(&qwen)),
+    );
+    let cases = [
+        (truncated.as_str(), "truncated"),
+        (qwen.as_str(), "architecture `qwen2` is not supported"),
+        ("data.source=\"not-json.json\"", "not-json.json: not valid JSON"),
         (
-            vec![format!("model.path={}", path(&qwen))],
-            "architecture `qwen2` is not supported".into(),
+            "data.source=\"not-pairs.json\"",
+            "not-pairs.json: record 0: not a [question, answer] list",
         ),
+        ("data.source=\"empty.json\"", "empty.json: the question set is empty"),
         (
-            vec!["data.source=\"not-json.json\"".into()],
-            "not-json.json: not valid JSON".into(),
+            "data.source=\"text-answer.json\"",
+            "record 0: the answer \"far\" is not a number",
         ),
-        (
-            vec!["data.source=\"not-pairs.json\"".into()],
-            "not-pairs.json: record 0: not a [question, answer] list".into(),
-        ),
-        (
-            vec!["data.source=\"empty.json\"".into()],
-            "empty.json: the question set is empty".into(),
-        ),
-        (
-            vec!["data.source=\"text-answer.json\"".into()],
-            "record 0: the answer \"far\" is not a number".into(),
-        ),
-        (
-            vec!["checkpoint.every=0".into()],
-            "checkpoint.every = 0: must be ≥ 1".into(),
-        ),
-        (vec!["data.limit=0".into()], "data.limit = 0: must be ≥ 1".into()),
-        (
-            vec!["rft.tolerance=-1".into()],
-            "rft.tolerance = -1: must be a finite number ≥ 0".into(),
-        ),
-        (
-            vec!["name=\"../escape\"".into()],
-            "name = \"../escape\": must be non-empty".into(),
-        ),
-        (vec!["memory.budget=\"lots\"".into()], "memory.budget = \"lots\"".into()),
-        (
-            vec!["model.weights=\"q3\"".into()],
-            "model.weights = \"q3\": not one of".into(),
-        ),
+        ("checkpoint.every=0", "checkpoint.every = 0: must be ≥ 1"),
+        ("data.limit=0", "data.limit = 0: must be ≥ 1"),
+        ("rft.tolerance=-1", "rft.tolerance = -1: must be a finite number ≥ 0"),
+        ("name=\"../escape\"", "name = \"../escape\": must be non-empty"),
+        ("memory.budget=\"lots\"", "memory.budget = \"lots\""),
+        ("model.weights=\"q3\"", "model.weights = \"q3\": not one of"),
     ];
-    for (sets, needle) in cases {
-        let mut args = vec!["run".to_string(), f.config.display().to_string(), "--quiet".into()];
-        for s in &sets {
-            args.extend(["--set".to_string(), s.clone()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let r = rftx(&args, &[], f.path());
-        assert_eq!(r.code, 2, "{sets:?}: {}", r.stderr);
-        assert!(
-            r.stderr.contains(&needle),
-            "{sets:?}: expected {needle:?} in {}",
-            r.stderr
+    for (set, needle) in cases {
+        let r = rftx(
+            &["run", f.config.to_str().unwrap(), "--quiet", "--set", set],
+            &[],
+            f.path(),
         );
-        assert_eq!(
-            r.stderr.trim().lines().count(),
-            1,
-            "{sets:?}: one message: {}",
-            r.stderr
-        );
+        assert_eq!(r.code, 2, "{set}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{set}: expected {needle:?} in {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{set}: one message: {}", r.stderr);
         assert!(!r.stderr.contains("panicked"));
-        assert!(entries(&f.runs()).is_empty(), "{sets:?} left a run directory");
+        assert!(entries(&f.runs()).is_empty(), "{set} left a run directory");
     }
     // A runs directory that cannot be created.
     let r = f.run(&["--runs-dir", not_a_dir.to_str().unwrap()]);
@@ -351,25 +341,11 @@ fn without_pip_the_error_says_what_file_to_put_where() {
 #[test]
 fn out_of_memory_fails_cleanly_or_shrinks_to_the_same_bytes() {
     let f = Fixture::new("");
-    let config = f.config.to_str().unwrap();
-    let run = |runs: &str, sets: &[&str], env: &[(&str, &str)]| {
-        let mut args = vec!["run", config, "--quiet", "--runs-dir", runs];
-        for s in sets {
-            args.extend(["--set", s]);
-        }
-        let r = rftx(&args, env, f.path());
-        let mut hash_args = vec!["hash", config, "--runs-dir", runs];
-        for s in sets {
-            hash_args.extend(["--set", s]);
-        }
-        let dir = printed_dir(&rftx(&hash_args, &[], f.path()), f.path());
-        (r, dir)
-    };
-    let (r, reference) = run("ref", &["generation.chunk_size=1"], &[]);
+    let (r, reference) = oom_run(&f, "ref", &["generation.chunk_size=1"], &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let oom = [("RFTX_TEST_OOM", "2:2")];
 
-    let (r, dir) = run("fail", &["generation.chunk_size=4"], &oom);
+    let (r, dir) = oom_run(&f, "fail", &["generation.chunk_size=4"], &oom);
     assert_eq!(r.code, 1, "{}", r.stderr);
     for wanted in [
         "out of memory at question 2, chunk 0 (4 sequences",
@@ -389,17 +365,10 @@ fn out_of_memory_fails_cleanly_or_shrinks_to_the_same_bytes() {
     );
     assert!(!dir.join("lock").exists());
 
-    let (r, dir) = run(
-        "shrink",
-        &["generation.chunk_size=4", "memory.on_exceed=\"shrink\""],
-        &oom,
-    );
+    let shrink = ["generation.chunk_size=4", "memory.on_exceed=\"shrink\""];
+    let (r, dir) = oom_run(&f, "shrink", &shrink, &oom);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        std::fs::read(dir.join("samples.jsonl")).unwrap(),
-        std::fs::read(reference.join("samples.jsonl")).unwrap(),
-        "samples do not depend on the chunk size an out-of-memory left"
-    );
+    assert_same_samples_and_retried(&dir, &reference);
     // Question 2 ran out of memory once; the rest of the run keeps the smaller chunks.
     for c in read_jsonl(&dir.join("chunks.jsonl")) {
         let q = c["question"].as_u64().unwrap();
@@ -415,35 +384,51 @@ fn out_of_memory_fails_cleanly_or_shrinks_to_the_same_bytes() {
             assert!(c.get("oom_retries").is_none() && c.get("shrunk_from").is_none(), "{c}");
         }
     }
-    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
-    assert!(
-        log.contains("retrying the unfinished questions with 1 per batch in chunks of 2"),
-        "{log}"
-    );
 
     // Three questions per batch: the batch that runs out of memory is retried with fewer
     // questions; the bytes are those of one sample at a time.
-    let (r, dir) = run(
-        "batch",
-        &[
-            "generation.chunk_size=2",
-            "generation.prompts_per_batch=3",
-            "memory.on_exceed=\"shrink\"",
-        ],
-        &[("RFTX_TEST_OOM", "5:2")],
-    );
+    let batch = [
+        "generation.chunk_size=2",
+        "generation.prompts_per_batch=3",
+        "memory.on_exceed=\"shrink\"",
+    ];
+    let (r, dir) = oom_run(&f, "batch", &batch, &[("RFTX_TEST_OOM", "5:2")]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_same_samples_and_retried(&dir, &reference);
+    let manifest = read_json(&dir.join("manifest.json"));
+    assert_eq!(manifest["sessions"][0]["batching"]["prompts_per_batch"], 3);
+}
+
+/// Runs the fixture's config with `sets` and `env` into the runs directory `runs`; returns what
+/// it printed and the run directory (from `rftx hash`, which a failed run does not print).
+fn oom_run(f: &Fixture, runs: &str, sets: &[&str], env: &[(&str, &str)]) -> (Ran, PathBuf) {
+    let config = f.config.to_str().unwrap();
+    let args = |verb: &'static str| {
+        let mut a = vec![verb, config, "--runs-dir", runs];
+        for s in sets {
+            a.extend(["--set", *s]);
+        }
+        a
+    };
+    let mut run = args("run");
+    run.push("--quiet");
+    let r = rftx(&run, env, f.path());
+    let dir = printed_dir(&rftx(&args("hash"), &[], f.path()), f.path());
+    (r, dir)
+}
+
+/// The run in `dir` wrote the samples of `reference` and logged its out-of-memory retry.
+fn assert_same_samples_and_retried(dir: &Path, reference: &Path) {
     assert_eq!(
         std::fs::read(dir.join("samples.jsonl")).unwrap(),
-        std::fs::read(reference.join("samples.jsonl")).unwrap()
+        std::fs::read(reference.join("samples.jsonl")).unwrap(),
+        "samples do not depend on the chunk size an out-of-memory left"
     );
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
     assert!(
         log.contains("retrying the unfinished questions with 1 per batch in chunks of 2"),
         "{log}"
     );
-    let manifest = read_json(&dir.join("manifest.json"));
-    assert_eq!(manifest["sessions"][0]["batching"]["prompts_per_batch"], 3);
 }
 
 /// A config of 30 questions with checkpoints every 3, and its uninterrupted reference run
@@ -471,7 +456,7 @@ fn sigint_and_sigterm_stop_cleanly_and_resume_to_the_same_bytes() {
     let _serial = timed();
     let (f, reference, span) = thirty_questions();
     let runs = f.path().join("signalled");
-    let mut rng = rftx::sampling::Rng::from_seed(7);
+    let mut rng = rftx::base::sampling::Rng::from_seed(7);
     for (name, code) in [("INT", 130), ("TERM", 143)] {
         let (mut stopped, mut early) = (0, 0);
         // The reference run's time is only an estimate (the machine's load varies): each run that

@@ -91,7 +91,22 @@ fn killed_and_stopped_shards_resume_and_merge_to_the_bytes_of_an_unsharded_run()
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("numbered 0 to 3"), "{}", r.stderr);
 
-    // Status and a refused merge say what is left and how to run it.
+    status_and_merge_say_what_is_left(&f, &run, k1, k2);
+
+    // The stopped shards resume where they stopped.
+    for i in [1, 2] {
+        let r = rftx(&shard_args(&f, "sharded", &i.to_string(), "4"), &[], f.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let sessions = read_json(&shard(i).join("manifest.json"))["sessions"].clone();
+        assert_eq!(sessions.as_array().unwrap().len(), 2);
+        assert_eq!(sessions[1]["resumed_at_question"], [k1, k2][i - 1]);
+    }
+    check_merge(&f, &run, &reference);
+}
+
+/// With shards 0 and 3 done and 1 and 2 stopped after `k1` and `k2` questions: status and a
+/// refused merge say what is left and how to run it; `ls` shows the run interrupted.
+fn status_and_merge_say_what_is_left(f: &Fixture, run: &Path, k1: usize, k2: usize) {
     let cfg = f.config.to_str().unwrap();
     let st = rftx(&["shard", "status", cfg, "--runs-dir", "sharded"], &[], f.path());
     assert_eq!(st.code, 0, "{}", st.stderr);
@@ -133,16 +148,6 @@ fn killed_and_stopped_shards_resume_and_merge_to_the_bytes_of_an_unsharded_run()
         "{}",
         ls.stdout
     );
-
-    // The stopped shards resume where they stopped.
-    for i in [1, 2] {
-        let r = rftx(&shard_args(&f, "sharded", &i.to_string(), "4"), &[], f.path());
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        let sessions = read_json(&shard(i).join("manifest.json"))["sessions"].clone();
-        assert_eq!(sessions.as_array().unwrap().len(), 2);
-        assert_eq!(sessions[1]["resumed_at_question"], [k1, k2][i - 1]);
-    }
-    check_merge(&f, &run, &reference);
 }
 
 /// Merges, compares with the unsharded run, merges again, and checks the device refusal.

@@ -154,6 +154,38 @@ fn pause_mid_shard(shards: &[PathBuf]) -> Vec<(u32, usize)> {
     paused
 }
 
+/// The run under test: its fixture, the cluster, and the run directory the shards write.
+struct ArrayRun<'a> {
+    cluster: &'a Cluster,
+    f: Fixture,
+    run: PathBuf,
+}
+
+impl ArrayRun<'_> {
+    fn shard(&self, i: usize) -> PathBuf {
+        self.run.join(format!("shards/shard-{i:04}"))
+    }
+
+    /// A log the Slurm jobs wrote into the run's `slurm/`.
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.run.join("slurm").join(name)).unwrap_or_default()
+    }
+
+    /// `rftx slurm submit` of 4 shards with shards `fault` failing as bad input; its stdout.
+    fn submit(&self, fault: &str, extra: &[&str]) -> String {
+        let env = [
+            ("SLURM_CONF", self.cluster.conf.as_str()),
+            ("RFTX_TEST_FAIL_SHARDS", fault),
+        ];
+        let cfg = self.f.config.to_str().unwrap();
+        let mut args = vec!["slurm", "submit", cfg, "--shards", "4", "--max-requeues", "2"];
+        args.extend_from_slice(extra);
+        let r = rftx(&args, &env, self.f.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    }
+}
+
 #[test]
 fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_bytes() {
     let Some(cluster) = Cluster::start() else {
@@ -165,35 +197,45 @@ fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_byt
     assert_eq!(reference.code, 0, "{}", reference.stderr);
     let reference = printed_dir(&reference, f.path());
     let run: PathBuf = f.runs().join(reference.file_name().unwrap());
-    let shard = |i: usize| run.join(format!("shards/shard-{i:04}"));
-    let log = |name: &str| std::fs::read_to_string(run.join("slurm").join(name)).unwrap_or_default();
-    let cfg = f.config.to_str().unwrap();
-    let conf = cluster.conf.as_str();
-    let _dump = DumpOnFailure(run.clone());
-
-    let submit = |fault: &str, extra: &[&str]| {
-        let env = [("SLURM_CONF", conf), ("RFTX_TEST_FAIL_SHARDS", fault)];
-        let mut args = vec!["slurm", "submit", cfg, "--shards", "4", "--max-requeues", "2"];
-        args.extend_from_slice(extra);
-        let r = rftx(&args, &env, f.path());
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        r.stdout
+    let a = ArrayRun {
+        cluster: &cluster,
+        f,
+        run,
     };
-    let first = submit("2", &[]);
+    // Declared after `a`, so dropped before the fixture's directory is removed.
+    let _dump = DumpOnFailure(a.run.clone());
+    let first = a.submit("2", &[]);
     assert!(first.contains("submitted shards 0-3 as job"), "{first}");
-    let (array, merge) = (
-        job_after(&first, "submitted shards"),
-        job_after(&first, "submitted the merge"),
+    let stopped_at = stop_three_shards(&a, &first);
+    check_the_first_array(&a, stopped_at);
+    resubmit_the_failed_shard_and_merge(&a);
+    for name in ["samples.jsonl", "dataset.json"] {
+        let (x, y) = (a.run.join(name), reference.join(name));
+        let same = Command::new("cmp").arg(&x).arg(&y).status().unwrap().success();
+        assert!(same, "{name}: merged and unsharded differ");
+    }
+    eprintln!(
+        "slurm test: {:.1} s after the cluster started",
+        started.elapsed().as_secs_f64()
     );
+}
 
+/// Of the array submitted (its stdout `first`): shard 0 is warned of its time limit, shard 1
+/// killed, shard 3 requeued from outside, each at its first commit; waits for the array and the
+/// merge. Returns the questions each of shards 0, 1 and 3 had committed when stopped.
+fn stop_three_shards(a: &ArrayRun, first: &str) -> [usize; 3] {
+    let (array, merge) = (
+        job_after(first, "submitted shards"),
+        job_after(first, "submitted the merge"),
+    );
     // Shard 3 will start once a slot is free; it is paused at its first commit wherever the
     // test is then.
-    let shard3 = shard(3);
+    let shard3 = a.shard(3);
     let pause3 = std::thread::spawn(move || pause_mid_shard(&[shard3]));
     // Shard 0 is warned of its time limit (SIGUSR1 to the batch shell, as --signal=B:USR1@120
     // makes Slurm do): it stops cleanly and requeues itself. Shard 1 dies by kill -9 mid-write: it
     // requeues itself. Both resume where they stopped.
-    let [(pid0, k0), (pid1, k1)] = pause_mid_shard(&[shard(0), shard(1)])[..] else {
+    let [(pid0, k0), (pid1, k1)] = pause_mid_shard(&[a.shard(0), a.shard(1)])[..] else {
         unreachable!()
     };
     // Slurm's warning goes to the batch shell (B:), rftx's parent: the same signal, sent here
@@ -201,43 +243,39 @@ fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_byt
     let stat = std::fs::read_to_string(format!("/proc/{pid0}/stat")).unwrap();
     let shell = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
     signal(shell.parse().unwrap(), "USR1");
-    wait_for(60, "the USR1 trap", || log("shard-0.log").contains("SIGUSR1"));
+    wait_for(60, "the USR1 trap", || a.log("shard-0.log").contains("SIGUSR1"));
     signal(pid0, "CONT");
     signal(pid1, "KILL");
     // Shard 3 is requeued from outside (as a preemption would): Slurm stops and restarts it.
     let [(pid3, k3)] = pause3.join().unwrap()[..] else {
         unreachable!()
     };
-    cluster.client(&["scontrol", "requeue", &format!("{array}_3")]);
-    wait_for(60, "Slurm's SIGTERM", || log("shard-3.log").contains("SIGTERM"));
+    a.cluster.client(&["scontrol", "requeue", &format!("{array}_3")]);
+    wait_for(60, "Slurm's SIGTERM", || a.log("shard-3.log").contains("SIGTERM"));
     // Slurm continues a stopped step itself when it requeues it, so the process may already have
     // handled its SIGTERM and exited.
     if std::path::Path::new(&format!("/proc/{pid3}")).exists() {
         signal(pid3, "CONT");
     }
-    cluster.wait_idle(&[&array, &merge], 300);
+    a.cluster.wait_idle(&[&array, &merge], 300);
+    [k0, k1, k3]
+}
 
-    let shard0 = log("shard-0.log");
-    assert!(shard0.contains("time limit near: requeueing"), "{shard0}");
-    assert!(
-        log("shard-1.log").contains("exit 137: requeueing"),
-        "{}",
-        log("shard-1.log")
-    );
-    assert!(
-        log("shard-2.log").contains("bad input (exit 2): not requeued"),
-        "{}",
-        log("shard-2.log")
-    );
-    assert!(
-        log("merge.log").contains("shards not done: 2 (missing 0/6) (--array=2)"),
-        "{}",
-        log("merge.log")
-    );
-    let st = rftx(&["shard", "status", run.to_str().unwrap()], &[], f.path());
+/// After the first array: each stopped shard requeued itself (or was requeued) and resumed
+/// where it stopped; the bad-input shard was not requeued; the merge said what is missing.
+fn check_the_first_array(a: &ArrayRun, [k0, k1, k3]: [usize; 3]) {
+    let expect = |log: &str, wanted: &str| {
+        let text = a.log(log);
+        assert!(text.contains(wanted), "{log}: {wanted:?} in {text}");
+    };
+    expect("shard-0.log", "time limit near: requeueing");
+    expect("shard-1.log", "exit 137: requeueing");
+    expect("shard-2.log", "bad input (exit 2): not requeued");
+    expect("merge.log", "shards not done: 2 (missing 0/6) (--array=2)");
+    let st = rftx(&["shard", "status", a.run.to_str().unwrap()], &[], a.f.path());
     assert!(st.stdout.contains("missing: --array=2"), "{}", st.stdout);
     for (i, k) in [(0, k0), (1, k1), (3, k3)] {
-        let m = read_json(&shard(i).join("manifest.json"));
+        let m = read_json(&a.shard(i).join("manifest.json"));
         let sessions = m["sessions"].as_array().unwrap();
         assert_eq!(sessions.len(), 2, "shard {i} ran twice: {m}");
         assert_eq!(
@@ -245,33 +283,26 @@ fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_byt
             "shard {i} resumed where it stopped"
         );
     }
+}
 
-    // The fault is fixed: a resubmission runs only shard 2, then the merge. Held in the queue,
-    // it makes a third submission submit nothing.
-    let second = submit("", &["--sbatch-arg=--hold"]);
+/// The fault is fixed: a resubmission runs only shard 2, then the merge. Held in the queue, it
+/// makes a third submission submit nothing.
+fn resubmit_the_failed_shard_and_merge(a: &ArrayRun) {
+    let second = a.submit("", &["--sbatch-arg=--hold"]);
     assert!(second.contains("submitted shards 2 as job"), "{second}");
     let (array, merge) = (
         job_after(&second, "submitted shards"),
         job_after(&second, "submitted the merge"),
     );
-    let third = submit("", &[]);
+    let third = a.submit("", &[]);
     assert!(
         third.contains("running or queued (not resubmitted): shards 2"),
         "{third}"
     );
     assert!(!third.contains("as job"), "nothing submitted: {third}");
-    cluster.client(&["scontrol", "release", &format!("{array},{merge}")]);
-    cluster.wait_idle(&[&array, &merge], 300);
-    assert!(log("merge.log").contains("merged 4 shards"), "{}", log("merge.log"));
-    for name in ["samples.jsonl", "dataset.json"] {
-        let (a, b) = (run.join(name), reference.join(name));
-        let same = Command::new("cmp").arg(&a).arg(&b).status().unwrap().success();
-        assert!(same, "{name}: merged and unsharded differ");
-    }
-    let submitted = std::fs::read_to_string(run.join("slurm/submissions.jsonl")).unwrap();
+    a.cluster.client(&["scontrol", "release", &format!("{array},{merge}")]);
+    a.cluster.wait_idle(&[&array, &merge], 300);
+    assert!(a.log("merge.log").contains("merged 4 shards"), "{}", a.log("merge.log"));
+    let submitted = std::fs::read_to_string(a.run.join("slurm/submissions.jsonl")).unwrap();
     assert_eq!(submitted.lines().count(), 2);
-    eprintln!(
-        "slurm test: {:.1} s after the cluster started",
-        started.elapsed().as_secs_f64()
-    );
 }

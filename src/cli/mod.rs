@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use rftx::catalog::{self, RunInfo};
-use rftx::compare::{Comparison, CsvExporter, Exporter, JsonExporter, MarkdownExporter, TableExporter};
-use rftx::error::Error;
+use rftx::base::error::Error;
+use rftx::commands::catalog::{self, RunInfo};
+use rftx::commands::compare::{Comparison, CsvExporter, Exporter, JsonExporter, MarkdownExporter, TableExporter};
 use rftx::run::{self, Observer, Outcome};
 
 mod progress;
@@ -159,7 +159,7 @@ struct BenchArgs {
     config: ConfigArgs,
     /// Chunk sizes to measure (`auto`: as a run would pick).
     #[arg(long, value_name = "SIZES", value_delimiter = ',', default_value = "1,3,5,15")]
-    chunks: Vec<rftx::config::Count>,
+    chunks: Vec<rftx::core::config::Count>,
     /// Questions per batch to measure, each with every chunk size (`auto`: as a run would pick).
     #[arg(
         long = "prompts-per-batch",
@@ -167,7 +167,7 @@ struct BenchArgs {
         value_delimiter = ',',
         default_value = "1"
     )]
-    prompts_per_batch: Vec<rftx::config::Count>,
+    prompts_per_batch: Vec<rftx::core::config::Count>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
@@ -236,13 +236,13 @@ struct DataArgs {
     #[arg(long, short, default_value = "-")]
     out: PathBuf,
     /// Number of questions.
-    #[arg(long, default_value_t = rftx::data::BUILTIN_COUNT)]
+    #[arg(long, default_value_t = rftx::core::data::BUILTIN_COUNT)]
     count: usize,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = rftx::interrupt::install() {
+    if let Err(e) = rftx::base::interrupt::install() {
         eprintln!(
             "warning: cannot install signal handlers ({e}): Ctrl-C will stop rftx without marking the run interrupted"
         );
@@ -275,7 +275,7 @@ pub fn main() -> ExitCode {
 }
 
 fn prepare(a: &ConfigArgs) -> Result<run::Prepared, Error> {
-    let resolved = rftx::config::load(&a.config, &a.set)?;
+    let resolved = rftx::core::config::load(&a.config, &a.set)?;
     run::prepare(resolved, &a.runs_dir)
 }
 
@@ -303,7 +303,7 @@ fn run(a: RunArgs) -> Result<(), Error> {
             a.config.config.display()
         ));
     }
-    if rftx::shard::Plan::path(&p.dir).is_file() && !a.force {
+    if rftx::run::shard::Plan::path(&p.dir).is_file() && !a.force {
         progress.log(&format!(
             "note: this run is sharded (`rftx shard status {}`); `rftx run` generates it whole, unsharded, and `rftx merge` writes the same bytes from the shards",
             p.dir.display()
@@ -313,10 +313,10 @@ fn run(a: RunArgs) -> Result<(), Error> {
     if result.outcome == Outcome::AlreadyComplete {
         println!(
             "already complete: {}",
-            rftx::report::summary(&result.metrics).replace('\n', "\n  ")
+            rftx::core::report::summary(&result.metrics).replace('\n', "\n  ")
         );
     } else {
-        println!("{}", rftx::report::summary(&result.metrics));
+        println!("{}", rftx::core::report::summary(&result.metrics));
     }
     println!("{}", result.dir.display());
     Ok(())
@@ -347,7 +347,7 @@ fn plan(a: PlanArgs) -> Result<(), Error> {
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         }
         OutputFormat::Text => {
-            print!("{}", rftx::plan::render(&planned.plan));
+            print!("{}", rftx::core::plan::render(&planned.plan));
             if let Some(e) = &planned.throughput {
                 print!("{}", run::render_expected(e));
             }
@@ -367,8 +367,8 @@ fn plan(a: PlanArgs) -> Result<(), Error> {
                     println!(
                         "{:>10} {:>14} {:>14} {:>+7.1}%",
                         r.chunk_size,
-                        rftx::util::human_bytes(r.predicted_peak_bytes),
-                        rftx::util::human_bytes(r.measured_peak_bytes),
+                        rftx::base::util::human_bytes(r.predicted_peak_bytes),
+                        rftx::base::util::human_bytes(r.measured_peak_bytes),
                         100.0 * r.relative_error
                     );
                 }
@@ -383,41 +383,41 @@ fn bench(a: BenchArgs) -> Result<(), Error> {
     if let Some(file) = &a.write_prompts {
         let prompts = run::rendered_prompts(&p, &mut |s| eprintln!("{s}"))?;
         let json = serde_json::to_string_pretty(&prompts).expect("strings serialise") + "\n";
-        return rftx::util::write_atomic(file, json.as_bytes());
+        return rftx::base::util::write_atomic(file, json.as_bytes());
     }
-    let settings: Vec<rftx::bench::Setting> = a
+    let settings: Vec<rftx::commands::bench::Setting> = a
         .prompts_per_batch
         .iter()
         .flat_map(|&prompts_per_batch| {
-            a.chunks.iter().map(move |&chunk_size| rftx::bench::Setting {
+            a.chunks.iter().map(move |&chunk_size| rftx::commands::bench::Setting {
                 chunk_size,
                 prompts_per_batch,
             })
         })
         .collect();
-    let report = rftx::bench::run(&p, &settings, &mut Progress::new(true))?;
+    let report = rftx::commands::bench::run(&p, &settings, &mut Progress::new(true))?;
     let json = serde_json::to_string_pretty(&report).expect("reports serialise") + "\n";
     if let Some(out) = &a.out {
-        rftx::util::write_atomic(out, json.as_bytes())?;
+        rftx::base::util::write_atomic(out, json.as_bytes())?;
     }
     match a.format {
         OutputFormat::Json => print!("{json}"),
-        OutputFormat::Text => print!("{}", rftx::bench::render(&report)),
+        OutputFormat::Text => print!("{}", rftx::commands::bench::render(&report)),
     }
     Ok(())
 }
 
 fn sweep(a: SweepArgs) -> Result<(), Error> {
     let c = &a.run.config;
-    let sweep = rftx::sweep::prepare(&c.config, &c.set, &a.over, &c.runs_dir)?;
+    let sweep = rftx::commands::sweep::prepare(&c.config, &c.set, &a.over, &c.runs_dir)?;
     let mut progress = Progress::new(a.run.quiet);
-    let result = rftx::sweep::run(&sweep, a.run.force, &mut progress)?;
+    let result = rftx::commands::sweep::run(&sweep, a.run.force, &mut progress)?;
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for (point, r) in sweep.points.iter().zip(&result.runs) {
         match r {
             Ok(r) => done.push(RunInfo::load(&r.dir)?),
-            Err(e) => failed.push(format!("{}: {e}", rftx::sweep::point_label(&point.values))),
+            Err(e) => failed.push(format!("{}: {e}", rftx::commands::sweep::point_label(&point.values))),
         }
     }
     if !done.is_empty() {
@@ -450,8 +450,8 @@ fn compare(a: CompareArgs) -> Result<(), Error> {
 /// Prints a comparison in `format` and, if asked, writes its SVG chart.
 fn show_comparison(c: &Comparison, format: CompareFormat, plot: Option<&std::path::Path>) -> Result<(), Error> {
     if let Some(file) = plot {
-        let svg = rftx::plot::svg(c).map_err(Error::Run)?;
-        rftx::util::write_atomic(file, svg.as_bytes())
+        let svg = rftx::commands::plot::svg(c).map_err(Error::Run)?;
+        rftx::base::util::write_atomic(file, svg.as_bytes())
             .map_err(|e| Error::input(file, format!("cannot write the plot: {e}")))?;
         eprintln!("wrote {}", file.display());
     }
@@ -511,12 +511,12 @@ fn data(a: DataArgs) -> Result<(), Error> {
     if a.count == 0 {
         return Err(Error::input(&a.out, "--count must be ≥ 1"));
     }
-    let json = rftx::data::to_json(&rftx::data::builtin(a.count));
+    let json = rftx::core::data::to_json(&rftx::core::data::builtin(a.count));
     if a.out.as_os_str() == "-" {
         print!("{json}");
         Ok(())
     } else {
-        rftx::util::write_atomic(&a.out, json.as_bytes())
+        rftx::base::util::write_atomic(&a.out, json.as_bytes())
             .map_err(|e| Error::input(&a.out, format!("cannot write the question file: {e}")))
             .map(|()| eprintln!("wrote {} questions to {}", a.count, a.out.display()))
     }

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use rftx::error::Error;
+use rftx::base::error::Error;
+use rftx::commands::slurm;
+use rftx::run::shard::{self, Overview};
 use rftx::run::{self, Outcome};
-use rftx::shard::{self, Overview};
-use rftx::slurm;
 
 use super::{one_run, prepare, OutputFormat, Progress, RunArgs, RunsDirArg};
 
@@ -116,7 +116,7 @@ fn shard_run(a: ShardRunArgs) -> Result<(), Error> {
         a.run.force,
         &mut progress,
     )?;
-    let summary = rftx::report::summary(&result.metrics);
+    let summary = rftx::core::report::summary(&result.metrics);
     match result.outcome {
         Outcome::AlreadyComplete => println!("already complete: {}", summary.replace('\n', "\n  ")),
         Outcome::Completed { .. } => println!("{summary}"),
@@ -151,7 +151,7 @@ pub(super) fn merge(a: MergeArgs) -> Result<(), Error> {
     let dir = one_run(&a.run, &a.set, &a.dir.runs_dir)?;
     let merged = shard::merge(&dir, a.force)?;
     println!("merged {} shards", merged.shards);
-    println!("{}", rftx::report::summary(&merged.metrics));
+    println!("{}", rftx::core::report::summary(&merged.metrics));
     println!("{}", merged.dir.display());
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! arithmetic is the same whatever the batch. Everything is computed in f32.
 use candle_core::{DType, Tensor, D};
 
-use crate::error::Result;
+use crate::base::error::Result;
 use crate::source::ModelSpec;
 
 /// Attention of one new position per sequence over its `t` cached positions: positions

@@ -3,7 +3,7 @@
 //! compute capability and memory.
 use candle_core::Device;
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// Where the model computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,7 +70,7 @@ impl DeviceChoice {
                 let device = Device::new_cuda(n).map_err(|e| {
                     Error::Device(format!(
                         "cannot open CUDA device {n}: {}; check nvidia-smi, or set device = \"cpu\"",
-                        crate::error::candle_message(&e)
+                        crate::base::error::candle_message(&e)
                     ))
                 })?;
                 check_compute_capability(&device, n)?;
@@ -244,7 +244,7 @@ mod cuda_memory {
     use candle_core::cuda::cudarc::driver::{result, sys, CudaContext};
     use candle_core::cuda::{CudaDevice, CudaError};
 
-    use crate::error::{Error, Result};
+    use crate::base::error::{Error, Result};
 
     pub(super) struct Inner {
         ctx: Arc<CudaContext>,

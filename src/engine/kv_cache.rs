@@ -1,7 +1,7 @@
 //! K and V of every layer, preallocated and written in place.
 use candle_core::{DType, Device, Tensor};
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::source::ModelSpec;
 
 /// K and V of every layer for a batch of sequences at one common position.

@@ -25,19 +25,17 @@ pub mod cuda;
 pub mod device;
 pub mod kv_cache;
 pub mod linear;
+mod load;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
-use crate::error::{Error, Result};
-use crate::source::{ModelSource, ModelSpec};
+use crate::base::error::{Error, Result};
+use crate::source::ModelSpec;
 pub use device::DeviceChoice;
 pub use kv_cache::KvCache;
 pub use linear::WeightFormat;
-use linear::{convert, Embedding, Linear};
+use linear::{Embedding, Linear};
+pub use load::Weights;
 
 struct Layer {
     attn_norm: Tensor,
@@ -83,265 +81,7 @@ enum Kernels {
 /// also the context length assumed when a file does not say.
 pub const MAX_ROPE_POSITIONS: usize = 32_768;
 
-/// Where the weights come from.
-pub enum Weights<'a> {
-    /// A model file.
-    File(&'a mut ModelSource),
-    /// Random weights of `spec`'s shape, drawn from `seed` (normal, standard deviation 0.02, as
-    /// transformers initialises; norms 1), the token embedding tied to the output layer. On a
-    /// GPU they are drawn on the device itself (curand), on the CPU from rftx's own RNG.
-    Random { spec: ModelSpec, seed: u64 },
-}
-
-impl Weights<'_> {
-    fn spec(&self) -> ModelSpec {
-        match self {
-            Weights::File(source) => source.spec().clone(),
-            Weights::Random { spec, .. } => spec.clone(),
-        }
-    }
-
-    fn tied(&self) -> bool {
-        match self {
-            Weights::File(source) => source.tied_embeddings(),
-            Weights::Random { .. } => true,
-        }
-    }
-}
-
-/// Standard deviation of random weights.
-const RANDOM_STD: f64 = 0.02;
-
-/// Reads (or draws) tensors, converts the matrices and keeps count of formats and bytes.
-struct Loader<'a, 'b> {
-    weights: &'a mut Weights<'b>,
-    format: WeightFormat,
-    spec: ModelSpec,
-    device: Device,
-    /// Dense weights on the device (GPU) instead of candle's quantised CPU layers.
-    dense: Option<DType>,
-    rng: crate::sampling::Rng,
-    formats: HashMap<String, usize>,
-    weight_bytes: u64,
-}
-
-impl Loader<'_, '_> {
-    /// GGUF tensor name → shape (rows, columns) of a matrix, or (n,) of a norm.
-    fn shape(&self, name: &str) -> Vec<usize> {
-        let s = &self.spec;
-        let (d, q, kv) = (s.n_embd, s.n_head * s.head_dim, s.n_kv_head * s.head_dim);
-        let what = name.trim_end_matches(".weight").rsplit('.').next().unwrap_or("");
-        match what {
-            "token_embd" | "output" => vec![s.vocab_size, d],
-            "attn_q" => vec![q, d],
-            "attn_k" | "attn_v" => vec![kv, d],
-            "attn_output" => vec![d, q],
-            "ffn_gate" | "ffn_up" => vec![s.n_ff, d],
-            "ffn_down" => vec![d, s.n_ff],
-            _ => vec![d],
-        }
-    }
-
-    /// A tensor as f32 on the host (file or random), for the CPU path and for conversion.
-    fn read(&mut self, name: &str) -> Result<QTensor> {
-        let shape = self.shape(name);
-        match &mut *self.weights {
-            Weights::File(source) => source.tensor(name, &device::host()),
-            Weights::Random { .. } => {
-                let n: usize = shape.iter().product();
-                let values: Vec<f32> = if shape.len() == 1 {
-                    vec![1.0; n]
-                } else {
-                    (0..n).map(|_| (self.rng.next_gaussian() * RANDOM_STD) as f32).collect()
-                };
-                let t = Tensor::from_vec(values, shape, &device::host())?;
-                Ok(QTensor::quantize(&t, candle_core::quantized::GgmlDType::F32)?)
-            }
-        }
-    }
-
-    /// A dense tensor on the device in `dtype`: random weights are drawn there directly.
-    fn dense(&mut self, name: &str, dtype: DType) -> Result<Tensor> {
-        let shape = self.shape(name);
-        let t = match &self.weights {
-            Weights::Random { .. } if !self.device.is_cpu() => {
-                if shape.len() == 1 {
-                    Tensor::ones(shape, DType::F32, &self.device)?
-                } else {
-                    Tensor::randn(0f32, RANDOM_STD as f32, shape, &self.device)?
-                }
-            }
-            _ => self.read(name)?.dequantize(&device::host())?.to_device(&self.device)?,
-        };
-        Ok(t.to_dtype(dtype)?)
-    }
-
-    fn converted(&mut self, name: &str) -> Result<QTensor> {
-        let qt = self.read(name)?;
-        convert(qt, self.format).map_err(|e| {
-            let message = format!(
-                "cannot convert {name} to {}: {}",
-                self.format.as_str(),
-                crate::error::candle_message(&e)
-            );
-            match &*self.weights {
-                Weights::File(source) => Error::input(source.path(), message),
-                Weights::Random { .. } => Error::Run(message),
-            }
-        })
-    }
-
-    /// A matrix, converted to the configured format, as a linear layer.
-    fn linear(&mut self, name: &str) -> Result<Linear> {
-        if let Some(dtype) = self.dense {
-            let w = self.dense(name, dtype)?;
-            *self.formats.entry(self.format.as_str().to_string()).or_default() += 1;
-            self.weight_bytes += (w.elem_count() * dtype.size_in_bytes()) as u64;
-            return Ok(Linear::dense(w));
-        }
-        let qt = self.converted(name)?;
-        let (dtype, stored) = (qt.dtype(), qt.storage_size_in_bytes() as u64);
-        let linear = Linear::new(Arc::new(qt))?;
-        *self.formats.entry(format!("{dtype:?}").to_lowercase()).or_default() += 1;
-        self.weight_bytes += linear.bytes(stored);
-        Ok(linear)
-    }
-
-    /// The token embedding and the output layer (the same matrix when they are tied).
-    fn embedding(&mut self, tied: bool) -> Result<(Embedding, Linear)> {
-        if let Some(dtype) = self.dense {
-            let embed = self.dense("token_embd.weight", dtype)?;
-            let output = if tied {
-                Linear::dense(embed.clone())
-            } else {
-                self.linear("output.weight")?
-            };
-            self.weight_bytes += (embed.elem_count() * dtype.size_in_bytes()) as u64;
-            return Ok((Embedding::Dense(embed), output));
-        }
-        let embed_qt = self.converted("token_embd.weight")?;
-        let output = if tied {
-            None
-        } else {
-            Some(self.linear("output.weight")?)
-        };
-        let (embed, lm_head) = Embedding::with_output(embed_qt, output)?;
-        self.weight_bytes += embed.bytes();
-        Ok((embed, lm_head))
-    }
-
-    /// A 1-D weight (a norm), in the model's dtype on the device.
-    fn vector(&mut self, name: &str, dtype: DType) -> Result<Tensor> {
-        if self.dense.is_some() {
-            return self.dense(name, dtype);
-        }
-        Ok(self.read(name)?.dequantize(&self.device)?.to_dtype(dtype)?)
-    }
-
-    /// The q, k, v biases of layer `i`, if the model has them.
-    fn biases(&mut self, i: usize, dtype: DType) -> Result<Option<[Tensor; 3]>> {
-        let b = |what: &str| format!("blk.{i}.{what}.bias");
-        let present = match &*self.weights {
-            Weights::File(source) => source.has_tensor(&b("attn_q")),
-            Weights::Random { .. } => false,
-        };
-        if !present {
-            return Ok(None);
-        }
-        Ok(Some([
-            self.vector(&b("attn_q"), dtype)?,
-            self.vector(&b("attn_k"), dtype)?,
-            self.vector(&b("attn_v"), dtype)?,
-        ]))
-    }
-
-    fn layer(&mut self, i: usize, dtype: DType) -> Result<Layer> {
-        let n = |what: &str| format!("blk.{i}.{what}.weight");
-        Ok(Layer {
-            attn_norm: self.vector(&n("attn_norm"), dtype)?,
-            wq: self.linear(&n("attn_q"))?,
-            wk: self.linear(&n("attn_k"))?,
-            wv: self.linear(&n("attn_v"))?,
-            bias: self.biases(i, dtype)?,
-            wo: self.linear(&n("attn_output"))?,
-            ffn_norm: self.vector(&n("ffn_norm"), dtype)?,
-            w_gate: self.linear(&n("ffn_gate"))?,
-            w_up: self.linear(&n("ffn_up"))?,
-            w_down: self.linear(&n("ffn_down"))?,
-        })
-    }
-}
-
 impl Model {
-    /// Loads the model of `source` onto `device`, its matrices converted to `format`.
-    pub fn load(source: &mut ModelSource, format: WeightFormat, device: &Device) -> Result<Model> {
-        Self::build(&mut Weights::File(source), format, device, false)
-    }
-
-    /// Builds the model from `weights` on `device`. On the CPU, matrices are converted to
-    /// `format` (quantised or dense, through rftx's and candle's CPU kernels); on a GPU they are
-    /// dense tensors of the format's dtype (`f16`, `bf16` or `f32`), and decode attention runs as
-    /// tensor ops. `device_kernels` selects the GPU's kernels on the CPU too (tests).
-    pub fn build(weights: &mut Weights, format: WeightFormat, device: &Device, device_kernels: bool) -> Result<Model> {
-        let format = format.resolve(!device.is_cpu());
-        let dense = if device.is_cpu() && !device_kernels {
-            None
-        } else {
-            Some(format.dense_dtype().ok_or_else(|| {
-                Error::Run(format!(
-                    "model.weights = {}: GPU weights are f16, bf16 or f32",
-                    format.as_str()
-                ))
-            })?)
-        };
-        let (dtype, kernels) = match dense {
-            Some(d) => (d, Kernels::Device),
-            None => (DType::F32, Kernels::Cpu),
-        };
-        let spec = weights.spec();
-        let tied = weights.tied();
-        let seed = match weights {
-            Weights::Random { seed, .. } => *seed,
-            Weights::File(_) => 0,
-        };
-        if !device.is_cpu() {
-            device.set_seed(seed)?;
-        }
-        let mut loader = Loader {
-            weights,
-            format,
-            spec: spec.clone(),
-            device: device.clone(),
-            dense,
-            rng: crate::sampling::Rng::from_seed(seed),
-            formats: HashMap::new(),
-            weight_bytes: 0,
-        };
-        let (embed, lm_head) = loader.embedding(tied)?;
-        let norm = loader.vector("output_norm.weight", dtype)?;
-        let layers = (0..spec.n_layer)
-            .map(|i| loader.layer(i, dtype))
-            .collect::<Result<Vec<_>>>()?;
-        let weight_bytes = loader.weight_bytes;
-        let mut formats: Vec<(String, usize)> = loader.formats.into_iter().collect();
-        formats.sort();
-        let (cos, sin) = rope_tables(&spec, MAX_ROPE_POSITIONS.min(spec.context_length), device)?;
-        Ok(Model {
-            spec,
-            embed,
-            layers,
-            norm,
-            lm_head,
-            cos: cos.to_dtype(dtype)?,
-            sin: sin.to_dtype(dtype)?,
-            device: device.clone(),
-            dtype,
-            kernels,
-            weight_bytes,
-            formats,
-        })
-    }
-
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -606,6 +346,7 @@ fn rope_tables(spec: &ModelSpec, positions: usize, device: &Device) -> Result<(T
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::ModelSource;
     use crate::testing;
     use std::path::Path;
 
@@ -855,7 +596,7 @@ mod tests {
         assert!(q8.weight_bytes * 3 < f32m.weight_bytes);
         let a = full_logits(&f32m, &[1, 40, 41]);
         let b = full_logits(&q8, &[1, 40, 41]);
-        assert_eq!(crate::sampling::argmax(&a), crate::sampling::argmax(&b));
+        assert_eq!(crate::base::sampling::argmax(&a), crate::base::sampling::argmax(&b));
     }
 
     #[test]

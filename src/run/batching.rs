@@ -1,11 +1,11 @@
 //! How many questions and samples decode together: `generation.prompts_per_batch` and
 //! `generation.chunk_size` as configured, `"auto"` resolved from the memory plan, and a fixed
 //! batch that `memory.budget` cannot hold made smaller (fewer questions join it).
-use crate::config::{Count, OnExceed};
-use crate::error::{Error, Result};
-use crate::plan::{self, Arch, Workload};
-use crate::store::Batching;
-use crate::util::human_bytes;
+use crate::base::error::{Error, Result};
+use crate::base::util::human_bytes;
+use crate::core::config::{Count, OnExceed};
+use crate::core::plan::{self, Arch, Workload};
+use crate::core::store::Batching;
 
 use super::budget::workload;
 use super::Prepared;
@@ -92,7 +92,7 @@ fn capacity(p: &Prepared) -> Result<(u64, String)> {
         }
         return Ok((gpu.total_bytes, format!("the {}'s memory", gpu.name)));
     }
-    let avail = crate::memory::mem_available()
+    let avail = crate::base::memory::mem_available()
         .ok_or_else(|| Error::Run("cannot read MemAvailable from /proc/meminfo; set memory.budget".into()))?;
     Ok((avail, "this machine's available memory".into()))
 }

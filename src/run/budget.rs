@@ -1,8 +1,8 @@
 //! `memory.budget`: every question's chunk checked against the predicted peak before it runs.
-use crate::config::{Config, OnExceed};
-use crate::error::{Error, Result};
-use crate::plan::{self, Arch, Workload};
-use crate::util::human_bytes;
+use crate::base::error::{Error, Result};
+use crate::base::util::human_bytes;
+use crate::core::config::{Config, OnExceed};
+use crate::core::plan::{self, Arch, Workload};
 
 use super::Prepared;
 
@@ -23,7 +23,7 @@ impl Budget {
         arch: &Arch,
         prompts: &[Vec<u32>],
         shared_tokens: usize,
-        batching: &crate::store::Batching,
+        batching: &crate::core::store::Batching,
     ) -> Result<Option<Budget>> {
         let c = &p.resolved.config;
         let Some(spec) = &c.memory.budget else { return Ok(None) };
@@ -102,8 +102,8 @@ pub fn workload(c: &Config, prompt_tokens: usize, shared_prefix_tokens: usize) -
         // `auto` as its largest: what `run::batching` starts from.
         chunk_size: c.generation.chunk_size.fixed().unwrap_or(c.generation.oversample),
         prompts_per_batch: match c.plan.layout {
-            crate::plan::Layout::Hf => c.plan.prompts_per_batch,
-            crate::plan::Layout::Rftx => c.generation.prompts_per_batch.fixed().unwrap_or(1),
+            crate::core::plan::Layout::Hf => c.plan.prompts_per_batch,
+            crate::core::plan::Layout::Rftx => c.generation.prompts_per_batch.fixed().unwrap_or(1),
         },
         weights: c.model.weights,
     }

@@ -3,10 +3,10 @@
 //! are written from. Committing a question and checkpointing are its two operations.
 use std::time::Instant;
 
-use crate::error::Result;
-use crate::report::{self, Metrics, Tally};
-use crate::rft::Dataset;
-use crate::store::{self, Appender, ChunkRecord, Manifest, QuestionRecord, Recovered, RunDir, Status};
+use crate::base::error::Result;
+use crate::core::report::{self, Metrics, Tally};
+use crate::core::rft::Dataset;
+use crate::core::store::{self, Appender, ChunkRecord, Manifest, QuestionRecord, Recovered, RunDir, Status};
 
 pub(crate) struct Journal<'a> {
     dir: &'a RunDir,

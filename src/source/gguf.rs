@@ -6,7 +6,7 @@ use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::Device;
 
 use super::ModelSpec;
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// An open GGUF file and its parsed header.
 pub(super) struct GgufFile {

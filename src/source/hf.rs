@@ -16,7 +16,7 @@ use candle_core::{DType, Device};
 use serde_json::Value;
 
 use super::{ModelSpec, RopeScaling, TensorSize};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 pub const CONFIG: &str = "config.json";
 pub const TOKENIZER: &str = "tokenizer.json";
@@ -95,11 +95,11 @@ pub fn content_digest(dir: &Path, cache: &Path) -> Result<String> {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         let stamp = format!("{} {}", meta.len(), mtime.map_or(0, |d| d.as_nanos()));
-        let key = crate::util::absolute(f).display().to_string();
+        let key = crate::base::util::absolute(f).display().to_string();
         let digest = match known.get(&key) {
             Some(v) if v["stamp"] == stamp.as_str() => v["sha256"].as_str().unwrap_or_default().to_string(),
             _ => {
-                let d = crate::util::sha256_file(f)?;
+                let d = crate::base::util::sha256_file(f)?;
                 known.insert(key, serde_json::json!({"stamp": stamp, "sha256": d}));
                 changed = true;
                 d
@@ -115,10 +115,10 @@ pub fn content_digest(dir: &Path, cache: &Path) -> Result<String> {
         // A cache only: a failure to write it costs time later, not correctness.
         let text = serde_json::to_string_pretty(&known).expect("cache serialises");
         let _ = std::fs::create_dir_all(cache.parent().unwrap_or(Path::new(".")));
-        let _ = crate::util::write_atomic(cache, text.as_bytes());
+        let _ = crate::base::util::write_atomic(cache, text.as_bytes());
     }
     lines.sort();
-    Ok(crate::util::sha256_hex(lines.concat().as_bytes()))
+    Ok(crate::base::util::sha256_hex(lines.concat().as_bytes()))
 }
 
 fn read_json(path: &Path) -> Result<Value> {

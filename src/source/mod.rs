@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::QTensor;
 use candle_core::Device;
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 pub use tokenizer::GgufTokenizer;
 
 /// Architecture hyper-parameters of a llama-family decoder.
@@ -222,7 +222,7 @@ impl ModelSource {
                 &self.path,
                 format!(
                     "cannot read tensor {name}: {} (truncated file?)",
-                    crate::error::candle_message(&e)
+                    crate::base::error::candle_message(&e)
                 ),
             )
         })

@@ -3,7 +3,7 @@
 use candle_core::{Layout, Storage, Tensor};
 
 use super::SharedOut;
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::source::ModelSpec;
 
 /// Attention of one new position per sequence over its `t` cached positions, spread over

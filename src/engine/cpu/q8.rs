@@ -74,7 +74,7 @@ impl Q8Linear {
 
     /// A random `n × k` matrix (int8 values and scales drawn from `seed`), for measurements.
     pub fn random(n: usize, k: usize, seed: u64) -> Self {
-        let mut rng = crate::sampling::Rng::from_seed(seed);
+        let mut rng = crate::base::sampling::Rng::from_seed(seed);
         let qs = (0..n * k).map(|_| (rng.next_f64() * 254.0 - 127.0) as i8).collect();
         let d = (0..n * k / QK).map(|_| rng.next_f64() as f32 * 1e-2).collect();
         Q8Linear { n, k, qs, d }
@@ -297,7 +297,7 @@ fn quantize_rows(x: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampling::Rng;
+    use crate::base::sampling::Rng;
 
     fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
         (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect()

@@ -4,12 +4,13 @@
 //! sequences leave the batch at once.
 use std::time::Instant;
 
+use crate::base::error::Error;
+use crate::base::error::Result;
+use crate::base::memory::{Peaks, Window};
+use crate::base::record::{Completion, Finish};
+use crate::base::sampling::{Rng, Sampler};
 use crate::engine::device::{is_out_of_memory, GpuMemory};
 use crate::engine::{KvCache, Model};
-use crate::error::Error;
-use crate::error::Result;
-use crate::memory::{Peaks, Window};
-use crate::sampling::{Rng, Sampler};
 
 #[derive(Debug, Clone, Copy)]
 pub struct GenerationParams {
@@ -18,26 +19,6 @@ pub struct GenerationParams {
     pub max_new_tokens: usize,
     pub sampler: Sampler,
     pub seed: u64,
-}
-
-/// Why a sample stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Finish {
-    /// It produced an end-of-turn / end-of-text token.
-    Eos,
-    /// It reached `max_new_tokens`.
-    Length,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Completion {
-    pub sample: usize,
-    /// Generated tokens without the final stop token.
-    pub tokens: Vec<u32>,
-    /// Tokens generated, the stop token included.
-    pub new_tokens: usize,
-    pub finish: Finish,
 }
 
 /// Measurements of one chunk.
@@ -202,7 +183,7 @@ impl Generator<'_> {
         };
         let mut waiting: Option<Job<'p>> = None;
         loop {
-            crate::interrupt::check()?;
+            crate::base::interrupt::check()?;
             self.refill(&mut slots, jobs, &mut waiting, room, &mut meter, on_done)?;
             if slots.is_empty() {
                 return Ok(());
@@ -445,7 +426,7 @@ fn close(completions: &mut Vec<Completion>, chunk: Chunk, batch_rows: usize) -> 
 /// A candle out-of-memory error as [`Error::OutOfMemory`] of the batch.
 fn oom(e: Error, slots: &[Slot]) -> Error {
     match e {
-        Error::Candle(c) if is_out_of_memory(&c) => out_of_memory(slots, crate::error::candle_message(&c)),
+        Error::Candle(c) if is_out_of_memory(&c) => out_of_memory(slots, crate::base::error::candle_message(&c)),
         other => other,
     }
 }

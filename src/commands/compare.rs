@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::catalog::{display_value, RunInfo};
-use crate::error::Result;
-use crate::report::Metrics;
-use crate::util::human_bytes;
+use crate::base::error::Result;
+use crate::base::util::human_bytes;
+use crate::commands::catalog::{display_value, RunInfo};
+use crate::core::report::Metrics;
 
 /// Version of the JSON output's shape.
 pub const COMPARE_FORMAT: &str = "rftx-compare-v1";
@@ -245,7 +245,7 @@ impl Exporter for TableExporter {
                 .into_iter()
                 .map(|(label, cells)| std::iter::once(label).chain(cells).collect()),
         );
-        out + &crate::util::align_columns(&rows, 1)
+        out + &crate::base::util::align_columns(&rows, 1)
     }
 }
 
@@ -383,10 +383,10 @@ mod tests {
     #[test]
     fn every_metric_key_is_a_field_of_metrics_json() {
         // A GPU run's metrics: they have every key (a CPU run's lack `gpu_peak_bytes`).
-        let mut tally = crate::report::Tally::default();
-        tally.add_chunk(&crate::store::ChunkRecord {
+        let mut tally = crate::core::report::Tally::default();
+        tally.add_chunk(&crate::core::store::ChunkRecord {
             gpu_peak_bytes: Some(1),
-            ..crate::store::ChunkRecord::example(0)
+            ..crate::core::store::ChunkRecord::example(0)
         });
         let m = serde_json::to_value(tally.metrics(1, 0.0, 0)).unwrap();
         for metric in METRICS {

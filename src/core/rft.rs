@@ -89,7 +89,7 @@ impl Dataset {
     }
 
     /// Adds a question's correct samples, in sample order.
-    pub fn add_question(&mut self, q: &crate::store::QuestionRecord) {
+    pub fn add_question(&mut self, q: &crate::core::store::QuestionRecord) {
         for s in q.samples.iter().filter(|s| s.correct) {
             self.add(&q.question, q.answer, &s.text);
         }
@@ -105,7 +105,7 @@ impl Dataset {
 
     /// The RFT file: a JSON list of `[question, answer, reasoning]`, one record per line.
     pub fn to_json(&self) -> String {
-        crate::util::json_list(self.records.iter().map(|(q, a, r)| serde_json::json!([q, a, r])))
+        crate::base::util::json_list(self.records.iter().map(|(q, a, r)| serde_json::json!([q, a, r])))
     }
 }
 

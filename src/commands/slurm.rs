@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::run::shard::{array_expr, Overview, Plan};
 use crate::run::Prepared;
-use crate::shard::{array_expr, Overview, Plan};
 
 pub const SLURM_DIR: &str = "slurm";
 pub const SHARD_SCRIPT: &str = "shard.sbatch";
@@ -83,7 +83,7 @@ pub fn submit(
         running: Vec::new(),
         complete: false,
     };
-    if crate::store::read_manifest(&p.dir)?.is_some_and(|m| m.status == crate::store::Status::Complete) {
+    if crate::core::store::is_complete(&p.dir)? {
         s.complete = true;
         return Ok(s);
     }
@@ -154,17 +154,17 @@ fn write_scripts(
 ) -> Result<(PathBuf, PathBuf)> {
     let paths = Paths {
         rftx: std::env::current_exe().map_err(|e| Error::io("cannot find the rftx executable", e))?,
-        config: crate::util::absolute(config_file),
-        runs: crate::util::absolute(runs_dir),
+        config: crate::base::util::absolute(config_file),
+        runs: crate::base::util::absolute(runs_dir),
         cwd: std::env::current_dir().map_err(|e| Error::io("cannot read the working directory", e))?,
     };
     let dir = p.dir.join(SLURM_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("{}: cannot create", dir.display()), e))?;
     let (shard_script, merge_script) = (dir.join(SHARD_SCRIPT), dir.join(MERGE_SCRIPT));
-    let run_dir = crate::util::absolute(&p.dir);
+    let run_dir = crate::base::util::absolute(&p.dir);
     let shard_text = shard_script_text(p, plan, &paths, sets, o, &run_dir);
-    crate::util::write_atomic(&shard_script, shard_text.as_bytes())?;
-    crate::util::write_atomic(&merge_script, merge_script_text(p, &paths, &run_dir).as_bytes())?;
+    crate::base::util::write_atomic(&shard_script, shard_text.as_bytes())?;
+    crate::base::util::write_atomic(&merge_script, merge_script_text(p, &paths, &run_dir).as_bytes())?;
     Ok((shard_script, merge_script))
 }
 
@@ -220,21 +220,22 @@ fn run_sbatch(command: &[String]) -> Result<String> {
 /// Appends the submission to `slurm/submissions.jsonl`.
 fn record(dir: &Path, s: &Submission) -> Result<()> {
     let line = serde_json::json!({
-        "submitted_at": crate::util::now_rfc3339(),
+        "submitted_at": crate::base::util::now_rfc3339(),
         "array": s.array,
         "array_job": s.array_job,
         "merge_job": s.merge_job,
         "commands": s.commands,
     });
-    crate::store::Appender::open(&dir.join("submissions.jsonl"))?.append(&line)
+    crate::core::store::Appender::open(&dir.join("submissions.jsonl"))?.append(&line)
 }
 
-/// A word quoted for a POSIX shell.
+/// A word quoted for a POSIX shell (`shlex`; plain words stay as they are). Arguments and paths
+/// cannot hold a NUL byte, the one thing `shlex` refuses to quote.
 fn quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
-        return s.to_string();
+    match shlex::try_quote(s) {
+        Ok(q) => q.into_owned(),
+        Err(_) => quote(&s.replace('\0', "")),
     }
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn shard_script_text(
@@ -267,7 +268,7 @@ fn shard_script_text(
     SHARD_TEMPLATE
         .replace("@HEADER@", &header(&head))
         .replace("@RUN@", &format!("{}-{}", p.resolved.config.name, &p.hash[..12]))
-        .replace("@DATE@", &crate::util::now_rfc3339())
+        .replace("@DATE@", &crate::base::util::now_rfc3339())
         .replace("@RFTX@", &quote(&x.rftx.display().to_string()))
         .replace("@MAX_REQUEUES@", &o.max_requeues.to_string())
         .replace("@SHARDS@", &plan.shards.to_string())
@@ -285,7 +286,7 @@ fn merge_script_text(p: &Prepared, x: &Paths, run_dir: &Path) -> String {
         "#!/bin/bash\n# Merge of run {}-{}: written by `rftx slurm submit` on {}.\n{}\n{} merge {}\n",
         p.resolved.config.name,
         &p.hash[..12],
-        crate::util::now_rfc3339(),
+        crate::base::util::now_rfc3339(),
         header(&head),
         quote(&x.rftx.display().to_string()),
         quote(&run_dir.display().to_string())
@@ -347,9 +348,20 @@ mod tests {
     #[test]
     fn shell_quoting() {
         assert_eq!(quote("runs/a-1.toml"), "runs/a-1.toml");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote("generation.temperature=0.7"), "generation.temperature=0.7");
-        assert_eq!(quote("x=\"a\""), "'x=\"a\"'");
+        for word in [
+            "generation.temperature=0.7",
+            "a b",
+            "it's",
+            "x=\"a\"",
+            "$HOME `x` \\ ;|&",
+            "",
+            "prompt.system=\"Be brief.\"",
+        ] {
+            let q = quote(word);
+            if word != "generation.temperature=0.7" {
+                assert_ne!(q, word, "{word:?} must be quoted");
+            }
+            assert_eq!(shlex::split(&q), Some(vec![word.to_string()]), "{q}");
+        }
     }
 }

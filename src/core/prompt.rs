@@ -1,6 +1,6 @@
 //! Chat formatting. The prompt asks for brief reasoning and a final `<answer>NUMBER</answer>`,
 //! with few-shot examples as earlier turns so that even a small model often produces the tag.
-use crate::config::PromptConfig;
+use crate::core::config::PromptConfig;
 
 /// A model's chat template, rendered with a Jinja engine (minijinja, with Python's string
 /// methods, trim_blocks, lstrip_blocks and loop controls) as transformers renders it: `messages`, `add_generation_prompt = true`, `bos_token`
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn chatml_matches_the_smollm2_template() {
-        let cfg = crate::config::Config::default().prompt;
+        let cfg = crate::core::config::Config::default().prompt;
         let text = ChatTemplate::chatml()
             .render(&messages(&cfg, "How many grams are in 2 kilograms?"))
             .unwrap();
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_shared_prefix_ends_where_the_question_starts() {
-        let cfg = crate::config::Config::default().prompt;
+        let cfg = crate::core::config::Config::default().prompt;
         let prefix = shared_prefix(&ChatTemplate::chatml(), &cfg).unwrap();
         assert!(prefix.ends_with("<|im_start|>user\n"));
         let full = ChatTemplate::chatml()
@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn real_templates_render_as_transformers_does() {
-        let cfg = crate::config::Config::default().prompt;
+        let cfg = crate::core::config::Config::default().prompt;
         let qwen = ChatTemplate::new(Some(QWEN), "", "<|im_end|>").unwrap();
         let conversation = messages(&cfg, "Convert 3 m to cm.");
         assert_eq!(

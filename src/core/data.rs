@@ -4,8 +4,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::sampling::Rng;
+use crate::base::error::{Error, Result};
+use crate::base::sampling::Rng;
 
 /// One question with its exact numeric answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,7 +221,7 @@ pub struct QuestionSet {
 
 impl QuestionSet {
     pub fn new(questions: Vec<Question>, source: String) -> Self {
-        let sha256 = crate::util::sha256_hex(to_json(&questions).as_bytes());
+        let sha256 = crate::base::util::sha256_hex(to_json(&questions).as_bytes());
         QuestionSet {
             questions,
             sha256,
@@ -244,7 +244,7 @@ impl QuestionSet {
 
 /// The homework's format: `[[question, answer], …]`, one pair per line.
 pub fn to_json(questions: &[Question]) -> String {
-    crate::util::json_list(questions.iter().map(|q| serde_json::json!([q.question, q.answer])))
+    crate::base::util::json_list(questions.iter().map(|q| serde_json::json!([q.question, q.answer])))
 }
 
 #[cfg(test)]

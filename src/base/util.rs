@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{IoContext, Result};
+use crate::base::error::{Error, IoContext, Result};
 
 /// `path` made absolute against the working directory (without touching the file system).
 pub fn absolute(path: &Path) -> PathBuf {
@@ -12,11 +12,7 @@ pub fn absolute(path: &Path) -> PathBuf {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// sha256 of a file, streamed.
@@ -31,29 +27,20 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
+    Ok(hex::encode(h.finalize()))
 }
 
 /// Writes a whole file atomically: a temporary file in the same directory, fsync, rename,
 /// then fsync of the directory. Readers see the old content or the new, never a mix. On failure
 /// the temporary file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    replace(path, bytes, true)
+    replace_with(path, true, |f| f.write_all(bytes))
 }
 
 /// Like [`write_atomic`] without the fsyncs: atomic for readers, durable only once something
 /// else syncs (for a manifest's progress between checkpoints).
 pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    replace(path, bytes, false)
-}
-
-/// The temporary file [`write_atomic`] writes `name` through, in the same directory.
-pub fn temp_name(name: &str, pid: u32) -> String {
-    format!(".{name}.tmp-{pid}")
-}
-
-fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
-    replace_with(path, sync, |f| f.write_all(bytes))
+    replace_with(path, false, |f| f.write_all(bytes))
 }
 
 /// Like [`write_atomic`], the content written by `fill` into the temporary file (to stream a
@@ -62,30 +49,66 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> s
     replace_with(path, true, fill)
 }
 
-fn replace_with(path: &Path, sync: bool, fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(temp_name(&name, std::process::id()));
-    let what = || format!("{}: cannot write", path.display());
-    let written = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).ctx(what)?;
-        fill(&mut f).ctx(what)?;
-        if sync {
-            f.sync_all().ctx(what)?;
+/// The create-new variant of [`write_atomic`]: writes `bytes` to `path` only if nothing is there,
+/// atomically and durably, so that of several processes (on several hosts sharing the directory)
+/// creating the same file exactly one wins. Returns whether this call wrote it.
+pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let (dir, tmp) = temporary(path, true, |f| f.write_all(bytes))?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => {
+            sync_dir(dir);
+            Ok(true)
         }
-        std::fs::rename(&tmp, path).ctx(what)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(format!("{}: cannot write", path.display()), e.error)),
     }
-    written?;
+}
+
+/// Whether `name` is one of the temporary files the writes above go through (`.NAME.tmp-…`).
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_INFIX)
+}
+
+const TEMP_INFIX: &str = ".tmp-";
+
+fn replace_with(path: &Path, sync: bool, fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
+    let (dir, tmp) = temporary(path, sync, fill)?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(format!("{}: cannot write", path.display()), e.error))?;
     if sync {
         sync_dir(dir);
     }
     Ok(())
+}
+
+/// A temporary file beside `path`, filled (and synced): `.NAME.tmp-` and a random suffix, so
+/// that no two processes, on this host or another sharing the directory, pick the same one. It
+/// is removed when dropped unless persisted. Readable like a file made by `File::create`.
+fn temporary(
+    path: &Path,
+    sync: bool,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(&Path, tempfile::NamedTempFile)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let what = || format!("{}: cannot write", path.display());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}{TEMP_INFIX}"))
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .ctx(what)?;
+    fill(tmp.as_file_mut()).ctx(what)?;
+    if sync {
+        tmp.as_file().sync_all().ctx(what)?;
+    }
+    Ok((dir, tmp))
 }
 
 /// fsync a directory so that a rename or a new file in it survives power loss (best effort).
@@ -231,6 +254,37 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["taken"], "no temporary file stays");
+    }
+
+    #[test]
+    fn a_create_new_write_has_one_winner_and_leaves_no_temporary_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("plan.json");
+        let wins: usize = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let p = &p;
+                    s.spawn(move || write_new_atomic(p, &[b'0' + i]).unwrap())
+                })
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap() as usize).sum()
+        });
+        assert_eq!(wins, 1);
+        let content = std::fs::read(&p).unwrap();
+        assert!(!write_new_atomic(&p, b"late").unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), content, "the first write stays");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temporary file stays"
+        );
+        // As readable as a file made by File::create (the umask applies, not tempfile's 0600).
+        use std::os::unix::fs::PermissionsExt;
+        let reference = d.path().join("reference");
+        std::fs::write(&reference, b"").unwrap();
+        let mode = |q: &Path| std::fs::metadata(q).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), mode(&reference));
+        assert!(is_temporary(".dataset.json.tmp-4194302") && !is_temporary("dataset.json"));
     }
 
     #[test]

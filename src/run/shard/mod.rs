@@ -1,11 +1,30 @@
-//! `rftx shard run`: one shard of a run, generated into its own directory with the durability of
-//! a whole run (the same question loop, recovery and lock), marked done last.
+//! Shards of a run: a run's questions split into `K` balanced contiguous ranges, each generated
+//! into its own directory under the run's (`runs/<name>-<hash12>/shards/shard-0003/`), then
+//! merged into exactly the bytes an unsharded run writes.
+//!
+//! - `shards/plan.json` fixes the shard count the first time a shard starts (created with an
+//!   create-new write, so concurrent first starts agree); a different count later is an input error.
+//! - A shard directory is an ordinary run directory holding the questions `first..end` (same
+//!   durability: appends, recovery, lock), plus `done.json`, written last, with the digests of
+//!   its files. Only `done.json` says a shard is done: a scheduler's "COMPLETED" is not trusted.
+//! - [`merge`] checks every shard (done, digests, line counts, ranges tiling the questions, one
+//!   kind of device) and writes the run's own files from theirs.
+//! - `rftx shard run` ([`run_shard`]) is the run's own question loop over the shard's range, into
+//!   the shard's directory.
+//!
+//! Modules: [`plan`] (`plan.json`, `done.json`, ranges), [`status`] (each shard's state),
+//! [`merge`].
+mod merge;
+mod plan;
+mod status;
+
 use std::path::Path;
 
-use super::{execute, Observer, Outcome, Prepared, RunResult, Target};
-use crate::error::{Error, Result};
-use crate::shard::{shard_dir, Done, Plan};
-use crate::store::{self, Status};
+use super::{already_complete, execute, Observer, Prepared, RunResult, Target};
+use crate::base::error::{Error, Result};
+pub use merge::{merge, Merged};
+pub use plan::{balanced, shard_dir, Done, Plan, DONE_FILE, PLAN_FILE, SHARDS_DIR};
+pub use status::{array_expr, Overview, ShardStatus, State};
 
 /// Environment variable naming shards (`2` or `1,3`) that fail at once with an input error: a
 /// test fault for the "fails until fixed" path of a scheduler.
@@ -26,17 +45,10 @@ pub fn run_shard(
     let n = p.questions.questions.len();
     check_arguments(index, of, n)?;
     injected_failure(index)?;
-    if let Some(m) = store::read_manifest(&p.dir)? {
-        if m.status == Status::Complete && !force {
-            observer.log(&format!(
-                "{}: the whole run is already complete; nothing to do for shard {index}",
-                p.dir.display()
-            ));
-            return Ok(RunResult {
-                dir: p.dir.clone(),
-                outcome: Outcome::AlreadyComplete,
-                metrics: crate::report::read_metrics(&p.dir)?,
-            });
+    if !force {
+        let why = format!("the whole run is already complete; nothing to do for shard {index}");
+        if let Some(done) = already_complete(&p.dir, observer, &why)? {
+            return Ok(done);
         }
     }
     let plan = Plan::establish(

@@ -4,9 +4,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::generate::Finish;
-use crate::store::{self, ChunkRecord, QuestionRecord};
+use crate::base::error::{Error, Result};
+use crate::base::record::Finish;
+use crate::core::store::{self, ChunkRecord, QuestionRecord};
 
 /// `metrics.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,7 +184,7 @@ pub fn metrics_json(m: &Metrics) -> String {
 
 /// A few human-readable lines summarising a run.
 pub fn summary(m: &Metrics) -> String {
-    use crate::util::human_bytes;
+    use crate::base::util::human_bytes;
     let gpu = m
         .gpu_peak_bytes
         .map(|g| format!(", peak GPU {}", human_bytes(g)))

@@ -6,9 +6,9 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::Count;
-use crate::error::Result;
-use crate::generate::Job;
+use crate::base::error::Result;
+use crate::core::config::Count;
+use crate::core::generate::Job;
 use crate::run::{generation_params, Observer, Prepared, Session};
 
 /// One setting to measure: chunk size and questions per batch, each a number or `auto`.
@@ -107,7 +107,7 @@ pub fn run(p: &Prepared, settings: &[Setting], observer: &mut dyn Observer) -> R
 /// All `prompts` at chunk size `chunk`, `per_batch` questions at a time.
 fn measure(
     session: &Session,
-    c: &crate::config::Config,
+    c: &crate::core::config::Config,
     prompts: &[Vec<u32>],
     chunk: usize,
     per_batch: usize,
@@ -125,7 +125,7 @@ fn measure(
         Ok(())
     })?;
     finished.sort_by_key(|f| f.index);
-    let mut tally = crate::report::Tally::default();
+    let mut tally = crate::core::report::Tally::default();
     let mut digest = Sha256::new();
     let mut samples = 0;
     for f in &finished {
@@ -155,7 +155,7 @@ fn measure(
         peak_bytes: m.peak_bytes,
         rss_peak_bytes: m.rss_peak_bytes,
         gpu_peak_bytes: m.gpu_peak_bytes,
-        samples_sha256: crate::util::hex(&digest.finalize()),
+        samples_sha256: hex::encode(digest.finalize()),
         speed_ratio: 1.0,
     })
 }
@@ -173,7 +173,7 @@ fn cpu_name() -> String {
 
 /// The report as a table.
 pub fn render(r: &BenchReport) -> String {
-    use crate::util::human_bytes;
+    use crate::base::util::human_bytes;
     let gpu = r.rows.iter().any(|x| x.gpu_peak_bytes.is_some());
     let on = if gpu {
         r.device.clone()

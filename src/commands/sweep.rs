@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{self, SetArg};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::core::config::{self, SetArg};
 use crate::run::{self, Observer, Prepared, RunResult};
 
 /// Sweep records live in this directory under the runs directory.
@@ -54,7 +54,7 @@ impl Axis {
     /// The axes of a `[sweep]` table: nested tables are key paths, leaves are non-empty lists.
     pub fn from_table(table: &toml::Table) -> Result<Vec<Axis>, String> {
         let mut leaves = std::collections::BTreeMap::new();
-        crate::util::flatten("", table, &mut leaves);
+        crate::base::util::flatten("", table, &mut leaves);
         leaves
             .into_iter()
             .map(|(key, v)| match v {
@@ -177,7 +177,7 @@ pub fn prepare(file: &Path, sets: &[String], overs: &[String], runs_dir: &Path) 
         "axes": axes,
         "runs": points.iter().map(|p| p.prepared.hash.as_str()).collect::<Vec<_>>(),
     });
-    let hash = crate::util::sha256_hex(config::canonical_json(&input).as_bytes());
+    let hash = crate::base::util::sha256_hex(config::canonical_json(&input).as_bytes());
     let dir = runs_dir.join(SWEEPS_DIR).join(format!("{name}-{}", &hash[..12]));
     Ok(Sweep {
         name,
@@ -243,7 +243,7 @@ impl Record {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("{}: cannot create the sweep directory", dir.display()), e))?;
         let json = serde_json::to_string_pretty(self).expect("records serialise") + "\n";
-        crate::util::write_atomic(&dir.join(RECORD_FILE), json.as_bytes())
+        crate::base::util::write_atomic(&dir.join(RECORD_FILE), json.as_bytes())
     }
 }
 
@@ -256,7 +256,7 @@ pub struct SweepResult {
 /// Runs every point in order (complete ones are reported, partial ones resumed), updating the
 /// sweep record after each. A failing point does not stop the sweep.
 pub fn run(sweep: &Sweep, force: bool, observer: &mut dyn Observer) -> Result<SweepResult> {
-    let now = crate::util::now_rfc3339();
+    let now = crate::base::util::now_rfc3339();
     let created_at = Record::read(&sweep.dir)
         .map(|r| r.created_at)
         .unwrap_or_else(|_| now.clone());
@@ -300,7 +300,7 @@ pub fn run(sweep: &Sweep, force: bool, observer: &mut dyn Observer) -> Result<Sw
         if let Err(e @ Error::Interrupted { .. }) = result {
             // A stop request ends the sweep: this point and the rest resume with the same command.
             rp.status = "interrupted".into();
-            record.updated_at = crate::util::now_rfc3339();
+            record.updated_at = crate::base::util::now_rfc3339();
             record.write(&sweep.dir)?;
             return Err(e);
         }
@@ -312,7 +312,7 @@ pub fn run(sweep: &Sweep, force: bool, observer: &mut dyn Observer) -> Result<Sw
                 observer.log(&format!("sweep point {}/{n} failed: {e}", k + 1));
             }
         }
-        record.updated_at = crate::util::now_rfc3339();
+        record.updated_at = crate::base::util::now_rfc3339();
         record.write(&sweep.dir)?;
         runs.push(result);
     }

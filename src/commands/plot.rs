@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::compare::{Comparison, METRICS};
+use crate::commands::compare::{Comparison, METRICS};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const HEAP: RGBColor = RGBColor(31, 119, 180);

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::report::Metrics;
-use crate::shard;
-use crate::store::{self, Manifest};
+use crate::base::error::{Error, Result};
+use crate::core::report::Metrics;
+use crate::core::store::{self, Manifest};
+use crate::run::shard;
 
 /// One run directory as read from disk.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ impl RunInfo {
             manifest.progress.questions_done = store::committed_questions(dir);
         }
         let metrics = match dir.join(store::METRICS_FILE).is_file() {
-            true => Some(crate::report::read_metrics(dir)?),
+            true => Some(crate::core::report::read_metrics(dir)?),
             false => None,
         };
         Ok(RunInfo {
@@ -116,7 +116,7 @@ impl RunInfo {
     /// the model file and the question set (`inputs.*`).
     pub fn params(&self) -> BTreeMap<String, toml::Value> {
         let mut out = BTreeMap::new();
-        crate::util::flatten("", &self.config, &mut out);
+        crate::base::util::flatten("", &self.config, &mut out);
         out.retain(|k, _| !k.starts_with("sweep."));
         let inputs = &self.manifest.inputs;
         out.insert("inputs.model.sha256".into(), inputs.model.sha256.clone().into());
@@ -128,7 +128,7 @@ impl RunInfo {
     pub fn samples_sha256(&self) -> Result<Option<String>> {
         let p = self.dir.join(store::SAMPLES_FILE);
         match p.is_file() {
-            true => crate::util::sha256_file(&p).map(Some),
+            true => crate::base::util::sha256_file(&p).map(Some),
             false => Ok(None),
         }
     }
@@ -165,7 +165,7 @@ pub fn summary_json(r: &RunInfo) -> serde_json::Value {
 
 /// `rftx ls`: one aligned line per run.
 pub fn render_list(runs: &[RunInfo]) -> String {
-    use crate::util::human_bytes;
+    use crate::base::util::human_bytes;
     let mut header = vec!["RUN".to_string(), "STATUS".to_string()];
     header.extend(LS_KEYS.iter().map(|(_, h)| h.to_string()));
     header.extend(["TOKENS/S", "PEAK HEAP", "PEAK RSS", "ACCEPTED"].map(String::from));
@@ -199,7 +199,7 @@ pub fn render_list(runs: &[RunInfo]) -> String {
         }
         rows.push(row);
     }
-    crate::util::align_columns(&rows, 2)
+    crate::base::util::align_columns(&rows, 2)
 }
 
 /// `rftx show`: status, inputs, sessions, metrics and the config of one run.
@@ -242,7 +242,7 @@ pub fn render_show(r: &RunInfo) -> String {
         out += &format!("error      {e}\n");
     }
     match &r.metrics {
-        Some(metrics) => out += &format!("\n{}\n", crate::report::summary(metrics)),
+        Some(metrics) => out += &format!("\n{}\n", crate::core::report::summary(metrics)),
         None => out += "\nno metrics yet (written at the first checkpoint)\n",
     }
     out += "\nconfig.toml:\n";
@@ -305,15 +305,15 @@ pub fn resolve(reference: &str, sets: &[String], runs_dir: &Path) -> Result<Vec<
         if path.join(store::MANIFEST_FILE).is_file() || shard::Plan::path(path).is_file() {
             return Ok(vec![path.to_path_buf()]);
         }
-        if path.join(crate::sweep::RECORD_FILE).is_file() {
-            return crate::sweep::Record::read(path)?.member_dirs(path);
+        if path.join(crate::commands::sweep::RECORD_FILE).is_file() {
+            return crate::commands::sweep::Record::read(path)?.member_dirs(path);
         }
         return Err(Error::input(
             path,
             format!(
                 "neither a run directory (no {}) nor a sweep directory (no {})",
                 store::MANIFEST_FILE,
-                crate::sweep::RECORD_FILE
+                crate::commands::sweep::RECORD_FILE
             ),
         ));
     }
@@ -322,7 +322,7 @@ pub fn resolve(reference: &str, sets: &[String], runs_dir: &Path) -> Result<Vec<
     }
     let mut matches = Vec::new();
     let hex = reference.len() >= 4 && reference.chars().all(|c| c.is_ascii_hexdigit());
-    let sweeps = runs_dir.join(crate::sweep::SWEEPS_DIR);
+    let sweeps = runs_dir.join(crate::commands::sweep::SWEEPS_DIR);
     for dir in subdirs(runs_dir)?.into_iter().chain(subdirs(&sweeps)?) {
         let name = dir
             .file_name()
@@ -364,15 +364,15 @@ fn dir_hash(dir: &Path) -> Option<String> {
     if let Ok(Some(p)) = shard::Plan::read(dir) {
         return Some(p.hash);
     }
-    crate::sweep::Record::read(dir).ok().map(|r| r.hash)
+    crate::commands::sweep::Record::read(dir).ok().map(|r| r.hash)
 }
 
 fn resolve_config(file: &Path, sets: &[String], runs_dir: &Path) -> Result<Vec<PathBuf>> {
-    let resolved = crate::config::load(file, sets)?;
+    let resolved = crate::core::config::load(file, sets)?;
     let dirs = if resolved.config.sweep.is_empty() {
         vec![crate::run::prepare(resolved, runs_dir)?.dir]
     } else {
-        let sweep = crate::sweep::prepare(file, sets, &[], runs_dir)?;
+        let sweep = crate::commands::sweep::prepare(file, sets, &[], runs_dir)?;
         sweep.points.into_iter().map(|p| p.prepared.dir).collect()
     };
     for d in &dirs {
@@ -402,7 +402,7 @@ mod tests {
         )
         .unwrap();
         let mut out = BTreeMap::new();
-        crate::util::flatten("", &t, &mut out);
+        crate::base::util::flatten("", &t, &mut out);
         let got: Vec<(&str, String)> = out.iter().map(|(k, v)| (k.as_str(), display_value(v))).collect();
         let want = [
             ("generation.chunk_size", "3"),

@@ -1,0 +1,130 @@
+//! The canonical form of a resolved config that the run directory's content hash is computed
+//! from ([`Resolved::hash_input`], [`canonical_json`]).
+use std::collections::BTreeMap;
+
+use super::{Count, ModelInit, Resolved, WeightFormat};
+
+/// Version of the canonical form. Bump it when generation semantics change, so that old run
+/// directories are never mistaken for new ones.
+pub const HASH_FORMAT: &str = "rftx-run-v2";
+
+impl Resolved {
+    /// The canonical JSON object the run hash is computed from: every key that can change the
+    /// samples or the measurements, plus the digests of the model file and the question set.
+    /// `engine` is what the config resolved to on this machine: the weight format (`auto` made
+    /// concrete), and on a GPU its model and compute capability (CPU and GPU samples differ, and
+    /// so may two GPU models'); on the CPU the object is what it was before GPUs existed, so CPU
+    /// run hashes did not change. Deliberately left out: `name` (it prefixes the directory),
+    /// paths (the digests stand for the content), `checkpoint.every` (durability only: change
+    /// it and resume), `[memory]` (a budget never changes the samples; raise it and resume) and
+    /// `[plan]`, `model.arch` unless it shapes a random model (planning only).
+    pub fn hash_input(
+        &self,
+        engine: &EngineKey,
+        model_sha256: &str,
+        questions_sha256: &str,
+        questions: usize,
+    ) -> serde_json::Value {
+        let c = &self.config;
+        let mut model = serde_json::json!({ "sha256": model_sha256, "weights": engine.weights.as_str() });
+        if c.model.init == ModelInit::Random {
+            model["init"] = "random".into();
+            model["arch"] = c.model.arch.clone().unwrap_or_default().into();
+        }
+        let mut v = serde_json::json!({
+            "format": HASH_FORMAT,
+            "seed": c.seed,
+            "model": model,
+            "data": { "sha256": questions_sha256, "questions": questions },
+            "prompt": c.prompt,
+            "generation": c.generation,
+            "rft": c.rft,
+        });
+        // One question at a time is how every run was made before batching existed: leaving the
+        // key out keeps their hashes.
+        if c.generation.prompts_per_batch == Count::N(1) {
+            if let Some(g) = v["generation"].as_object_mut() {
+                g.remove("prompts_per_batch");
+            }
+        }
+        if let Some(gpu) = &engine.gpu {
+            v["device"] = serde_json::json!({
+                "kind": "cuda",
+                "name": gpu.name,
+                "compute_capability": gpu.compute_capability,
+            });
+        }
+        v
+    }
+}
+
+/// What a config resolved to on this machine, as far as the samples depend on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineKey {
+    pub weights: WeightFormat,
+    pub gpu: Option<crate::engine::device::GpuInfo>,
+}
+
+/// JSON with object keys sorted at every level and no whitespace: a canonical byte string.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    fn sort(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let sorted: BTreeMap<&String, serde_json::Value> = m.iter().map(|(k, v)| (k, sort(v))).collect();
+                let mut out = serde_json::Map::new();
+                for (k, v) in sorted {
+                    out.insert(k.clone(), v);
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    // serde_json keeps insertion order when `preserve_order` is on somewhere in the build, so the
+    // keys are written in sorted order explicitly rather than relying on the map type.
+    let mut out = String::new();
+    write_canonical(&sort(v), &mut out);
+    out
+}
+
+fn write_canonical(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k).unwrap());
+                out.push(':');
+                write_canonical(&m[*k], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let v = serde_json::json!({"b": 1, "a": {"d": [1, {"z": 0, "y": 0.7}], "c": "x"}});
+        assert_eq!(canonical_json(&v), r#"{"a":{"c":"x","d":[1,{"y":0.7,"z":0}]},"b":1}"#);
+    }
+}

@@ -1,0 +1,339 @@
+//! The experiment file: defaults < TOML file < `RFTX_…` environment < `--set key.path=value`.
+//!
+//! Every problem is reported with where the value came from (file, environment variable or
+//! `--set` argument), the full key path and the fix. [`Resolved::hash_input`] is the canonical
+//! form that the run directory's content hash is computed from.
+//!
+//! Modules: `load` (the layers and their error messages), `validate` (range checks), `hash`
+//! (the canonical form).
+mod hash;
+mod load;
+mod validate;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use hash::{canonical_json, EngineKey, HASH_FORMAT};
+pub use load::{load, parse_value, SetArg};
+pub use validate::validate;
+
+pub use crate::base::error::ConfigError;
+pub use crate::engine::WeightFormat;
+
+/// Prefix of environment variables that override config keys; `__` separates key levels:
+/// `RFTX_GENERATION__CHUNK_SIZE=5` sets `generation.chunk_size`.
+pub const ENV_PREFIX: &str = "RFTX_";
+/// Variables with [`ENV_PREFIX`] that configure rftx itself rather than the experiment.
+pub const ENV_RESERVED: &[&str] = &["models_dir", "runs_dir", "test_kills", "test_oom", "test_fail_shards"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Run name: the prefix of the run directory. Letters, digits, `.`, `_` and `-`.
+    pub name: String,
+    /// Master seed: every sample's RNG stream derives from (seed, question index, sample index).
+    pub seed: u64,
+    /// Where the model computes: `auto` (the first GPU when rftx is built with CUDA and one is
+    /// present, else the CPU), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub prompt: PromptConfig,
+    pub generation: GenerationConfig,
+    pub rft: RftConfig,
+    pub checkpoint: CheckpointConfig,
+    pub memory: MemoryConfig,
+    pub plan: PlanConfig,
+    /// `rftx sweep` only: key path → list of values; the cartesian product of the lists is run,
+    /// one ordinary run per point. `rftx run` ignores it, and it is not part of the run hash.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub sweep: toml::Table,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Heap budget for generation: bytes (`"2GiB"`) or a device preset (`"t4"`). Unset: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
+    /// What a chunk predicted over the budget does: stop the run, or run in smaller chunks.
+    /// On a GPU, also what a real out-of-memory does (`shrink`: retry at half the chunk size).
+    pub on_exceed: OnExceed,
+    /// GPU only: the run sees only this much device memory (a size or a device preset such as
+    /// `"t4"`); the rest is reserved up front, so a T4's out-of-memory happens on a bigger GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_limit: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExceed {
+    Fail,
+    Shrink,
+}
+
+/// A count that may be left to rftx: a number, or `"auto"` (chosen at run time from the
+/// memory plan; see `run::batching`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    N(usize),
+    Auto,
+}
+
+impl Count {
+    /// The number, unless it is `auto`.
+    pub fn fixed(self) -> Option<usize> {
+        match self {
+            Count::N(n) => Some(n),
+            Count::Auto => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Count {
+    type Err = String;
+
+    /// `auto` or a whole number ≥ 1 (command-line lists).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(Count::Auto),
+            n => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Count::N(n)),
+                _ => Err(format!("`{s}`: expected a whole number ≥ 1 or `auto`")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::N(n) => write!(f, "{n}"),
+            Count::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl Serialize for Count {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Count::N(n) => s.serialize_u64(*n as u64),
+            Count::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number ≥ 1 or \"auto\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Count, E> {
+                usize::try_from(n).map(Count::N).map_err(|_| E::custom("too large"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Count, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("{n}: expected a whole number ≥ 1 or \"auto\"")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Count, E> {
+                match s {
+                    "auto" => Ok(Count::Auto),
+                    other => Err(E::custom(format!("{other:?}: expected a whole number ≥ 1 or \"auto\""))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Settings of `rftx plan` only; they never change what `rftx run` does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// `rftx`: how rftx generates; `hf`: the seed's "before" (prompts × samples at once, repeated).
+    pub layout: crate::core::plan::Layout,
+    /// Prompts generated together in the `hf` layout.
+    pub prompts_per_batch: usize,
+    /// Device to plan for (preset or size). Unset: `--device`, else this machine's memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A llama-architecture GGUF file, a Hugging Face model folder, or a hub repository id
+    /// (`Org/Name[@revision]`) in the local hub cache. Unset: the default model, fetched into the
+    /// model cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Weight format the matrices are converted to at load time.
+    pub weights: WeightFormat,
+    /// Architecture preset (`smollm2-1.7b`, …): for `rftx plan` when the model is not on disk,
+    /// and the shape of a random-weight model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// `file`: the weights of the model file. `random`: random weights of the `model.arch`
+    /// preset's shape, drawn from `seed` on the device; the model file gives only the tokenizer
+    /// and the chat template. Samples then run to `max_new_tokens` and mean nothing.
+    pub init: ModelInit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelInit {
+    File,
+    Random,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `"builtin"` (the built-in unit-conversion set) or a JSON file: a list of `[question, answer]`.
+    pub source: String,
+    /// Use only the first `limit` questions. Unset: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptConfig {
+    /// System message.
+    pub system: String,
+    /// Few-shot examples, rendered as earlier user/assistant turns.
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    pub question: String,
+    pub response: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationConfig {
+    /// Samples per question.
+    pub oversample: usize,
+    /// Samples of one question decoded together, or `"auto"` (the largest that `rftx plan`
+    /// predicts fits, with a safety margin).
+    pub chunk_size: Count,
+    /// Questions decoded together, each with its own prompt cache, `chunk_size` samples of each
+    /// at a time; or `"auto"`. Never changes the samples.
+    pub prompts_per_batch: Count,
+    /// Softmax temperature; 0 is greedy decoding.
+    pub temperature: f64,
+    /// Nucleus sampling mass in (0, 1]; 1 disables it.
+    pub top_p: f64,
+    /// Generation budget per sample, the end-of-turn token included.
+    pub max_new_tokens: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RftConfig {
+    /// Relative tolerance for accepting a parsed answer: |parsed − answer| ≤ tolerance·|answer|.
+    pub tolerance: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Make completed work durable (fsync, dataset and metrics rewritten) every this many questions.
+    pub every: usize,
+}
+
+pub const DEFAULT_SYSTEM: &str = "You are a careful assistant that converts units. \
+Reason briefly, step by step, then give only the final number inside <answer></answer> tags.";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "rftx".into(),
+            seed: 0,
+            device: "auto".into(),
+            model: ModelConfig { path: None, weights: WeightFormat::Auto, arch: None, init: ModelInit::File },
+            data: DataConfig { source: "builtin".into(), limit: None },
+            prompt: PromptConfig {
+                system: DEFAULT_SYSTEM.into(),
+                examples: vec![
+                    Example {
+                        question: "How many meters are in 3 kilometers?".into(),
+                        response: "1 kilometer is 1000 meters, so 3 kilometers is 3 * 1000 = 3000 meters. <answer>3000</answer>".into(),
+                    },
+                    Example {
+                        question: "Convert 2 hours to minutes.".into(),
+                        response: "1 hour is 60 minutes, so 2 hours is 2 * 60 = 120 minutes. <answer>120</answer>".into(),
+                    },
+                ],
+            },
+            generation: GenerationConfig {
+                oversample: 15,
+                chunk_size: Count::N(3),
+                prompts_per_batch: Count::N(1),
+                temperature: 0.7,
+                top_p: 1.0,
+                max_new_tokens: 80,
+            },
+            rft: RftConfig { tolerance: 0.05 },
+            checkpoint: CheckpointConfig { every: 100 },
+            memory: MemoryConfig { budget: None, on_exceed: OnExceed::Fail, device_limit: None },
+            plan: PlanConfig { layout: crate::core::plan::Layout::Rftx, prompts_per_batch: 1, device: None },
+            sweep: toml::Table::new(),
+        }
+    }
+}
+
+/// A validated configuration with its paths resolved.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub config: Config,
+    /// The experiment file it was read from.
+    pub file: PathBuf,
+    /// `model.path` made absolute (relative to the file that set it). `None`: the default model.
+    pub model_path: Option<PathBuf>,
+    /// `data.source` made absolute when it is a file.
+    pub data_path: Option<PathBuf>,
+}
+
+impl Resolved {
+    /// The resolved configuration as TOML, paths absolute. Reading it back gives the same run.
+    pub fn to_toml(&self) -> String {
+        let mut config = self.config.clone();
+        config.model.path = self.model_path.clone();
+        if let Some(p) = &self.data_path {
+            config.data.source = p.display().to_string();
+        }
+        let body = toml::to_string(&config).expect("a Config always serialises to TOML");
+        if self.model_path.is_none() {
+            format!(
+                "# model.path is unset: the default model {}\n{body}",
+                crate::source::fetch::DEFAULT_MODEL_FILE
+            )
+        } else {
+            body
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seed_fix() {
+        let c = Config::default();
+        assert_eq!(c.generation.oversample, 15);
+        assert_eq!(c.generation.chunk_size, Count::N(3));
+        assert_eq!(c.generation.max_new_tokens, 80);
+        assert_eq!(c.checkpoint.every, 100);
+        assert!(validate(&c).is_empty());
+    }
+}

@@ -1,0 +1,76 @@
+//! The lines of `samples.jsonl` (one question and its samples) and `chunks.jsonl` (one chunk's
+//! measurements).
+use serde::{Deserialize, Serialize};
+
+use crate::base::record::Finish;
+
+/// One line of `samples.jsonl`: a question and all its samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuestionRecord {
+    pub index: usize,
+    pub question: String,
+    pub answer: f64,
+    pub samples: Vec<SampleRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    pub sample: usize,
+    pub text: String,
+    pub new_tokens: usize,
+    pub finish: Finish,
+    pub parsed: Option<f64>,
+    pub correct: bool,
+}
+
+/// One line of `chunks.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    pub question: usize,
+    pub chunk: usize,
+    pub size: usize,
+    pub new_tokens: usize,
+    pub prefill_ms: f64,
+    pub ms: f64,
+    pub peak_bytes: u64,
+    pub rss_peak_bytes: u64,
+    /// Peak GPU memory in use during the chunk (GPU runs only; see `engine::device::GpuMemory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_peak_bytes: Option<u64>,
+    /// Set when `memory.budget` or an out-of-memory made this question run in smaller chunks:
+    /// the configured size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrunk_from: Option<usize>,
+    /// Out-of-memory retries of this question before it fitted (`memory.on_exceed = "shrink"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_retries: Option<usize>,
+    /// The chunk's share of the batch's decoding steps (each step split among the chunks decoded
+    /// in it by their rows; `ms` is split the same way).
+    #[serde(default)]
+    pub steps: f64,
+    /// Rows the batch held when full: `prompts_per_batch` × chunk size.
+    #[serde(default)]
+    pub batch_rows: usize,
+}
+
+#[cfg(test)]
+impl ChunkRecord {
+    /// A chunk of one sample of one token (test fixture).
+    pub(crate) fn example(question: usize) -> ChunkRecord {
+        ChunkRecord {
+            question,
+            chunk: 0,
+            size: 1,
+            new_tokens: 1,
+            prefill_ms: 1.0,
+            ms: 1.0,
+            peak_bytes: 1,
+            rss_peak_bytes: 1,
+            gpu_peak_bytes: None,
+            shrunk_from: None,
+            oom_retries: None,
+            steps: 0.0,
+            batch_rows: 1,
+        }
+    }
+}
