@@ -467,7 +467,9 @@ fn help_documents_exit_codes() {
     let r = rftx(&["--help"], &[], Path::new("."));
     assert_eq!(r.code, 0);
     assert!(
-        r.stdout.contains("Exit codes:") && r.stdout.contains("2  bad input"),
+        r.stdout.contains("Exit codes:")
+            && r.stdout.contains("2  bad input")
+            && r.stdout.contains("75 a condition that may clear by itself"),
         "{}",
         r.stdout
     );

@@ -272,3 +272,56 @@ fn shard_arguments_are_checked_and_the_index_comes_from_slurm() {
         "the count comes from --of, never from SLURM_ARRAY_TASK_COUNT"
     );
 }
+
+/// The shard script's decision for each exit of rftx, run by bash with a stand-in for rftx (it
+/// exits with `$RC`) and for `scontrol` (it logs its arguments): no cluster needed.
+#[test]
+fn the_shard_script_requeues_what_may_succeed_later_and_only_that() {
+    let f = Fixture::new("");
+    let cfg = f.config.to_str().unwrap();
+    let r = rftx(&["slurm", "submit", cfg, "--shards", "2", "--dry-run"], &[], f.path());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = printed_dir(&r, f.path());
+    let script = std::fs::read_to_string(run.join("slurm/shard.sbatch")).unwrap();
+    let bin = f.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = |name: &str, body: &str| {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        Command::new("chmod").arg("+x").arg(&p).status().unwrap();
+        p
+    };
+    let fake_rftx = fake("rftx", "exit \"$RC\"");
+    fake("scontrol", "echo \"$@\" >> \"$SCONTROL_LOG\"");
+    let rftx_line = script.lines().find(|l| l.starts_with("rftx=")).unwrap();
+    let script = script.replace(rftx_line, &format!("rftx={}", fake_rftx.display()));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    for (rc, says, requeued) in [
+        (0, "done", false),
+        (2, "bad input (exit 2): not requeued", false),
+        (
+            75,
+            "retryable (exit 75: run locked, GPU unavailable or fetch failed): requeueing",
+            true,
+        ),
+        (1, "exit 1: requeueing", true),
+    ] {
+        let log = f.path().join(format!("scontrol-{rc}.log"));
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("RC", rc.to_string())
+            .env("SCONTROL_LOG", &log)
+            .env("SLURM_ARRAY_JOB_ID", "7")
+            .env("SLURM_ARRAY_TASK_ID", "1")
+            .env_remove("SLURM_RESTART_COUNT")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(rc), "{stdout}");
+        assert!(stdout.contains(says), "exit {rc}: {stdout}");
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(calls.trim() == "requeue 7_1", requeued, "exit {rc}: scontrol {calls:?}");
+    }
+}

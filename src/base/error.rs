@@ -7,6 +7,11 @@ use std::path::PathBuf;
 pub const EXIT_INPUT: i32 = 2;
 /// Exit code for a failure while a run was under way (its durable work stays in place).
 pub const EXIT_RUN: i32 = 1;
+/// Exit code for a condition that may clear by itself: the run directory's lock held by another
+/// process, a GPU that cannot be opened now, the default model's fetch failing. Nothing was run;
+/// the same command later may succeed, and the Slurm script requeues it. (`EX_TEMPFAIL` of
+/// `sysexits.h`.)
+pub const EXIT_RETRY: i32 = 75;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -36,10 +41,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The configured device cannot be used (no CUDA in this build, no such GPU, a GPU its
-    /// kernels were not built for).
+    /// The configured device cannot be used by this build (no CUDA in it, a GPU its kernels
+    /// were not built for).
     #[error("{0}")]
     Device(String),
+
+    /// The configured device exists in this build but cannot be opened now (busy, missing on
+    /// this node, a driver problem): worth retrying, here later or on another node.
+    #[error("{0}")]
+    DeviceUnavailable(String),
 
     /// Another process is writing the same run directory.
     #[error("{0}")]
@@ -84,17 +94,13 @@ impl Error {
         }
     }
 
-    /// 2 for problems with what the user gave us (fix the input and retry),
-    /// 1 for failures while running.
+    /// 2 for problems with what the user gave us (fix the input and retry), 75 for conditions
+    /// that may clear by themselves (retry as it is), 1 for failures while running.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted { signal, .. } => 128 + signal,
-            Error::Config(_)
-            | Error::Usage(_)
-            | Error::Input { .. }
-            | Error::Fetch(_)
-            | Error::Locked(_)
-            | Error::Device(_) => EXIT_INPUT,
+            Error::Config(_) | Error::Usage(_) | Error::Input { .. } | Error::Device(_) => EXIT_INPUT,
+            Error::Fetch(_) | Error::Locked(_) | Error::DeviceUnavailable(_) => EXIT_RETRY,
             Error::Io { .. } | Error::Candle(_) | Error::OutOfMemory { .. } | Error::Run(_) => EXIT_RUN,
         }
     }

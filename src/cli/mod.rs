@@ -19,6 +19,8 @@ Exit codes:
   1  the run failed while generating; its durable work is kept, and re-running resumes it
   2  bad input: command line, config file, model file, question file or runs directory;
      nothing was run and no run directory was created
+  75 a condition that may clear by itself: the run is locked by another process, the GPU
+     cannot be opened now, or the default model's fetch failed; nothing was run: retry later
   130, 143, 138  stopped by SIGINT (Ctrl-C), SIGTERM or SIGUSR1 (128 + the signal) at a safe
      point: the run is marked interrupted, its committed work kept; the same command resumes it.
      A second signal ends rftx at once with the same code";

@@ -68,7 +68,7 @@ impl DeviceChoice {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Cuda(n) => {
                 let device = Device::new_cuda(n).map_err(|e| {
-                    Error::Device(format!(
+                    Error::DeviceUnavailable(format!(
                         "cannot open CUDA device {n}: {}; check nvidia-smi, or set device = \"cpu\"",
                         crate::base::error::candle_message(&e)
                     ))
@@ -159,7 +159,7 @@ pub fn gpu_info(device: &Device) -> Result<Option<GpuInfo>> {
         return Ok(None);
     };
     let ctx = cuda.cuda_stream().context().clone();
-    let e = |e: candle_core::cuda::cudarc::driver::DriverError| Error::Device(format!("{e:?}"));
+    let e = |e: candle_core::cuda::cudarc::driver::DriverError| Error::DeviceUnavailable(format!("{e:?}"));
     let (major, minor) = ctx.compute_capability().map_err(e)?;
     Ok(Some(GpuInfo {
         name: ctx.name().map_err(e)?,
@@ -258,7 +258,7 @@ mod cuda_memory {
     unsafe impl Sync for Inner {}
 
     fn err(e: impl std::fmt::Debug) -> Error {
-        Error::Device(format!("CUDA memory query failed: {e:?}"))
+        Error::DeviceUnavailable(format!("CUDA memory query failed: {e:?}"))
     }
 
     impl Inner {

@@ -2,6 +2,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::LOCK_FILE;
 use crate::base::error::{Error, IoContext, Result};
@@ -18,12 +19,16 @@ pub struct Lock {
 
 impl Lock {
     /// Returns the lock, and the pid written by a previous holder that died without releasing
-    /// it (`Some(0)` when its pid was unreadable).
+    /// it (`Some(0)` when its pid was unreadable). A lock held by another process for longer
+    /// than [`PROBE_WAIT`] is [`Error::Locked`] (exit 75: retry later); a shorter hold, such as
+    /// `rftx shard status` probing it ([`lock_held`]), is waited out.
     pub fn acquire(dir: &Path) -> Result<(Lock, Option<u32>)> {
         let path = dir.join(LOCK_FILE);
+        let deadline = Instant::now() + PROBE_WAIT;
         // A holder that releases the lock removes the file first: whoever opened the old file
         // just before then locks an orphan, notices, and tries again.
-        for _ in 0..5 {
+        let mut orphans = 0;
+        while orphans < 5 {
             let mut file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -33,6 +38,10 @@ impl Lock {
                 .ctx(|| format!("{}: cannot create the lock file", path.display()))?;
             match file.try_lock() {
                 Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(PROBE_POLL);
+                    continue;
+                }
                 Err(std::fs::TryLockError::WouldBlock) => {
                     let holder = read_pid(&mut file)
                         .map(|pid| format!(" (pid {pid})"))
@@ -47,6 +56,7 @@ impl Lock {
                 }
             }
             if !same_file(&file, &path) {
+                orphans += 1;
                 continue;
             }
             let mut previous = String::new();
@@ -63,6 +73,11 @@ impl Lock {
         Err(Error::Locked(format!("{}: could not take the lock", dir.display())))
     }
 }
+
+/// How long [`Lock::acquire`] waits out a lock held by someone else: a status probe holds it
+/// for microseconds; a run holds it for as long as it runs.
+pub const PROBE_WAIT: Duration = Duration::from_secs(1);
+const PROBE_POLL: Duration = Duration::from_millis(10);
 
 impl Drop for Lock {
     fn drop(&mut self) {
@@ -118,7 +133,7 @@ mod tests {
         // files, also within one process) and names the holder.
         let e = Lock::acquire(d.path()).err().unwrap();
         assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
-        assert_eq!(e.exit_code(), crate::base::error::EXIT_INPUT);
+        assert_eq!(e.exit_code(), crate::base::error::EXIT_RETRY);
         drop(lock);
         assert!(!lock_file.exists(), "released locks are removed");
         // A lock file that nobody holds is stale, whatever pid it names: taken over, and the
@@ -155,5 +170,35 @@ mod tests {
             });
             assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 1, "round {round}");
         }
+    }
+
+    #[test]
+    fn a_status_probe_holding_the_lock_is_waited_out() {
+        let d = tempfile::tempdir().unwrap();
+        let (lock, _) = Lock::acquire(d.path()).unwrap();
+        drop(lock);
+        // A probe (a shared lock, as `lock_held` takes) held for 100 ms, from another open file.
+        let probe = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(d.path().join(LOCK_FILE))
+            .unwrap();
+        probe.try_lock_shared().unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(probe);
+        });
+        let started = Instant::now();
+        let (lock, stale) = Lock::acquire(d.path()).unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "it waited for the probe"
+        );
+        assert_eq!(stale, None);
+        release.join().unwrap();
+        drop(lock);
+        assert!(!lock_held(d.path()));
     }
 }
