@@ -545,7 +545,16 @@ fn gpu_settings_without_a_gpu_are_input_errors_that_say_what_to_do() {
         }
     }
     if !cfg!(feature = "cuda") {
-        let r = rftx(&["run", config, "--quiet", "--set", "device=cuda"], &[], f.path());
+        let gpu = [
+            "run",
+            config,
+            "--quiet",
+            "--set",
+            "device=cuda",
+            "--set",
+            "model.weights=auto",
+        ];
+        let r = rftx(&gpu, &[], f.path());
         assert_eq!(r.code, 2, "{}", r.stderr);
         assert!(
             r.stderr.contains("built without CUDA") && r.stderr.contains("scripts/build-cuda.sh"),

@@ -88,7 +88,7 @@ pub fn run(p: &Prepared, settings: &[Setting], observer: &mut dyn Observer) -> R
         rftx_version: env!("CARGO_PKG_VERSION").into(),
         cpu: cpu_name(),
         threads: candle_core::utils::get_num_threads(),
-        device: match &p.gpu {
+        device: match &session.gpu_info {
             Some(g) => format!("{} {} ({})", p.device.as_str(), g.name, g.compute_capability),
             None => "cpu".into(),
         },

@@ -18,54 +18,43 @@ pub enum DeviceChoice {
 pub const CUDA_BUILD_HINT: &str = "build rftx with CUDA: CUDA_COMPUTE_CAP=90 scripts/build-cuda.sh for an H100/H200 (75 for a T4), or set device = \"cpu\"";
 
 impl DeviceChoice {
-    /// Resolves a `device` setting: `auto` (the first GPU when this build has CUDA and one is
-    /// present, else the CPU), `cpu`, `cuda`, `cuda:N`. Errors are sentences for the caller to
-    /// prefix with the key.
+    /// Resolves a `device` setting from the setting and the build alone, never by probing the
+    /// machine, so that a config means the same device wherever it is read: `cpu`; `cuda`,
+    /// `cuda:N`; `auto`, which is the first GPU in a build with CUDA and the CPU in one without.
+    /// Whether the device can be used is [`DeviceChoice::create`]'s business. Errors are
+    /// sentences for the caller to prefix with the key.
     pub fn resolve(setting: &str) -> std::result::Result<DeviceChoice, String> {
-        let s = setting.trim().to_ascii_lowercase();
-        let cuda = match s.as_str() {
-            "cpu" => return Ok(DeviceChoice::Cpu),
-            "auto" => {
-                return Ok(if cuda_present() {
-                    DeviceChoice::Cuda(0)
-                } else {
-                    DeviceChoice::Cpu
-                })
-            }
-            "cuda" | "gpu" => 0,
+        match setting.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "auto" if cfg!(feature = "cuda") => Ok(DeviceChoice::Cuda(0)),
+            "auto" => Ok(DeviceChoice::Cpu),
+            "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
             other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(n)) => n,
-                _ => return Err(format!("`{setting}` is not a device: use auto, cpu, cuda or cuda:N")),
+                Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
+                _ => Err(format!("`{setting}` is not a device: use auto, cpu, cuda or cuda:N")),
             },
-        };
-        if !cfg!(feature = "cuda") {
-            return Err(format!(
-                "`{setting}` needs a GPU, but this rftx was built without CUDA; {CUDA_BUILD_HINT}"
-            ));
         }
-        Ok(DeviceChoice::Cuda(cuda))
     }
 
     /// Whether a setting is well-formed (without probing for a GPU).
     pub fn validate(setting: &str) -> std::result::Result<(), String> {
-        match setting.trim().to_ascii_lowercase().as_str() {
-            "auto" | "cpu" | "cuda" | "gpu" => Ok(()),
-            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(_)) => Ok(()),
-                _ => Err(format!("`{setting}` is not a device: use auto, cpu, cuda or cuda:N")),
-            },
-        }
+        Self::resolve(setting).map(|_| ())
     }
 
     pub fn is_gpu(self) -> bool {
         matches!(self, DeviceChoice::Cuda(_))
     }
 
-    /// The candle device to compute on. On a GPU, refuses a device whose compute capability
-    /// this binary's kernels were not built for.
+    /// The candle device to compute on. A GPU needs a build with CUDA (else an input error that
+    /// says how to build one) and kernels built for its compute capability; one that cannot be
+    /// opened now is [`Error::DeviceUnavailable`].
     pub fn create(self) -> Result<Device> {
         match self {
             DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda(_) if !cfg!(feature = "cuda") => Err(Error::Device(format!(
+                "device `{}` needs a GPU, but this rftx was built without CUDA; {CUDA_BUILD_HINT}",
+                self.as_str()
+            ))),
             DeviceChoice::Cuda(n) => {
                 let device = Device::new_cuda(n).map_err(|e| {
                     Error::DeviceUnavailable(format!(
@@ -141,16 +130,6 @@ pub struct GpuInfo {
 /// The compute capability this binary's CUDA kernels were built for (`CUDA_COMPUTE_CAP`).
 pub fn built_compute_capability() -> Option<&'static str> {
     option_env!("CUDA_COMPUTE_CAP")
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_present() -> bool {
-    Device::new_cuda(0).is_ok()
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_present() -> bool {
-    false
 }
 
 #[cfg(feature = "cuda")]
@@ -379,11 +358,16 @@ mod tests {
             .contains("use auto, cpu, cuda or cuda:N"));
         assert!(DeviceChoice::resolve("cuda:x").is_err());
         assert!(DeviceChoice::validate("cuda:1").is_ok() && DeviceChoice::validate("cuda:").is_err());
+        // The same in every build: a config names its device without probing.
+        assert_eq!(DeviceChoice::resolve("cuda:1"), Ok(DeviceChoice::Cuda(1)));
+        assert_eq!(DeviceChoice::resolve("gpu"), Ok(DeviceChoice::Cuda(0)));
         if cfg!(feature = "cuda") {
-            assert_eq!(DeviceChoice::resolve("cuda:1"), Ok(DeviceChoice::Cuda(1)));
+            assert_eq!(DeviceChoice::resolve("auto"), Ok(DeviceChoice::Cuda(0)));
         } else {
             assert_eq!(DeviceChoice::resolve("auto"), Ok(DeviceChoice::Cpu));
-            let e = DeviceChoice::resolve("cuda").unwrap_err();
+            let e = DeviceChoice::Cuda(0).create().unwrap_err();
+            assert_eq!(e.exit_code(), crate::base::error::EXIT_INPUT);
+            let e = e.to_string();
             assert!(
                 e.contains("built without CUDA") && e.contains("scripts/build-cuda.sh"),
                 "{e}"

@@ -6,6 +6,7 @@ use crate::base::util::human_bytes;
 use crate::core::config::{Count, OnExceed};
 use crate::core::plan::{self, Arch, Workload};
 use crate::core::store::Batching;
+use crate::engine::device::GpuInfo;
 
 use super::budget::workload;
 use super::Prepared;
@@ -16,10 +17,12 @@ use super::Prepared;
 pub const CPU_AUTO_ROWS: usize = 64;
 
 /// The batching of a run of `questions` questions whose longest prompt has `longest` tokens
-/// (`shared` of them the shared prefix). `say` gets a line for every value chosen or changed.
+/// (`shared` of them the shared prefix), on the GPU `gpu` if the session opened one. `say` gets
+/// a line for every value chosen or changed.
 pub(crate) fn resolve(
     p: &Prepared,
     arch: &Arch,
+    gpu_info: Option<&GpuInfo>,
     longest: usize,
     shared: usize,
     questions: usize,
@@ -34,7 +37,7 @@ pub(crate) fn resolve(
     };
     let oversample = g.oversample.max(1);
     if g.chunk_size == Count::Auto || g.prompts_per_batch == Count::Auto {
-        let (capacity, what) = capacity(p)?;
+        let (capacity, what) = capacity(p, gpu_info)?;
         let safe = plan::safe_capacity(capacity);
         let margin = format!(
             "largest predicted to fit in {} ({:.0} % of {what})",
@@ -78,14 +81,14 @@ pub(crate) fn resolve(
 
 /// What `"auto"` plans for: `memory.budget`, else the GPU (or its `memory.device_limit`), else
 /// the memory available on this machine.
-fn capacity(p: &Prepared) -> Result<(u64, String)> {
+fn capacity(p: &Prepared, gpu: Option<&GpuInfo>) -> Result<(u64, String)> {
     let c = &p.resolved.config;
     let bad = |key: &str, e: String| Error::input(&p.resolved.file, format!("{key}: {e}"));
     if let Some(b) = &c.memory.budget {
         let d = plan::device(b).map_err(|e| bad("memory.budget", e))?;
         return Ok((d.capacity_bytes, format!("memory.budget = {b:?}")));
     }
-    if let Some(gpu) = &p.gpu {
+    if let Some(gpu) = gpu {
         if let Some(l) = &c.memory.device_limit {
             let d = plan::device(l).map_err(|e| bad("memory.device_limit", e))?;
             return Ok((d.capacity_bytes, format!("memory.device_limit = {l:?}")));

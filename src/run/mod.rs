@@ -168,7 +168,8 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         Some(m) if m.hash == p.hash => m,
         _ => runner.new_manifest(),
     };
-    let device = crate::engine::device::numerics(p.device, p.gpu.as_ref());
+    let device = crate::engine::device::numerics(p.device, session.gpu_info.as_ref());
+    same_numerics(&manifest, recovered.questions.len(), &device, &dir.path)?;
     let mut journal = Journal::open(&dir, manifest, &recovered, started, device, batching)?;
     let resumed_from = recovered.questions.len();
     runner.log_start(&mut log, resumed_from);
@@ -186,6 +187,29 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         outcome: Outcome::Completed { resumed_from },
         metrics,
     })
+}
+
+/// A run is continued only on the kind of device its committed questions were computed on (the
+/// run hash names the kind, CPU or GPU, not the GPU model or the CPU's instruction sets): on
+/// another, the samples would differ from what a single session writes.
+fn same_numerics(m: &Manifest, committed: usize, device: &str, dir: &Path) -> Result<()> {
+    if committed == 0 {
+        return Ok(());
+    }
+    let Some(other) = m
+        .sessions
+        .iter()
+        .filter_map(|s| s.device.as_deref())
+        .find(|d| *d != device)
+    else {
+        return Ok(());
+    };
+    Err(Error::input(
+        dir,
+        format!(
+            "its {committed} committed questions were computed on `{other}`, and this process computes on `{device}`, whose samples differ: continue it where `{other}` is (with Slurm: --constraint or --gres naming that device), or start it over here with --force"
+        ),
+    ))
 }
 
 /// Records why generation stopped (a signal: `interrupted`; anything else: `failed`) in the
@@ -218,7 +242,15 @@ fn batching_for(
     say: &mut dyn FnMut(&str),
 ) -> Result<Batching> {
     let longest = prompts[range.clone()].iter().map(Vec::len).max().unwrap_or(0);
-    batching::resolve(p, &session.arch, longest, session.shared_tokens(), range.len(), say)
+    batching::resolve(
+        p,
+        &session.arch,
+        session.gpu_info.as_ref(),
+        longest,
+        session.shared_tokens(),
+        range.len(),
+        say,
+    )
 }
 
 /// The result of a run (or shard) whose directory is already complete (`store::is_complete`),
@@ -277,7 +309,7 @@ impl Runner<'_> {
                 sha256: p.questions.sha256.clone(),
                 count: p.questions.questions.len(),
             },
-            gpu: p.gpu.as_ref().map(|g| store::GpuInput {
+            gpu: self.session.gpu_info.as_ref().map(|g| store::GpuInput {
                 device: p.device.as_str(),
                 name: g.name.clone(),
                 compute_capability: g.compute_capability.clone(),

@@ -115,7 +115,7 @@ fn expected(p: &Prepared, arch: &Arch, prompt_tokens: usize, shared: usize) -> R
     q.resolved.config.generation.prompts_per_batch = crate::core::config::Count::Auto;
     q.resolved.config.memory.budget = None;
     let questions = p.questions.questions.len();
-    let b = super::batching::resolve(&q, arch, prompt_tokens, shared, questions, &mut |_| {})?;
+    let b = super::batching::resolve(&q, arch, None, prompt_tokens, shared, questions, &mut |_| {})?;
     let format = c.model.weights.resolve(false);
     let rows = b.prompts_per_batch * b.chunk_size.min(c.generation.oversample.max(1));
     let macs = arch.matrix_params + arch.embed_params;

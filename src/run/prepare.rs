@@ -6,7 +6,6 @@ use crate::base::error::{Error, Result};
 use crate::core::config::{EngineKey, ModelInit, Resolved};
 use crate::core::data::QuestionSet;
 use crate::core::store;
-use crate::engine::device::GpuInfo;
 use crate::engine::{DeviceChoice, WeightFormat};
 use crate::source::fetch;
 
@@ -21,11 +20,10 @@ pub struct Prepared {
     pub model_path: PathBuf,
     pub model_is_default: bool,
     pub model_sha256: String,
-    /// Where the model computes.
+    /// Where the model computes, from the config and the build (never probed: see
+    /// [`DeviceChoice::resolve`]); which GPU it is, the session learns when it opens it.
     pub device: DeviceChoice,
-    /// The GPU, when the device is one.
-    pub gpu: Option<GpuInfo>,
-    /// `model.weights` made concrete for the device.
+    /// `model.weights` made concrete for the kind of device.
     pub weights: WeightFormat,
     pub questions: QuestionSet,
     /// sha256 of the canonical config, 64 hex digits.
@@ -75,10 +73,10 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
         ),
     };
     let questions = QuestionSet::from_config(resolved.data_path.as_deref(), resolved.config.data.limit)?;
-    let (device, gpu, weights) = resolve_engine(&resolved)?;
+    let (device, weights) = resolve_engine(&resolved)?;
     let engine = EngineKey {
         weights,
-        gpu: gpu.clone(),
+        gpu: device.is_gpu(),
     };
     let input = resolved.hash_input(&engine, &model_sha256, &questions.sha256, questions.questions.len());
     let hash = crate::base::util::sha256_hex(crate::core::config::canonical_json(&input).as_bytes());
@@ -89,7 +87,6 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
         model_is_default,
         model_sha256,
         device,
-        gpu,
         weights,
         questions,
         hash,
@@ -97,38 +94,29 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
     })
 }
 
-/// The device (opened once on a GPU, to learn which it is) and the weight format for it.
-fn resolve_engine(resolved: &Resolved) -> Result<(DeviceChoice, Option<GpuInfo>, WeightFormat)> {
+/// The device the config names and the weight format for it, from the config and the build
+/// alone: nothing is probed, so the hash is the same on every host.
+fn resolve_engine(resolved: &Resolved) -> Result<(DeviceChoice, WeightFormat)> {
     let c = &resolved.config;
     let bad = |m: String| Error::input(&resolved.file, m);
-    let device =
-        DeviceChoice::resolve(&c.device).map_err(|e| Error::Device(format!("device = {:?}: {e}", c.device)))?;
-    let gpu = match device {
-        DeviceChoice::Cpu => None,
-        DeviceChoice::Cuda(_) => crate::engine::device::gpu_info(&device.create()?)?,
-    };
-    let weights = c.model.weights.resolve(device.is_gpu());
-    match (&gpu, weights.dense_dtype()) {
-        (Some(_), None) => {
+    let device = DeviceChoice::resolve(&c.device).map_err(|e| bad(format!("device = {:?}: {e}", c.device)))?;
+    let gpu = device.is_gpu();
+    let weights = c.model.weights.resolve(gpu);
+    match (gpu, weights.dense_dtype()) {
+        (true, None) => {
             return Err(bad(format!(
                 "model.weights = {:?} runs on the CPU only; on a GPU use f16, bf16 or f32 (auto: f16)",
                 weights.as_str()
             )))
         }
-        (Some(g), Some(candle_core::DType::BF16)) if g.compute_capability.parse::<f64>().unwrap_or(0.0) < 8.0 => {
-            return Err(bad(format!(
-                "model.weights = \"bf16\": {} (compute capability {}) has no bf16 kernels; use f16",
-                g.name, g.compute_capability
-            )))
-        }
-        (None, Some(candle_core::DType::BF16)) => {
+        (false, Some(candle_core::DType::BF16)) => {
             return Err(bad(
                 "model.weights = \"bf16\" runs on GPUs only; on the CPU use q8_0, f16 or f32".into(),
             ))
         }
         _ => {}
     }
-    if gpu.is_none() && c.memory.device_limit.is_some() {
+    if !gpu && c.memory.device_limit.is_some() {
         return Err(bad(
             "memory.device_limit applies to GPU runs; on the CPU use memory.budget".into(),
         ));
@@ -136,7 +124,7 @@ fn resolve_engine(resolved: &Resolved) -> Result<(DeviceChoice, Option<GpuInfo>,
     if c.model.init == ModelInit::Random && c.model.arch.is_none() {
         return Err(bad("model.init = \"random\" needs model.arch".into()));
     }
-    Ok((device, gpu, weights))
+    Ok((device, weights))
 }
 
 impl Prepared {

@@ -11,7 +11,7 @@ use crate::core::config::{Config, ModelInit};
 use crate::core::generate::{ChunkReport, Finished, GenerationParams, Generator, Job, SharedPrefix};
 use crate::core::plan::Arch;
 use crate::core::prompt::{self, ChatTemplate};
-use crate::engine::device::GpuMemory;
+use crate::engine::device::{GpuInfo, GpuMemory};
 use crate::engine::{Model, Weights};
 use crate::source::{GgufTokenizer, ModelSource};
 
@@ -23,6 +23,8 @@ pub struct Session {
     pub model: Model,
     /// GPU memory peaks (and the `memory.device_limit` reservation), on a GPU.
     pub gpu: Option<GpuMemory>,
+    /// Which GPU it is (name, compute capability, memory), on a GPU: recorded per session.
+    pub gpu_info: Option<GpuInfo>,
     pub tokenizer: GgufTokenizer,
     /// Tokens that end a sample: none for random weights, whose samples run to the budget.
     pub stop_ids: Vec<u32>,
@@ -52,6 +54,8 @@ impl Session {
         let mut source = open_source(p, say)?;
         let start = Instant::now();
         let device = p.device.create()?;
+        let gpu_info = crate::engine::device::gpu_info(&device)?;
+        check_weights_on(p, gpu_info.as_ref())?;
         let mut gpu = GpuMemory::new(&device)?;
         if let (Some(gpu), Some(limit)) = (gpu.as_mut(), &c.memory.device_limit) {
             let bytes = crate::core::plan::device(limit)
@@ -83,6 +87,7 @@ impl Session {
             arch,
             model,
             gpu,
+            gpu_info,
             tokenizer,
             stop_ids,
             template,
@@ -145,6 +150,22 @@ impl Session {
             inject_oom: injected_oom(),
         }
     }
+}
+
+/// Refuses bf16 weights on a GPU without bf16 kernels (compute capability below 8.0: a T4).
+fn check_weights_on(p: &Prepared, gpu: Option<&GpuInfo>) -> Result<()> {
+    let Some(g) = gpu else { return Ok(()) };
+    let cc = g.compute_capability.parse::<f64>().unwrap_or(0.0);
+    if p.weights.dense_dtype() == Some(candle_core::DType::BF16) && cc < 8.0 {
+        return Err(Error::input(
+            &p.resolved.file,
+            format!(
+                "model.weights = \"bf16\": {} (compute capability {}) has no bf16 kernels; use f16",
+                g.name, g.compute_capability
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `RFTX_TEST_OOM=SIZE:FROM`: chunks of more than SIZE sequences fail as out of memory from

@@ -11,10 +11,12 @@ pub const HASH_FORMAT: &str = "rftx-run-v2";
 impl Resolved {
     /// The canonical JSON object the run hash is computed from: every key that can change the
     /// samples or the measurements, plus the digests of the model file and the question set.
-    /// `engine` is what the config resolved to on this machine: the weight format (`auto` made
-    /// concrete), and on a GPU its model and compute capability (CPU and GPU samples differ, and
-    /// so may two GPU models'); on the CPU the object is what it was before GPUs existed, so CPU
-    /// run hashes did not change. Deliberately left out: `name` (it prefixes the directory),
+    /// `engine` is what the config names, never what a machine has: the kind of device and the
+    /// weight format (`auto` made concrete for that kind), so that a run has one directory on a
+    /// login node, on the GPU node that runs a shard and in a CPU-only build. On the CPU the
+    /// object is what it was before GPUs existed, so CPU run hashes did not change; on a GPU it
+    /// says `cuda` (the GPU model is recorded per session, and a run is never resumed or merged
+    /// across two). Deliberately left out: `name` (it prefixes the directory),
     /// paths (the digests stand for the content), `checkpoint.every` (durability only: change
     /// it and resume), `[memory]` (a budget never changes the samples; raise it and resume) and
     /// `[plan]`, `model.arch` unless it shapes a random model (planning only).
@@ -47,22 +49,19 @@ impl Resolved {
                 g.remove("prompts_per_batch");
             }
         }
-        if let Some(gpu) = &engine.gpu {
-            v["device"] = serde_json::json!({
-                "kind": "cuda",
-                "name": gpu.name,
-                "compute_capability": gpu.compute_capability,
-            });
+        if engine.gpu {
+            v["device"] = serde_json::json!({ "kind": "cuda" });
         }
         v
     }
 }
 
-/// What a config resolved to on this machine, as far as the samples depend on it.
+/// What a config names, as far as the samples depend on it: the weight format and whether the
+/// device is a GPU (from the config and the build, never from probing the machine).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineKey {
     pub weights: WeightFormat,
-    pub gpu: Option<crate::engine::device::GpuInfo>,
+    pub gpu: bool,
 }
 
 /// JSON with object keys sorted at every level and no whitespace: a canonical byte string.

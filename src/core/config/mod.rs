@@ -34,8 +34,8 @@ pub struct Config {
     pub name: String,
     /// Master seed: every sample's RNG stream derives from (seed, question index, sample index).
     pub seed: u64,
-    /// Where the model computes: `auto` (the first GPU when rftx is built with CUDA and one is
-    /// present, else the CPU), `cpu`, `cuda` or `cuda:N`.
+    /// Where the model computes: `auto` (the first GPU in a build with CUDA, else the CPU; never
+    /// probed), `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     pub model: ModelConfig,
     pub data: DataConfig,
