@@ -102,6 +102,15 @@ pub fn write_tiny_model(path: &Path, seed: u64) -> candle_core::Result<()> {
 
 /// [`write_tiny_model`] declaring another `general.architecture` (for refusal tests).
 pub fn write_tiny_model_of(path: &Path, seed: u64, architecture: &str) -> candle_core::Result<()> {
+    write_tiny(path, seed, architecture, 1.0)
+}
+
+/// [`write_tiny_model`] with its final norm's weights all `norm` (infinity: non-finite logits).
+pub fn write_tiny_model_with_output_norm(path: &Path, seed: u64, norm: f32) -> candle_core::Result<()> {
+    write_tiny(path, seed, "llama", norm)
+}
+
+fn write_tiny(path: &Path, seed: u64, architecture: &str, output_norm: f32) -> candle_core::Result<()> {
     let mut md = tiny_tokenizer_metadata();
     let vocab = match &md["tokenizer.ggml.tokens"] {
         Value::Array(a) => a.len(),
@@ -145,7 +154,8 @@ pub fn write_tiny_model_of(path: &Path, seed: u64, architecture: &str) -> candle
     output[2 * TINY_EMBD..3 * TINY_EMBD].iter_mut().for_each(|x| *x *= 3.0);
     tensors.push(("output.weight".into(), matrix(output, vocab, TINY_EMBD)?));
     let ones = |n: usize| QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &host())?, GgmlDType::F32);
-    tensors.push(("output_norm.weight".into(), ones(TINY_EMBD)?));
+    let norm = Tensor::full(output_norm, TINY_EMBD, &host())?;
+    tensors.push(("output_norm.weight".into(), QTensor::quantize(&norm, GgmlDType::F32)?));
     for i in 0..TINY_LAYERS {
         let p = |n: &str| format!("blk.{i}.{n}.weight");
         tensors.push((p("attn_norm"), ones(TINY_EMBD)?));

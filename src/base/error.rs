@@ -59,10 +59,16 @@ pub enum Error {
     #[error("model computation failed: {}", candle_message(.0))]
     Candle(#[from] candle_core::Error),
 
-    /// The GPU ran out of memory in a batch of `size` sequences whose first question was
-    /// `question`, at its chunk `chunk`.
-    #[error("CUDA out of memory at question {question}, chunk {chunk} ({size} sequences): {message}")]
+    /// The device ran out of memory at `site`, allocating for `rows` sequences (the engine's
+    /// error, before the generator says which question it was working on).
+    #[error("out of memory in {} ({rows} rows): {message}", site.describe())]
+    DeviceOutOfMemory { site: Site, rows: usize, message: String },
+
+    /// The device ran out of memory at `site` in a batch of `size` sequences, working on
+    /// question `question`, its chunk `chunk`.
+    #[error("out of memory at question {question}, chunk {chunk} ({size} sequences) in {}: {message}", site.describe())]
     OutOfMemory {
+        site: Site,
         question: usize,
         chunk: usize,
         size: usize,
@@ -101,7 +107,90 @@ impl Error {
             Error::Interrupted { signal, .. } => 128 + signal,
             Error::Config(_) | Error::Usage(_) | Error::Input { .. } | Error::Device(_) => EXIT_INPUT,
             Error::Fetch(_) | Error::Locked(_) | Error::DeviceUnavailable(_) => EXIT_RETRY,
-            Error::Io { .. } | Error::Candle(_) | Error::OutOfMemory { .. } | Error::Run(_) => EXIT_RUN,
+            Error::Io { .. }
+            | Error::Candle(_)
+            | Error::DeviceOutOfMemory { .. }
+            | Error::OutOfMemory { .. }
+            | Error::Run(_) => EXIT_RUN,
+        }
+    }
+
+    /// An engine's out-of-memory as the generator reports it: at question `question`, its chunk
+    /// `chunk`, in a batch of `size` sequences. Other errors pass unchanged.
+    pub fn at_question(self, question: usize, chunk: usize, size: usize) -> Error {
+        match self {
+            Error::DeviceOutOfMemory { site, message, .. } => Error::OutOfMemory {
+                site,
+                question,
+                chunk,
+                size,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Where a run allocates device memory. Every site maps the device's out-of-memory to
+/// [`Error::DeviceOutOfMemory`], which the generator turns into [`Error::OutOfMemory`] of the
+/// question it was working on: one error, whatever allocation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// The `memory.device_limit` reservation, when the session opens.
+    Reserve,
+    /// The model's weights, uploaded when the session opens.
+    Weights,
+    /// A prompt's KV cache (and the shared prefix's).
+    PromptCache,
+    /// A prompt's prefill.
+    Prefill,
+    /// A chunk's KV cache, forked from its prompt's.
+    ChunkCache,
+    /// A chunk's cache rebuilt without its finished rows.
+    Retire,
+    /// A decoding step's activations.
+    Step,
+    /// The logits of a step or a prefill.
+    Logits,
+}
+
+impl Site {
+    pub const ALL: [Site; 8] = [
+        Site::Reserve,
+        Site::Weights,
+        Site::PromptCache,
+        Site::Prefill,
+        Site::ChunkCache,
+        Site::Retire,
+        Site::Step,
+        Site::Logits,
+    ];
+
+    /// The name fault injection uses (`RFTX_TEST_OOM=chunk-cache:2:4`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Site::Reserve => "reserve",
+            Site::Weights => "weights",
+            Site::PromptCache => "prompt-cache",
+            Site::Prefill => "prefill",
+            Site::ChunkCache => "chunk-cache",
+            Site::Retire => "retire",
+            Site::Step => "step",
+            Site::Logits => "logits",
+        }
+    }
+
+    /// What was being allocated, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Site::Reserve => "the memory.device_limit reservation",
+            Site::Weights => "the model's weights",
+            Site::PromptCache => "a prompt's KV cache",
+            Site::Prefill => "a prompt's prefill",
+            Site::ChunkCache => "a chunk's KV cache",
+            Site::Retire => "a chunk's cache without its finished rows",
+            Site::Step => "a decoding step",
+            Site::Logits => "the logits",
         }
     }
 }

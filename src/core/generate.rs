@@ -4,12 +4,11 @@
 //! sequences leave the batch at once.
 use std::time::Instant;
 
-use crate::base::error::Error;
-use crate::base::error::Result;
+use crate::base::error::{Error, Result};
 use crate::base::memory::{Peaks, Window};
 use crate::base::record::{Completion, Finish};
 use crate::base::sampling::{Rng, Sampler};
-use crate::engine::device::{is_out_of_memory, GpuMemory};
+use crate::engine::device::GpuMemory;
 use crate::engine::{KvCache, Model};
 
 #[derive(Debug, Clone, Copy)]
@@ -84,9 +83,6 @@ pub struct Generator<'a> {
     pub params: GenerationParams,
     /// GPU memory peaks, on a GPU.
     pub gpu: Option<&'a GpuMemory>,
-    /// Fault injection for tests of the out-of-memory path on machines without a GPU: batches
-    /// of more than `.0` sequences fail as out of memory once they hold question `.1` or later.
-    pub inject_oom: Option<(usize, u64)>,
 }
 
 /// A prompt's cache and the logits that follow it.
@@ -188,8 +184,10 @@ impl Generator<'_> {
             if slots.is_empty() {
                 return Ok(());
             }
-            self.check_injected_oom(&slots)?;
-            self.step(&mut slots).map_err(|e| oom(e, &slots))?;
+            self.step(&mut slots).map_err(|e| {
+                let (question, chunk) = slots.first().map_or((0, 0), |s| (s.job.index as usize, s.chunks - 1));
+                e.at_question(question, chunk, sequences(&slots))
+            })?;
             on_tokens(slots.iter().map(Slot::rows).sum());
             meter.tick(&mut slots);
         }
@@ -212,9 +210,11 @@ impl Generator<'_> {
     ) -> Result<()> {
         let n = self.params.oversample;
         loop {
+            let batch = sequences(slots);
             for slot in slots.iter_mut() {
                 if let Some(chunk) = &mut slot.chunk {
-                    self.retire(chunk)?;
+                    let (question, number) = (slot.job.index as usize, chunk.number);
+                    self.retire(chunk).map_err(|e| e.at_question(question, number, batch))?;
                 }
                 if slot.chunk.as_ref().is_some_and(|c| c.active.is_empty()) {
                     let drained = slot.chunk.take().expect("checked above");
@@ -235,7 +235,10 @@ impl Generator<'_> {
             let fits = |job: &Job| rows == 0 || rows + job.chunk_size.clamp(1, n.max(1)) <= room.rows;
             if let Some(slot) = slots.iter_mut().find(|s| s.chunk.is_none() && fits(&s.job)) {
                 let prefill_ms = std::mem::take(&mut slot.prefill_ms);
-                slot.chunk = Some(self.chunk(&slot.prefilled, slot.job, slot.next, slot.chunks, prefill_ms)?);
+                let (question, number) = (slot.job.index as usize, slot.chunks);
+                let size = batch + slot.job.chunk_size.clamp(1, n.max(1));
+                let chunk = self.chunk(&slot.prefilled, slot.job, slot.next, number, prefill_ms);
+                slot.chunk = Some(chunk.map_err(|e| e.at_question(question, number, size))?);
                 slot.next = slot.chunk.as_ref().map_or(n, |c| c.samples.end);
                 slot.chunks += 1;
                 continue;
@@ -248,7 +251,9 @@ impl Generator<'_> {
                 Some(job) if slots.len() < room.questions && fits(&job) => {
                     *waiting = None;
                     let t = Instant::now();
-                    let prefilled = self.prefill(job.prompt).map_err(|e| oom(e, slots))?;
+                    let prefilled = self
+                        .prefill(job.index, job.prompt)
+                        .map_err(|e| e.at_question(job.index as usize, 0, batch))?;
                     let prefill_ms = t.elapsed().as_secs_f64() * 1e3;
                     meter.exclude(prefill_ms);
                     slots.push(Slot {
@@ -341,6 +346,9 @@ impl Generator<'_> {
             .filter_map(|s| s.chunk.as_mut().map(|c| &mut c.cache))
             .collect();
         let logits = self.model.step_many(&mut caches, &last)?;
+        if let Some(s) = slots.iter().find(|s| s.chunk.is_some()) {
+            finite(&logits, s.job.index)?;
+        }
         let vocab = self.model.spec.vocab_size;
         let mut scratch = Vec::new();
         let mut row = 0;
@@ -356,28 +364,19 @@ impl Generator<'_> {
         Ok(())
     }
 
-    fn check_injected_oom(&self, slots: &[Slot]) -> Result<()> {
-        let Some((max, from)) = self.inject_oom else {
-            return Ok(());
-        };
-        if sequences(slots) > max && slots.iter().any(|s| s.job.index >= from) {
-            let message = format!("injected by RFTX_TEST_OOM: batches over {max} sequences fail");
-            return Err(out_of_memory(slots, message));
-        }
-        Ok(())
-    }
-
     /// The prompt's cache, sized for the prompt only (the samples' positions go to their own
     /// caches); a prompt that starts with the shared prefix is prefilled from its cache.
-    fn prefill(&self, prompt: &[u32]) -> Result<Prefilled> {
+    fn prefill(&self, question: u64, prompt: &[u32]) -> Result<Prefilled> {
         let capacity = prompt.len();
-        match self.shared {
+        let prefilled = match self.shared {
             Some(sh) if prompt.len() > sh.tokens.len() && prompt.starts_with(&sh.tokens) => {
                 self.model
                     .prefill_after(&sh.cache, &prompt[sh.tokens.len()..], capacity)
             }
             _ => self.model.prefill(prompt, capacity),
-        }
+        }?;
+        finite(&prefilled.1, question)?;
+        Ok(prefilled)
     }
 
     /// Whether a sample that produced `out` is finished, and why.
@@ -423,22 +422,15 @@ fn close(completions: &mut Vec<Completion>, chunk: Chunk, batch_rows: usize) -> 
     }
 }
 
-/// A candle out-of-memory error as [`Error::OutOfMemory`] of the batch.
-fn oom(e: Error, slots: &[Slot]) -> Error {
-    match e {
-        Error::Candle(c) if is_out_of_memory(&c) => out_of_memory(slots, crate::base::error::candle_message(&c)),
-        other => other,
+/// Logits that are not all finite would be sampled as arbitrary tokens: an error instead, which
+/// says what to try.
+fn finite(logits: &[f32], question: u64) -> Result<()> {
+    if logits.iter().all(|x| x.is_finite()) {
+        return Ok(());
     }
-}
-
-/// [`Error::OutOfMemory`] of a batch, naming its first question and that question's chunk.
-fn out_of_memory(slots: &[Slot], message: String) -> Error {
-    Error::OutOfMemory {
-        question: slots.first().map_or(0, |s| s.job.index as usize),
-        chunk: slots.first().map_or(0, |s| s.chunks.saturating_sub(1)),
-        size: sequences(slots),
-        message,
-    }
+    Err(Error::Run(format!(
+        "the model's logits at question {question} are not finite (NaN or infinity): with f16 weights an overflow is likely, so set model.weights = \"f32\" (or \"bf16\" on a GPU of compute capability 8.0 or more); with f32 weights, check that the model file's weights are finite. The questions done so far are kept"
+    )))
 }
 
 /// Sequences of the chunks decoding in the batch, finished ones included.
@@ -551,7 +543,6 @@ mod tests {
             stop_ids: &tokenizer.stop_ids,
             params: params(2),
             gpu: None,
-            inject_oom: None,
         };
         let alone: Vec<Vec<Completion>> = prompts
             .iter()
@@ -597,7 +588,6 @@ mod tests {
             stop_ids: &tokenizer.stop_ids,
             params: params(cs),
             gpu: None,
-            inject_oom: None,
         };
         let run = |cs| generator(cs).question(3, &prompt, &mut |_| {}).unwrap();
         let (reference, reports) = run(1);

@@ -3,7 +3,7 @@
 //! compute capability and memory.
 use candle_core::Device;
 
-use crate::base::error::{Error, Result};
+use crate::base::error::{Error, Result, Site};
 
 /// Where the model computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -183,7 +183,7 @@ impl GpuMemory {
     #[allow(unused_variables, unused_mut)]
     pub fn limit(&mut self, bytes: u64) -> Result<u64> {
         #[cfg(feature = "cuda")]
-        return self.inner.limit(bytes);
+        return allocation(Site::Reserve, 1, || self.inner.limit(bytes));
         #[cfg(not(feature = "cuda"))]
         Ok(0)
     }
@@ -200,6 +200,76 @@ impl GpuMemory {
         #[cfg(not(feature = "cuda"))]
         0
     }
+}
+
+/// Runs the device allocation `f` at `site`, for `rows` sequences: the device's out-of-memory
+/// comes back as [`Error::DeviceOutOfMemory`] at that site, and so does one injected there for
+/// tests ([`OOM_ENV`]). Every allocation of a run goes through here.
+pub fn allocation<T>(site: Site, rows: usize, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if let Some(message) = injected_oom(site, rows) {
+        return Err(Error::DeviceOutOfMemory { site, rows, message });
+    }
+    f().map_err(|e| match e {
+        Error::Candle(c) if is_out_of_memory(&c) => Error::DeviceOutOfMemory {
+            site,
+            rows,
+            message: crate::base::error::candle_message(&c),
+        },
+        other => other,
+    })
+}
+
+/// `RFTX_TEST_OOM=SITE:ROWS[:FROM]` (a test fault, for the out-of-memory paths on machines
+/// without a GPU): allocations at SITE (a [`Site::name`]) for more than ROWS sequences fail as
+/// out of memory, from the FROM-th allocation at that site on (counted from 0 by each thread).
+pub const OOM_ENV: &str = "RFTX_TEST_OOM";
+
+struct Injection {
+    site: Site,
+    rows: usize,
+    from: usize,
+    /// Allocations at `site` so far.
+    seen: usize,
+}
+
+thread_local! {
+    static INJECTION: std::cell::RefCell<Option<Injection>> =
+        std::cell::RefCell::new(std::env::var(OOM_ENV).ok().and_then(|v| parse_injection(&v)));
+}
+
+fn parse_injection(spec: &str) -> Option<Injection> {
+    let mut parts = spec.split(':').map(str::trim);
+    let name = parts.next()?;
+    let site = Site::ALL.into_iter().find(|s| s.name() == name)?;
+    let rows = parts.next().unwrap_or("0").parse().ok()?;
+    let from = parts.next().unwrap_or("0").parse().ok()?;
+    Some(Injection {
+        site,
+        rows,
+        from,
+        seen: 0,
+    })
+}
+
+/// Sets this thread's injected fault (`SITE:ROWS[:FROM]`, as [`OOM_ENV`]), or clears it; the
+/// count of allocations starts again. For unit tests.
+pub fn inject_oom(spec: Option<&str>) {
+    INJECTION.with(|i| *i.borrow_mut() = spec.and_then(parse_injection));
+}
+
+fn injected_oom(site: Site, rows: usize) -> Option<String> {
+    INJECTION.with(|i| {
+        let mut i = i.borrow_mut();
+        let i = i.as_mut().filter(|i| i.site == site)?;
+        i.seen += 1;
+        (i.seen > i.from && rows > i.rows).then(|| {
+            format!(
+                "injected by {OOM_ENV}: {} for more than {} rows fails",
+                site.name(),
+                i.rows
+            )
+        })
+    })
 }
 
 /// Whether a candle error is the GPU running out of memory (an allocation, or cuBLAS failing
@@ -223,7 +293,7 @@ mod cuda_memory {
     use candle_core::cuda::cudarc::driver::{result, sys, CudaContext};
     use candle_core::cuda::{CudaDevice, CudaError};
 
-    use crate::base::error::{Error, Result};
+    use crate::base::error::{Error, Result, Site};
 
     pub(super) struct Inner {
         ctx: Arc<CudaContext>,
@@ -275,7 +345,17 @@ mod cuda_memory {
                 return Ok(0);
             }
             // SAFETY: the context is bound (mem_get_info bound it); freed in Drop.
-            let ptr = unsafe { result::malloc_sync(reserve as usize) }.map_err(err)?;
+            let ptr = unsafe { result::malloc_sync(reserve as usize) }.map_err(|e| {
+                if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+                    Error::DeviceOutOfMemory {
+                        site: Site::Reserve,
+                        rows: 1,
+                        message: format!("{e:?}"),
+                    }
+                } else {
+                    err(e)
+                }
+            })?;
             self.reserved = Some((ptr, reserve));
             Ok(reserve)
         }
@@ -373,5 +453,48 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_device_out_of_memory_is_the_one_error_at_its_site() {
+        let oom = || -> Result<()> {
+            Err(candle_core::Error::Msg("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into()).into())
+        };
+        for site in Site::ALL {
+            match allocation(site, 3, oom) {
+                Err(Error::DeviceOutOfMemory {
+                    site: s,
+                    rows: 3,
+                    message,
+                }) => {
+                    assert_eq!(s, site);
+                    assert!(message.contains("CUDA_ERROR_OUT_OF_MEMORY"), "{message}");
+                }
+                other => panic!("{site:?}: {other:?}"),
+            }
+        }
+        // Anything else passes unchanged; the generator names the question of an out-of-memory.
+        let other = allocation(Site::Step, 1, || -> Result<()> { Err(Error::Run("x".into())) });
+        assert!(matches!(other, Err(Error::Run(_))));
+        let e = allocation(Site::ChunkCache, 4, oom).unwrap_err().at_question(2, 1, 6);
+        assert_eq!(
+            e.to_string(),
+            "out of memory at question 2, chunk 1 (6 sequences) in a chunk's KV cache: DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")"
+        );
+    }
+
+    #[test]
+    fn injected_faults_hit_their_site_past_their_size_from_their_count_on() {
+        inject_oom(Some("step:2:1"));
+        let ok = || -> Result<()> { Ok(()) };
+        assert!(allocation(Site::Step, 4, ok).is_ok(), "the first is spared (FROM = 1)");
+        assert!(allocation(Site::Logits, 4, ok).is_ok(), "another site");
+        assert!(allocation(Site::Step, 2, ok).is_ok(), "not more than 2 rows");
+        assert!(matches!(
+            allocation(Site::Step, 3, ok),
+            Err(Error::DeviceOutOfMemory { site: Site::Step, .. })
+        ));
+        inject_oom(None);
+        assert!(allocation(Site::Step, 3, ok).is_ok());
     }
 }

@@ -1,7 +1,8 @@
 //! K and V of every layer, preallocated and written in place.
 use candle_core::{DType, Device, Tensor};
 
-use crate::base::error::{Error, Result};
+use super::device::allocation;
+use crate::base::error::{Error, Result, Site};
 use crate::source::ModelSpec;
 
 /// K and V of every layer for a batch of sequences at one common position.
@@ -22,9 +23,12 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// A prompt's cache (batch 1, or a batch of prompts), allocated at [`Site::PromptCache`].
     pub(super) fn new(spec: &ModelSpec, batch: usize, capacity: usize, dtype: DType, device: &Device) -> Result<Self> {
         Ok(KvCache {
-            layers: Self::zeros(spec, batch, capacity, dtype, device)?,
+            layers: allocation(Site::PromptCache, batch, || {
+                Self::zeros(spec, batch, capacity, dtype, device)
+            })?,
             shared: Vec::new(),
             start: 0,
             len: 0,
@@ -61,8 +65,9 @@ impl KvCache {
             .iter()
             .map(|(k, v)| Ok((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?)))
             .collect::<Result<_>>()?;
+        let (dtype, device) = (self.layers[0].0.dtype(), self.layers[0].0.device());
         Ok(KvCache {
-            layers: Self::zeros(spec, n, max_new, self.layers[0].0.dtype(), self.layers[0].0.device())?,
+            layers: allocation(Site::ChunkCache, n, || Self::zeros(spec, n, max_new, dtype, device))?,
             shared,
             start: self.len,
             len: self.len,
@@ -80,12 +85,15 @@ impl KvCache {
             return Err(Error::Run(format!("row {bad} of a batch of {}", self.batch())));
         }
         let device = self.layers[0].0.device().clone();
-        let idx = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), &device)?;
-        for (k, v) in self.layers.iter_mut() {
-            *k = k.index_select(&idx, 0)?;
-            *v = v.index_select(&idx, 0)?;
-        }
-        Ok(())
+        let layers = &mut self.layers;
+        allocation(Site::Retire, rows.len(), || {
+            let idx = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), &device)?;
+            for (k, v) in layers.iter_mut() {
+                *k = k.index_select(&idx, 0)?;
+                *v = v.index_select(&idx, 0)?;
+            }
+            Ok(())
+        })
     }
 
     pub fn batch(&self) -> usize {

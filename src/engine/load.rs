@@ -6,10 +6,10 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
-use super::device;
+use super::device::{self, allocation};
 use super::linear::{convert, Embedding, Linear, WeightFormat};
 use super::{rope_tables, Kernels, Layer, Model, MAX_ROPE_POSITIONS};
-use crate::base::error::{Error, Result};
+use crate::base::error::{Error, Result, Site};
 use crate::source::{ModelSource, ModelSpec};
 
 /// Where the weights come from.
@@ -210,8 +210,15 @@ impl Model {
     /// Builds the model from `weights` on `device`. On the CPU, matrices are converted to
     /// `format` (quantised or dense, through rftx's and candle's CPU kernels); on a GPU they are
     /// dense tensors of the format's dtype (`f16`, `bf16` or `f32`), and decode attention runs as
-    /// tensor ops. `device_kernels` selects the GPU's kernels on the CPU too (tests).
+    /// tensor ops. `device_kernels` selects the GPU's kernels on the CPU too (tests). Running out
+    /// of device memory is [`Site::Weights`]'s out-of-memory.
     pub fn build(weights: &mut Weights, format: WeightFormat, device: &Device, device_kernels: bool) -> Result<Model> {
+        allocation(Site::Weights, 1, || {
+            Self::build_on(weights, format, device, device_kernels)
+        })
+    }
+
+    fn build_on(weights: &mut Weights, format: WeightFormat, device: &Device, device_kernels: bool) -> Result<Model> {
         let format = format.resolve(!device.is_cpu());
         let dense = if device.is_cpu() && !device_kernels {
             None

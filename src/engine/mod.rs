@@ -29,8 +29,9 @@ mod load;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::base::error::{Error, Result};
+use crate::base::error::{Error, Result, Site};
 use crate::source::ModelSpec;
+use device::allocation;
 pub use device::DeviceChoice;
 pub use kv_cache::KvCache;
 pub use linear::WeightFormat;
@@ -134,9 +135,11 @@ impl Model {
     }
 
     fn prefill_into(&self, mut cache: KvCache, tokens: &[u32]) -> Result<(KvCache, Vec<f32>)> {
-        let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let logits = self.forward(&tokens, &mut cache)?;
-        Ok((cache, logits.squeeze(0)?.to_vec1::<f32>()?))
+        let last = allocation(Site::Prefill, 1, || {
+            let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+            self.forward(&tokens, &mut cache)
+        })?;
+        Ok((cache, self.logits(&last, 1)?))
     }
 
     /// One decoding step: `tokens[i]` is appended to row `i` of the cache. Returns the next-token
@@ -158,13 +161,15 @@ impl Model {
         if caches.iter().any(|c| c.len >= c.capacity) {
             return Err(Error::Run("KV cache is full".into()));
         }
-        let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
-        let logits = self.decode(&tokens, caches)?;
-        Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+        let h = allocation(Site::Step, rows, || {
+            let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
+            self.decode(&tokens, caches)
+        })?;
+        self.logits(&h, rows)
     }
 
-    /// `tokens`: (batch, len) at positions `cache.len ..`. Returns (batch, vocab) logits of the
-    /// last position. One new position goes through [`Model::decode`].
+    /// `tokens`: (batch, len) at positions `cache.len ..`. Returns (batch, n_embd) hidden states
+    /// of the last position. One new position goes through [`Model::decode`].
     fn forward(&self, tokens: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let (b, l) = tokens.dims2()?;
         if l == 1 {
@@ -186,12 +191,11 @@ impl Model {
             h = self.feed_forward(layer, h)?;
         }
         cache.len += l;
-        let last = h.narrow(1, l - 1, 1)?.reshape((b, self.spec.n_embd))?;
-        self.logits(&last)
+        Ok(h.narrow(1, l - 1, 1)?.reshape((b, self.spec.n_embd))?)
     }
 
     /// One new position for every row of every cache (`tokens`: (rows, 1), the caches' rows in
-    /// order). Returns (rows, vocab) logits.
+    /// order). Returns (rows, n_embd) hidden states.
     fn decode(&self, tokens: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
         let eps = self.spec.rms_eps as f32;
         let rows = tokens.dim(0)?;
@@ -213,7 +217,7 @@ impl Model {
         for cache in caches.iter_mut() {
             cache.len += 1;
         }
-        self.logits(&h.reshape((rows, self.spec.n_embd))?)
+        Ok(h.reshape((rows, self.spec.n_embd))?)
     }
 
     fn feed_forward(&self, layer: &Layer, h: Tensor) -> Result<Tensor> {
@@ -223,10 +227,13 @@ impl Model {
         Ok((h + ff)?)
     }
 
-    /// f32 logits of hidden states (rows, n_embd).
-    fn logits(&self, last: &Tensor) -> Result<Tensor> {
-        let last = candle_nn::ops::rms_norm(last, &self.norm, self.spec.rms_eps as f32)?;
-        Ok(self.lm_head.forward(&last)?.to_dtype(DType::F32)?)
+    /// f32 logits of `rows` hidden states (rows, n_embd), flattened (`rows × vocab`).
+    fn logits(&self, h: &Tensor, rows: usize) -> Result<Vec<f32>> {
+        allocation(Site::Logits, rows, || {
+            let h = candle_nn::ops::rms_norm(h, &self.norm, self.spec.rms_eps as f32)?;
+            let logits = self.lm_head.forward(&h)?.to_dtype(DType::F32)?;
+            Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+        })
     }
 
     /// q, k, v of `x` (batch, len, n_embd) as heads (batch, heads, len, head_dim), q and k rotated.

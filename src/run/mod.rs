@@ -366,17 +366,12 @@ impl Runner<'_> {
         let mut batching = self.batching;
         let result = loop {
             match self.attempt(batching, &mut state, journal, log) {
-                Err(Error::OutOfMemory {
-                    question,
-                    chunk,
-                    size,
-                    message,
-                }) => {
+                Err(e @ Error::OutOfMemory { .. }) => {
                     let Some(smaller) = self.after_oom(batching) else {
-                        break Err(self.out_of_memory(question, chunk, size, &message));
+                        break Err(self.out_of_memory(e));
                     };
                     log.line(&format!(
-                        "CUDA out of memory at question {question} chunk {chunk} ({size} sequences): retrying the unfinished questions with {} per batch in chunks of {}",
+                        "{e}: retrying the unfinished questions with {} per batch in chunks of {}",
                         smaller.prompts_per_batch, smaller.chunk_size
                     ));
                     batching = smaller;
@@ -522,16 +517,33 @@ impl Runner<'_> {
         }
     }
 
-    /// The error of an out-of-memory that is not retried: where, under which limit, what to change.
-    fn out_of_memory(&self, index: usize, chunk: usize, size: usize, message: &str) -> Error {
+    /// The error of an out-of-memory that is not retried (`e`, an [`Error::OutOfMemory`]):
+    /// where, under which limit, what to change.
+    fn out_of_memory(&self, e: Error) -> Error {
         let c = &self.p.resolved.config;
+        let Error::OutOfMemory {
+            site,
+            question,
+            chunk,
+            size,
+            message,
+        } = e
+        else {
+            return e;
+        };
         let limit = match &c.memory.device_limit {
             Some(l) => format!("memory.device_limit = {l:?}"),
-            None => "the whole GPU".into(),
+            None if self.p.device.is_gpu() => "the whole GPU".into(),
+            None => "the machine's memory".into(),
+        };
+        let fix = match c.memory.on_exceed {
+            OnExceed::Fail => "set memory.on_exceed = \"shrink\", lower generation.prompts_per_batch, generation.chunk_size or generation.max_new_tokens, or raise memory.device_limit",
+            OnExceed::Shrink => "memory.on_exceed = \"shrink\" went down to one question per batch in chunks of one and it still does not fit: lower generation.max_new_tokens, raise memory.device_limit, or use smaller weights (model.weights) or a smaller model",
         };
         Error::Run(format!(
-            "CUDA out of memory at question {index}, chunk {chunk} ({size} sequences of up to {} new tokens) with {limit} ({message}); set memory.on_exceed = \"shrink\", lower generation.prompts_per_batch, generation.chunk_size or generation.max_new_tokens, or raise memory.device_limit; the questions done so far are kept and a re-run resumes",
-            c.generation.max_new_tokens
+            "out of memory at question {question}, chunk {chunk} ({size} sequences of up to {} new tokens) in {} with {limit} ({message}); {fix}; the questions done so far are kept and a re-run resumes",
+            c.generation.max_new_tokens,
+            site.describe()
         ))
     }
 

@@ -48,8 +48,13 @@ pub fn chat_template(source: &ModelSource) -> Result<ChatTemplate> {
 
 impl Session {
     /// Opens the model file, loads the model onto the configured device, recognises its chat
-    /// format and prefills the shared prompt prefix.
+    /// format and prefills the shared prompt prefix. Running out of device memory on the way is
+    /// an error that says what to change.
     pub fn open(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Session> {
+        Self::load(p, say).map_err(|e| opening_oom(p, e))
+    }
+
+    fn load(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Session> {
         let c = &p.resolved.config;
         let mut source = open_source(p, say)?;
         let start = Instant::now();
@@ -147,9 +152,24 @@ impl Session {
             stop_ids: &self.stop_ids,
             params,
             gpu: self.gpu.as_ref(),
-            inject_oom: injected_oom(),
         }
     }
+}
+
+/// An out-of-memory while the session opens (the `memory.device_limit` reservation, the
+/// weights, the shared prefix): no question has started; what to change.
+fn opening_oom(p: &Prepared, e: Error) -> Error {
+    let Error::DeviceOutOfMemory { site, message, .. } = e else {
+        return e;
+    };
+    let limit = match &p.resolved.config.memory.device_limit {
+        Some(l) => format!("memory.device_limit = {l:?}"),
+        None => "the whole device".into(),
+    };
+    Error::Run(format!(
+        "out of memory in {} while loading the model with {limit} ({message}): the model does not fit; raise memory.device_limit, or use smaller weights (model.weights) or a smaller model",
+        site.describe()
+    ))
 }
 
 /// Refuses bf16 weights on a GPU without bf16 kernels (compute capability below 8.0: a T4).
@@ -166,14 +186,6 @@ fn check_weights_on(p: &Prepared, gpu: Option<&GpuInfo>) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// `RFTX_TEST_OOM=SIZE:FROM`: chunks of more than SIZE sequences fail as out of memory from
-/// question FROM on (fault injection for the tests of the out-of-memory path without a GPU).
-fn injected_oom() -> Option<(usize, u64)> {
-    let v = std::env::var("RFTX_TEST_OOM").ok()?;
-    let (size, from) = v.split_once(':').unwrap_or((&v, "0"));
-    Some((size.trim().parse().ok()?, from.trim().parse().ok()?))
 }
 
 /// A random-weight model of the `model.arch` preset's shape, drawn from `seed` on the device.
