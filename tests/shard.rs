@@ -325,3 +325,22 @@ fn the_shard_script_requeues_what_may_succeed_later_and_only_that() {
         assert_eq!(calls.trim() == "requeue 7_1", requeued, "exit {rc}: scontrol {calls:?}");
     }
 }
+
+/// A shard tokenizes the prompts of its own questions only.
+#[test]
+fn a_shard_tokenizes_only_its_range() {
+    let f = Fixture::new("");
+    let resolved = rftx::core::config::load(&f.config, &[]).unwrap();
+    let p = rftx::run::prepare(resolved, &f.runs()).unwrap();
+    let session = rftx::run::Session::open(&p, &mut |_| {}).unwrap();
+    let all = session.prompts(&p).unwrap();
+    let some = session.prompts_in(&p, 1..3).unwrap();
+    assert_eq!(some.len(), all.len(), "indexed by question");
+    for (i, (a, s)) in all.iter().zip(&some).enumerate() {
+        assert!(!a.is_empty());
+        assert_eq!(s.is_empty(), !(1..3).contains(&i), "question {i}");
+        if !s.is_empty() {
+            assert_eq!(a, s);
+        }
+    }
+}

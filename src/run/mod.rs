@@ -127,7 +127,7 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
     // Everything that can fail on bad input happens before the directory is created.
     let mut log = Log { observer, file: None };
     let session = Session::open(p, &mut |s| log.line(s))?;
-    let prompts = session.prompts(p)?;
+    let prompts = session.prompts_in(p, target.range.clone())?;
     let mut notes = Vec::new();
     let batching = batching_for(p, &session, &prompts, target.range.clone(), &mut |s| {
         notes.push(s.to_string())

@@ -103,11 +103,21 @@ impl Session {
 
     /// The token ids of every question's prompt.
     pub fn prompts(&self, p: &Prepared) -> Result<Vec<Vec<u32>>> {
+        self.prompts_in(p, 0..p.questions.questions.len())
+    }
+
+    /// The token ids of the prompts of the questions in `range`, indexed by question (those
+    /// outside it are left empty, not tokenized: a shard tokenizes only its own).
+    pub fn prompts_in(&self, p: &Prepared, range: std::ops::Range<usize>) -> Result<Vec<Vec<u32>>> {
         let c = &p.resolved.config;
         p.questions
             .questions
             .iter()
-            .map(|q| {
+            .enumerate()
+            .map(|(i, q)| {
+                if !range.contains(&i) {
+                    return Ok(Vec::new());
+                }
                 let text =
                     prompt_text(c, &self.template, &q.question).map_err(|e| Error::input(&self.model_path, e))?;
                 self.tokenizer
