@@ -52,7 +52,7 @@ export PATH="$CU/bin:$PATH"
 export CUDA_ROOT="$LINK"
 export CUDA_COMPUTE_CAP=$CAP
 export CUDARC_CUDA_VERSION=13000
-# The GPU machine's CPU is not this one: x86-64-v3 (AVX2, FMA) instead of target-cpu=native.
+# The baseline of .cargo/config.toml (RUSTFLAGS replaces it): x86-64-v3 (AVX2, FMA, F16C).
 export RUSTFLAGS=${RUSTFLAGS:--C target-cpu=x86-64-v3}
 if [ -n "${CHECK:-}" ]; then
   cargo check --release --features cuda --all-targets --target-dir "$TARGET_DIR" "$@"

@@ -243,6 +243,10 @@ struct DataArgs {
 }
 
 pub fn main() -> ExitCode {
+    if let Err(e) = rftx::engine::device::check_cpu() {
+        eprintln!("error: {e}");
+        return ExitCode::from(e.exit_code() as u8);
+    }
     let cli = Cli::parse();
     if let Err(e) = rftx::base::interrupt::install() {
         eprintln!(

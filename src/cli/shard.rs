@@ -176,6 +176,10 @@ pub(super) fn slurm(command: SlurmCommand) -> Result<(), Error> {
     for script in &s.scripts {
         println!("wrote {}", script.display());
     }
+    println!(
+        "the shards run this rftx, compiled for {}: every node needs these instruction sets",
+        rftx::engine::device::built_for()
+    );
     if !s.running.is_empty() {
         println!(
             "running or queued (not resubmitted): shards {}",

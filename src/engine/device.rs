@@ -94,6 +94,66 @@ pub fn numerics(choice: DeviceChoice, gpu: Option<&GpuInfo>) -> String {
     }
 }
 
+/// The x86-64 instruction sets this binary was compiled to use everywhere (`-C target-cpu`, set
+/// in `.cargo/config.toml`), as far as rftx's and candle's code depends on them, and whether this
+/// CPU has each. A binary is only as portable as this list: one built with `target-cpu=native`
+/// on an AVX-512 machine dies with SIGILL on a node without it.
+#[cfg(target_arch = "x86_64")]
+pub fn compiled_features() -> Vec<(&'static str, bool)> {
+    let mut out = Vec::new();
+    macro_rules! check {
+        ($($f:tt),*) => {$(
+            if cfg!(target_feature = $f) {
+                out.push(($f, is_x86_feature_detected!($f)));
+            }
+        )*};
+    }
+    check!(
+        "sse4.2",
+        "popcnt",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "bmi2",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512vnni"
+    );
+    out
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn compiled_features() -> Vec<(&'static str, bool)> {
+    Vec::new()
+}
+
+/// `avx,avx2,fma,…`: what [`compiled_features`] lists, recorded with every session.
+pub fn built_for() -> String {
+    let names: Vec<&str> = compiled_features().iter().map(|(f, _)| *f).collect();
+    format!("{} {}", std::env::consts::ARCH, names.join(","))
+}
+
+/// Refuses to go on, with a message that says how to build a binary that runs here, on a CPU
+/// that lacks an instruction set this binary was compiled for (before any of its code can die
+/// with SIGILL in the middle of a run).
+pub fn check_cpu() -> Result<()> {
+    let missing: Vec<&str> = compiled_features()
+        .iter()
+        .filter(|(_, has)| !has)
+        .map(|(f, _)| *f)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Device(format!(
+        "this rftx was compiled for CPUs with {} and this one lacks {}: build it here, or for every node of a cluster with the baseline of .cargo/config.toml (-C target-cpu=x86-64-v3: any x86-64 CPU since 2013 with AVX2 and FMA), not target-cpu=native",
+        built_for(),
+        missing.join(", ")
+    )))
+}
+
 #[cfg(target_arch = "x86_64")]
 fn cpu_features() -> String {
     let detected = [
@@ -496,5 +556,19 @@ mod tests {
         ));
         inject_oom(None);
         assert!(allocation(Site::Step, 3, ok).is_ok());
+    }
+
+    #[test]
+    fn the_binary_is_built_for_the_stated_baseline_and_runs_here() {
+        check_cpu().unwrap();
+        if cfg!(target_arch = "x86_64") {
+            let built = built_for();
+            for f in ["avx2", "fma", "f16c"] {
+                assert!(
+                    built.contains(f),
+                    "x86-64-v3 (.cargo/config.toml) includes {f}: {built}"
+                );
+            }
+        }
     }
 }

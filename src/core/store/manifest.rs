@@ -108,6 +108,7 @@ impl Manifest {
             pid: std::process::id(),
             device: Some(device),
             host: crate::base::util::hostname(),
+            built_for: Some(crate::engine::device::built_for()),
             batching: None,
         });
     }
@@ -192,6 +193,10 @@ pub struct Session {
     /// The machine's host name (provenance: which node of a cluster ran it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The instruction sets the rftx binary was compiled for (`x86_64 avx,avx2,fma,f16c,…`): a
+    /// node needs all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_for: Option<String>,
     /// How the session batched its questions (`"auto"` settings resolved on its machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<Batching>,
