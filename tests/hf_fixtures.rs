@@ -1,0 +1,81 @@
+//! Model folders written by transformers itself (`scripts/make_hf_fixtures.py`: tiny random llama
+//! and qwen2 checkpoints saved with `save_pretrained`, committed under `tests/fixtures/hf/` with
+//! the logits and greedy tokens transformers computed): rftx's folder loader against a foreign
+//! writer, in every CI run. At f32 every logit is within [`TOLERANCE`] of transformers' and the
+//! greedy tokens are the same.
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::read_json;
+use rftx::engine::{device, Model, WeightFormat};
+use rftx::source::ModelSource;
+
+/// The largest difference allowed between a logit of rftx and transformers' at f32: the two sum
+/// in different orders (float rounding), nothing more.
+const TOLERANCE: f32 = 1e-4;
+
+fn fixture(arch: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hf")
+        .join(arch)
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
+    best.0 as u32
+}
+
+/// Prefills the prompt, then steps through transformers' greedy tokens: every position's logits
+/// within the tolerance, every greedy token rftx's own argmax. Returns the largest difference.
+fn check(arch: &str) -> f32 {
+    let dir = fixture(arch);
+    let expected = read_json(&dir.join("expected.json"));
+    let (prompt, greedy) = (ids(&expected["prompt"]), ids(&expected["greedy"]));
+    let logits: Vec<Vec<f32>> = expected["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    assert_eq!(logits.len(), greedy.len());
+    let mut source = ModelSource::open(&dir).unwrap();
+    let model = Model::load(&mut source, WeightFormat::F32, &device::host()).unwrap();
+    let (mut cache, mut ours) = model.prefill(&prompt, prompt.len() + greedy.len()).unwrap();
+    let mut worst = 0f32;
+    for (i, (theirs, &token)) in logits.iter().zip(&greedy).enumerate() {
+        assert_eq!(ours.len(), theirs.len(), "{arch}: vocabulary");
+        let diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= TOLERANCE, "{arch}, position {i}: logits differ by {diff}");
+        worst = worst.max(diff);
+        assert_eq!(argmax(&ours), token, "{arch}: greedy token {i}");
+        ours = model.step(&mut cache, &[token]).unwrap();
+    }
+    worst
+}
+
+#[test]
+fn a_llama_checkpoint_saved_by_transformers_gives_its_logits_and_greedy_tokens() {
+    let worst = check("llama");
+    eprintln!("llama: largest logit difference {worst:e}");
+}
+
+#[test]
+fn a_qwen2_checkpoint_with_biases_saved_by_transformers_gives_its_logits_and_greedy_tokens() {
+    let worst = check("qwen2");
+    eprintln!("qwen2: largest logit difference {worst:e}");
+}
