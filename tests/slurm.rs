@@ -29,13 +29,13 @@ impl Cluster {
                 .is_ok_and(|o| o.status.success())
         };
         if !(have("sbatch") && have("slurmctld") && have("slurmd") && have("munged")) {
-            eprintln!(
-                "skipped: Slurm is not installed (sbatch, slurmctld, slurmd, munged); .ci/run installs it with apt-get"
+            rftx::testing::skip(
+                "Slurm is not installed (sbatch, slurmctld, slurmd, munged); .ci/run installs it with apt-get",
             );
             return None;
         }
         if !Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") {
-            eprintln!("skipped: the one-node Slurm cluster of scripts/slurm-ci.sh needs root");
+            rftx::testing::skip("the one-node Slurm cluster of scripts/slurm-ci.sh needs root");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

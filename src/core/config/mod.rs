@@ -25,7 +25,14 @@ pub use crate::engine::WeightFormat;
 /// `RFTX_GENERATION__CHUNK_SIZE=5` sets `generation.chunk_size`.
 pub const ENV_PREFIX: &str = "RFTX_";
 /// Variables with [`ENV_PREFIX`] that configure rftx itself rather than the experiment.
-pub const ENV_RESERVED: &[&str] = &["models_dir", "runs_dir", "test_kills", "test_oom", "test_fail_shards"];
+pub const ENV_RESERVED: &[&str] = &[
+    "models_dir",
+    "runs_dir",
+    "test_kills",
+    "test_oom",
+    "test_fail_shards",
+    "require_all",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
