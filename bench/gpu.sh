@@ -15,7 +15,10 @@
 #   3. plan --check: predicted vs measured GPU peak at chunk sizes 1, 3, 5, 15 (plan_check.json);
 #   4. out of memory: a device limit between the chunk-3 and chunk-15 peaks; chunk 15 with
 #      on_exceed = fail must exit 1 and keep its work, with shrink must finish with the samples of
-#      the unconstrained run (oom.txt); the seed's "after" under a T4's limit (t4_after.json);
+#      the unconstrained run (oom.txt); the seed's "before" under a T4's limit with shrink, to the
+#      end, with the bytes of the same without a limit; the seed's "after" under a T4's limit
+#      (t4_after.json); summary.json: oom_fail_exit, oom_shrink_identical,
+#      t4_before_shrink_identical;
 #   5. transformers generate, the seed's way (num_return_sequences 15, and chunks of 3), on the
 #      same model shape, dtype and prompt lengths (transformers.jsonl).
 set -u
@@ -67,18 +70,37 @@ for mode in fail shrink; do
   timeout 120 "$RFTX" run $CONF "${TOK[@]}" --set memory.device_limit="\"$LIMIT\"" --set memory.on_exceed="\"$mode\"" \
     --runs-dir "$RUNS/$mode" --quiet > "$OUT/oom_$mode.out" 2> "$OUT/oom_$mode.err"
   code=$?
+  eval "oom_${mode}_exit=$code"
   D=$(ls -d "$RUNS/$mode"/*/ 2>/dev/null | head -1)
   echo "on_exceed=$mode: exit $code; $(wc -l < "$D/samples.jsonl" 2>/dev/null) questions committed; $(grep -c oom_retries "$D/chunks.jsonl" 2>/dev/null) chunk lines with oom_retries" | tee -a "$OUT/oom.txt"
   tail -2 "$OUT/oom_$mode.err" | tee -a "$OUT/oom.txt"
   [ -n "$D" ] && cp "$D/chunks.jsonl" "$OUT/oom_${mode}_chunks.jsonl"
 done
-if cmp -s "$DIR/samples.jsonl" "$(ls -d "$RUNS/shrink"/*/ | head -1)/samples.jsonl"; then
-  echo "shrink samples.jsonl identical to the unconstrained chunk-3 run: yes" | tee -a "$OUT/oom.txt"
-else
-  echo "shrink samples.jsonl identical to the unconstrained chunk-3 run: NO" | tee -a "$OUT/oom.txt"
-fi
+same() { cmp -s "$1/samples.jsonl" "$2/samples.jsonl" && echo true || echo false; }
+oom_shrink_identical=$(same "$DIR" "$(ls -d "$RUNS/shrink"/*/ | head -1)")
+echo "shrink samples.jsonl identical to the unconstrained chunk-3 run: $oom_shrink_identical" | tee -a "$OUT/oom.txt"
+# The seed's "before" (32 questions × 15 samples × 120 tokens at once) under a T4's limit with
+# shrink, to the end, against the same without a limit: the same bytes.
+BEFORE=(configs/t4_before_fix.toml "${TOK[@]}" --set device='"cuda"' --set model.init='"random"'
+  --set model.arch='"smollm2-1.7b"' --set data.limit=32 --quiet)
+timeout 240 "$RFTX" run "${BEFORE[@]}" --set memory.device_limit='"t4"' --set memory.on_exceed='"shrink"' \
+  --runs-dir "$RUNS/before_t4" > "$OUT/t4_before_shrink.out" 2>>"$OUT/log.txt"
+echo "t4 before (shrink) exit $?" | tee -a "$OUT/log.txt"
+timeout 240 "$RFTX" run "${BEFORE[@]}" --runs-dir "$RUNS/before" > "$OUT/t4_before_free.out" 2>>"$OUT/log.txt"
+echo "before, no limit, exit $?" | tee -a "$OUT/log.txt"
+t4_before_shrink_identical=$(same "$(tail -1 "$OUT/t4_before_shrink.out")" "$(tail -1 "$OUT/t4_before_free.out")")
+grep -h "out of memory" "$(tail -1 "$OUT/t4_before_shrink.out")/run.log" 2>/dev/null | tail -3 | tee -a "$OUT/oom.txt"
+echo "t4 before (shrink) samples identical to no limit: $t4_before_shrink_identical" | tee -a "$OUT/oom.txt"
+python3 - "$OUT/summary.json" "${oom_fail_exit:-null}" "$oom_shrink_identical" "$t4_before_shrink_identical" <<'EOF'
+import json, os, sys
+path = sys.argv[1]
+s = json.load(open(path)) if os.path.exists(path) else {}
+s.update(oom_fail_exit=json.loads(sys.argv[2]), oom_shrink_identical=json.loads(sys.argv[3]),
+         t4_before_shrink_identical=json.loads(sys.argv[4]))
+json.dump(s, open(path, "w"), indent=1)
+EOF
 timeout 120 "$RFTX" run configs/t4_oversample15.toml "${TOK[@]}" --set device='"cuda"' --set model.init='"random"' \
-  --set model.arch='"smollm2-1.7b"' --set model.weights='"f16"' --set data.limit=3 --set memory.device_limit='"t4"' --runs-dir "$RUNS/t4" --quiet \
+  --set model.arch='"smollm2-1.7b"' --set data.limit=3 --set memory.device_limit='"t4"' --runs-dir "$RUNS/t4" --quiet \
   > "$OUT/t4_after.out" 2>>"$OUT/log.txt"
 echo "t4 after exit $?" | tee -a "$OUT/log.txt"
 cp "$(tail -1 "$OUT/t4_after.out")/metrics.json" "$OUT/t4_after.json" 2>/dev/null

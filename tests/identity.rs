@@ -79,6 +79,7 @@ fn a_run_is_continued_only_on_the_device_its_questions_were_computed_on() {
     m["sessions"][0]["device"] = "cuda NVIDIA T4 (cc 7.5)".into();
     std::fs::write(dir.join("manifest.json"), m.to_string()).unwrap();
 
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
     let r = f.run(&[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     for wanted in [
@@ -92,6 +93,11 @@ fn a_run_is_continued_only_on_the_device_its_questions_were_computed_on() {
         std::fs::read_to_string(dir.join("samples.jsonl")).unwrap(),
         first_two,
         "nothing touched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run.log")).unwrap(),
+        log,
+        "not even the log"
     );
 
     // Started over here, it is the same run as before.

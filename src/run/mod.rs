@@ -142,6 +142,10 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         batching,
     };
 
+    let device = crate::engine::device::numerics(p.device, session.gpu_info.as_ref());
+    if let (false, Some(m)) = (force, store::read_manifest(&target.dir)?) {
+        same_numerics(&m, store::committed_questions(&target.dir), &device, &target.dir)?;
+    }
     let dir = RunDir::create(&target.dir)?;
     let (_lock, stale) = Lock::acquire(&dir.path)?;
     log.file = Some(dir.appender(store::LOG_FILE)?);
@@ -168,8 +172,6 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         Some(m) if m.hash == p.hash => m,
         _ => runner.new_manifest(),
     };
-    let device = crate::engine::device::numerics(p.device, session.gpu_info.as_ref());
-    same_numerics(&manifest, recovered.questions.len(), &device, &dir.path)?;
     let mut journal = Journal::open(&dir, manifest, &recovered, started, device, batching)?;
     let resumed_from = recovered.questions.len();
     runner.log_start(&mut log, resumed_from);
@@ -191,7 +193,8 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
 
 /// A run is continued only on the kind of device its committed questions were computed on (the
 /// run hash names the kind, CPU or GPU, not the GPU model or the CPU's instruction sets): on
-/// another, the samples would differ from what a single session writes.
+/// another, the samples would differ from what a single session writes. Checked before the
+/// directory is touched.
 fn same_numerics(m: &Manifest, committed: usize, device: &str, dir: &Path) -> Result<()> {
     if committed == 0 {
         return Ok(());
