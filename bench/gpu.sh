@@ -11,6 +11,9 @@
 #   1. bench: W15 (5 questions × 15 samples × 80 tokens) on a random-weight SmolLM2-1.7B in f16
 #      at chunk sizes 1, 3, 5, 15 in one process: tokens/s, GPU peaks, and whether the samples
 #      are identical at every chunk size (bench.json, bench.txt);
+#   1b. the same at chunk 3 and 15 on a random Qwen3-1.7B (grouped-query attention, 8 KV heads
+#      of 128 dims against SmolLM2's 32 of 64; q/k norms), and plan --check against it
+#      (bench_qwen3.json, plan_check_qwen3.json);
 #   2. run: the same workload as an ordinary run (chunks.jsonl with gpu_peak_bytes, metrics.json);
 #   3. plan --check: predicted vs measured GPU peak at chunk sizes 1, 3, 5, 15 (plan_check.json);
 #   4. out of memory: a device limit between the chunk-3 and chunk-15 peaks; chunk 15 with
@@ -47,6 +50,13 @@ for x in r["rows"]:
     print(f'chunk {x["chunk_size"]:>2}: {x["tokens_per_s"]:8.1f} tokens/s, GPU peak {x.get("gpu_peak_bytes", 0) / 2**20:8.1f} MiB, samples {x["samples_sha256"][:16]}')
 print("samples identical across chunk sizes:", r["samples_identical"])
 EOF
+
+log "1b. bench and plan --check, random Qwen3-1.7B (8 KV heads of 128 dims, q/k norms)"
+QWEN=(--set model.arch='"qwen3-1.7b"')
+timeout 240 "$RFTX" bench $CONF "${TOK[@]}" "${QWEN[@]}" --chunks 3,15 --format json --out "$OUT/bench_qwen3.json" 2>>"$OUT/log.txt"
+echo "bench qwen3 exit $?" | tee -a "$OUT/log.txt"
+timeout 120 "$RFTX" plan $CONF "${TOK[@]}" "${QWEN[@]}" --check 3,15 --device h100 --format json > "$OUT/plan_check_qwen3.json" 2>>"$OUT/log.txt"
+echo "plan qwen3 exit $?" | tee -a "$OUT/log.txt"
 
 log "2. run (chunk 3)"
 timeout 120 "$RFTX" run $CONF "${TOK[@]}" --set generation.chunk_size=3 --runs-dir "$RUNS" --quiet > "$OUT/run.txt" 2>>"$OUT/log.txt"

@@ -1,24 +1,30 @@
 """Tiny random checkpoints written by transformers itself, and what transformers computes with them.
 
-For each architecture rftx reads from model folders (llama, qwen2), this builds a model of a few
-thousand parameters with random weights (seeded), saves it with `save_pretrained` (config.json,
-model.safetensors, generation_config.json: transformers' own writer, not rftx's) and records in
-`expected.json` a prompt of token ids, the greedy continuation that `generate` produces, and the
-f32 logits at every position from the last prompt token on. tests/hf_fixtures.rs loads each
-folder with rftx and checks the logits (within a stated tolerance) and the greedy tokens.
+For each architecture rftx reads (llama, qwen2, qwen3), this builds a model of a few thousand
+parameters with random weights (seeded), saves it with `save_pretrained` (config.json,
+model.safetensors, generation_config.json: transformers' own writer, not rftx's), writes the same
+weights as `model.gguf` with the `gguf` package's writer (tensor names, metadata and q/k layout as
+llama.cpp's converter writes them: llama's q/k rows permuted to the interleaved rotary layout,
+Qwen's kept as in the checkpoint), and records in `expected.json` a prompt of token ids, the
+greedy continuation that `generate` produces, and the f32 logits at every position from the last
+prompt token on. tests/hf_fixtures.rs loads each folder and each GGUF file with rftx and checks
+the logits (within a stated tolerance) and the greedy tokens.
 
     python3 scripts/make_hf_fixtures.py [OUT]   # default tests/fixtures/hf
 
-Needs torch and transformers (any recent 4.x or 5.x); the committed fixtures record the versions
-that wrote them. The output is deterministic for a given torch and transformers.
+Needs torch, transformers (4.x or 5.x, with Qwen3) and gguf; the committed fixtures record the
+versions that wrote them. The output is deterministic for a given torch and transformers.
 """
 import json
 import os
 import sys
 
+import gguf
+import numpy as np
 import torch
 import transformers
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
+                          Qwen3ForCausalLM)
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/hf"
 SHAPE = dict(
@@ -43,7 +49,62 @@ NEW_TOKENS = 8
 ARCHS = {
     "llama": (LlamaConfig, LlamaForCausalLM, dict(tie_word_embeddings=True)),
     "qwen2": (Qwen2Config, Qwen2ForCausalLM, dict(tie_word_embeddings=False, use_sliding_window=False)),
+    # Heads wider than hidden_size / num_attention_heads, as Qwen3's are (head_dim 16, not 8).
+    "qwen3": (Qwen3Config, Qwen3ForCausalLM, dict(tie_word_embeddings=True, head_dim=16)),
 }
+
+GGUF_NAMES = {
+    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+}
+
+
+def permute(w, heads):
+    """llama.cpp's converter: q/k rows from the half-split rotary layout to the interleaved one."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_gguf(name, model, config, path):
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    w = gguf.GGUFWriter(path, name)
+    w.add_name(f"rftx-fixture-{name}")
+    w.add_block_count(config.num_hidden_layers)
+    w.add_context_length(config.max_position_embeddings)
+    w.add_embedding_length(config.hidden_size)
+    w.add_feed_forward_length(config.intermediate_size)
+    w.add_head_count(config.num_attention_heads)
+    w.add_head_count_kv(config.num_key_value_heads)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
+    w.add_rope_freq_base(float(SHAPE["rope_theta"]))
+    w.add_layer_norm_rms_eps(config.rms_norm_eps)
+    w.add_vocab_size(config.vocab_size)
+    for key, tensor in model.state_dict().items():
+        a = tensor.detach().to(torch.float32).numpy().copy()
+        if key == "model.embed_tokens.weight":
+            out = "token_embd.weight"
+        elif key == "model.norm.weight":
+            out = "output_norm.weight"
+        elif key == "lm_head.weight":
+            if config.tie_word_embeddings:
+                continue
+            out = "output.weight"
+        else:
+            _, _, layer, rest = key.split(".", 3)
+            module, kind = rest.rsplit(".", 1)
+            out = f"blk.{layer}.{GGUF_NAMES[module]}.{kind}"
+            if name == "llama" and module == "self_attn.q_proj":
+                a = permute(a, config.num_attention_heads)
+            if name == "llama" and module == "self_attn.k_proj":
+                a = permute(a, config.num_key_value_heads)
+        w.add_tensor(out, np.ascontiguousarray(a, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def make(name, config_class, model_class, extra):
@@ -58,6 +119,7 @@ def make(name, config_class, model_class, extra):
                     proj.bias.normal_(0.0, 0.5)
     folder = os.path.join(OUT, name)
     model.save_pretrained(folder, safe_serialization=True)
+    write_gguf(name, model, config, os.path.join(folder, "model.gguf"))
     ids = torch.tensor([PROMPT])
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None,
@@ -66,7 +128,7 @@ def make(name, config_class, model_class, extra):
         greedy = full[len(PROMPT):]
         logits = model(torch.tensor([full[:-1]])).logits[0, len(PROMPT) - 1:]
     expected = {
-        "written_by": f"transformers {transformers.__version__}, torch {torch.__version__}",
+        "written_by": f"transformers {transformers.__version__}, torch {torch.__version__}, gguf (model.gguf)",
         "architecture": name,
         "prompt": PROMPT,
         "greedy": greedy,

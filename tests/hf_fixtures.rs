@@ -1,8 +1,9 @@
-//! Model folders written by transformers itself (`scripts/make_hf_fixtures.py`: tiny random llama
-//! and qwen2 checkpoints saved with `save_pretrained`, committed under `tests/fixtures/hf/` with
-//! the logits and greedy tokens transformers computed): rftx's folder loader against a foreign
-//! writer, in every CI run. At f32 every logit is within [`TOLERANCE`] of transformers' and the
-//! greedy tokens are the same.
+//! Models written by others (`scripts/make_hf_fixtures.py`: tiny random llama, qwen2 and qwen3
+//! checkpoints saved by transformers' `save_pretrained`, and the same weights as GGUF files
+//! written by the `gguf` package as llama.cpp's converter lays them out, committed under
+//! `tests/fixtures/hf/` with the logits and greedy tokens transformers computed): rftx's loaders
+//! against foreign writers, in every CI run. At f32 every logit is within [`TOLERANCE`] of
+//! transformers' and the greedy tokens are the same, from the folder and from the GGUF file.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -34,11 +35,13 @@ fn argmax(row: &[f32]) -> u32 {
     best.0 as u32
 }
 
-/// Prefills the prompt, then steps through transformers' greedy tokens: every position's logits
-/// within the tolerance, every greedy token rftx's own argmax. Returns the largest difference.
-fn check(arch: &str) -> f32 {
+/// Prefills the prompt, then steps through transformers' greedy tokens with the model of `arch`'s
+/// folder (`gguf`: its GGUF file): every position's logits within the tolerance, every greedy
+/// token rftx's own argmax. Returns the largest difference.
+fn check(arch: &str, gguf: bool) -> f32 {
     let dir = fixture(arch);
     let expected = read_json(&dir.join("expected.json"));
+    let path = if gguf { dir.join("model.gguf") } else { dir.clone() };
     let (prompt, greedy) = (ids(&expected["prompt"]), ids(&expected["greedy"]));
     let logits: Vec<Vec<f32>> = expected["logits"]
         .as_array()
@@ -53,14 +56,19 @@ fn check(arch: &str) -> f32 {
         })
         .collect();
     assert_eq!(logits.len(), greedy.len());
-    let mut source = ModelSource::open(&dir).unwrap();
+    let mut source = ModelSource::open(&path).unwrap();
+    assert_eq!(source.spec().arch, arch);
     let model = Model::load(&mut source, WeightFormat::F32, &device::host()).unwrap();
     let (mut cache, mut ours) = model.prefill(&prompt, prompt.len() + greedy.len()).unwrap();
     let mut worst = 0f32;
     for (i, (theirs, &token)) in logits.iter().zip(&greedy).enumerate() {
         assert_eq!(ours.len(), theirs.len(), "{arch}: vocabulary");
         let diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(diff <= TOLERANCE, "{arch}, position {i}: logits differ by {diff}");
+        assert!(
+            diff <= TOLERANCE,
+            "{}, position {i}: logits differ by {diff}",
+            path.display()
+        );
         worst = worst.max(diff);
         assert_eq!(argmax(&ours), token, "{arch}: greedy token {i}");
         ours = model.step(&mut cache, &[token]).unwrap();
@@ -70,12 +78,24 @@ fn check(arch: &str) -> f32 {
 
 #[test]
 fn a_llama_checkpoint_saved_by_transformers_gives_its_logits_and_greedy_tokens() {
-    let worst = check("llama");
-    eprintln!("llama: largest logit difference {worst:e}");
+    for gguf in [false, true] {
+        let worst = check("llama", gguf);
+        eprintln!("llama (gguf: {gguf}): largest logit difference {worst:e}");
+    }
 }
 
 #[test]
-fn a_qwen2_checkpoint_with_biases_saved_by_transformers_gives_its_logits_and_greedy_tokens() {
-    let worst = check("qwen2");
-    eprintln!("qwen2: largest logit difference {worst:e}");
+fn a_qwen2_checkpoint_with_biases_gives_its_logits_and_greedy_tokens() {
+    for gguf in [false, true] {
+        let worst = check("qwen2", gguf);
+        eprintln!("qwen2 (gguf: {gguf}): largest logit difference {worst:e}");
+    }
+}
+
+#[test]
+fn a_qwen3_checkpoint_with_wide_normed_heads_gives_its_logits_and_greedy_tokens() {
+    for gguf in [false, true] {
+        let worst = check("qwen3", gguf);
+        eprintln!("qwen3 (gguf: {gguf}): largest logit difference {worst:e}");
+    }
 }

@@ -243,8 +243,8 @@ fn every_bad_input_gets_one_message_exit_2_and_no_run_directory() {
     let truncated = f.path().join("truncated.gguf");
     let bytes = std::fs::read(&f.model).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let qwen = f.path().join("qwen.gguf");
-    rftx::testing::write_tiny_model_of(&qwen, 1, "qwen2").unwrap();
+    let qwen = f.path().join("gemma.gguf");
+    rftx::testing::write_tiny_model_of(&qwen, 1, "gemma2").unwrap();
     let files = [
         ("not-json.json", "[[\"q\", 1],"),
         ("not-pairs.json", "[\"just a question\"]"),
@@ -262,7 +262,10 @@ fn every_bad_input_gets_one_message_exit_2_and_no_run_directory() {
     );
     let cases = [
         (truncated.as_str(), "truncated"),
-        (qwen.as_str(), "architecture `qwen2` is not supported"),
+        (
+            qwen.as_str(),
+            "architecture `gemma2` is not supported: rftx runs GGUF models of the llama, qwen2, qwen3",
+        ),
         ("data.source=\"not-json.json\"", "not-json.json: not valid JSON"),
         (
             "data.source=\"not-pairs.json\"",

@@ -65,6 +65,7 @@ impl Loader<'_, '_> {
             "attn_q" => vec![q, d],
             "attn_k" | "attn_v" => vec![kv, d],
             "attn_output" => vec![d, q],
+            "attn_q_norm" | "attn_k_norm" => vec![s.head_dim],
             "ffn_gate" | "ffn_up" => vec![s.n_ff, d],
             "ffn_down" => vec![d, s.n_ff],
             _ => vec![d],
@@ -184,6 +185,22 @@ impl Loader<'_, '_> {
         ]))
     }
 
+    /// The per-head RMSNorm weights of q and k of layer `i` (qwen3), if the model has them.
+    fn qk_norm(&mut self, i: usize, dtype: DType) -> Result<Option<[Tensor; 2]>> {
+        let n = |what: &str| format!("blk.{i}.{what}.weight");
+        let present = match &*self.weights {
+            Weights::File(source) => source.has_tensor(&n("attn_q_norm")),
+            Weights::Random { spec, .. } => spec.arch == "qwen3",
+        };
+        if !present {
+            return Ok(None);
+        }
+        Ok(Some([
+            self.vector(&n("attn_q_norm"), dtype)?,
+            self.vector(&n("attn_k_norm"), dtype)?,
+        ]))
+    }
+
     fn layer(&mut self, i: usize, dtype: DType) -> Result<Layer> {
         let n = |what: &str| format!("blk.{i}.{what}.weight");
         Ok(Layer {
@@ -192,6 +209,7 @@ impl Loader<'_, '_> {
             wk: self.linear(&n("attn_k"))?,
             wv: self.linear(&n("attn_v"))?,
             bias: self.biases(i, dtype)?,
+            qk_norm: self.qk_norm(i, dtype)?,
             wo: self.linear(&n("attn_output"))?,
             ffn_norm: self.vector(&n("ffn_norm"), dtype)?,
             w_gate: self.linear(&n("ffn_gate"))?,

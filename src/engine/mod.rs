@@ -45,6 +45,8 @@ struct Layer {
     wv: Linear,
     /// Biases of the q, k, v projections (qwen2), q and k in the interleaved rotary layout.
     bias: Option<[Tensor; 3]>,
+    /// RMSNorm weights over each head of q and of k (qwen3), in the interleaved layout.
+    qk_norm: Option<[Tensor; 2]>,
     wo: Linear,
     ffn_norm: Tensor,
     w_gate: Linear,
@@ -247,8 +249,16 @@ impl Model {
         if let Some([bq, bk, bv]) = &layer.bias {
             (q, k, v) = (q.broadcast_add(bq)?, k.broadcast_add(bk)?, v.broadcast_add(bv)?);
         }
-        let q = candle_nn::rotary_emb::rope_i(&heads(q, s.n_head)?, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope_i(&heads(k, s.n_kv_head)?, cos, sin)?;
+        let (mut q, mut k) = (heads(q, s.n_head)?, heads(k, s.n_kv_head)?);
+        if let Some([nq, nk]) = &layer.qk_norm {
+            let eps = s.rms_eps as f32;
+            (q, k) = (
+                candle_nn::ops::rms_norm(&q, nq, eps)?,
+                candle_nn::ops::rms_norm(&k, nk, eps)?,
+            );
+        }
+        let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
         Ok((q, k, heads(v, s.n_kv_head)?))
     }
 
@@ -559,6 +569,37 @@ mod tests {
         };
         assert_eq!(logits(5), logits(5));
         assert_ne!(logits(5), logits(6));
+    }
+
+    #[test]
+    fn a_random_qwen3_has_wide_normed_heads_and_decodes_as_it_prefills() {
+        let spec = ModelSpec {
+            arch: "qwen3".into(),
+            name: "tiny-qwen3".into(),
+            n_layer: 2,
+            n_embd: 32,
+            n_head: 4,
+            n_kv_head: 2,
+            head_dim: 16,
+            n_ff: 64,
+            vocab_size: 64,
+            context_length: 64,
+            rope_base: 1e6,
+            rms_eps: 1e-6,
+            rope_scaling: None,
+        };
+        let mut w = Weights::Random { spec, seed: 3 };
+        let m = Model::build(&mut w, WeightFormat::F32, &device::host(), false).unwrap();
+        assert!(m.layers.iter().all(|l| l.qk_norm.is_some() && l.bias.is_none()));
+        let (mut cache, _) = m.prefill(&[1, 2], 4).unwrap();
+        let stepped = m.step(&mut cache, &[3]).unwrap();
+        let (_, full) = m.prefill(&[1, 2, 3], 3).unwrap();
+        let diff = stepped
+            .iter()
+            .zip(&full)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4 && full.iter().all(|x| x.is_finite()), "{diff}");
     }
 
     #[test]

@@ -8,6 +8,10 @@ use candle_core::Device;
 use super::ModelSpec;
 use crate::base::error::{Error, Result};
 
+/// `general.architecture`s rftx runs: llama's decoder, qwen2's (q/k/v biases) and qwen3's
+/// (per-head q/k norms); Qwen's files keep q/k rows in the checkpoint's layout.
+const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3"];
+
 /// An open GGUF file and its parsed header.
 pub(super) struct GgufFile {
     file: std::fs::File,
@@ -51,20 +55,20 @@ pub(super) fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std:
         .and_then(|v| v.to_string().ok())
         .cloned()
         .ok_or("metadata general.architecture is missing")?;
-    if arch != "llama" {
-        return Err(format!("architecture `{arch}` is not supported: rftx runs llama-architecture GGUF models (SmolLM2, Llama, TinyLlama, …)"));
+    if !SUPPORTED.contains(&arch.as_str()) {
+        return Err(format!("architecture `{arch}` is not supported: rftx runs GGUF models of the {} architectures (SmolLM2, Llama, TinyLlama; Qwen2.5; Qwen3)", SUPPORTED.join(", ")));
     }
     let get = |k: &str| -> std::result::Result<usize, String> {
-        md.get(&format!("llama.{k}"))
+        md.get(&format!("{arch}.{k}"))
             .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
             .map(|v| v as usize)
-            .ok_or(format!("metadata llama.{k} is missing"))
+            .ok_or(format!("metadata {arch}.{k} is missing"))
     };
-    let float = |k: &str| md.get(&format!("llama.{k}")).and_then(|v| v.to_f32().ok());
+    let float = |k: &str| md.get(&format!("{arch}.{k}")).and_then(|v| v.to_f32().ok());
     let n_embd = get("embedding_length")?;
     let n_head = get("attention.head_count")?;
     let n_kv_head = get("attention.head_count_kv").unwrap_or(n_head);
-    let head_dim = ModelSpec::head_dim(n_embd, n_head, n_kv_head)?;
+    let head_dim = ModelSpec::head_dim(n_embd, n_head, n_kv_head, get("attention.key_length").ok())?;
     if let Ok(rope_dim) = get("rope.dimension_count") {
         if rope_dim != head_dim {
             return Err(format!(
@@ -76,11 +80,11 @@ pub(super) fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std:
         Ok(v) => v,
         Err(_) => match md.get("tokenizer.ggml.tokens") {
             Some(gguf_file::Value::Array(a)) => a.len(),
-            _ => return Err("metadata llama.vocab_size is missing".into()),
+            _ => return Err(format!("metadata {arch}.vocab_size is missing")),
         },
     };
     Ok(ModelSpec {
-        arch,
+        arch: arch.clone(),
         name: md
             .get("general.name")
             .and_then(|v| v.to_string().ok())

@@ -23,7 +23,7 @@ pub const TOKENIZER: &str = "tokenizer.json";
 const INDEX: &str = "model.safetensors.index.json";
 /// `model_type`s of `config.json` that rftx runs: the llama decoder, and qwen2's (the same with
 /// biases on the q, k and v projections).
-const SUPPORTED: &[&str] = &["llama", "qwen2"];
+const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3"];
 const SINGLE: &str = "model.safetensors";
 
 /// The files of a model folder whose content changes samples (the run hash covers them).
@@ -148,8 +148,8 @@ fn spec_from_config(c: &Value) -> std::result::Result<ModelSpec, String> {
     let model_type = c["model_type"].as_str().unwrap_or_default();
     if !SUPPORTED.contains(&model_type) {
         return Err(format!(
-            "model_type `{model_type}` is not supported: rftx runs {} folders (SmolLM2, Llama, TinyLlama; Qwen2.5)",
-            SUPPORTED.join(" and ")
+            "model_type `{model_type}` is not supported: rftx runs {} folders (SmolLM2, Llama, TinyLlama; Qwen2.5; Qwen3)",
+            SUPPORTED.join(", ")
         ));
     }
     if c["use_sliding_window"].as_bool() == Some(true) {
@@ -162,13 +162,7 @@ fn spec_from_config(c: &Value) -> std::result::Result<ModelSpec, String> {
     };
     let (n_embd, n_head) = (get("hidden_size")?, get("num_attention_heads")?);
     let n_kv_head = get("num_key_value_heads").unwrap_or(n_head);
-    let head_dim = ModelSpec::head_dim(n_embd, n_head, n_kv_head)?;
-    if get("head_dim").is_ok_and(|d| d != head_dim) {
-        return Err(format!(
-            "head_dim {} differs from hidden_size / num_attention_heads = {head_dim}: not supported",
-            c["head_dim"]
-        ));
-    }
+    let head_dim = ModelSpec::head_dim(n_embd, n_head, n_kv_head, get("head_dim").ok())?;
     let rope = &c["rope_parameters"];
     let rope_base = c["rope_theta"]
         .as_f64()
@@ -238,6 +232,9 @@ pub fn checkpoint_name(gguf: &str, spec: &ModelSpec) -> Option<(String, Option<u
         "attn_q.bias" => ("self_attn.q_proj.bias", Some(spec.n_head)),
         "attn_k.bias" => ("self_attn.k_proj.bias", Some(spec.n_kv_head)),
         "attn_v.bias" => ("self_attn.v_proj.bias", None),
+        // Qwen3's RMSNorm over each head's q and k: its weights follow a head's rows.
+        "attn_q_norm.weight" => ("self_attn.q_norm.weight", Some(1)),
+        "attn_k_norm.weight" => ("self_attn.k_norm.weight", Some(1)),
         "attn_output.weight" => ("self_attn.o_proj.weight", None),
         "attn_norm.weight" => ("input_layernorm.weight", None),
         "ffn_norm.weight" => ("post_attention_layernorm.weight", None),
@@ -259,6 +256,15 @@ pub fn interleave_rotary_rows(w: &candle_core::Tensor, heads: usize) -> candle_c
         .reshape((rows, cols))
 }
 
+/// A q or k tensor (matrix, bias or per-head norm: its rows follow the heads) in the interleaved
+/// rotary layout, as f32.
+pub(super) fn interleaved(t: &candle_core::Tensor, heads: usize) -> candle_core::Result<QTensor> {
+    let t = t.to_dtype(DType::F32)?;
+    let rows = t.dim(0)?;
+    let t = interleave_rotary_rows(&t.reshape((rows, ()))?, heads)?.reshape(t.shape())?;
+    QTensor::quantize(&t, GgmlDType::F32)
+}
+
 impl HfFolder {
     pub(super) fn has_tensor(&self, gguf: &str, spec: &ModelSpec) -> bool {
         checkpoint_name(gguf, spec).is_some_and(|(n, _)| self.tensors.get(&n).is_ok())
@@ -268,14 +274,11 @@ impl HfFolder {
     pub(super) fn tensor(&self, gguf: &str, spec: &ModelSpec, device: &Device) -> candle_core::Result<QTensor> {
         let (name, heads) = checkpoint_name(gguf, spec)
             .ok_or_else(|| candle_core::Error::Msg(format!("no checkpoint tensor for {gguf}")))?;
-        let mut t = self.tensors.load(&name, device)?.to_dtype(DType::F32)?;
-        if let Some(h) = heads {
-            // A bias is a column: its rows are permuted like the matrix's.
-            let shape = t.shape().clone();
-            let rows = t.dim(0)?;
-            t = interleave_rotary_rows(&t.reshape((rows, ()))?, h)?.reshape(shape)?;
+        let t = self.tensors.load(&name, device)?.to_dtype(DType::F32)?;
+        match heads {
+            Some(h) => interleaved(&t, h),
+            None => QTensor::quantize(&t, GgmlDType::F32),
         }
-        QTensor::quantize(&t, GgmlDType::F32)
     }
 
     pub(super) fn tensor_sizes(&self) -> Vec<TensorSize> {
@@ -438,11 +441,24 @@ mod tests {
         assert_eq!(spec_from_config(&qwen).unwrap().arch, "qwen2");
         qwen["use_sliding_window"] = true.into();
         assert!(spec_from_config(&qwen).unwrap_err().contains("sliding-window"));
+        let mut qwen3 = base.clone();
+        qwen3["model_type"] = "qwen3".into();
+        qwen3["head_dim"] = 128.into();
+        let spec = spec_from_config(&qwen3).unwrap();
+        assert_eq!(
+            (spec.arch.as_str(), spec.head_dim),
+            ("qwen3", 128),
+            "heads wider than hidden / heads"
+        );
+        qwen3["head_dim"] = 7.into();
+        assert!(spec_from_config(&qwen3)
+            .unwrap_err()
+            .contains("inconsistent attention shape"));
         let mut other = base;
         other["model_type"] = "mistral".into();
         let e = spec_from_config(&other).unwrap_err();
         assert!(
-            e.contains("`mistral` is not supported: rftx runs llama and qwen2"),
+            e.contains("`mistral` is not supported: rftx runs llama, qwen2, qwen3"),
             "{e}"
         );
     }

@@ -51,13 +51,32 @@ pub struct RopeScaling {
 
 impl ModelSpec {
     /// The head size of an attention shape, or why the shape is unusable.
-    pub fn head_dim(n_embd: usize, n_head: usize, n_kv_head: usize) -> std::result::Result<usize, String> {
-        if n_head == 0 || n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) || !n_embd.is_multiple_of(n_head) {
-            return Err(format!(
-                "inconsistent attention shape: {n_embd} dims, {n_head} heads, {n_kv_head} KV heads"
-            ));
+    /// The dimensions of a head: `explicit` where the model states it (Qwen3's heads are wider
+    /// than `n_embd / n_head`), else `n_embd / n_head`; an inconsistent shape is an error.
+    pub fn head_dim(
+        n_embd: usize,
+        n_head: usize,
+        n_kv_head: usize,
+        explicit: Option<usize>,
+    ) -> std::result::Result<usize, String> {
+        let bad = n_head == 0 || n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head);
+        match explicit {
+            _ if bad => {}
+            Some(d) if d > 0 && d.is_multiple_of(2) => return Ok(d),
+            None if n_embd.is_multiple_of(n_head) && (n_embd / n_head).is_multiple_of(2) => return Ok(n_embd / n_head),
+            _ => {}
         }
-        Ok(n_embd / n_head)
+        Err(format!(
+            "inconsistent attention shape: {n_embd} dims, {n_head} heads, {n_kv_head} KV heads{}",
+            explicit.map(|d| format!(", head_dim {d}")).unwrap_or_default()
+        ))
+    }
+
+    /// Whether the file stores q and k rows in the half-split rotary layout of the checkpoint
+    /// (Qwen's GGUF files, which llama.cpp rotates NEOX-style) rather than the interleaved one of
+    /// llama GGUF files; rftx permutes them to the interleaved layout as it reads them.
+    pub fn half_split_rotary(&self) -> bool {
+        matches!(self.arch.as_str(), "qwen2" | "qwen3")
     }
 
     /// The rotary inverse frequencies, one per pair of dimensions of a head.
@@ -214,7 +233,12 @@ impl ModelSource {
     /// tensors come as f32.
     pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
         let read = match &mut self.format {
-            Format::Gguf(g) => g.tensor(name, device),
+            Format::Gguf(g) => match hf::checkpoint_name(name, &self.spec) {
+                Some((_, Some(heads))) if self.spec.half_split_rotary() => g
+                    .tensor(name, device)
+                    .and_then(|t| hf::interleaved(&t.dequantize(device)?, heads)),
+                _ => g.tensor(name, device),
+            },
             Format::Hf(h) => h.tensor(name, &self.spec, device),
         };
         read.map_err(|e| {

@@ -47,8 +47,11 @@ pub struct Arch {
 impl Arch {
     fn from_spec(name: &str, spec: ModelSpec, tied: bool, native_bytes_per_weight: f64) -> Self {
         let d = spec.n_embd as u64;
-        let kv = (spec.n_kv_head * spec.head_dim) as u64;
-        let per_layer = 2 * d * d + 2 * d * kv + 3 * d * spec.n_ff as u64;
+        let (q, kv) = (
+            (spec.n_head * spec.head_dim) as u64,
+            (spec.n_kv_head * spec.head_dim) as u64,
+        );
+        let per_layer = 2 * d * q + 2 * d * kv + 3 * d * spec.n_ff as u64;
         let embed = spec.vocab_size as u64 * d;
         Arch {
             name: name.to_string(),
@@ -99,34 +102,77 @@ impl Arch {
     }
 }
 
-/// Published configurations of the SmolLM2 family (Hugging Face config.json), for planning
-/// without the model on disk. Native weights are bf16, as published.
-pub fn arch_preset(name: &str) -> Option<Arch> {
-    let (layers, d, heads, kv_heads, ff) = match name.to_ascii_lowercase().as_str() {
-        "smollm2-135m" => (30, 576, 9, 3, 1536),
-        "smollm2-360m" => (32, 960, 15, 5, 2560),
-        "smollm2-1.7b" => (24, 2048, 32, 32, 8192),
-        _ => return None,
-    };
-    let spec = ModelSpec {
-        arch: "llama".into(),
-        name: name.into(),
-        n_layer: layers,
-        n_embd: d,
-        n_head: heads,
-        n_kv_head: kv_heads,
-        head_dim: d / heads,
-        n_ff: ff,
-        vocab_size: 49_152,
-        context_length: 8192,
-        rope_base: 100_000.0,
-        rms_eps: 1e-5,
-        rope_scaling: None,
-    };
-    Some(Arch::from_spec(name, spec, true, 2.0))
+/// One published configuration (Hugging Face `config.json`), for planning and random weights
+/// without the model on disk.
+struct Preset {
+    name: &'static str,
+    arch: &'static str,
+    layers: usize,
+    d: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    ff: usize,
+    vocab: usize,
+    context: usize,
+    rope_base: f32,
+    rms_eps: f64,
+    /// Llama 3.2's rotary scaling (factor 32, low 1, high 4, original 8192).
+    llama3_rope: bool,
 }
 
-pub const ARCH_PRESETS: &[&str] = &["smollm2-135m", "smollm2-360m", "smollm2-1.7b"];
+#[rustfmt::skip]
+const PRESETS: &[Preset] = &[
+    Preset { name: "smollm2-135m", arch: "llama", layers: 30, d: 576, heads: 9, kv_heads: 3, head_dim: 64, ff: 1536, vocab: 49_152, context: 8192, rope_base: 100_000.0, rms_eps: 1e-5, llama3_rope: false },
+    Preset { name: "smollm2-360m", arch: "llama", layers: 32, d: 960, heads: 15, kv_heads: 5, head_dim: 64, ff: 2560, vocab: 49_152, context: 8192, rope_base: 100_000.0, rms_eps: 1e-5, llama3_rope: false },
+    Preset { name: "smollm2-1.7b", arch: "llama", layers: 24, d: 2048, heads: 32, kv_heads: 32, head_dim: 64, ff: 8192, vocab: 49_152, context: 8192, rope_base: 100_000.0, rms_eps: 1e-5, llama3_rope: false },
+    Preset { name: "qwen3-0.6b", arch: "qwen3", layers: 28, d: 1024, heads: 16, kv_heads: 8, head_dim: 128, ff: 3072, vocab: 151_936, context: 40_960, rope_base: 1_000_000.0, rms_eps: 1e-6, llama3_rope: false },
+    Preset { name: "qwen3-1.7b", arch: "qwen3", layers: 28, d: 2048, heads: 16, kv_heads: 8, head_dim: 128, ff: 6144, vocab: 151_936, context: 40_960, rope_base: 1_000_000.0, rms_eps: 1e-6, llama3_rope: false },
+    Preset { name: "qwen2.5-0.5b", arch: "qwen2", layers: 24, d: 896, heads: 14, kv_heads: 2, head_dim: 64, ff: 4864, vocab: 151_936, context: 32_768, rope_base: 1_000_000.0, rms_eps: 1e-6, llama3_rope: false },
+    Preset { name: "qwen2.5-1.5b", arch: "qwen2", layers: 28, d: 1536, heads: 12, kv_heads: 2, head_dim: 128, ff: 8960, vocab: 151_936, context: 32_768, rope_base: 1_000_000.0, rms_eps: 1e-6, llama3_rope: false },
+    Preset { name: "llama-3.2-1b", arch: "llama", layers: 16, d: 2048, heads: 32, kv_heads: 8, head_dim: 64, ff: 8192, vocab: 128_256, context: 131_072, rope_base: 500_000.0, rms_eps: 1e-5, llama3_rope: true },
+    Preset { name: "llama-3.2-3b", arch: "llama", layers: 28, d: 3072, heads: 24, kv_heads: 8, head_dim: 128, ff: 8192, vocab: 128_256, context: 131_072, rope_base: 500_000.0, rms_eps: 1e-5, llama3_rope: true },
+];
+
+/// Published configurations of SmolLM2, Qwen3, Qwen2.5 and Llama 3.2 (Hugging Face
+/// config.json; all tie their embeddings), for planning and `model.init = "random"` without the
+/// model on disk. Native weights are bf16, as published.
+pub fn arch_preset(name: &str) -> Option<Arch> {
+    let p = PRESETS.iter().find(|p| p.name == name.to_ascii_lowercase())?;
+    let spec = ModelSpec {
+        arch: p.arch.into(),
+        name: p.name.into(),
+        n_layer: p.layers,
+        n_embd: p.d,
+        n_head: p.heads,
+        n_kv_head: p.kv_heads,
+        head_dim: p.head_dim,
+        n_ff: p.ff,
+        vocab_size: p.vocab,
+        context_length: p.context,
+        rope_base: p.rope_base,
+        rms_eps: p.rms_eps,
+        rope_scaling: p.llama3_rope.then_some(crate::source::RopeScaling {
+            factor: 32.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_context: 8192,
+        }),
+    };
+    Some(Arch::from_spec(p.name, spec, true, 2.0))
+}
+
+pub const ARCH_PRESETS: &[&str] = &[
+    "smollm2-135m",
+    "smollm2-360m",
+    "smollm2-1.7b",
+    "qwen3-0.6b",
+    "qwen3-1.7b",
+    "qwen2.5-0.5b",
+    "qwen2.5-1.5b",
+    "llama-3.2-1b",
+    "llama-3.2-3b",
+];
 
 /// A device and the memory usable on it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -307,21 +353,25 @@ mod tests {
             let a = arch_preset(n).unwrap();
             a.matrix_params + a.embed_params + a.vector_params
         };
-        assert!(
-            (count("smollm2-135m") as f64 / 134.5e6 - 1.0).abs() < 0.01,
-            "{}",
-            count("smollm2-135m")
-        );
-        assert!(
-            (count("smollm2-360m") as f64 / 361.8e6 - 1.0).abs() < 0.01,
-            "{}",
-            count("smollm2-360m")
-        );
-        assert!(
-            (count("smollm2-1.7b") as f64 / 1.711e9 - 1.0).abs() < 0.01,
-            "{}",
-            count("smollm2-1.7b")
-        );
+        // The model cards' totals (Qwen's: 0.60B, 1.7B with 1.4B non-embedding, 0.49B, 1.54B;
+        // Llama 3.2: 1.24B, 3.21B).
+        for (name, published) in [
+            ("smollm2-135m", 134.5e6),
+            ("smollm2-360m", 361.8e6),
+            ("smollm2-1.7b", 1.711e9),
+            ("qwen3-0.6b", 0.596e9),
+            ("qwen3-1.7b", 1.72e9),
+            ("qwen2.5-0.5b", 0.494e9),
+            ("qwen2.5-1.5b", 1.54e9),
+            ("llama-3.2-1b", 1.236e9),
+            ("llama-3.2-3b", 3.213e9),
+        ] {
+            let n = count(name) as f64;
+            assert!((n / published - 1.0).abs() < 0.01, "{name}: {n}");
+        }
+        assert_eq!(ARCH_PRESETS.len(), 9);
+        // Qwen3-1.7B: 28 layers × 2 × 8 KV heads × 128 dims (heads wider than 2048 / 16) × 2 bytes.
+        assert_eq!(arch_preset("qwen3-1.7b").unwrap().kv_bytes_per_position(2), 114_688);
         // 135M: 30 layers × 2 × 3 KV heads × 64 dims × 4 bytes.
         assert_eq!(arch_preset("smollm2-135m").unwrap().kv_bytes_per_position(4), 46_080);
     }
