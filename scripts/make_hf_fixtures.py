@@ -1,6 +1,7 @@
 """Tiny random checkpoints written by transformers itself, and what transformers computes with them.
 
-For each architecture rftx reads (llama, qwen2, qwen3), this builds a model of a few thousand
+For each architecture rftx reads (llama, qwen2, qwen3; and llama with Llama 3's rope scaling),
+this builds a model of a few thousand
 parameters with random weights (seeded), saves it with `save_pretrained` (config.json,
 model.safetensors, generation_config.json: transformers' own writer, not rftx's), writes the same
 weights as `model.gguf` with the `gguf` package's writer (tensor names, metadata and q/k layout as
@@ -51,7 +52,31 @@ ARCHS = {
     "qwen2": (Qwen2Config, Qwen2ForCausalLM, dict(tie_word_embeddings=False, use_sliding_window=False)),
     # Heads wider than hidden_size / num_attention_heads, as Qwen3's are (head_dim 16, not 8).
     "qwen3": (Qwen3Config, Qwen3ForCausalLM, dict(tie_word_embeddings=True, head_dim=16)),
+    # Llama 3.1/3.2's rope scaling, with an original context short enough for this tiny model
+    # that every kind of frequency (kept, divided, blended) occurs.
+    "llama3": (LlamaConfig, LlamaForCausalLM, dict(tie_word_embeddings=True, rope_parameters=dict(
+        rope_type="llama3", rope_theta=SHAPE["rope_theta"], factor=8.0, low_freq_factor=1.0,
+        high_freq_factor=4.0, original_max_position_embeddings=16))),
 }
+
+
+def llama3_rope_factors(config, head_dim):
+    """Llama 3's rotary scaling as llama.cpp's converter stores it in `rope_freqs.weight`: the
+    divisor of each pair of dimensions' frequency."""
+    r = config.rope_parameters
+    old = r["original_max_position_embeddings"]
+    low, high = old / r["low_freq_factor"], old / r["high_freq_factor"]
+    factors = []
+    for i in range(0, head_dim, 2):
+        wavelen = 2 * np.pi * SHAPE["rope_theta"] ** (i / head_dim)
+        if wavelen < high:
+            factors.append(1.0)
+        elif wavelen > low:
+            factors.append(r["factor"])
+        else:
+            smooth = (old / wavelen - r["low_freq_factor"]) / (r["high_freq_factor"] - r["low_freq_factor"])
+            factors.append(1.0 / ((1 - smooth) / r["factor"] + smooth))
+    return np.array(factors, dtype=np.float32)
 
 GGUF_NAMES = {
     "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
@@ -68,7 +93,8 @@ def permute(w, heads):
 
 def write_gguf(name, model, config, path):
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    w = gguf.GGUFWriter(path, name)
+    arch = "llama" if name == "llama3" else name
+    w = gguf.GGUFWriter(path, arch)
     w.add_name(f"rftx-fixture-{name}")
     w.add_block_count(config.num_hidden_layers)
     w.add_context_length(config.max_position_embeddings)
@@ -96,11 +122,13 @@ def write_gguf(name, model, config, path):
             _, _, layer, rest = key.split(".", 3)
             module, kind = rest.rsplit(".", 1)
             out = f"blk.{layer}.{GGUF_NAMES[module]}.{kind}"
-            if name == "llama" and module == "self_attn.q_proj":
+            if arch == "llama" and module == "self_attn.q_proj":
                 a = permute(a, config.num_attention_heads)
-            if name == "llama" and module == "self_attn.k_proj":
+            if arch == "llama" and module == "self_attn.k_proj":
                 a = permute(a, config.num_key_value_heads)
         w.add_tensor(out, np.ascontiguousarray(a, dtype=np.float32))
+    if name == "llama3":
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(config, head_dim))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -109,7 +137,8 @@ def write_gguf(name, model, config, path):
 
 def make(name, config_class, model_class, extra):
     torch.manual_seed(20261130)
-    config = config_class(**SHAPE, **extra)
+    shape = {k: v for k, v in SHAPE.items() if not (k == "rope_theta" and "rope_parameters" in extra)}
+    config = config_class(**shape, **extra)
     model = model_class(config).to(torch.float32).eval()
     if name == "qwen2":
         # transformers initialises biases to zero; random ones check that rftx applies them.

@@ -1,5 +1,6 @@
-//! Models written by others (`scripts/make_hf_fixtures.py`: tiny random llama, qwen2 and qwen3
-//! checkpoints saved by transformers' `save_pretrained`, and the same weights as GGUF files
+//! Models written by others (`scripts/make_hf_fixtures.py`: tiny random llama (also with Llama
+//! 3's rope scaling: `rope_parameters` in the folder, `rope_freqs.weight` in the GGUF file), qwen2
+//! and qwen3 checkpoints saved by transformers' `save_pretrained`, and the same weights as GGUF files
 //! written by the `gguf` package as llama.cpp's converter lays them out, committed under
 //! `tests/fixtures/hf/` with the logits and greedy tokens transformers computed): rftx's loaders
 //! against foreign writers, in every CI run. At f32 every logit is within [`TOLERANCE`] of
@@ -35,11 +36,12 @@ fn argmax(row: &[f32]) -> u32 {
     best.0 as u32
 }
 
-/// Prefills the prompt, then steps through transformers' greedy tokens with the model of `arch`'s
-/// folder (`gguf`: its GGUF file): every position's logits within the tolerance, every greedy
-/// token rftx's own argmax. Returns the largest difference.
-fn check(arch: &str, gguf: bool) -> f32 {
-    let dir = fixture(arch);
+/// Prefills the prompt, then steps through transformers' greedy tokens with the model of fixture
+/// `name`'s folder (`gguf`: its GGUF file), which must read as architecture `arch`: every
+/// position's logits within the tolerance, every greedy token rftx's own argmax. Returns the
+/// largest difference.
+fn check(name: &str, arch: &str, gguf: bool) -> f32 {
+    let dir = fixture(name);
     let expected = read_json(&dir.join("expected.json"));
     let path = if gguf { dir.join("model.gguf") } else { dir.clone() };
     let (prompt, greedy) = (ids(&expected["prompt"]), ids(&expected["greedy"]));
@@ -62,7 +64,7 @@ fn check(arch: &str, gguf: bool) -> f32 {
     let (mut cache, mut ours) = model.prefill(&prompt, prompt.len() + greedy.len()).unwrap();
     let mut worst = 0f32;
     for (i, (theirs, &token)) in logits.iter().zip(&greedy).enumerate() {
-        assert_eq!(ours.len(), theirs.len(), "{arch}: vocabulary");
+        assert_eq!(ours.len(), theirs.len(), "{name}: vocabulary");
         let diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(
             diff <= TOLERANCE,
@@ -70,7 +72,7 @@ fn check(arch: &str, gguf: bool) -> f32 {
             path.display()
         );
         worst = worst.max(diff);
-        assert_eq!(argmax(&ours), token, "{arch}: greedy token {i}");
+        assert_eq!(argmax(&ours), token, "{}: greedy token {i}", path.display());
         ours = model.step(&mut cache, &[token]).unwrap();
     }
     worst
@@ -79,7 +81,7 @@ fn check(arch: &str, gguf: bool) -> f32 {
 #[test]
 fn a_llama_checkpoint_saved_by_transformers_gives_its_logits_and_greedy_tokens() {
     for gguf in [false, true] {
-        let worst = check("llama", gguf);
+        let worst = check("llama", "llama", gguf);
         eprintln!("llama (gguf: {gguf}): largest logit difference {worst:e}");
     }
 }
@@ -87,7 +89,7 @@ fn a_llama_checkpoint_saved_by_transformers_gives_its_logits_and_greedy_tokens()
 #[test]
 fn a_qwen2_checkpoint_with_biases_gives_its_logits_and_greedy_tokens() {
     for gguf in [false, true] {
-        let worst = check("qwen2", gguf);
+        let worst = check("qwen2", "qwen2", gguf);
         eprintln!("qwen2 (gguf: {gguf}): largest logit difference {worst:e}");
     }
 }
@@ -95,7 +97,15 @@ fn a_qwen2_checkpoint_with_biases_gives_its_logits_and_greedy_tokens() {
 #[test]
 fn a_qwen3_checkpoint_with_wide_normed_heads_gives_its_logits_and_greedy_tokens() {
     for gguf in [false, true] {
-        let worst = check("qwen3", gguf);
+        let worst = check("qwen3", "qwen3", gguf);
         eprintln!("qwen3 (gguf: {gguf}): largest logit difference {worst:e}");
+    }
+}
+
+#[test]
+fn llama_3_rope_scaling_from_config_json_and_from_rope_freqs_gives_its_logits_and_greedy_tokens() {
+    for gguf in [false, true] {
+        let worst = check("llama3", "llama", gguf);
+        eprintln!("llama3 (gguf: {gguf}): largest logit difference {worst:e}");
     }
 }

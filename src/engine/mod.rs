@@ -587,6 +587,7 @@ mod tests {
             rope_base: 1e6,
             rms_eps: 1e-6,
             rope_scaling: None,
+            rope_freq_factors: None,
         };
         let mut w = Weights::Random { spec, seed: 3 };
         let m = Model::build(&mut w, WeightFormat::F32, &device::host(), false).unwrap();

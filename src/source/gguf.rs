@@ -45,9 +45,27 @@ pub(super) fn open(path: &Path) -> Result<(GgufFile, ModelSpec)> {
             "not a readable GGUF file ({e}); is it truncated or of another format?"
         ))
     })?;
-    let spec = spec_from_metadata(&content.metadata).map_err(bad)?;
+    let mut spec = spec_from_metadata(&content.metadata).map_err(bad)?;
+    if content.tensor_infos.contains_key(ROPE_FREQS) {
+        let factors = content
+            .tensor(&mut file, ROPE_FREQS, &Device::Cpu)
+            .and_then(|t| t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| bad(format!("cannot read {ROPE_FREQS}: {e}")))?;
+        if factors.len() != spec.head_dim / 2 || factors.iter().any(|f| !(f.is_finite() && *f > 0.0)) {
+            return Err(bad(format!(
+                "{ROPE_FREQS} has {} values, not {} positive ones (half a head)",
+                factors.len(),
+                spec.head_dim / 2
+            )));
+        }
+        spec.rope_freq_factors = Some(factors);
+    }
     Ok((GgufFile { file, content }, spec))
 }
+
+/// Llama 3's rotary frequency scaling as llama.cpp's converter stores it: a divisor per pair of
+/// dimensions of a head.
+const ROPE_FREQS: &str = "rope_freqs.weight";
 
 pub(super) fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std::result::Result<ModelSpec, String> {
     let arch = md
@@ -101,5 +119,6 @@ pub(super) fn spec_from_metadata(md: &HashMap<String, gguf_file::Value>) -> std:
         rope_base: float("rope.freq_base").unwrap_or(10_000.0),
         rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
         rope_scaling: None,
+        rope_freq_factors: None,
     })
 }

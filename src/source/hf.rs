@@ -182,6 +182,7 @@ fn spec_from_config(c: &Value) -> std::result::Result<ModelSpec, String> {
         rope_base: rope_base as f32,
         rms_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-5),
         rope_scaling: rope_scaling(c)?,
+        rope_freq_factors: None,
     })
 }
 
@@ -405,6 +406,7 @@ mod tests {
         let scaled = spec.rope_inv_freq();
         let plain = ModelSpec {
             rope_scaling: None,
+            rope_freq_factors: None,
             ..spec
         }
         .rope_inv_freq();

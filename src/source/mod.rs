@@ -37,6 +37,10 @@ pub struct ModelSpec {
     /// Llama 3.1/3.2's rotary frequency scaling (`rope_scaling.rope_type = "llama3"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeScaling>,
+    /// The same scaling as a GGUF file stores it (`rope_freqs.weight`, llama.cpp's converter):
+    /// one divisor per pair of dimensions of a head.
+    #[serde(skip)]
+    pub rope_freq_factors: Option<Vec<f32>>,
 }
 
 /// `rope_type = "llama3"`: low frequencies divided by `factor`, high ones kept, a smooth ramp
@@ -83,6 +87,9 @@ impl ModelSpec {
     pub fn rope_inv_freq(&self) -> Vec<f32> {
         let half = self.head_dim / 2;
         let base = (0..half).map(|i| 1.0 / self.rope_base.powf(2.0 * i as f32 / self.head_dim as f32));
+        if let Some(factors) = &self.rope_freq_factors {
+            return base.zip(factors).map(|(f, d)| f / d).collect();
+        }
         let Some(r) = self.rope_scaling else {
             return base.collect();
         };

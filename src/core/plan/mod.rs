@@ -158,6 +158,7 @@ pub fn arch_preset(name: &str) -> Option<Arch> {
             high_freq_factor: 4.0,
             original_context: 8192,
         }),
+        rope_freq_factors: None,
     };
     Some(Arch::from_spec(p.name, spec, true, 2.0))
 }
