@@ -125,7 +125,7 @@ struct Preset {
 const PRESETS: &[Preset] = &[
     Preset { name: "smollm2-135m", arch: "llama", layers: 30, d: 576, heads: 9, kv_heads: 3, head_dim: 64, ff: 1536, vocab: 49_152, context: 8192, rope_base: 100_000.0, rms_eps: 1e-5, llama3_rope: false },
     Preset { name: "smollm2-360m", arch: "llama", layers: 32, d: 960, heads: 15, kv_heads: 5, head_dim: 64, ff: 2560, vocab: 49_152, context: 8192, rope_base: 100_000.0, rms_eps: 1e-5, llama3_rope: false },
-    Preset { name: "smollm2-1.7b", arch: "llama", layers: 24, d: 2048, heads: 32, kv_heads: 32, head_dim: 64, ff: 8192, vocab: 49_152, context: 8192, rope_base: 100_000.0, rms_eps: 1e-5, llama3_rope: false },
+    Preset { name: "smollm2-1.7b", arch: "llama", layers: 24, d: 2048, heads: 32, kv_heads: 32, head_dim: 64, ff: 8192, vocab: 49_152, context: 8192, rope_base: 130_000.0, rms_eps: 1e-5, llama3_rope: false },
     Preset { name: "qwen3-0.6b", arch: "qwen3", layers: 28, d: 1024, heads: 16, kv_heads: 8, head_dim: 128, ff: 3072, vocab: 151_936, context: 40_960, rope_base: 1_000_000.0, rms_eps: 1e-6, llama3_rope: false },
     Preset { name: "qwen3-1.7b", arch: "qwen3", layers: 28, d: 2048, heads: 16, kv_heads: 8, head_dim: 128, ff: 6144, vocab: 151_936, context: 40_960, rope_base: 1_000_000.0, rms_eps: 1e-6, llama3_rope: false },
     Preset { name: "qwen2.5-0.5b", arch: "qwen2", layers: 24, d: 896, heads: 14, kv_heads: 2, head_dim: 64, ff: 4864, vocab: 151_936, context: 32_768, rope_base: 1_000_000.0, rms_eps: 1e-6, llama3_rope: false },
