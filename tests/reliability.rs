@@ -431,15 +431,27 @@ fn a_dead_run_is_shown_interrupted_and_its_litter_is_removed() {
     let _serial = timed();
     let (f, _, span) = thirty_questions();
     let runs = f.path().join("killed");
+    // The reference run's time is only an estimate (it may have run while other tests loaded the
+    // machine): a run that finishes before its kill shortens the wait, one killed before its
+    // first commit lengthens it.
+    let mut wait = span.mul_f64(0.6);
+    let mut tries = 0;
     let dir = loop {
+        tries += 1;
+        assert!(tries <= 200, "no kill landed mid-run in 200 tries (last wait {wait:?})");
         let mut child = spawn_run(&f, &runs);
-        std::thread::sleep(span.mul_f64(0.6));
+        std::thread::sleep(wait);
         let running = child.try_wait().unwrap().is_none();
         child.kill().unwrap();
         child.wait().unwrap();
-        let dir = runs.join(entries(&runs).pop().unwrap());
-        if running && committed(&dir) > 0 && committed(&dir) < 30 {
-            break dir;
+        let Some(dir) = entries(&runs).pop().map(|d| runs.join(d)) else {
+            wait = wait.mul_f64(1.5);
+            continue;
+        };
+        match (running, committed(&dir)) {
+            (true, 1..=29) => break dir,
+            (true, 0) => wait = wait.mul_f64(1.5),
+            _ => wait = wait.mul_f64(0.7),
         }
         std::fs::remove_dir_all(&dir).unwrap();
     };
