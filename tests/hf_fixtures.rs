@@ -78,34 +78,30 @@ fn check(name: &str, arch: &str, gguf: bool) -> f32 {
     worst
 }
 
+/// [`check`] of the fixture's folder, then of its GGUF twin.
+fn check_folder_and_gguf(name: &str, arch: &str) {
+    for gguf in [false, true] {
+        let worst = check(name, arch, gguf);
+        eprintln!("{name} (gguf: {gguf}): largest logit difference {worst:e}");
+    }
+}
+
 #[test]
 fn a_llama_checkpoint_saved_by_transformers_gives_its_logits_and_greedy_tokens() {
-    for gguf in [false, true] {
-        let worst = check("llama", "llama", gguf);
-        eprintln!("llama (gguf: {gguf}): largest logit difference {worst:e}");
-    }
+    check_folder_and_gguf("llama", "llama");
 }
 
 #[test]
 fn a_qwen2_checkpoint_with_biases_gives_its_logits_and_greedy_tokens() {
-    for gguf in [false, true] {
-        let worst = check("qwen2", "qwen2", gguf);
-        eprintln!("qwen2 (gguf: {gguf}): largest logit difference {worst:e}");
-    }
+    check_folder_and_gguf("qwen2", "qwen2");
 }
 
 #[test]
 fn a_qwen3_checkpoint_with_wide_normed_heads_gives_its_logits_and_greedy_tokens() {
-    for gguf in [false, true] {
-        let worst = check("qwen3", "qwen3", gguf);
-        eprintln!("qwen3 (gguf: {gguf}): largest logit difference {worst:e}");
-    }
+    check_folder_and_gguf("qwen3", "qwen3");
 }
 
 #[test]
 fn llama_3_rope_scaling_from_config_json_and_from_rope_freqs_gives_its_logits_and_greedy_tokens() {
-    for gguf in [false, true] {
-        let worst = check("llama3", "llama", gguf);
-        eprintln!("llama3 (gguf: {gguf}): largest logit difference {worst:e}");
-    }
+    check_folder_and_gguf("llama3", "llama");
 }

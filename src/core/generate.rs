@@ -174,7 +174,7 @@ impl Generator<'_> {
         let mut meter = Meter::start(self.gpu);
         let prompts = prompts.max(1);
         let room = Room {
-            rows: prompts * self.params.chunk_size.clamp(1, self.params.oversample.max(1)),
+            rows: prompts * self.width(self.params.chunk_size),
             questions: if prompts == 1 { 1 } else { 2 * prompts },
         };
         let mut waiting: Option<Job<'p>> = None;
@@ -232,11 +232,11 @@ impl Generator<'_> {
             }
             let rows: usize = slots.iter().map(Slot::rows).sum();
             // An empty batch takes any chunk, so that no question waits forever.
-            let fits = |job: &Job| rows == 0 || rows + job.chunk_size.clamp(1, n.max(1)) <= room.rows;
+            let fits = |job: &Job| rows == 0 || rows + self.width(job.chunk_size) <= room.rows;
             if let Some(slot) = slots.iter_mut().find(|s| s.chunk.is_none() && fits(&s.job)) {
                 let prefill_ms = std::mem::take(&mut slot.prefill_ms);
                 let (question, number) = (slot.job.index as usize, slot.chunks);
-                let size = batch + slot.job.chunk_size.clamp(1, n.max(1));
+                let size = batch + self.width(slot.job.chunk_size);
                 let chunk = self.chunk(&slot.prefilled, slot.job, slot.next, number, prefill_ms);
                 slot.chunk = Some(chunk.map_err(|e| e.at_question(question, number, size))?);
                 slot.next = slot.chunk.as_ref().map_or(n, |c| c.samples.end);
@@ -283,7 +283,7 @@ impl Generator<'_> {
         prefill_ms: f64,
     ) -> Result<Chunk> {
         let p = &self.params;
-        let size = job.chunk_size.clamp(1, p.oversample.max(1));
+        let size = self.width(job.chunk_size);
         let samples = first..(first + size).min(p.oversample);
         let mut scratch = Vec::new();
         let mut rngs: Vec<Rng> = samples
@@ -313,6 +313,11 @@ impl Generator<'_> {
             peaks: Peaks::default(),
             gpu_peak: None,
         })
+    }
+
+    /// Sequences a chunk of `chunk_size` holds: at least one, at most `oversample`.
+    fn width(&self, chunk_size: usize) -> usize {
+        chunk_size.clamp(1, self.params.oversample.max(1))
     }
 
     /// Marks the chunk's finished samples and drops their rows from its cache.

@@ -110,14 +110,16 @@ pub fn read_prefix<T: DeserializeOwned>(
     let mut out = Vec::new();
     for line in &mut reader {
         let line = line?;
-        let rest = len.saturating_sub(line.start);
         let note = match line.record {
             Ok(r) if accept(out.len(), &r) => {
                 out.push(r);
                 continue;
             }
-            Ok(_) => format!("dropped {rest} bytes of records after the last committed question"),
-            Err(Bad::Torn(n)) => format!("dropped a torn last line ({n} bytes without a newline)"),
+            Ok(_) => format!(
+                "dropped {} bytes of records after the last committed question",
+                len.saturating_sub(line.start)
+            ),
+            Err(e @ Bad::Torn(_)) => format!("dropped {e}"),
             Err(Bad::Invalid(e)) => format!("dropped an invalid line and everything after it ({e})"),
         };
         return Ok((out, line.start, Some(note)));
