@@ -22,7 +22,8 @@ pub(crate) struct Journal<'a> {
 }
 
 impl<'a> Journal<'a> {
-    /// Continues from what the directory held (`recovered`) and opens a session in `manifest`.
+    /// Continues from what the directory held (`recovered`) and opens a session in `manifest`;
+    /// recovered questions are checkpointed at once.
     pub(crate) fn open(
         dir: &'a RunDir,
         mut manifest: Manifest,
@@ -42,8 +43,7 @@ impl<'a> Journal<'a> {
         if let Some(s) = manifest.sessions.last_mut() {
             s.batching = Some(batching);
         }
-        dir.write_manifest(&manifest)?;
-        Ok(Journal {
+        let mut journal = Journal {
             dir,
             earlier_wall_s: manifest.wall_s,
             total: manifest.progress.questions_total,
@@ -53,7 +53,16 @@ impl<'a> Journal<'a> {
             tally,
             dataset,
             started,
-        })
+        };
+        // What an earlier session committed after its last checkpoint is made durable now: else
+        // a session resumed just past a checkpoint's boundary would hold up to twice
+        // `checkpoint.every` questions that a power loss could take.
+        if recovered.questions.is_empty() {
+            dir.write_manifest(&journal.manifest)?;
+        } else {
+            journal.checkpoint(Status::Running)?;
+        }
+        Ok(journal)
     }
 
     pub(crate) fn tally(&self) -> &Tally {
