@@ -291,3 +291,51 @@ pub fn write_hf_folder(gguf: &Path, dir: &Path, qwen2_biases: Option<f32>) -> cr
     )?;
     Ok(())
 }
+
+/// `n` questions shaped like GSM8K's rows: `question`, and `answer`, a worked solution whose
+/// final line is `#### N`.
+pub fn gsm8k_rows(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let (a, b) = (12 + 7 * i, 3 + i % 5);
+            let question = format!(
+                "Natalia sold clips to {a} of her friends in April, and then she sold {b} times as many clips in May. How many clips did Natalia sell altogether in April and May?"
+            );
+            let answer = format!(
+                "Natalia sold {a}*{b} = <<{a}*{b}={}>>{} clips in May.\nNatalia sold {a}+{} = <<{a}+{}={}>>{} clips altogether.\n#### {}",
+                a * b, a * b, a * b, a * b, a + a * b, a + a * b, a + a * b
+            );
+            (question, answer)
+        })
+        .collect()
+}
+
+/// Writes `rows` as a GSM8K-shaped Parquet file (columns `question`, `answer`).
+pub fn write_gsm8k_parquet(path: &Path, rows: &[(String, String)]) -> crate::Result<()> {
+    use crate::core::rft::outputs::{parquet_table, Column};
+    let bytes = parquet_table(vec![
+        Column::Text("question", rows.iter().map(|r| Some(r.0.clone())).collect(), false),
+        Column::Text("answer", rows.iter().map(|r| Some(r.1.clone())).collect(), false),
+    ])
+    .map_err(|e| crate::Error::Run(e.to_string()))?;
+    std::fs::write(path, bytes).map_err(|e| crate::Error::io(path.display().to_string(), e))
+}
+
+/// A Hugging Face hub cache under `cache` holding `openai/gsm8k` as `huggingface_hub` lays it
+/// out: configs `main` and `socratic`, splits `train` (`train` rows) and `test` (`test` rows),
+/// `refs/main` naming the snapshot.
+pub fn write_gsm8k_hub(cache: &Path, train: usize, test: usize) -> crate::Result<()> {
+    let commit = "e53f048856ff4f594e959d75785d2c2d37b678ee";
+    let repo = cache.join("datasets--openai--gsm8k");
+    let io = |p: &Path, e| crate::Error::io(p.display().to_string(), e);
+    std::fs::create_dir_all(repo.join("refs")).map_err(|e| io(&repo, e))?;
+    std::fs::write(repo.join("refs/main"), commit).map_err(|e| io(&repo, e))?;
+    let rows = gsm8k_rows(train + test);
+    for config in ["main", "socratic"] {
+        let dir = repo.join("snapshots").join(commit).join(config);
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        write_gsm8k_parquet(&dir.join("train-00000-of-00001.parquet"), &rows[..train])?;
+        write_gsm8k_parquet(&dir.join("test-00000-of-00001.parquet"), &rows[train..])?;
+    }
+    Ok(())
+}

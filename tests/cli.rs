@@ -391,7 +391,7 @@ fn bad_files_exit_2_naming_the_file_and_create_no_run_directory() {
     assert_eq!(r.code, 2);
     assert!(
         r.stderr
-            .contains("q.json: record 0: the answer \"far\" is not a number"),
+            .contains("q.json: question 0: the answer \"far\" has no number (rft.grader = \"numeric\""),
         "{}",
         r.stderr
     );
@@ -457,7 +457,9 @@ fn data_command_writes_the_builtin_set() {
     assert_eq!(items.len(), 25);
     assert!(items.iter().all(|p| p[0].is_string() && p[1].is_number()));
     assert_eq!(
-        rftx::core::data::load_json(&out).unwrap(),
+        rftx::core::data::QuestionSet::from_config(Some(&out), &Default::default(), None)
+            .unwrap()
+            .questions,
         rftx::core::data::builtin(25)
     );
 }

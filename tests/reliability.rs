@@ -272,10 +272,13 @@ fn every_bad_input_gets_one_message_exit_2_and_no_run_directory() {
             "data.source=\"not-pairs.json\"",
             "not-pairs.json: record 0: not a [question, answer] list",
         ),
-        ("data.source=\"empty.json\"", "empty.json: the question set is empty"),
+        (
+            "data.source=\"empty.json\"",
+            "empty.json: the question file has no rows",
+        ),
         (
             "data.source=\"text-answer.json\"",
-            "record 0: the answer \"far\" is not a number",
+            "question 0: the answer \"far\" has no number",
         ),
         ("checkpoint.every=0", "checkpoint.every = 0: must be ≥ 1"),
         ("data.limit=0", "data.limit = 0: must be ≥ 1"),

@@ -131,6 +131,14 @@ pub fn json_list(records: impl ExactSizeIterator<Item = serde_json::Value>) -> S
     s
 }
 
+/// A CSV field (RFC 4180): quoted only when it holds a comma, a quote or a line break.
+pub fn csv_field(s: &str) -> String {
+    match s.contains([',', '"', '\n', '\r']) {
+        true => format!("\"{}\"", s.replace('"', "\"\"")),
+        false => s.to_string(),
+    }
+}
+
 /// Columns separated by two spaces; the first `left` columns left-aligned, the rest right.
 pub fn align_columns(rows: &[Vec<String>], left: usize) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);

@@ -62,6 +62,12 @@ enum Command {
     Show(ShowArgs),
     /// Write the built-in unit-conversion question set as JSON ([[question, answer], …]).
     Data(DataArgs),
+    /// Grade {"completion": …, "answer": …} lines with a grader (--set rft.grader=math, …):
+    /// each line is printed back with `extracted`, `parsed` and `correct`.
+    Grade(GradeArgs),
+    /// Rebuild a run's datasets and pass@k under other rft.* settings, without generating:
+    /// written to RUN/regrade/rft-<hash>/; samples.jsonl is untouched.
+    Regrade(RegradeArgs),
     /// A run split into shards: generate one (`shard run`), or see which are done (`shard status`).
     #[command(subcommand)]
     Shard(shard::ShardCommand),
@@ -153,6 +159,32 @@ struct ShowArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
+    /// Also print pass@k at these k (--pass-at 1,5,10), from metrics.json.
+    #[arg(long, value_name = "K,…", value_delimiter = ',')]
+    pass_at: Vec<usize>,
+}
+
+#[derive(Args)]
+struct GradeArgs {
+    /// JSON Lines: {"completion": "…", "answer": …} per line (other fields are kept).
+    input: PathBuf,
+    /// Take [rft] from this experiment file (else the defaults).
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    /// Override a key: --set rft.grader=math --set rft.extract=boxed (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args)]
+struct RegradeArgs {
+    /// The run: a run directory, a config file, a hash prefix or a directory name.
+    run: String,
+    #[command(flatten)]
+    dir: RunsDirArg,
+    /// An rft.* key to change: --set rft.grader=math (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Args)]
@@ -263,6 +295,8 @@ pub fn main() -> ExitCode {
         Command::Ls(a) => ls(a),
         Command::Show(a) => show(a),
         Command::Data(a) => data(a),
+        Command::Grade(a) => grade(a),
+        Command::Regrade(a) => regrade(a),
         Command::Shard(c) => shard::shard(c),
         Command::Merge(a) => shard::merge(a),
         Command::Slurm(c) => shard::slurm(c),
@@ -510,6 +544,46 @@ fn show(a: ShowArgs) -> Result<(), Error> {
         }
         OutputFormat::Text => print!("{}", catalog::render_show(&run)),
     }
+    for k in a.pass_at {
+        let m = run
+            .metrics
+            .as_ref()
+            .ok_or_else(|| Error::input(&run.dir, "no metrics.json yet: run it first"))?;
+        match m.pass_at(k) {
+            Some(p) => println!("pass@{k}     {:.2} %", 100.0 * p),
+            None => println!("pass@{k}     — (a question has fewer than {k} samples)"),
+        }
+    }
+    Ok(())
+}
+
+fn grade(a: GradeArgs) -> Result<(), Error> {
+    let base = match &a.config {
+        Some(f) => rftx::core::config::load(f, &[])?.config,
+        None => rftx::core::config::Config::default(),
+    };
+    let c = rftx::core::config::overlay(base, &a.set)?;
+    let mut out = std::io::stdout().lock();
+    let (lines, correct) = rftx::commands::grade::grade_lines(&c.rft, &a.input, &mut out)?;
+    let rft = serde_json::to_value(&c.rft).expect("rft serialises");
+    eprintln!("{correct} of {lines} correct (rft = {rft})");
+    Ok(())
+}
+
+fn regrade(a: RegradeArgs) -> Result<(), Error> {
+    let dir = one_run(&a.run, &[], &a.dir.runs_dir)?;
+    let r = rftx::commands::grade::regrade(&dir, &a.set)?;
+    let (b, n) = (&r.before, &r.after);
+    println!("regraded {} questions into {}", n.questions, r.dir.display());
+    println!("accepted   {} → {} of {} samples", b.accepted, n.accepted, n.samples);
+    println!("pass@1     {:.1} % → {:.1} %", 100.0 * b.pass_at_1, 100.0 * n.pass_at_1);
+    println!(
+        "pass@{:<6} {:.1} % → {:.1} %",
+        n.k,
+        100.0 * b.pass_at_k,
+        100.0 * n.pass_at_k
+    );
+    println!("dataset    {} records", n.dataset_records);
     Ok(())
 }
 

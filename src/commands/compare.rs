@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::base::error::Result;
-use crate::base::util::human_bytes;
+use crate::base::util::{csv_field, human_bytes};
 use crate::commands::catalog::{display_value, RunInfo};
 use crate::core::report::Metrics;
 
@@ -59,6 +59,8 @@ pub const METRICS: &[Metric] = &[
     metric("samples", "samples", Unit::Count, |m| m.samples as f64),
     metric("new_tokens", "new tokens", Unit::Count, |m| m.new_tokens as f64),
     metric("acceptance_rate", "acceptance", Unit::Fraction, |m| m.acceptance_rate),
+    metric("pass_at_1", "pass@1", Unit::Fraction, |m| m.pass_at_1),
+    metric("pass_at_k", "pass@k (k = samples)", Unit::Fraction, |m| m.pass_at_k),
     metric("dataset_records", "accepted unique records", Unit::Count, |m| m.dataset_records as f64),
 ];
 
@@ -316,13 +318,6 @@ impl Exporter for JsonExporter {
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break.
-fn csv_field(s: &str) -> String {
-    match s.contains([',', '"', '\n', '\r']) {
-        true => format!("\"{}\"", s.replace('"', "\"\"")),
-        false => s.to_string(),
-    }
-}
-
 impl Exporter for CsvExporter {
     fn export(&self, c: &Comparison) -> String {
         let mut header: Vec<String> = ["id", "dir", "hash", "status", "questions_done", "questions_total"]
@@ -365,6 +360,7 @@ mod tests {
 
     #[test]
     fn csv_fields_are_quoted_only_when_needed() {
+        use crate::base::util::csv_field;
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::error::{Error, Result};
 use crate::base::record::Finish;
+use crate::core::rft::pass;
 use crate::core::store::{self, ChunkRecord, QuestionRecord};
 
 /// `metrics.json`.
@@ -34,6 +35,19 @@ pub struct Metrics {
     pub dataset_records: usize,
     /// Questions with at least one accepted sample.
     pub questions_with_accepted: usize,
+    /// pass@1, the unbiased estimator averaged over questions: the mean share of correct samples.
+    #[serde(default)]
+    pub pass_at_1: f64,
+    /// pass@k at k = [`Metrics::k`]: the share of questions with a correct sample.
+    #[serde(default)]
+    pub pass_at_k: f64,
+    /// The k of `pass_at_k`: the fewest samples of any question (`generation.oversample`).
+    #[serde(default)]
+    pub k: usize,
+    /// Questions by samples n and correct samples c, as `[n, c, questions]`: pass@k at any k
+    /// follows (`rftx show --pass-at`).
+    #[serde(default)]
+    pub correct_counts: Vec<[usize; 3]>,
     /// Samples that contained a parsable `<answer>` tag.
     pub parsed: usize,
     /// Samples that ended with an end-of-turn token rather than the token budget.
@@ -99,6 +113,9 @@ pub struct Tally {
     peak_bytes: u64,
     rss_peak_bytes: u64,
     gpu_peak_bytes: Option<u64>,
+    pass: pass::Counts,
+    /// Each question's index, id, samples and correct samples, for `pass_at_k.csv`.
+    per_question: Vec<(usize, Option<String>, usize, usize)>,
 }
 
 impl Tally {
@@ -108,6 +125,9 @@ impl Tally {
         let accepted = q.samples.iter().filter(|s| s.correct).count();
         self.accepted += accepted;
         self.questions_with_accepted += usize::from(accepted > 0);
+        self.pass.add(q.samples.len(), accepted);
+        self.per_question
+            .push((q.index, q.id.clone(), q.samples.len(), accepted));
         self.parsed += q.samples.iter().filter(|s| s.parsed.is_some()).count();
         self.eos += q.samples.iter().filter(|s| s.finish == Finish::Eos).count();
         self.new_tokens += q.samples.iter().map(|s| s.new_tokens).sum::<usize>();
@@ -157,6 +177,10 @@ impl Tally {
             acceptance_rate: ratio(self.accepted as f64, self.samples as f64),
             dataset_records,
             questions_with_accepted: self.questions_with_accepted,
+            pass_at_1: self.pass.mean(1).unwrap_or(0.0),
+            k: self.pass.min_samples().unwrap_or(0),
+            pass_at_k: self.pass.min_samples().and_then(|k| self.pass.mean(k)).unwrap_or(0.0),
+            correct_counts: self.pass.rows(),
             parsed: self.parsed,
             finished_eos: self.eos,
             chunks: self.chunks,
@@ -167,6 +191,32 @@ impl Tally {
             gpu_peak_bytes: self.gpu_peak_bytes,
             shards: Vec::new(),
         }
+    }
+}
+
+impl Tally {
+    /// `pass_at_k.csv`: per question its index, id, samples, correct samples, pass@1 and
+    /// pass@k at k = the run's [`Metrics::k`].
+    pub fn pass_csv(&self) -> String {
+        let k = self.pass.min_samples().unwrap_or(0);
+        let mut out = format!("index,id,samples,correct,pass_at_1,pass_at_{k}\n");
+        for (index, id, n, c) in &self.per_question {
+            let p = |k| pass::pass_at_k(*n, *c, k).map_or(String::new(), |p| format!("{p:.6}"));
+            let id = id.as_deref().map(crate::base::util::csv_field).unwrap_or_default();
+            out += &format!("{index},{id},{n},{c},{},{}\n", p(1), p(k));
+        }
+        out
+    }
+}
+
+impl Metrics {
+    /// pass@k averaged over questions, from `correct_counts`; `None` past the fewest samples.
+    pub fn pass_at(&self, k: usize) -> Option<f64> {
+        let mut counts = pass::Counts::default();
+        for &[n, c, q] in &self.correct_counts {
+            (0..q).for_each(|_| counts.add(n, c));
+        }
+        counts.mean(k)
     }
 }
 
@@ -192,6 +242,7 @@ pub fn summary(m: &Metrics) -> String {
     format!(
         "{} questions, {} samples, {} tokens in {:.1} s generation ({:.1} tokens/s), {:.1} s wall\n\
          accepted {} of {} samples ({:.1} %), {} unique dataset records, {} of {} questions covered\n\
+         pass@1 {:.1} %, pass@{} {:.1} %\n\
          peak heap {} (per chunk, weights included), peak RSS {}{gpu}",
         m.questions,
         m.samples,
@@ -205,6 +256,9 @@ pub fn summary(m: &Metrics) -> String {
         m.dataset_records,
         m.questions_with_accepted,
         m.questions,
+        100.0 * m.pass_at_1,
+        m.k,
+        100.0 * m.pass_at_k,
         human_bytes(m.peak_bytes),
         human_bytes(m.rss_peak_bytes),
     )

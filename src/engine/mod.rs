@@ -85,6 +85,12 @@ enum Kernels {
 pub const MAX_ROPE_POSITIONS: usize = 32_768;
 
 impl Model {
+    /// The most positions (prompt and generated tokens) a sequence can have: the model's
+    /// context, at most [`MAX_ROPE_POSITIONS`].
+    pub fn max_positions(&self) -> usize {
+        self.cos.dims()[0]
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }

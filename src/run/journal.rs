@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use crate::base::error::Result;
+use crate::core::config::Config;
 use crate::core::report::{self, Metrics, Tally};
 use crate::core::rft::Dataset;
 use crate::core::store::{self, Appender, ChunkRecord, Manifest, QuestionRecord, Recovered, RunDir, Status};
@@ -28,15 +29,15 @@ impl<'a> Journal<'a> {
         dir: &'a RunDir,
         mut manifest: Manifest,
         recovered: &Recovered,
-        started: Instant,
+        (started, config): (Instant, &Config),
         device: String,
         batching: store::Batching,
     ) -> Result<Self> {
         let mut tally = Tally::default();
-        let mut dataset = Dataset::default();
+        let mut dataset = Dataset::new(&config.rft, &config.prompt.system);
         for q in &recovered.questions {
             tally.add_question(q);
-            dataset.add_question(q);
+            dataset.add_question(q, None);
         }
         recovered.chunks.iter().for_each(|ch| tally.add_chunk(ch));
         manifest.begin_session(recovered.questions.len(), device);
@@ -77,20 +78,27 @@ impl<'a> Journal<'a> {
         }
         self.samples.append(record)?;
         self.tally.add_question(record);
-        self.dataset.add_question(record);
+        self.dataset.add_question(record, None);
         // The manifest's progress follows every commit; it is made durable at checkpoints.
         self.manifest.progress.questions_done = self.tally.questions();
         self.dir.update_manifest(&self.manifest)
     }
 
     /// Makes everything committed durable (fsync), rewrites `dataset.json` and `metrics.json`,
-    /// and the manifest with `status`.
+    /// and the manifest with `status`; a complete run also gets the trainer files
+    /// (`core::rft::outputs`), written once rather than at every checkpoint.
     pub(crate) fn checkpoint(&mut self, status: Status) -> Result<Metrics> {
         self.chunks.sync()?;
         self.samples.sync()?;
         let wall_s = self.earlier_wall_s + self.started.elapsed().as_secs_f64();
         let metrics = self.tally.metrics(self.total, wall_s, self.dataset.len());
         self.dir.write(store::DATASET_FILE, self.dataset.to_json().as_bytes())?;
+        if status == Status::Complete {
+            for (name, bytes) in self.dataset.trainer_files().map_err(crate::base::error::Error::Run)? {
+                self.dir.write(name, &bytes)?;
+            }
+            self.dir.write(store::PASS_FILE, self.tally.pass_csv().as_bytes())?;
+        }
         self.dir
             .write(store::METRICS_FILE, report::metrics_json(&metrics).as_bytes())?;
         self.manifest.update(status, self.tally.questions(), wall_s);

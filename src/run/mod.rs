@@ -140,6 +140,7 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         budget: budget.as_ref(),
         target,
         batching,
+        grader: rft::Grader::new(&p.resolved.config.rft).map_err(|e| Error::input(&p.resolved.file, e))?,
     };
 
     let device = crate::engine::device::numerics(p.device, session.gpu_info.as_ref());
@@ -172,7 +173,14 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         Some(m) if m.hash == p.hash => m,
         _ => runner.new_manifest(),
     };
-    let mut journal = Journal::open(&dir, manifest, &recovered, started, device, batching)?;
+    let mut journal = Journal::open(
+        &dir,
+        manifest,
+        &recovered,
+        (started, &p.resolved.config),
+        device,
+        batching,
+    )?;
     let resumed_from = recovered.questions.len();
     runner.log_start(&mut log, resumed_from);
     for note in &notes {
@@ -278,6 +286,7 @@ struct Runner<'a> {
     budget: Option<&'a Budget>,
     target: &'a Target,
     batching: Batching,
+    grader: rft::Grader,
 }
 
 /// Where a run's commits stand: the next question to commit, the questions finished ahead of
@@ -552,7 +561,6 @@ impl Runner<'_> {
 
     /// Decodes and grades a question's completions.
     fn grade(&self, index: usize, completions: Vec<crate::base::record::Completion>) -> Result<QuestionRecord> {
-        let c = &self.p.resolved.config;
         let q = &self.p.questions.questions[index];
         let samples = completions
             .into_iter()
@@ -562,22 +570,23 @@ impl Runner<'_> {
                     .tokenizer
                     .decode(&comp.tokens)
                     .map_err(|e| Error::Run(format!("question {index}: cannot decode: {e}")))?;
-                let parsed = rft::parse_answer(&text);
-                let correct = parsed.is_some_and(|x| rft::is_correct(x, q.answer, c.rft.tolerance));
+                let verdict = self.grader.grade(&text, &q.answer);
                 Ok(SampleRecord {
                     sample: comp.sample,
                     text,
                     new_tokens: comp.new_tokens,
                     finish: comp.finish,
-                    parsed,
-                    correct,
+                    parsed: verdict.parsed,
+                    correct: verdict.correct,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(QuestionRecord {
             index,
+            id: q.id.clone(),
             question: q.question.clone(),
-            answer: q.answer,
+            user: q.user.clone(),
+            answer: q.answer.clone(),
             samples,
         })
     }

@@ -166,7 +166,7 @@ fn longest_prompt(p: &Prepared, session: &Session) -> Result<usize> {
 fn prompt_lengths(p: &Prepared, source: Option<&ModelSource>) -> Result<(usize, usize, bool)> {
     let c = &p.resolved.config;
     let texts = |t: &ChatTemplate| -> Result<Vec<String>> {
-        let render = |q: &crate::core::data::Question| prompt_text(c, t, &q.question).map_err(Error::Run);
+        let render = |q: &crate::core::data::Question| prompt_text(c, t, q.user_text()).map_err(Error::Run);
         p.questions.questions.iter().map(render).collect()
     };
     if let Some(source) = source {

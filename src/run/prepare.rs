@@ -72,7 +72,12 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
             fetch::DEFAULT_MODEL_SHA256.to_string(),
         ),
     };
-    let questions = QuestionSet::from_config(resolved.data_path.as_deref(), resolved.config.data.limit)?;
+    let questions = QuestionSet::from_config(
+        resolved.data_path.as_deref(),
+        &resolved.config.data,
+        resolved.config.prompt.template.as_deref(),
+    )?;
+    check_references(&resolved, &questions)?;
     let (device, weights) = resolve_engine(&resolved)?;
     let engine = EngineKey {
         weights,
@@ -143,4 +148,17 @@ impl Prepared {
     pub fn model_on_disk(&self) -> Option<&Path> {
         self.model_path.exists().then_some(self.model_path.as_path())
     }
+}
+
+/// Every reference answer can be graded by `[rft]`, and `[rft]` compiles: else exit 2 naming the
+/// question, before any run directory exists.
+fn check_references(resolved: &Resolved, questions: &QuestionSet) -> Result<()> {
+    let grader = crate::core::rft::Grader::new(&resolved.config.rft).map_err(|e| Error::input(&resolved.file, e))?;
+    for (i, q) in questions.questions.iter().enumerate() {
+        grader.check_reference(&q.answer).map_err(|e| {
+            let place = q.id.as_ref().map_or(String::new(), |id| format!(" (id {id})"));
+            Error::input(Path::new(&questions.source), format!("question {i}{place}: {e}"))
+        })?;
+    }
+    Ok(())
 }

@@ -119,12 +119,30 @@ impl Session {
                     return Ok(Vec::new());
                 }
                 let text =
-                    prompt_text(c, &self.template, &q.question).map_err(|e| Error::input(&self.model_path, e))?;
-                self.tokenizer
+                    prompt_text(c, &self.template, q.user_text()).map_err(|e| Error::input(&self.model_path, e))?;
+                let ids = self
+                    .tokenizer
                     .encode(&text)
-                    .map_err(|e| Error::Run(format!("cannot tokenize a prompt: {e}")))
+                    .map_err(|e| Error::Run(format!("cannot tokenize a prompt: {e}")))?;
+                self.fits(i, ids.len(), c.generation.max_new_tokens, &p.questions.source)?;
+                Ok(ids)
             })
             .collect()
+    }
+
+    /// A question's prompt and its token budget must fit the model's positions: else exit 2
+    /// before anything runs, naming the question and the keys to change.
+    fn fits(&self, index: usize, prompt: usize, budget: usize, source: &str) -> Result<()> {
+        let max = self.model.max_positions();
+        if prompt + budget <= max {
+            return Ok(());
+        }
+        Err(Error::input(
+            std::path::Path::new(source),
+            format!(
+                "question {index}: its prompt is {prompt} tokens, plus generation.max_new_tokens = {budget} is more than the {max} positions of the model; lower generation.max_new_tokens, shorten prompt.system, prompt.examples or prompt.template, or leave the question out"
+            ),
+        ))
     }
 
     /// Tokens of the shared prompt prefix (0 without one).
@@ -233,7 +251,7 @@ pub fn rendered_prompts(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Vec<S
     p.questions
         .questions
         .iter()
-        .map(|q| prompt_text(&p.resolved.config, &template, &q.question).map_err(|e| Error::input(source.path(), e)))
+        .map(|q| prompt_text(&p.resolved.config, &template, q.user_text()).map_err(|e| Error::input(source.path(), e)))
         .collect()
 }
 

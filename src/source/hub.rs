@@ -9,9 +9,18 @@ use std::path::{Path, PathBuf};
 pub fn looks_like_repo_id(s: &str) -> bool {
     let id = s.split_once('@').map_or(s, |(id, _)| id);
     let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    let file = [".gguf", ".safetensors", ".json", ".bin"]
-        .iter()
-        .any(|e| id.ends_with(e));
+    let file = [
+        ".gguf",
+        ".safetensors",
+        ".json",
+        ".bin",
+        ".jsonl",
+        ".ndjson",
+        ".csv",
+        ".parquet",
+    ]
+    .iter()
+    .any(|e| id.ends_with(e));
     matches!(id.split('/').collect::<Vec<_>>()[..], [org, name] if ok(org) && ok(name) && !org.starts_with('.') && !file)
 }
 
@@ -31,13 +40,24 @@ pub fn cache_dir() -> PathBuf {
 /// The snapshot folder of `repo[@revision]` in `cache`; the error says where it looked and the
 /// command that fetches it where a network is.
 pub fn resolve(spec: &str, cache: &Path) -> Result<PathBuf, String> {
+    snapshot(spec, cache, "models", Some(super::hf::CONFIG))
+}
+
+/// The snapshot folder of the dataset `repo[@revision]` in `cache` (`datasets--org--name`).
+pub fn resolve_dataset(spec: &str, cache: &Path) -> Result<PathBuf, String> {
+    snapshot(spec, cache, "datasets", None)
+}
+
+/// `<cache>/<kind>--org--name/snapshots/<commit>`, holding `marker` when one is named.
+fn snapshot(spec: &str, cache: &Path, kind: &str, marker: Option<&str>) -> Result<PathBuf, String> {
     let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
-    let repo = cache.join(format!("models--{}", id.replace('/', "--")));
+    let repo = cache.join(format!("{kind}--{}", id.replace('/', "--")));
     let commit = std::fs::read_to_string(repo.join("refs").join(revision))
         .map(|c| c.trim().to_string())
         .unwrap_or_else(|_| revision.to_string());
     let snapshot = repo.join("snapshots").join(&commit);
-    if snapshot.join(super::hf::CONFIG).is_file() {
+    let looked = marker.map_or(snapshot.clone(), |m| snapshot.join(m));
+    if looked.exists() {
         return Ok(snapshot);
     }
     let rev = if revision == "main" {
@@ -45,9 +65,14 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<PathBuf, String> {
     } else {
         format!(" --revision {revision}")
     };
+    let (flag, key, what) = if kind == "datasets" {
+        (" --repo-type dataset", "data.source", "a question file")
+    } else {
+        ("", "model.path", "a model folder")
+    };
     Err(format!(
-        "`{spec}` is not in the local Hugging Face cache (looked for {}; the cache is $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub). rftx never downloads: where a network is, run `huggingface-cli download {id}{rev}` (with the same HF_HOME), or point model.path at a model folder (if `{id}` is a path: nothing is there, relative to the config file)",
-        snapshot.join(super::hf::CONFIG).display()
+        "`{spec}` is not in the local Hugging Face cache (looked for {}; the cache is $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub). rftx never downloads: where a network is, run `huggingface-cli download{flag} {id}{rev}` (with the same HF_HOME), or point {key} at {what} (if `{id}` is a path: nothing is there, relative to the config file)",
+        looked.display()
     ))
 }
 

@@ -101,14 +101,38 @@ pub fn load(file: &Path, sets: &[String]) -> Result<Resolved, ConfigError> {
             resolved
         }
     });
-    let data_path = (config.data.source != "builtin")
-        .then(|| resolve_path(&figment, "data.source", Path::new(&config.data.source)));
+    let data_path = (config.data.source != "builtin").then(|| {
+        let raw = Path::new(&config.data.source);
+        let resolved = resolve_path(&figment, "data.source", raw);
+        // A hub dataset id stays an id unless a file of that name is beside the config.
+        if crate::source::hub::looks_like_repo_id(&config.data.source) && !resolved.exists() {
+            raw.to_path_buf()
+        } else {
+            resolved
+        }
+    });
     Ok(Resolved {
         config,
         file: file.to_path_buf(),
         model_path,
         data_path,
     })
+}
+
+/// `base` with the `--set` arguments layered over it and validated: for commands that work
+/// from an existing config (a run's `config.toml`, or the defaults) rather than a file.
+pub fn overlay(base: Config, sets: &[String]) -> Result<Config, ConfigError> {
+    let sets = sets.iter().map(|s| SetArg::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let mut figment = Figment::from(Serialized::defaults(base));
+    for set in sets {
+        figment = figment.merge(set);
+    }
+    let config: Config = figment.extract().map_err(|e| describe_figment_error(e, &figment))?;
+    let problems = validate(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    Ok(config)
 }
 
 fn env_provider() -> Env {

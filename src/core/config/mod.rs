@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use hash::{canonical_json, EngineKey, HASH_FORMAT};
-pub use load::{load, parse_value, SetArg};
+pub use load::{load, overlay, parse_value, SetArg};
 pub use validate::validate;
 
 pub use crate::base::error::ConfigError;
@@ -32,6 +32,7 @@ pub const ENV_RESERVED: &[&str] = &[
     "test_oom",
     "test_fail_shards",
     "require_all",
+    "test_python",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,11 +202,58 @@ pub enum ModelInit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `"builtin"` (the built-in unit-conversion set) or a JSON file: a list of `[question, answer]`.
+    /// `"builtin"` (the built-in unit-conversion set); a `.json` (a list of `[question, answer]`
+    /// pairs or of objects), `.jsonl`, `.csv` or `.parquet` file; or a dataset in the local
+    /// Hugging Face hub cache, `Org/Name[@revision]`.
     pub source: String,
     /// Use only the first `limit` questions. Unset: all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// The field holding the question (a dotted path into nested objects: `problem.text`).
+    #[serde(default = "question_field", skip_serializing_if = "is_question_field")]
+    pub question_field: String,
+    /// The field holding the reference answer.
+    #[serde(default = "answer_field", skip_serializing_if = "is_answer_field")]
+    pub answer_field: String,
+    /// The field holding a question's id, copied into samples and datasets. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+    /// Hub datasets: the split (`train`, `test`, …). Unset: `train`, or the only split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// Hub datasets: the config (subset) where the dataset has several (GSM8K's `main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+fn question_field() -> String {
+    "question".into()
+}
+
+fn answer_field() -> String {
+    "answer".into()
+}
+
+fn is_question_field(s: &str) -> bool {
+    s == "question"
+}
+
+fn is_answer_field(s: &str) -> bool {
+    s == "answer"
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            source: "builtin".into(),
+            limit: None,
+            question_field: question_field(),
+            answer_field: answer_field(),
+            id_field: None,
+            split: None,
+            config: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,6 +263,10 @@ pub struct PromptConfig {
     pub system: String,
     /// Few-shot examples, rendered as earlier user/assistant turns.
     pub examples: Vec<Example>,
+    /// The user turn of each question: `{question}`, `{answer}` or any field of the question's
+    /// row (`{choices.0}`), `{{`/`}}` for braces. Unset: the question as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,8 +298,82 @@ pub struct GenerationConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RftConfig {
-    /// Relative tolerance for accepting a parsed answer: |parsed − answer| ≤ tolerance·|answer|.
+    /// Relative tolerance of the `numeric` grader: |parsed − answer| ≤ tolerance·|answer|.
     pub tolerance: f64,
+    /// How an extracted answer is compared with the reference (see `core::rft::grade`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub grader: Grader,
+    /// Where a completion's answer is read from.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub extract: Extract,
+    /// `extract = "regex"`: the expression whose last match (its first group, if any) is the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Keep a question's correct sample only once when its text repeats.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub dedup: bool,
+    /// Keep at most this many correct samples per question (the first ones). Unset: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_question: Option<usize>,
+}
+
+impl Default for RftConfig {
+    fn default() -> Self {
+        RftConfig {
+            tolerance: 0.05,
+            grader: Grader::Numeric,
+            extract: Extract::AnswerTag,
+            pattern: None,
+            dedup: true,
+            max_per_question: None,
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// `rft.grader`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grader {
+    /// A number within `rft.tolerance`.
+    #[default]
+    Numeric,
+    /// Equal text after SQuAD's normalisation.
+    Exact,
+    /// The same option letter (a numeric reference is the option's index, 0 = A).
+    Choice,
+    /// The reference is a regular expression matching the whole extracted answer.
+    Regex,
+    /// GSM8K- and MATH-style answers compared by value.
+    Math,
+}
+
+/// `rft.extract`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Extract {
+    /// The last complete `<answer>…</answer>`.
+    #[default]
+    AnswerTag,
+    /// The last `\boxed{…}`.
+    Boxed,
+    /// The last number of the completion.
+    LastNumber,
+    /// The whole completion.
+    Whole,
+    /// The last match of `rft.pattern`.
+    Regex,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,7 +393,7 @@ impl Default for Config {
             seed: 0,
             device: "auto".into(),
             model: ModelConfig { path: None, weights: WeightFormat::Auto, arch: None, init: ModelInit::File },
-            data: DataConfig { source: "builtin".into(), limit: None },
+            data: DataConfig::default(),
             prompt: PromptConfig {
                 system: DEFAULT_SYSTEM.into(),
                 examples: vec![
@@ -280,6 +406,7 @@ impl Default for Config {
                         response: "1 hour is 60 minutes, so 2 hours is 2 * 60 = 120 minutes. <answer>120</answer>".into(),
                     },
                 ],
+                template: None,
             },
             generation: GenerationConfig {
                 oversample: 15,
@@ -289,13 +416,21 @@ impl Default for Config {
                 top_p: 1.0,
                 max_new_tokens: 80,
             },
-            rft: RftConfig { tolerance: 0.05 },
+            rft: RftConfig::default(),
             checkpoint: CheckpointConfig { every: 100 },
             memory: MemoryConfig { budget: None, on_exceed: OnExceed::Fail, device_limit: None },
             plan: PlanConfig { layout: crate::core::plan::Layout::Rftx, prompts_per_batch: 1, device: None },
             sweep: toml::Table::new(),
         }
     }
+}
+
+/// The `config.toml` a run directory holds (written by [`Resolved::to_toml`]).
+pub fn read_run_config(path: &std::path::Path) -> crate::base::error::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::base::error::Error::io(format!("{}: cannot read", path.display()), e))?;
+    toml::from_str(&text)
+        .map_err(|e| crate::base::error::Error::input(path, format!("unreadable run config ({e}); rerun with --force")))
 }
 
 /// A validated configuration with its paths resolved.

@@ -32,6 +32,14 @@ pub const SAMPLES_FILE: &str = "samples.jsonl";
 pub const CHUNKS_FILE: &str = "chunks.jsonl";
 pub const DATASET_FILE: &str = "dataset.json";
 pub const METRICS_FILE: &str = "metrics.json";
+/// The kept samples as TRL's conversational language-modeling files (see `core::rft::outputs`).
+pub const SFT_MESSAGES_FILE: &str = "sft_messages.jsonl";
+/// The kept samples as TRL's conversational prompt-completion files.
+pub const SFT_PROMPT_COMPLETION_FILE: &str = "sft_prompt_completion.jsonl";
+/// The kept samples as a flat Parquet table.
+pub const PARQUET_FILE: &str = "dataset.parquet";
+/// pass@1 and pass@k of every question, as CSV.
+pub const PASS_FILE: &str = "pass_at_k.csv";
 pub const LOG_FILE: &str = "run.log";
 pub const LOCK_FILE: &str = "lock";
 /// A shard directory's marker that it is done (`shard::Done`), written last.
@@ -128,6 +136,10 @@ impl RunDir {
             CHUNKS_FILE,
             DATASET_FILE,
             METRICS_FILE,
+            SFT_MESSAGES_FILE,
+            SFT_PROMPT_COMPLETION_FILE,
+            PARQUET_FILE,
+            PASS_FILE,
             MANIFEST_FILE,
         ] {
             match std::fs::remove_file(self.file(f)) {
@@ -212,8 +224,10 @@ mod tests {
     fn q(i: usize) -> QuestionRecord {
         QuestionRecord {
             index: i,
+            id: None,
             question: format!("q{i}"),
-            answer: i as f64,
+            user: None,
+            answer: crate::base::record::Answer::Number(i as f64),
             samples: vec![SampleRecord {
                 sample: 0,
                 text: "t".into(),

@@ -2,14 +2,20 @@
 //! measurements).
 use serde::{Deserialize, Serialize};
 
-use crate::base::record::Finish;
+use crate::base::record::{Answer, Finish};
 
 /// One line of `samples.jsonl`: a question and all its samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuestionRecord {
     pub index: usize,
+    /// `data.id_field` of the question's row, when the data set names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub question: String,
-    pub answer: f64,
+    /// The user turn the model saw, when `prompt.template` made it differ from `question`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub answer: Answer,
     pub samples: Vec<SampleRecord>,
 }
 
@@ -19,7 +25,8 @@ pub struct SampleRecord {
     pub text: String,
     pub new_tokens: usize,
     pub finish: Finish,
-    pub parsed: Option<f64>,
+    /// What the grader compared: the number (`numeric`) or its normal form of the answer text.
+    pub parsed: Option<Answer>,
     pub correct: bool,
 }
 

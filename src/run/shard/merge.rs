@@ -37,7 +37,9 @@ pub fn merge(run_dir: &Path, force: bool) -> Result<Merged> {
         .collect::<Result<Vec<_>>>()?;
     let device = one_device(&manifests, force)?;
     let (_lock, _) = store::Lock::acquire(run_dir)?;
-    let (tally, dataset) = read_records(&dirs, plan)?;
+    let config = crate::core::config::read_run_config(&dirs[0].join(store::CONFIG_FILE))?;
+    let mut dataset = Dataset::new(&config.rft, &config.prompt.system);
+    let tally = read_records(&dirs, plan, &mut dataset)?;
     concatenate(&dirs, store::SAMPLES_FILE, &run_dir.join(store::SAMPLES_FILE))?;
     concatenate(&dirs, store::CHUNKS_FILE, &run_dir.join(store::CHUNKS_FILE))?;
     let mut rows = Vec::new();
@@ -54,6 +56,10 @@ pub fn merge(run_dir: &Path, force: bool) -> Result<Merged> {
         .ctx(|| format!("{}: cannot read", dirs[0].join(store::CONFIG_FILE).display()))?;
     run.write(store::CONFIG_FILE, &config)?;
     run.write(store::DATASET_FILE, dataset.to_json().as_bytes())?;
+    for (name, bytes) in dataset.trainer_files().map_err(Error::Run)? {
+        run.write(name, &bytes)?;
+    }
+    run.write(store::PASS_FILE, tally.pass_csv().as_bytes())?;
     run.write(store::METRICS_FILE, report::metrics_json(&metrics).as_bytes())?;
     run.write_manifest(&merged_manifest(&manifests, plan, wall_s))?;
     let mut log = run.appender(store::LOG_FILE)?;
@@ -159,8 +165,8 @@ fn one_device(manifests: &[Manifest], force: bool) -> Result<String> {
 
 /// Tallies every shard's committed records in question order, checking that the indices tile
 /// the run's questions, and builds the dataset exactly as a single run would.
-fn read_records(dirs: &[PathBuf], plan: &Plan) -> Result<(Tally, Dataset)> {
-    let (mut tally, mut dataset) = (Tally::default(), Dataset::default());
+fn read_records(dirs: &[PathBuf], plan: &Plan, dataset: &mut Dataset) -> Result<Tally> {
+    let mut tally = Tally::default();
     let mut next = 0;
     for (i, dir) in dirs.iter().enumerate() {
         let range = plan.range(i);
@@ -173,7 +179,7 @@ fn read_records(dirs: &[PathBuf], plan: &Plan) -> Result<(Tally, Dataset)> {
             }
             next += 1;
             tally.add_question(&q);
-            dataset.add_question(&q);
+            dataset.add_question(&q, None);
             Ok(())
         })?;
         if next != range.end {
@@ -190,7 +196,7 @@ fn read_records(dirs: &[PathBuf], plan: &Plan) -> Result<(Tally, Dataset)> {
             Ok(())
         })?;
     }
-    Ok((tally, dataset))
+    Ok(tally)
 }
 
 /// Writes the concatenation of every shard's `name` to `out`, atomically.

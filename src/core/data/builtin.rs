@@ -1,18 +1,8 @@
-//! Question sets: the built-in unit-conversion set and user JSON files in the homework's format,
-//! a list of `[question, answer]` pairs.
-use std::path::Path;
-
-use serde::{Deserialize, Serialize};
-
-use crate::base::error::{Error, Result};
+//! The built-in set: 1000 unit-conversion questions with exact numeric answers, the same on
+//! every machine and version.
+use super::Question;
+use crate::base::record::Answer;
 use crate::base::sampling::Rng;
-
-/// One question with its exact numeric answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Question {
-    pub question: String,
-    pub answer: f64,
-}
 
 /// Number of questions in the built-in set.
 pub const BUILTIN_COUNT: usize = 1000;
@@ -132,10 +122,7 @@ pub fn builtin(count: usize) -> Vec<Question> {
                 .replace("{v}", &format_number(v))
                 .replace("{from}", from)
                 .replace("{to}", c.to);
-            Question {
-                question,
-                answer: round_sig(v * c.factor + c.offset, 12),
-            }
+            Question::new(question, Answer::Number(round_sig(v * c.factor + c.offset, 12)))
         })
         .collect()
 }
@@ -158,95 +145,6 @@ pub fn format_number(x: f64) -> String {
     }
 }
 
-/// Reads a JSON list of `[question, answer]` pairs (the answer a number, or a string holding one).
-pub fn load_json(path: &Path) -> Result<Vec<Question>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::input(path, format!("cannot read the question file: {e}")))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Error::input(
-            path,
-            format!("not valid JSON ({e}); expected a list of [question, answer] pairs"),
-        )
-    })?;
-    let items = value.as_array().ok_or_else(|| {
-        Error::input(
-            path,
-            "expected a JSON list of [question, answer] pairs at the top level",
-        )
-    })?;
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let bad = |why: &str| {
-            Error::input(
-                path,
-                format!(
-                    "record {i}: {why}; expected [question, answer] such as [\"How many grams are in 2 kg?\", 2000]"
-                ),
-            )
-        };
-        let pair = item
-            .as_array()
-            .filter(|a| a.len() >= 2)
-            .ok_or_else(|| bad("not a [question, answer] list"))?;
-        let question = pair[0]
-            .as_str()
-            .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| bad("the question is not a non-empty string"))?;
-        let answer = match &pair[1] {
-            serde_json::Value::Number(n) => n.as_f64(),
-            serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
-            _ => None,
-        }
-        .filter(|a| a.is_finite())
-        .ok_or_else(|| bad(&format!("the answer {} is not a number", pair[1])))?;
-        out.push(Question {
-            question: question.to_string(),
-            answer,
-        });
-    }
-    if out.is_empty() {
-        return Err(Error::input(path, "the question set is empty"));
-    }
-    Ok(out)
-}
-
-/// The question set a run uses and its digest (sha256 of its canonical JSON).
-#[derive(Debug, Clone)]
-pub struct QuestionSet {
-    pub questions: Vec<Question>,
-    pub sha256: String,
-    /// `builtin` or the file's path.
-    pub source: String,
-}
-
-impl QuestionSet {
-    pub fn new(questions: Vec<Question>, source: String) -> Self {
-        let sha256 = crate::base::util::sha256_hex(to_json(&questions).as_bytes());
-        QuestionSet {
-            questions,
-            sha256,
-            source,
-        }
-    }
-
-    /// Loads the configured set and applies `data.limit`.
-    pub fn from_config(data_path: Option<&Path>, limit: Option<usize>) -> Result<Self> {
-        let (mut questions, source) = match data_path {
-            None => (builtin(BUILTIN_COUNT), "builtin".to_string()),
-            Some(p) => (load_json(p)?, p.display().to_string()),
-        };
-        if let Some(l) = limit {
-            questions.truncate(l);
-        }
-        Ok(QuestionSet::new(questions, source))
-    }
-}
-
-/// The homework's format: `[[question, answer], …]`, one pair per line.
-pub fn to_json(questions: &[Question]) -> String {
-    crate::base::util::json_list(questions.iter().map(|q| serde_json::json!([q.question, q.answer])))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,7 +157,10 @@ mod tests {
         let kinds: std::collections::HashSet<&str> = a.iter().map(|q| q.question.split(' ').next().unwrap()).collect();
         assert!(kinds.len() >= 4);
         for q in &a {
-            assert!(q.answer.is_finite() && q.answer > 0.0, "{q:?}");
+            assert!(
+                matches!(q.answer, Answer::Number(a) if a.is_finite() && a > 0.0),
+                "{q:?}"
+            );
         }
         // Spot-check a parse of every question against its conversion.
         let km = a
@@ -269,7 +170,7 @@ mod tests {
             })
             .unwrap();
         let v: f64 = km.question.split(' ').find_map(|w| w.parse().ok()).unwrap();
-        assert_eq!(km.answer, round_sig(v * 1000.0, 12), "{km:?}");
+        assert_eq!(km.answer, Answer::Number(round_sig(v * 1000.0, 12)), "{km:?}");
     }
 
     #[test]
@@ -277,42 +178,5 @@ mod tests {
         assert_eq!(round_sig(1.1 * 1000.0, 12), 1100.0);
         assert_eq!(format_number(3.0), "3");
         assert_eq!(format_number(2.5), "2.5");
-    }
-
-    #[test]
-    fn json_round_trip_and_errors() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("q.json");
-        let qs = builtin(5);
-        std::fs::write(&p, to_json(&qs)).unwrap();
-        assert_eq!(load_json(&p).unwrap(), qs);
-
-        std::fs::write(&p, "[[\"q\", \"12.5\"]]").unwrap();
-        assert_eq!(load_json(&p).unwrap()[0].answer, 12.5);
-
-        for (text, needle) in [
-            ("{not json", "not valid JSON"),
-            ("{\"a\": 1}", "a JSON list"),
-            ("[[\"q\"]]", "record 0: not a [question, answer] list"),
-            ("[[\"q\", \"many\"]]", "record 0: the answer \"many\" is not a number"),
-            (
-                "[[\"q\", 1], [3, 1]]",
-                "record 1: the question is not a non-empty string",
-            ),
-            ("[]", "the question set is empty"),
-        ] {
-            std::fs::write(&p, text).unwrap();
-            let e = load_json(&p).unwrap_err().to_string();
-            assert!(e.contains(needle) && e.contains("q.json"), "{text}: {e}");
-        }
-    }
-
-    #[test]
-    fn digest_tracks_content_and_limit() {
-        let a = QuestionSet::from_config(None, Some(5)).unwrap();
-        let b = QuestionSet::from_config(None, Some(6)).unwrap();
-        assert_eq!(a.questions.len(), 5);
-        assert_ne!(a.sha256, b.sha256);
-        assert_eq!(a.sha256, QuestionSet::from_config(None, Some(5)).unwrap().sha256);
     }
 }
