@@ -292,20 +292,26 @@ pub fn write_hf_folder(gguf: &Path, dir: &Path, qwen2_biases: Option<f32>) -> cr
     Ok(())
 }
 
-/// `n` questions shaped like GSM8K's rows: `question`, and `answer`, a worked solution whose
-/// final line is `#### N`.
+/// `n` questions shaped like GSM8K's rows: `question`, a short word problem, and `answer`, a
+/// worked solution with `<<…>>` calculator notes whose final line is `#### N`.
 pub fn gsm8k_rows(n: usize) -> Vec<(String, String)> {
     (0..n)
         .map(|i| {
-            let (a, b) = (12 + 7 * i, 3 + i % 5);
-            let question = format!(
-                "Natalia sold clips to {a} of her friends in April, and then she sold {b} times as many clips in May. How many clips did Natalia sell altogether in April and May?"
-            );
-            let answer = format!(
-                "Natalia sold {a}*{b} = <<{a}*{b}={}>>{} clips in May.\nNatalia sold {a}+{} = <<{a}+{}={}>>{} clips altogether.\n#### {}",
-                a * b, a * b, a * b, a * b, a + a * b, a + a * b, a + a * b
-            );
-            (question, answer)
+            let (a, b) = (6 + (7 * i) % 30, 2 + i % 5);
+            match i % 3 {
+                0 => (
+                    format!("Natalia sold clips to {a} of her friends in April, and then she sold {b} times as many clips in May. How many clips did Natalia sell in May?"),
+                    format!("Natalia sold {a}*{b} = <<{a}*{b}={p}>>{p} clips in May.\n#### {p}", p = a * b),
+                ),
+                1 => (
+                    format!("Tom has {a} apples. He buys {b} more apples at the market. How many apples does Tom have now?"),
+                    format!("Tom has {a}+{b} = <<{a}+{b}={s}>>{s} apples now.\n#### {s}", s = a + b),
+                ),
+                _ => (
+                    format!("A baker made {a} muffins and sold {b} of them. How many muffins are left?"),
+                    format!("The baker has {a}-{b} = <<{a}-{b}={d}>>{d} muffins left.\n#### {d}", d = a - b),
+                ),
+            }
         })
         .collect()
 }

@@ -45,7 +45,7 @@ fn gsm8k_from_the_hub_cache() {
     // With the default few-shot turns the prompt outgrows the tiny model's 512 positions.
     let r = run_with(&f, &env, &sets[..5]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("openai/gsm8k: question 0: its prompt is 626 tokens, plus generation.max_new_tokens = 12 is more than the 512 positions of the model"), "{}", r.stderr);
+    assert!(r.stderr.contains("openai/gsm8k: question 0: its prompt is 606 tokens, plus generation.max_new_tokens = 12 is more than the 512 positions of the model"), "{}", r.stderr);
     assert!(!f.runs().exists());
     let r = run_with(&f, &env, &sets);
     assert_eq!(r.code, 0, "{}", r.stderr);

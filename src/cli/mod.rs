@@ -550,8 +550,8 @@ fn show(a: ShowArgs) -> Result<(), Error> {
             .as_ref()
             .ok_or_else(|| Error::input(&run.dir, "no metrics.json yet: run it first"))?;
         match m.pass_at(k) {
-            Some(p) => println!("pass@{k}     {:.2} %", 100.0 * p),
-            None => println!("pass@{k}     — (a question has fewer than {k} samples)"),
+            Some(p) => println!("{:<10} {:.2} %", format!("pass@{k}"), 100.0 * p),
+            None => println!("{:<10} — (a question has fewer than {k} samples)", format!("pass@{k}")),
         }
     }
     Ok(())
@@ -577,12 +577,8 @@ fn regrade(a: RegradeArgs) -> Result<(), Error> {
     println!("regraded {} questions into {}", n.questions, r.dir.display());
     println!("accepted   {} → {} of {} samples", b.accepted, n.accepted, n.samples);
     println!("pass@1     {:.1} % → {:.1} %", 100.0 * b.pass_at_1, 100.0 * n.pass_at_1);
-    println!(
-        "pass@{:<6} {:.1} % → {:.1} %",
-        n.k,
-        100.0 * b.pass_at_k,
-        100.0 * n.pass_at_k
-    );
+    let k = format!("pass@{}", n.k);
+    println!("{k:<10} {:.1} % → {:.1} %", 100.0 * b.pass_at_k, 100.0 * n.pass_at_k);
     println!("dataset    {} records", n.dataset_records);
     Ok(())
 }

@@ -142,7 +142,6 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         batching,
         grader: rft::Grader::new(&p.resolved.config.rft).map_err(|e| Error::input(&p.resolved.file, e))?,
     };
-
     let device = crate::engine::device::numerics(p.device, session.gpu_info.as_ref());
     if let (false, Some(m)) = (force, store::read_manifest(&target.dir)?) {
         same_numerics(&m, store::committed_questions(&target.dir), &device, &target.dir)?;

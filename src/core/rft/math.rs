@@ -8,6 +8,9 @@
 //! (`2\sqrt{3}`, `3x`) and one-letter variables. Expressions are equal when they agree, within
 //! 1e-6 relative, at fixed values of their variables (`2x+1` = `1+2x`); text neither side can be
 //! read as is compared with its spaces removed.
+use std::sync::LazyLock;
+
+use regex::Regex;
 
 /// The reference's final answer: after the last `####` (GSM8K), else the last `\boxed{…}`
 /// (MATH's solutions), else the whole text.
@@ -174,29 +177,16 @@ fn command(s: &str, i: usize) -> bool {
     i > 0 && s.as_bytes()[i - 1] == b'\\'
 }
 
-/// `\text{…}`, `\mbox{…}`, `\mathrm{…}`: units (`5\text{ cm}`) are dropped; a group that is the
-/// whole answer (`\text{Monday}`) keeps its words.
+/// `\text{…}`, `\mbox{…}`, `\mathrm{…}`, `\textbf{…}`: units (`5\text{ cm}`, with their power:
+/// `6\text{ cm}^2`) are dropped; a group that is the whole answer (`\text{Monday}`) keeps its words.
 fn drop_text_groups(s: &str) -> String {
-    let mut out = s.to_string();
-    for cmd in ["\\text{", "\\mbox{", "\\mathrm{", "\\textbf{"] {
-        while let Some(at) = out.find(cmd) {
-            let open = at + cmd.len();
-            let Some(len) = out[open..].find('}') else { break };
-            let inner = out[open..open + len].to_string();
-            let rest_empty = out[..at].trim().is_empty() && out[open + len + 1..].trim().is_empty();
-            let keep = if rest_empty { inner } else { String::new() };
-            // `\text{ cm}^2`: the unit's power goes with it.
-            let mut end = open + len + 1;
-            for power in ["^{2}", "^{3}", "^2", "^3"] {
-                if !rest_empty && out[end..].starts_with(power) {
-                    end += power.len();
-                    break;
-                }
-            }
-            out.replace_range(at..end, &keep);
-        }
+    static GROUP: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\\(?:text|mbox|mathrm|textbf)\{([^{}]*)\}(?:\^\{?[23]\}?)?").expect("a valid expression")
+    });
+    match GROUP.captures(s.trim()) {
+        Some(c) if c[0].len() == s.trim().len() => c[1].to_string(),
+        _ => GROUP.replace_all(s, "").into_owned(),
     }
-    out
 }
 
 /// `1,234` or `-12,345.5`: a number with thousands separators.
@@ -411,8 +401,8 @@ impl Parser<'_> {
                 Some(Tok::Sym(c @ ('*' | '/'))) => *c,
                 Some(Tok::Cmd(c)) if c == "cdot" || c == "times" => '*',
                 Some(Tok::Cmd(c)) if c == "div" => '/',
-                // Implicit product: `2x`, `3\sqrt{2}`, `2(x+1)`.
-                Some(Tok::Num(_) | Tok::Var(_) | Tok::Sym('(' | '{')) => {
+                // Implicit product: `2x`, `3\sqrt{2}`, `2(x+1)`, `2{x}` (`\u{7b}` is a brace).
+                Some(Tok::Num(_) | Tok::Var(_) | Tok::Sym('(' | '\u{7b}')) => {
                     e = Expr::Bin('*', Box::new(e), Box::new(self.power()?));
                     continue;
                 }
