@@ -132,7 +132,7 @@ fn expected(p: &Prepared, arch: &Arch, prompt_tokens: usize, shared: usize) -> R
 /// The lines `rftx plan` prints for [`Expected`].
 pub fn render_expected(e: &Expected) -> String {
     format!(
-        "{:<28}{} (at chunk_size {}: {} rows; what \"auto\" picks here)\n{:<28}about {:.0} tokens/s (roofline {:.0}: weights read at {:.1} GB/s, int8 {:.1} GMAC/s on {} threads; runs reach about {:.0} % of it)\n",
+        "{:<28}{} (at chunk_size {}: {} rows; what \"auto\" picks here)\n{:<28}about {:.0} tokens/s (roofline {:.0}: weights read at {:.1} GB/s, int8 {:.1} GMAC/s ({}) on {} threads; runs reach about {:.0} % of it)\n",
         "auto prompts_per_batch",
         e.prompts_per_batch,
         e.chunk_size,
@@ -142,6 +142,7 @@ pub fn render_expected(e: &Expected) -> String {
         e.ceiling_tokens_per_s,
         e.machine.read_bytes_per_s / 1e9,
         e.machine.int8_macs_per_s / 1e9,
+        e.machine.int8_kernel,
         e.machine.threads,
         MEASURED_SHARE * 100.0
     )

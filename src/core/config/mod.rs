@@ -33,6 +33,7 @@ pub const ENV_RESERVED: &[&str] = &[
     "test_fail_shards",
     "require_all",
     "test_python",
+    "cpu_kernel",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

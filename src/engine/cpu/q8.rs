@@ -7,6 +7,14 @@
 //!
 //! Every output `(row, column)` is one fixed sequence of operations over the blocks of that row
 //! and column, whatever the number of rows: results do not depend on the batch size.
+//!
+//! The integer part of a block — eight lanes, each the exact sum of four int8 products — is
+//! computed by the best instructions the CPU has ([`Isa`]): with VNNI (AVX-VNNI or AVX-512
+//! VNNI), one `vpdpbusd` of `|x|` and `w · sign x` per block and column (activations are in
+//! [-127, 127], so both are exact), else AVX2's `vpmaddubsw` + `vpmaddwd` of `|w|` and
+//! `x · sign w` (no 16-bit saturation either). Both give the same lane sums, hence the same
+//! bits. A matrix holding a -128 weight (not written by llama.cpp or candle, but possible in a
+//! foreign file) always takes the AVX2 kernel.
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
@@ -25,6 +33,62 @@ pub struct Q8Linear {
     qs: Vec<i8>,
     /// `n × k/32` scales.
     d: Vec<f32>,
+    /// Whether some weight is -128, whose sign cannot be moved onto it ([`Q8Linear::dot4_avx2`]
+    /// is used then).
+    has_min: bool,
+}
+
+/// The instructions the int8 kernel's integer part runs on; all give the same lane sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// `vpmaddubsw` + `vpmaddwd` of `|w|` and `x · sign w` (AVX2; also what a matrix with a -128
+    /// weight runs).
+    Avx2,
+    /// `vpdpbusd` with a VEX encoding (AVX-VNNI: Alder Lake, Sapphire Rapids, Zen 5).
+    AvxVnni,
+    /// `vpdpbusd` on 256-bit registers with an EVEX encoding (AVX-512 VNNI and VL: Ice Lake,
+    /// Cascade Lake, Zen 4).
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The ones this CPU has (AVX2 and FMA are required before any is used), best last.
+    pub fn available() -> Vec<Isa> {
+        let mut out = vec![Isa::Avx2];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                out.push(Isa::Avx512Vnni);
+            }
+            if is_x86_feature_detected!("avxvnni") {
+                out.push(Isa::AvxVnni);
+            }
+        }
+        out
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx-vnni",
+            Isa::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// Environment variable that picks the kernel's instructions by [`Isa::name`] (for measuring
+/// one against another; the results are the same bits). Unset or not available: the best.
+pub const KERNEL_ENV: &str = "RFTX_CPU_KERNEL";
+
+/// The instructions the kernel runs on, chosen once.
+pub fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        let available = Isa::available();
+        let asked = std::env::var(KERNEL_ENV).ok();
+        let pick = available.iter().copied().find(|i| asked.as_deref() == Some(i.name()));
+        pick.unwrap_or(*available.last().expect("AVX2 at least"))
+    })
 }
 
 impl Q8Linear {
@@ -69,7 +133,8 @@ impl Q8Linear {
             d.push(half::f16::from_le_bytes([b[0], b[1]]).to_f32());
             qs.extend(b[2..].iter().map(|&x| x as i8));
         }
-        Ok(Q8Linear { n, k, qs, d })
+        let has_min = qs.contains(&i8::MIN);
+        Ok(Q8Linear { n, k, qs, d, has_min })
     }
 
     /// A random `n × k` matrix (int8 values and scales drawn from `seed`), for measurements.
@@ -77,7 +142,13 @@ impl Q8Linear {
         let mut rng = crate::base::sampling::Rng::from_seed(seed);
         let qs = (0..n * k).map(|_| (rng.next_f64() * 254.0 - 127.0) as i8).collect();
         let d = (0..n * k / QK).map(|_| rng.next_f64() as f32 * 1e-2).collect();
-        Q8Linear { n, k, qs, d }
+        Q8Linear {
+            n,
+            k,
+            qs,
+            d,
+            has_min: false,
+        }
     }
 
     /// Bytes held: int8 values and f32 scales.
@@ -116,6 +187,11 @@ impl Q8Linear {
 
     /// `out[r][j] = Σ x[r]·w[j]` for `m` rows.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        self.matmul_with(isa(), x, m, out)
+    }
+
+    /// [`Q8Linear::matmul`] on the instructions of `isa` (which the CPU must have).
+    pub fn matmul_with(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
         let (xq, xd) = quantize_rows(x, m, self.k);
         let tiles = self.n.div_ceil(4);
         let n = self.n;
@@ -132,10 +208,10 @@ impl Q8Linear {
                     let pair = r + 1 < m && cols == 4;
                     let mut res = [[0f32; 4]; 2];
                     if pair {
-                        self.dot_tile2(row(r), row(r + 1), j0, &mut res);
+                        self.dot_tile2(isa, row(r), row(r + 1), j0, &mut res);
                     } else {
                         let (q, d) = row(r);
-                        self.dot_tile(q, d, j0, cols, &mut res[0]);
+                        self.dot_tile(isa, q, d, j0, cols, &mut res[0]);
                     }
                     for (i, res) in res.iter().enumerate().take(if pair { 2 } else { 1 }) {
                         // SAFETY: each (r, j) is written by exactly one tile, and `out` (m × n
@@ -155,12 +231,19 @@ impl Q8Linear {
         }
     }
 
-    fn dot_tile(&self, xq: &[i8], xd: &[f32], j0: usize, cols: usize, res: &mut [f32; 4]) {
+    fn dot_tile(&self, isa: Isa, xq: &[i8], xd: &[f32], j0: usize, cols: usize, res: &mut [f32; 4]) {
         #[cfg(target_arch = "x86_64")]
         if cols == 4 && Self::supported() {
-            // SAFETY: AVX2 and FMA were detected; the caller passes one row's `k` values and
-            // `k / 32` scales, and `cols == 4` means rows `j0..j0 + 4` exist.
-            unsafe { self.dot4_avx2(xq, xd, j0, res) };
+            // SAFETY: AVX2 and FMA were detected, and `isa`'s instructions (the caller's
+            // promise); the caller passes one row's `k` values and `k / 32` scales, and
+            // `cols == 4` means rows `j0..j0 + 4` exist.
+            unsafe {
+                match (self.has_min, isa) {
+                    (true, _) | (_, Isa::Avx2) => self.dot4_avx2(xq, xd, j0, res),
+                    (false, Isa::AvxVnni) => self.xabs_avxvnni((xq, xd), None, j0, res),
+                    (false, Isa::Avx512Vnni) => self.xabs_avx512vnni((xq, xd), None, j0, res),
+                }
+            }
             return;
         }
         for (c, out) in res.iter_mut().enumerate().take(cols) {
@@ -170,17 +253,27 @@ impl Q8Linear {
 
     /// Four output columns of two activation rows (the same arithmetic as [`Q8Linear::dot_tile`]
     /// on each row).
-    fn dot_tile2(&self, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 2]) {
+    fn dot_tile2(&self, isa: Isa, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 2]) {
         #[cfg(target_arch = "x86_64")]
         if Self::supported() {
-            // SAFETY: AVX2 and FMA were detected; each row passes its `k` values and `k / 32`
-            // scales, and the caller's tile holds rows `j0..j0 + 4`.
-            unsafe { self.dot4x2_avx2(a, b, j0, res) };
+            // SAFETY: as in `dot_tile`, for both rows; the caller's tile holds rows `j0..j0 + 4`.
+            unsafe {
+                if self.has_min || isa == Isa::Avx2 {
+                    self.dot4x2_avx2(a, b, j0, res);
+                    return;
+                }
+                let [ra, rb] = res;
+                match isa {
+                    // (Avx2 returned above.)
+                    Isa::Avx2 | Isa::AvxVnni => self.xabs_avxvnni(a, Some((b, rb)), j0, ra),
+                    Isa::Avx512Vnni => self.xabs_avx512vnni(a, Some((b, rb)), j0, ra),
+                }
+            }
             return;
         }
         let [ra, rb] = res;
-        self.dot_tile(a.0, a.1, j0, 4, ra);
-        self.dot_tile(b.0, b.1, j0, 4, rb);
+        self.dot_tile(isa, a.0, a.1, j0, 4, ra);
+        self.dot_tile(isa, b.0, b.1, j0, 4, rb);
     }
 
     /// [`Q8Linear::dot4_avx2`] for two activation rows at once: every weight block is loaded
@@ -220,6 +313,75 @@ impl Q8Linear {
                 out[c] = hsum8(&lanes);
             }
         }
+    }
+
+    /// Four output columns `j0..j0 + 4` of row `a` (and of row `b`, when given, sharing every
+    /// weight load) with the arithmetic of [`Q8Linear::dot_scalar`]: per block and column the
+    /// lane sums of `|x| · (w · sign x)` ([`lane_sums`] on `I`'s instructions), then the same
+    /// float steps as every other path.
+    ///
+    /// # Safety
+    /// AVX2, FMA and the instructions of `I` must be present; rows as in [`Q8Linear::dot4_avx2`];
+    /// no weight is -128.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn xabs<const I: u8>(&self, a: Row, b: Option<(Row, &mut [f32; 4])>, j0: usize, ra: &mut [f32; 4]) {
+        use std::arch::x86_64::*;
+        let nb = self.k / QK;
+        let w_base = self.qs.as_ptr().add(j0 * self.k);
+        let d_base = self.d.as_ptr().add(j0 * nb);
+        let load = |q: &[i8], blk: usize| _mm256_loadu_si256(q.as_ptr().add(blk * QK) as *const __m256i);
+        match b {
+            None => {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for blk in 0..nb {
+                    let x = load(a.0, blk);
+                    let xabs = _mm256_sign_epi8(x, x);
+                    let dx = *a.1.get_unchecked(blk);
+                    for (c, acc) in acc.iter_mut().enumerate() {
+                        let w = _mm256_loadu_si256(w_base.add(c * self.k + blk * QK) as *const __m256i);
+                        let p32 = lane_sums::<I>(xabs, _mm256_sign_epi8(w, x));
+                        let s = _mm256_set1_ps(*d_base.add(c * nb + blk) * dx);
+                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, *acc);
+                    }
+                }
+                store4(&acc, ra);
+            }
+            Some((b, rb)) => {
+                let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+                for blk in 0..nb {
+                    let (xa, xb) = (load(a.0, blk), load(b.0, blk));
+                    let (aa, ab) = (_mm256_sign_epi8(xa, xa), _mm256_sign_epi8(xb, xb));
+                    let da = _mm256_set1_ps(*a.1.get_unchecked(blk));
+                    let db = _mm256_set1_ps(*b.1.get_unchecked(blk));
+                    #[allow(clippy::needless_range_loop)] // `c` indexes the weights and both rows' accumulators
+                    for c in 0..4 {
+                        let w = _mm256_loadu_si256(w_base.add(c * self.k + blk * QK) as *const __m256i);
+                        let dw = _mm256_set1_ps(*d_base.add(c * nb + blk));
+                        let pa = lane_sums::<I>(aa, _mm256_sign_epi8(w, xa));
+                        let pb = lane_sums::<I>(ab, _mm256_sign_epi8(w, xb));
+                        acc[0][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pa), _mm256_mul_ps(dw, da), acc[0][c]);
+                        acc[1][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pb), _mm256_mul_ps(dw, db), acc[1][c]);
+                    }
+                }
+                store4(&acc[0], ra);
+                store4(&acc[1], rb);
+            }
+        }
+    }
+
+    /// [`Q8Linear::xabs`] on AVX-VNNI.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    unsafe fn xabs_avxvnni(&self, a: Row, b: Option<(Row, &mut [f32; 4])>, j0: usize, ra: &mut [f32; 4]) {
+        self.xabs::<AVX_VNNI>(a, b, j0, ra)
+    }
+
+    /// [`Q8Linear::xabs`] on AVX-512 VNNI.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+    unsafe fn xabs_avx512vnni(&self, a: Row, b: Option<(Row, &mut [f32; 4])>, j0: usize, ra: &mut [f32; 4]) {
+        self.xabs::<AVX512_VNNI>(a, b, j0, ra)
     }
 
     /// The reference: the same arithmetic as the SIMD kernel, lane by lane.
@@ -278,6 +440,38 @@ pub(crate) fn hsum8(l: &[f32; 8]) -> f32 {
     ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
 }
 
+/// One activation row: `k` int8 values and `k / 32` scales.
+type Row<'a> = (&'a [i8], &'a [f32]);
+
+const AVX_VNNI: u8 = 1;
+const AVX512_VNNI: u8 = 2;
+
+/// Eight lanes, each the sum of four products `u[4l + i] · s[4l + i]` (`u` unsigned), with the
+/// VNNI instruction `I` names.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn lane_sums<const I: u8>(
+    u: std::arch::x86_64::__m256i,
+    s: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    match I {
+        AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s),
+        _ => _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s),
+    }
+}
+
+/// The four accumulators' fixed-order lane sums.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store4(acc: &[std::arch::x86_64::__m256; 4], out: &mut [f32; 4]) {
+    for (c, a) in acc.iter().enumerate() {
+        let mut lanes = [0f32; 8];
+        std::arch::x86_64::_mm256_storeu_ps(lanes.as_mut_ptr(), *a);
+        out[c] = hsum8(&lanes);
+    }
+}
+
 /// Quantises each row to blocks of 32 int8 values with an f32 scale (amax / 127).
 fn quantize_rows(x: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
     let mut q = vec![0i8; m * k];
@@ -327,6 +521,42 @@ mod tests {
             for (j, got) in row.iter().enumerate() {
                 let s = lin.dot_scalar(&xq[r * k..][..k], &xd[r * k / QK..][..k / QK], j);
                 assert_eq!(s.to_bits(), got.to_bits(), "({r}, {j})");
+            }
+        }
+    }
+
+    /// Every instruction set this CPU has, and the -128 fallback, give the scalar reference's
+    /// bits, for one row and for pairs of rows.
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        if !Q8Linear::supported() {
+            return;
+        }
+        let mut rng = Rng::from_seed(21);
+        let (n, k, m) = (36, 128, 5);
+        let w = Tensor::from_vec(random(n * k, &mut rng), (n, k), &host()).unwrap();
+        let mut lin = Q8Linear::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
+        let x = random(m * k, &mut rng);
+        let (xq, xd) = quantize_rows(&x, m, k);
+        let isas = Isa::available();
+        for min in [false, true] {
+            if min {
+                lin.qs[5] = i8::MIN;
+                lin.has_min = true;
+            }
+            for &isa in &isas {
+                let mut out = vec![0f32; m * n];
+                lin.matmul_with(isa, &x, m, &mut out);
+                for r in 0..m {
+                    for j in 0..n {
+                        let s = lin.dot_scalar(&xq[r * k..][..k], &xd[r * k / QK..][..k / QK], j);
+                        assert_eq!(
+                            s.to_bits(),
+                            out[r * n + j].to_bits(),
+                            "{isa:?}, -128: {min}, ({r}, {j})"
+                        );
+                    }
+                }
             }
         }
     }

@@ -17,6 +17,8 @@ pub struct Machine {
     /// int8 multiply-adds per second of the Q8_0 kernel on a decoder-sized matrix, 32 rows.
     pub int8_macs_per_s: f64,
     pub threads: usize,
+    /// The instructions the int8 kernel ran on (`avx2`, `avx-vnni`, `avx512-vnni`).
+    pub int8_kernel: &'static str,
 }
 
 /// Measures both limits: the best of repeated passes, about 0.4 s in all. `None` where the
@@ -29,6 +31,7 @@ pub fn measure() -> Option<Machine> {
         read_bytes_per_s: read_rate(),
         int8_macs_per_s: int8_rate(),
         threads: candle_core::utils::get_num_threads(),
+        int8_kernel: super::q8::isa().name(),
     })
 }
 
@@ -96,6 +99,7 @@ mod tests {
             read_bytes_per_s: 10e9,
             int8_macs_per_s: 100e9,
             threads: 2,
+            int8_kernel: "avx2",
         };
         // 100 MB of weights per step: 10 ms; 1 G multiply-adds per token: 10 ms per row.
         assert!((ceiling(&m, 100_000_000, 1_000_000_000, 1) - 100.0).abs() < 1e-9);
