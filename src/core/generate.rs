@@ -355,15 +355,22 @@ impl Generator<'_> {
             finite(&logits, s.job.index)?;
         }
         let vocab = self.model.spec.vocab_size;
-        let mut scratch = Vec::new();
-        let mut row = 0;
+        // Every row's draw from its own stream, the rows spread over the thread pool: the same
+        // tokens in any split.
+        let mut draws: Vec<(Rng, u32)> = slots
+            .iter()
+            .filter_map(|s| s.chunk.as_ref())
+            .flat_map(|c| c.active.iter().map(|&i| (c.rngs[i].clone(), 0)))
+            .collect();
+        crate::engine::cpu::for_each_parallel(&mut draws, |row, (rng, t), scratch: &mut Vec<(f32, u32)>| {
+            *t = p.sampler.sample(&logits[row * vocab..(row + 1) * vocab], rng, scratch);
+        });
+        let mut draws = draws.into_iter();
         for c in slots.iter_mut().filter_map(|s| s.chunk.as_mut()) {
             for &i in &c.active {
-                let t = p
-                    .sampler
-                    .sample(&logits[row * vocab..(row + 1) * vocab], &mut c.rngs[i], &mut scratch);
+                let (rng, t) = draws.next().expect("a draw per active row");
+                c.rngs[i] = rng;
                 c.outs[i].push(t);
-                row += 1;
             }
         }
         Ok(())
