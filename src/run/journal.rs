@@ -24,12 +24,14 @@ pub(crate) struct Journal<'a> {
 
 impl<'a> Journal<'a> {
     /// Continues from what the directory held (`recovered`) and opens a session in `manifest`;
-    /// recovered questions are checkpointed at once.
+    /// recovered questions are checkpointed at once. `config` gives the dataset's `[rft]` and
+    /// system message.
     pub(crate) fn open(
         dir: &'a RunDir,
         mut manifest: Manifest,
         recovered: &Recovered,
-        (started, config): (Instant, &Config),
+        started: Instant,
+        config: &Config,
         device: String,
         batching: store::Batching,
     ) -> Result<Self> {

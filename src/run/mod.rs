@@ -160,14 +160,7 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
     }
     dir.write(store::CONFIG_FILE, p.resolved.to_toml().as_bytes())?;
     let recovered = dir.recover(target.range.start)?;
-    for note in &recovered.notes {
-        log.line(&format!("recovery: {note}"));
-    }
-    for name in dir.remove_stale_temporaries() {
-        log.line(&format!(
-            "recovery: removed {name}, left by a process that died while writing"
-        ));
-    }
+    log_recovery(&mut log, &dir, &recovered);
     let manifest = match dir.read_manifest()? {
         Some(m) if m.hash == p.hash => m,
         _ => runner.new_manifest(),
@@ -176,7 +169,8 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         &dir,
         manifest,
         &recovered,
-        (started, &p.resolved.config),
+        started,
+        &p.resolved.config,
         device,
         batching,
     )?;
@@ -196,6 +190,18 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         outcome: Outcome::Completed { resumed_from },
         metrics,
     })
+}
+
+/// What recovering the directory did: torn lines dropped, stale temporaries removed.
+fn log_recovery(log: &mut Log, dir: &RunDir, recovered: &store::Recovered) {
+    for note in &recovered.notes {
+        log.line(&format!("recovery: {note}"));
+    }
+    for name in dir.remove_stale_temporaries() {
+        log.line(&format!(
+            "recovery: removed {name}, left by a process that died while writing"
+        ));
+    }
 }
 
 /// A run is continued only on the kind of device its committed questions were computed on (the
