@@ -558,11 +558,10 @@ fn show(a: ShowArgs) -> Result<(), Error> {
 }
 
 fn grade(a: GradeArgs) -> Result<(), Error> {
-    let base = match &a.config {
-        Some(f) => rftx::core::config::load(f, &[])?.config,
-        None => rftx::core::config::Config::default(),
+    let c = match &a.config {
+        Some(f) => rftx::core::config::load(f, &a.set)?.config,
+        None => rftx::core::config::overlay(rftx::core::config::Config::default(), &a.set)?,
     };
-    let c = rftx::core::config::overlay(base, &a.set)?;
     let mut out = std::io::stdout().lock();
     let (lines, correct) = rftx::commands::grade::grade_lines(&c.rft, &a.input, &mut out)?;
     let rft = serde_json::to_value(&c.rft).expect("rft serialises");

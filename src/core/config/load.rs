@@ -76,20 +76,10 @@ pub fn load(file: &Path, sets: &[String]) -> Result<Resolved, ConfigError> {
         let msg = e.to_string().trim_end().replace('\n', "\n    ");
         return Err(ConfigError::one(format!("{}: invalid TOML: {msg}", file.display())));
     }
-    let mut figment = Figment::from(Serialized::defaults(Config::default()))
+    let layers = Figment::from(Serialized::defaults(Config::default()))
         .merge(Toml::file_exact(file))
         .merge(env_provider());
-    for set in sets {
-        figment = figment.merge(set);
-    }
-    let config: Config = figment.extract().map_err(|e| describe_figment_error(e, &figment))?;
-    let mut problems = validate(&config);
-    problems
-        .iter_mut()
-        .for_each(|p| *p = format!("{}: {p}", origin_of(&figment, key_of(p))));
-    if !problems.is_empty() {
-        return Err(ConfigError { problems });
-    }
+    let (config, figment) = extract(layers, sets)?;
     // A hub repository id (`Org/Name[@rev]`) that names nothing on disk stays as written: it is
     // resolved in the hub cache when the run is prepared.
     let model_path = config.model.path.as_ref().map(|p| {
@@ -123,16 +113,22 @@ pub fn load(file: &Path, sets: &[String]) -> Result<Resolved, ConfigError> {
 /// from an existing config (a run's `config.toml`, or the defaults) rather than a file.
 pub fn overlay(base: Config, sets: &[String]) -> Result<Config, ConfigError> {
     let sets = sets.iter().map(|s| SetArg::parse(s)).collect::<Result<Vec<_>, _>>()?;
-    let mut figment = Figment::from(Serialized::defaults(base));
-    for set in sets {
-        figment = figment.merge(set);
-    }
+    Ok(extract(Figment::from(Serialized::defaults(base)), sets)?.0)
+}
+
+/// `layers` with the `--set` arguments merged last, extracted and validated; each problem
+/// starts with where its value came from. The figment is returned for resolving paths.
+fn extract(layers: Figment, sets: Vec<SetArg>) -> Result<(Config, Figment), ConfigError> {
+    let figment = sets.into_iter().fold(layers, |f, set| f.merge(set));
     let config: Config = figment.extract().map_err(|e| describe_figment_error(e, &figment))?;
-    let problems = validate(&config);
+    let mut problems = validate(&config);
+    problems
+        .iter_mut()
+        .for_each(|p| *p = format!("{}: {p}", origin_of(&figment, key_of(p))));
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
-    Ok(config)
+    Ok((config, figment))
 }
 
 fn env_provider() -> Env {
