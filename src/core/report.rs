@@ -113,8 +113,7 @@ pub struct Tally {
     peak_bytes: u64,
     rss_peak_bytes: u64,
     gpu_peak_bytes: Option<u64>,
-    pass: pass::Counts,
-    /// Each question's index, id, samples and correct samples, for `pass_at_k.csv`.
+    /// Each question's index, id, samples and correct samples: pass@k and `pass_at_k.csv`.
     per_question: Vec<(usize, Option<String>, usize, usize)>,
 }
 
@@ -125,7 +124,6 @@ impl Tally {
         let accepted = q.samples.iter().filter(|s| s.correct).count();
         self.accepted += accepted;
         self.questions_with_accepted += usize::from(accepted > 0);
-        self.pass.add(q.samples.len(), accepted);
         self.per_question
             .push((q.index, q.id.clone(), q.samples.len(), accepted));
         self.parsed += q.samples.iter().filter(|s| s.parsed.is_some()).count();
@@ -161,6 +159,7 @@ impl Tally {
     }
 
     pub fn metrics(&self, questions_total: usize, wall_s: f64, dataset_records: usize) -> Metrics {
+        let pass = self.pass_counts();
         let generation_s = (self.prefill_ms + self.decode_ms) / 1e3;
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         Metrics {
@@ -177,10 +176,10 @@ impl Tally {
             acceptance_rate: ratio(self.accepted as f64, self.samples as f64),
             dataset_records,
             questions_with_accepted: self.questions_with_accepted,
-            pass_at_1: self.pass.mean(1).unwrap_or(0.0),
-            k: self.pass.min_samples().unwrap_or(0),
-            pass_at_k: self.pass.min_samples().and_then(|k| self.pass.mean(k)).unwrap_or(0.0),
-            correct_counts: self.pass.rows(),
+            pass_at_1: pass.mean(1).unwrap_or(0.0),
+            k: pass.min_samples().unwrap_or(0),
+            pass_at_k: pass.min_samples().and_then(|k| pass.mean(k)).unwrap_or(0.0),
+            correct_counts: pass.rows(),
             parsed: self.parsed,
             finished_eos: self.eos,
             chunks: self.chunks,
@@ -195,10 +194,17 @@ impl Tally {
 }
 
 impl Tally {
+    /// How many questions had n samples with c correct.
+    fn pass_counts(&self) -> pass::Counts {
+        let mut counts = pass::Counts::default();
+        self.per_question.iter().for_each(|&(_, _, n, c)| counts.add(n, c));
+        counts
+    }
+
     /// `pass_at_k.csv`: per question its index, id, samples, correct samples, pass@1 and
     /// pass@k at k = the run's [`Metrics::k`].
     pub fn pass_csv(&self) -> String {
-        let k = self.pass.min_samples().unwrap_or(0);
+        let k = self.pass_counts().min_samples().unwrap_or(0);
         let mut out = format!("index,id,samples,correct,pass_at_1,pass_at_{k}\n");
         for (index, id, n, c) in &self.per_question {
             let p = |k| pass::pass_at_k(*n, *c, k).map_or(String::new(), |p| format!("{p:.6}"));
@@ -212,11 +218,7 @@ impl Tally {
 impl Metrics {
     /// pass@k averaged over questions, from `correct_counts`; `None` past the fewest samples.
     pub fn pass_at(&self, k: usize) -> Option<f64> {
-        let mut counts = pass::Counts::default();
-        for &[n, c, q] in &self.correct_counts {
-            (0..q).for_each(|_| counts.add(n, c));
-        }
-        counts.mean(k)
+        pass::Counts::from_rows(&self.correct_counts).mean(k)
     }
 }
 

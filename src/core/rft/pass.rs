@@ -25,6 +25,15 @@ impl Counts {
         *self.0.entry((n, c)).or_default() += 1;
     }
 
+    /// The counts [`Counts::rows`] wrote.
+    pub fn from_rows(rows: &[[usize; 3]]) -> Self {
+        let mut counts = Counts::default();
+        for &[n, c, questions] in rows {
+            *counts.0.entry((n, c)).or_default() += questions;
+        }
+        counts
+    }
+
     /// The mean pass@k over questions, `None` when some question has fewer than k samples
     /// or there is none.
     pub fn mean(&self, k: usize) -> Option<f64> {
@@ -94,5 +103,6 @@ mod tests {
         assert_eq!(c.mean(5), None);
         assert_eq!(c.min_samples(), Some(4));
         assert_eq!(Counts::default().mean(1), None);
+        assert_eq!(Counts::from_rows(&c.rows()), c);
     }
 }
