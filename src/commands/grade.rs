@@ -116,11 +116,9 @@ pub fn regrade(run: &Path, sets: &[String]) -> Result<Regraded> {
     write("rft.toml", toml::to_string(&rft_toml).expect("TOML").as_bytes())?;
     let lines: String = verdicts.iter().map(|v| format!("{v}\n")).collect();
     write("verdicts.jsonl", lines.as_bytes())?;
-    write(store::DATASET_FILE, dataset.to_json().as_bytes())?;
-    for (name, bytes) in dataset.trainer_files().map_err(Error::Run)? {
+    for (name, bytes) in report::finished_files(&dataset, &after)? {
         write(name, &bytes)?;
     }
-    write(store::PASS_FILE, after.pass_csv().as_bytes())?;
     let total = before.questions();
     let after_metrics = after.metrics(total, 0.0, dataset.len());
     write(store::METRICS_FILE, report::metrics_json(&after_metrics).as_bytes())?;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::error::{Error, Result};
 use crate::base::record::Finish;
-use crate::core::rft::pass;
+use crate::core::rft::{pass, Dataset};
 use crate::core::store::{self, ChunkRecord, QuestionRecord};
 
 /// `metrics.json`.
@@ -220,6 +220,15 @@ impl Metrics {
     pub fn pass_at(&self, k: usize) -> Option<f64> {
         pass::Counts::from_rows(&self.correct_counts).mean(k)
     }
+}
+
+/// The files a finished run (or merge, or regrade) derives from its records: `dataset.json`, the
+/// trainer files (`core::rft::outputs`) and `pass_at_k.csv`, with their bytes.
+pub fn finished_files(dataset: &Dataset, tally: &Tally) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let mut files = vec![(store::DATASET_FILE, dataset.to_json().into_bytes())];
+    files.extend(dataset.trainer_files().map_err(Error::Run)?);
+    files.push((store::PASS_FILE, tally.pass_csv().into_bytes()));
+    Ok(files)
 }
 
 /// Reads a run directory's `metrics.json`.

@@ -87,19 +87,19 @@ impl<'a> Journal<'a> {
     }
 
     /// Makes everything committed durable (fsync), rewrites `dataset.json` and `metrics.json`,
-    /// and the manifest with `status`; a complete run also gets the trainer files
-    /// (`core::rft::outputs`), written once rather than at every checkpoint.
+    /// and the manifest with `status`; a complete run also gets the trainer files and
+    /// `pass_at_k.csv` ([`report::finished_files`]), written once rather than at every checkpoint.
     pub(crate) fn checkpoint(&mut self, status: Status) -> Result<Metrics> {
         self.chunks.sync()?;
         self.samples.sync()?;
         let wall_s = self.earlier_wall_s + self.started.elapsed().as_secs_f64();
         let metrics = self.tally.metrics(self.total, wall_s, self.dataset.len());
-        self.dir.write(store::DATASET_FILE, self.dataset.to_json().as_bytes())?;
         if status == Status::Complete {
-            for (name, bytes) in self.dataset.trainer_files().map_err(crate::base::error::Error::Run)? {
+            for (name, bytes) in report::finished_files(&self.dataset, &self.tally)? {
                 self.dir.write(name, &bytes)?;
             }
-            self.dir.write(store::PASS_FILE, self.tally.pass_csv().as_bytes())?;
+        } else {
+            self.dir.write(store::DATASET_FILE, self.dataset.to_json().as_bytes())?;
         }
         self.dir
             .write(store::METRICS_FILE, report::metrics_json(&metrics).as_bytes())?;

@@ -55,11 +55,9 @@ pub fn merge(run_dir: &Path, force: bool) -> Result<Merged> {
     let config = std::fs::read(dirs[0].join(store::CONFIG_FILE))
         .ctx(|| format!("{}: cannot read", dirs[0].join(store::CONFIG_FILE).display()))?;
     run.write(store::CONFIG_FILE, &config)?;
-    run.write(store::DATASET_FILE, dataset.to_json().as_bytes())?;
-    for (name, bytes) in dataset.trainer_files().map_err(Error::Run)? {
+    for (name, bytes) in report::finished_files(&dataset, &tally)? {
         run.write(name, &bytes)?;
     }
-    run.write(store::PASS_FILE, tally.pass_csv().as_bytes())?;
     run.write(store::METRICS_FILE, report::metrics_json(&metrics).as_bytes())?;
     run.write_manifest(&merged_manifest(&manifests, plan, wall_s))?;
     let mut log = run.appender(store::LOG_FILE)?;
