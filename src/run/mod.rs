@@ -26,7 +26,6 @@ use crate::base::util::{human_bytes, now_rfc3339};
 use crate::core::config::{ModelInit, OnExceed};
 use crate::core::generate::{ChunkReport, Finished, Job};
 use crate::core::report::{self, Metrics};
-use crate::core::rft;
 use crate::core::store::{
     self, Appender, Batching, ChunkRecord, Lock, Manifest, QuestionRecord, RunDir, SampleRecord, ShardOf, Status,
 };
@@ -140,7 +139,6 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         budget: budget.as_ref(),
         target,
         batching,
-        grader: rft::Grader::new(&p.resolved.config.rft).map_err(|e| Error::input(&p.resolved.file, e))?,
     };
     let device = crate::engine::device::numerics(p.device, session.gpu_info.as_ref());
     if let (false, Some(m)) = (force, store::read_manifest(&target.dir)?) {
@@ -291,7 +289,6 @@ struct Runner<'a> {
     budget: Option<&'a Budget>,
     target: &'a Target,
     batching: Batching,
-    grader: rft::Grader,
 }
 
 /// Where a run's commits stand: the next question to commit, the questions finished ahead of
@@ -575,7 +572,7 @@ impl Runner<'_> {
                     .tokenizer
                     .decode(&comp.tokens)
                     .map_err(|e| Error::Run(format!("question {index}: cannot decode: {e}")))?;
-                let verdict = self.grader.grade(&text, &q.answer);
+                let verdict = self.p.grader.grade(&text, &q.answer);
                 Ok(SampleRecord {
                     sample: comp.sample,
                     text,

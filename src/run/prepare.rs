@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::base::error::{Error, Result};
 use crate::core::config::{EngineKey, ModelInit, Resolved};
 use crate::core::data::QuestionSet;
+use crate::core::rft::Grader;
 use crate::core::store;
 use crate::engine::{DeviceChoice, WeightFormat};
 use crate::source::fetch;
@@ -26,6 +27,8 @@ pub struct Prepared {
     /// `model.weights` made concrete for the kind of device.
     pub weights: WeightFormat,
     pub questions: QuestionSet,
+    /// `[rft]` compiled; every question's reference answer was checked against it.
+    pub grader: Grader,
     /// sha256 of the canonical config, 64 hex digits.
     pub hash: String,
     pub dir: PathBuf,
@@ -77,7 +80,7 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
         &resolved.config.data,
         resolved.config.prompt.template.as_deref(),
     )?;
-    check_references(&resolved, &questions)?;
+    let grader = check_references(&resolved, &questions)?;
     let (device, weights) = resolve_engine(&resolved)?;
     let engine = EngineKey {
         weights,
@@ -94,6 +97,7 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
         device,
         weights,
         questions,
+        grader,
         hash,
         dir,
     })
@@ -150,15 +154,15 @@ impl Prepared {
     }
 }
 
-/// Every reference answer can be graded by `[rft]`, and `[rft]` compiles: else exit 2 naming the
-/// question, before any run directory exists.
-fn check_references(resolved: &Resolved, questions: &QuestionSet) -> Result<()> {
-    let grader = crate::core::rft::Grader::new(&resolved.config.rft).map_err(|e| Error::input(&resolved.file, e))?;
+/// `[rft]` compiled, once every reference answer is known to be gradable by it: else exit 2
+/// naming the question, before any run directory exists.
+fn check_references(resolved: &Resolved, questions: &QuestionSet) -> Result<Grader> {
+    let grader = Grader::new(&resolved.config.rft).map_err(|e| Error::input(&resolved.file, e))?;
     for (i, q) in questions.questions.iter().enumerate() {
         grader.check_reference(&q.answer).map_err(|e| {
             let place = q.id.as_ref().map_or(String::new(), |id| format!(" (id {id})"));
             Error::input(Path::new(&questions.source), format!("question {i}{place}: {e}"))
         })?;
     }
-    Ok(())
+    Ok(grader)
 }
