@@ -62,6 +62,11 @@ pub fn answer_tag(text: &str) -> Option<&str> {
     Some(&text[start..end])
 }
 
+/// What follows the last `####`: a GSM8K solution's final answer.
+pub fn after_hashes(text: &str) -> Option<&str> {
+    text.rfind("####").map(|at| &text[at + 4..])
+}
+
 /// The content of the last `\boxed{…}` or `\fbox{…}`, braces balanced.
 pub fn last_boxed(text: &str) -> Option<&str> {
     let open = ["\\boxed{", "\\fbox{"]

@@ -124,10 +124,7 @@ pub fn within(parsed: f64, expected: f64, tolerance: f64) -> bool {
 /// else the whole text; trimmed.
 pub fn reference_text(answer: &Answer) -> String {
     let t = answer.text();
-    match t.rfind("####") {
-        Some(at) => t[at + 4..].trim().to_string(),
-        None => t.trim().to_string(),
-    }
+    super::extract::after_hashes(&t).unwrap_or(&t).trim().to_string()
 }
 
 fn reference_number(answer: &Answer) -> Option<f64> {

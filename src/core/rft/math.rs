@@ -15,10 +15,8 @@ use regex::Regex;
 /// The reference's final answer: after the last `####` (GSM8K), else the last `\boxed{…}`
 /// (MATH's solutions), else the whole text.
 pub fn reference(answer: &str) -> String {
-    if let Some(at) = answer.rfind("####") {
-        return answer[at + 4..].trim().to_string();
-    }
-    super::extract::last_boxed(answer).unwrap_or(answer).trim().to_string()
+    let last = super::extract::after_hashes(answer).or_else(|| super::extract::last_boxed(answer));
+    last.unwrap_or(answer).trim().to_string()
 }
 
 /// Whether the extracted `answer` has the value of the `reference`.
