@@ -1,18 +1,64 @@
-//! K and V of every layer, preallocated and written in place.
+//! K and V of every layer, written in place: a prompt's cache is allocated for its positions,
+//! the sequences forked from it grow theirs by pages as they decode.
 use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::device::allocation;
 use crate::base::error::{Error, Result, Site};
 use crate::source::ModelSpec;
 
+/// Element type of the KV cache (`model.kv_cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvCacheFormat {
+    /// The activations' dtype: f32 on the CPU, the weights' dtype on a GPU.
+    #[default]
+    Auto,
+    F32,
+    /// Half the bytes of f32, as llama.cpp keeps its cache by default: K and V are rounded to
+    /// f16 when written and read back as f32. The samples differ from an f32 cache's, and are
+    /// still the same at every chunk size and batch.
+    F16,
+}
+
+impl KvCacheFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvCacheFormat::Auto => "auto",
+            KvCacheFormat::F32 => "f32",
+            KvCacheFormat::F16 => "f16",
+        }
+    }
+
+    pub fn is_auto(&self) -> bool {
+        *self == KvCacheFormat::Auto
+    }
+
+    /// The cache's dtype next to activations of dtype `activations`.
+    pub fn dtype(self, activations: DType) -> DType {
+        match self {
+            KvCacheFormat::Auto => activations,
+            KvCacheFormat::F32 => DType::F32,
+            KvCacheFormat::F16 => DType::F16,
+        }
+    }
+}
+
+/// Positions a forked cache is allocated at a time: a sample's first page, and the step its
+/// cache grows by (at least).
+pub const PAGE: usize = 16;
+
 /// K and V of every layer for a batch of sequences at one common position.
 ///
 /// A cache made by [`KvCache::fork`] holds only the positions generated after the fork, one
 /// private copy per sequence; the positions before it (the prompt) are views of the forked
-/// batch-1 cache, shared by every sequence and never copied.
+/// batch-1 cache, shared by every sequence and never copied. Its own positions are allocated a
+/// page at a time ([`KvCache::reserve`]): most samples stop well before `max_new_tokens`, and
+/// the rows that did not are retired, so a batch holds what its rows have written rather than
+/// what they might. Growing copies the positions written, never changes them.
 pub struct KvCache {
-    /// Per layer (K, V), each (batch, n_kv_head, capacity - start, head_dim): positions
-    /// `start..capacity`.
+    /// Per layer (K, V), each (batch, n_kv_head, allocated, head_dim): positions
+    /// `start..start + allocated`, `allocated ≤ capacity - start`.
     pub(super) layers: Vec<(Tensor, Tensor)>,
     /// Per layer (K, V) of positions `0..start`, (1, n_kv_head, start, head_dim); empty unless
     /// forked.
@@ -66,12 +112,38 @@ impl KvCache {
             .map(|(k, v)| Ok((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?)))
             .collect::<Result<_>>()?;
         let (dtype, device) = (self.layers[0].0.dtype(), self.layers[0].0.device());
+        let first = max_new.min(PAGE);
         Ok(KvCache {
-            layers: allocation(Site::ChunkCache, n, || Self::zeros(spec, n, max_new, dtype, device))?,
+            layers: allocation(Site::ChunkCache, n, || Self::zeros(spec, n, first, dtype, device))?,
             shared,
             start: self.len,
             len: self.len,
             capacity: self.len + max_new,
+        })
+    }
+
+    /// Makes room for one more position in every row: when the allocated positions are all
+    /// written, each layer is reallocated a page larger (a quarter larger past four pages, so
+    /// that long generations copy little) and what was written is copied over.
+    pub(super) fn reserve(&mut self) -> Result<()> {
+        let allocated = self.layers.first().map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
+        let written = self.len - self.start;
+        if written < allocated || self.len >= self.capacity {
+            return Ok(());
+        }
+        let grown = (allocated + PAGE.max(allocated / 4)).min(self.capacity - self.start);
+        let rows = self.batch();
+        let layers = &mut self.layers;
+        allocation(Site::ChunkCache, rows, || {
+            for (k, v) in layers.iter_mut() {
+                for t in [k, v] {
+                    let (b, h, _, d) = t.dims4()?;
+                    let bigger = Tensor::zeros((b, h, grown, d), t.dtype(), t.device())?;
+                    bigger.slice_set(&t.narrow(2, 0, written)?, 2, 0)?;
+                    *t = bigger;
+                }
+            }
+            Ok(())
         })
     }
 

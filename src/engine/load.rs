@@ -290,6 +290,7 @@ impl Model {
             sin: sin.to_dtype(dtype)?,
             device: device.clone(),
             dtype,
+            kv_dtype: dtype,
             kernels,
             weight_bytes,
             formats,

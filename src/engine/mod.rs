@@ -33,7 +33,7 @@ use crate::base::error::{Error, Result, Site};
 use crate::source::ModelSpec;
 use device::allocation;
 pub use device::DeviceChoice;
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvCacheFormat};
 pub use linear::WeightFormat;
 use linear::{Embedding, Linear};
 pub use load::Weights;
@@ -65,6 +65,8 @@ pub struct Model {
     device: Device,
     /// Activations, norms and KV cache: f32 on the CPU, the weights' dtype on a GPU.
     dtype: DType,
+    /// The KV cache's dtype ([`KvCacheFormat`]): the activations' unless asked otherwise.
+    kv_dtype: DType,
     kernels: Kernels,
     /// Bytes held by the weights after conversion.
     pub weight_bytes: u64,
@@ -95,6 +97,12 @@ impl Model {
         &self.device
     }
 
+    /// The model with its KV caches kept in `format` (from the next cache made on).
+    pub fn with_kv_cache(mut self, format: KvCacheFormat) -> Self {
+        self.kv_dtype = format.dtype(self.dtype);
+        self
+    }
+
     /// Runs the prompt at batch 1 into a fresh cache sized for `capacity` positions, and returns
     /// the cache and the logits that follow the prompt.
     pub fn prefill(&self, prompt: &[u32], capacity: usize) -> Result<(KvCache, Vec<f32>)> {
@@ -108,7 +116,7 @@ impl Model {
                 self.cos.dim(0)?
             )));
         }
-        let cache = KvCache::new(&self.spec, 1, capacity, self.dtype, &self.device)?;
+        let cache = KvCache::new(&self.spec, 1, capacity, self.kv_dtype, &self.device)?;
         self.prefill_into(cache, prompt)
     }
 
@@ -120,7 +128,7 @@ impl Model {
                 "prefill_after needs a batch-1 prefix and a non-empty rest".into(),
             ));
         }
-        let mut cache = KvCache::new(&self.spec, 1, capacity, self.dtype, &self.device)?;
+        let mut cache = KvCache::new(&self.spec, 1, capacity, self.kv_dtype, &self.device)?;
         for ((k, v), (pk, pv)) in cache.layers.iter_mut().zip(&prefix.layers) {
             k.slice_set(&pk.narrow(2, 0, prefix.len)?.contiguous()?, 2, 0)?;
             v.slice_set(&pv.narrow(2, 0, prefix.len)?.contiguous()?, 2, 0)?;
@@ -168,6 +176,9 @@ impl Model {
         }
         if caches.iter().any(|c| c.len >= c.capacity) {
             return Err(Error::Run("KV cache is full".into()));
+        }
+        for cache in caches.iter_mut() {
+            cache.reserve()?;
         }
         let h = allocation(Site::Step, rows, || {
             let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
@@ -286,8 +297,8 @@ impl Model {
             let (n, pos, start) = (cache.batch(), cache.len, cache.start);
             let shared = cache.shared.get(i).map(|kv| (kv, start));
             let kv = &mut cache.layers[i];
-            kv.0.slice_set(&k.narrow(0, row, n)?, 2, pos - start)?;
-            kv.1.slice_set(&v.narrow(0, row, n)?, 2, pos - start)?;
+            kv.0.slice_set(&k.narrow(0, row, n)?.to_dtype(self.kv_dtype)?, 2, pos - start)?;
+            kv.1.slice_set(&v.narrow(0, row, n)?.to_dtype(self.kv_dtype)?, 2, pos - start)?;
             let q = q.narrow(0, row, n)?;
             ys.push(match self.kernels {
                 Kernels::Cpu => cpu::attention::decode(s, &q, shared, kv, pos + 1)?,
@@ -319,8 +330,8 @@ impl Model {
         let (b, l, _) = x.dims3()?;
         let n_rep = s.n_head / s.n_kv_head;
         let (q, k, v) = self.qkv(layer, x, rope)?;
-        kv.0.slice_set(&k, 2, pos)?;
-        kv.1.slice_set(&v, 2, pos)?;
+        kv.0.slice_set(&k.to_dtype(self.kv_dtype)?, 2, pos)?;
+        kv.1.slice_set(&v.to_dtype(self.kv_dtype)?, 2, pos)?;
         let t = pos + l;
         // Attention scores and weights in f32 whatever the weights' dtype.
         let keys = kv.0.narrow(2, 0, t)?.to_dtype(DType::F32)?;
@@ -426,15 +437,19 @@ mod tests {
 
     #[test]
     fn rows_do_not_depend_on_batch_size() {
-        // Quantised kernels natively; dense f32 weights through the row-by-row path.
-        for format in [WeightFormat::Q8_0, WeightFormat::F32] {
-            rows_do_not_depend_on_batch_size_in(format);
+        // Quantised kernels natively; dense f32 weights through the row-by-row path; an f16 cache.
+        for (format, kv) in [
+            (WeightFormat::Q8_0, KvCacheFormat::Auto),
+            (WeightFormat::F32, KvCacheFormat::Auto),
+            (WeightFormat::Q8_0, KvCacheFormat::F16),
+        ] {
+            rows_do_not_depend_on_batch_size_in(format, kv);
         }
     }
 
-    fn rows_do_not_depend_on_batch_size_in(format: WeightFormat) {
+    fn rows_do_not_depend_on_batch_size_in(format: WeightFormat, kv: KvCacheFormat) {
         let (_d, m) = tiny(format);
-        let m = &m;
+        let m = &m.with_kv_cache(kv);
         let (prefix, _) = m.prefill(&[1, 40, 41, 42], 12).unwrap();
         let vocab = m.spec.vocab_size;
         let mut one = m.fork(&prefix, 1, 8).unwrap();
@@ -609,27 +624,44 @@ mod tests {
         assert!(diff < 1e-4 && full.iter().all(|x| x.is_finite()), "{diff}");
     }
 
+    /// A forked cache reads the prompt in place, grows its own positions by pages, and decodes
+    /// what one preallocated batch-1 cache does, bit for bit, in f32 and in f16.
     #[test]
     fn forked_caches_share_the_prompt_and_decode_bit_identically() {
+        for kv in [KvCacheFormat::Auto, KvCacheFormat::F16] {
+            forked_caches_decode_bit_identically(kv);
+        }
+    }
+
+    fn forked_caches_decode_bit_identically(kv: KvCacheFormat) {
         let (_d, m) = tiny(WeightFormat::Q8_0);
-        let m = &m;
+        let m = &m.with_kv_cache(kv);
         let prompt = [1u32, 40, 41, 42, 43];
+        let new = 2 * kv_cache::PAGE + 6;
         // Reference: one batch-1 cache with room for everything, decoded in place.
-        let (mut whole, _) = m.prefill(&prompt, prompt.len() + 6).unwrap();
+        let (mut whole, _) = m.prefill(&prompt, prompt.len() + new).unwrap();
         let (exact, _) = m.prefill(&prompt, prompt.len()).unwrap();
-        let mut forked = m.fork(&exact, 2, 6).unwrap();
-        assert_eq!((forked.len(), forked.capacity(), forked.batch()), (5, 11, 2));
-        // The private part holds the new positions only; the prompt is a view of `exact`.
-        let private: usize = forked.layers.iter().map(|(k, _)| k.dim(2).unwrap()).sum();
-        assert_eq!(private, 6 * m.spec.n_layer);
+        let mut forked = m.fork(&exact, 2, new).unwrap();
+        assert_eq!((forked.len(), forked.capacity(), forked.batch()), (5, 5 + new, 2));
+        assert_eq!(forked.layers[0].0.dtype(), kv.dtype(DType::F32));
+        // The private part holds new positions only, a page at first; the prompt is a view.
+        let private = |c: &KvCache| c.layers.iter().map(|(k, _)| k.dim(2).unwrap()).sum::<usize>();
+        assert_eq!(private(&forked), kv_cache::PAGE * m.spec.n_layer);
         let vocab = m.spec.vocab_size;
-        for t in [50u32, 51, 52, 53, 54, 55] {
+        for i in 0..new {
+            let t = 50 + (i % 7) as u32;
             let a = m.step(&mut whole, &[t]).unwrap();
             let b = m.step(&mut forked, &[t, 60]).unwrap();
             assert_eq!(
                 a[..],
                 b[..vocab],
-                "step {t}: shared-prompt decoding must be bit-identical"
+                "{kv:?}, step {i}: shared-prompt decoding must be bit-identical"
+            );
+            let pages = (i + 1).div_ceil(kv_cache::PAGE).max(1);
+            assert_eq!(
+                private(&forked),
+                (pages * kv_cache::PAGE).min(new) * m.spec.n_layer,
+                "step {i}"
             );
         }
         assert!(m.step(&mut forked, &[1, 2]).is_err(), "full");

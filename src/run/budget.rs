@@ -106,5 +106,6 @@ pub fn workload(c: &Config, prompt_tokens: usize, shared_prefix_tokens: usize) -
             crate::core::plan::Layout::Rftx => c.generation.prompts_per_batch.fixed().unwrap_or(1),
         },
         weights: c.model.weights,
+        kv_cache: c.model.kv_cache,
     }
 }

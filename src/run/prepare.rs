@@ -82,8 +82,15 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
     )?;
     let grader = check_references(&resolved, &questions)?;
     let (device, weights) = resolve_engine(&resolved)?;
+    // The activations' dtype on that device: an f32 cache on the CPU is the cache of `auto`.
+    let activations = match device.is_gpu() {
+        true => weights.dense_dtype().unwrap_or(candle_core::DType::F32),
+        false => candle_core::DType::F32,
+    };
+    let kv = resolved.config.model.kv_cache;
     let engine = EngineKey {
         weights,
+        kv_cache: (kv.dtype(activations) != activations).then_some(kv),
         gpu: device.is_gpu(),
     };
     let input = resolved.hash_input(&engine, &model_sha256, &questions.sha256, questions.questions.len());

@@ -76,7 +76,7 @@ impl Session {
         let tokenizer = source.tokenizer()?;
         let (model, arch) = match c.model.init {
             ModelInit::File => {
-                let model = Model::load(&mut source, p.weights, &device)?;
+                let model = Model::load(&mut source, p.weights, &device)?.with_kv_cache(c.model.kv_cache);
                 (model, Arch::from_source(&source))
             }
             ModelInit::Random => random_model(p, &tokenizer, &device)?,
@@ -239,7 +239,7 @@ fn random_model(p: &Prepared, tokenizer: &GgufTokenizer, device: &candle_core::D
         spec: arch.spec.clone(),
         seed: c.seed,
     };
-    let model = Model::build(&mut weights, p.weights, device, false)?;
+    let model = Model::build(&mut weights, p.weights, device, false)?.with_kv_cache(c.model.kv_cache);
     Ok((model, arch))
 }
 

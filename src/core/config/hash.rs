@@ -2,7 +2,7 @@
 //! from ([`Resolved::hash_input`], [`canonical_json`]).
 use std::collections::BTreeMap;
 
-use super::{Count, ModelInit, Resolved, WeightFormat};
+use super::{Count, KvCacheFormat, ModelInit, Resolved, WeightFormat};
 
 /// Version of the canonical form. Bump it when generation semantics change, so that old run
 /// directories are never mistaken for new ones.
@@ -29,6 +29,9 @@ impl Resolved {
     ) -> serde_json::Value {
         let c = &self.config;
         let mut model = serde_json::json!({ "sha256": model_sha256, "weights": engine.weights.as_str() });
+        if let Some(kv) = engine.kv_cache {
+            model["kv_cache"] = kv.as_str().into();
+        }
         if c.model.init == ModelInit::Random {
             model["init"] = "random".into();
             model["arch"] = c.model.arch.clone().unwrap_or_default().into();
@@ -56,11 +59,15 @@ impl Resolved {
     }
 }
 
-/// What a config names, as far as the samples depend on it: the weight format and whether the
-/// device is a GPU (from the config and the build, never from probing the machine).
+/// What a config names, as far as the samples depend on it: the weight format, the KV cache's
+/// element type and whether the device is a GPU (from the config and the build, never from
+/// probing the machine).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineKey {
     pub weights: WeightFormat,
+    /// `model.kv_cache` where it differs from the activations' dtype (`None`: the cache every
+    /// run had before the key existed, so that their hashes stay).
+    pub kv_cache: Option<KvCacheFormat>,
     pub gpu: bool,
 }
 

@@ -19,7 +19,7 @@ pub use load::{load, overlay, parse_value, SetArg};
 pub use validate::validate;
 
 pub use crate::base::error::ConfigError;
-pub use crate::engine::WeightFormat;
+pub use crate::engine::{KvCacheFormat, WeightFormat};
 
 /// Prefix of environment variables that override config keys; `__` separates key levels:
 /// `RFTX_GENERATION__CHUNK_SIZE=5` sets `generation.chunk_size`.
@@ -183,6 +183,9 @@ pub struct ModelConfig {
     pub path: Option<PathBuf>,
     /// Weight format the matrices are converted to at load time.
     pub weights: WeightFormat,
+    /// Element type of the KV cache: `auto` (the activations': f32 on the CPU), `f32`, `f16`.
+    #[serde(default, skip_serializing_if = "KvCacheFormat::is_auto")]
+    pub kv_cache: KvCacheFormat,
     /// Architecture preset (`smollm2-1.7b`, …): for `rftx plan` when the model is not on disk,
     /// and the shape of a random-weight model.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -393,7 +396,13 @@ impl Default for Config {
             name: "rftx".into(),
             seed: 0,
             device: "auto".into(),
-            model: ModelConfig { path: None, weights: WeightFormat::Auto, arch: None, init: ModelInit::File },
+            model: ModelConfig {
+                path: None,
+                weights: WeightFormat::Auto,
+                kv_cache: KvCacheFormat::Auto,
+                arch: None,
+                init: ModelInit::File,
+            },
             data: DataConfig::default(),
             prompt: PromptConfig {
                 system: DEFAULT_SYSTEM.into(),

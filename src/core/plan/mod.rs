@@ -21,7 +21,7 @@ mod render;
 use serde::Serialize;
 
 use crate::engine::cpu::q8::Q8Linear;
-use crate::engine::WeightFormat;
+use crate::engine::{KvCacheFormat, WeightFormat};
 use crate::source::{ModelSource, ModelSpec};
 pub use predict::{largest, plan, predict, safe_capacity, Breakdown, Plan, MAX_PROMPTS, SAFETY_MARGIN};
 pub use render::render;
@@ -271,6 +271,8 @@ pub struct Workload {
     /// (rftx), or `oversample` sequences each with a copy of the prompt (hf).
     pub prompts_per_batch: usize,
     pub weights: WeightFormat,
+    /// `model.kv_cache`.
+    pub kv_cache: KvCacheFormat,
 }
 
 impl Workload {
@@ -308,6 +310,7 @@ mod tests {
             chunk_size: chunk,
             prompts_per_batch: if layout == Layout::Hf { 8 } else { 1 },
             weights: WeightFormat::F16,
+            kv_cache: KvCacheFormat::Auto,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Decode attention: one new position per sequence over its cached positions, read in place
 //! from the KV cache (the shared prompt part and the sequence's own part), on the thread pool.
-use candle_core::{Layout, Storage, Tensor};
+use candle_core::{CpuStorage, Layout, Storage, Tensor};
 
 use super::SharedOut;
 use crate::base::error::{Error, Result};
@@ -33,36 +33,45 @@ pub fn decode(
     let mut out = vec![0f32; b * heads * hd];
     let shared_out = SharedOut::new(&mut out);
     candle_core::utils::barrier_pool().execute_chunked(b * kvh, |range| {
-        let mut scores = vec![0f32; t];
+        // Scores of the `n_rep` query heads of one KV head, position after position; a
+        // position's K or V row, converted to f32 when the cache holds f16.
+        let mut scores = vec![0f32; n_rep * t];
+        let mut buf = vec![0f32; hd];
+        let mut inv = vec![0f32; n_rep];
         for item in range {
             let (bi, g) = (item / kvh, item % kvh);
-            // Position `ti`'s key and value rows of this (sequence, KV head).
-            let row = |ti: usize, values: bool| -> &[f32] {
-                match &common {
-                    Some(c) if ti < start => c.row(0, g, ti, values),
-                    _ => own.row(bi, g, ti - start, values),
-                }
+            let (h0, q0) = (g * n_rep, (bi * heads + g * n_rep) * hd);
+            let qs = &qv[q0..][..n_rep * hd];
+            // Where position `ti` lies: (view, sequence in it, position in it).
+            let at = |ti: usize| match &common {
+                Some(c) if ti < start => (c, 0, ti),
+                _ => (&own, bi, ti - start),
             };
-            for r in 0..n_rep {
-                let h = g * n_rep + r;
-                let qh = &qv[(bi * heads + h) * hd..][..hd];
-                let mut max = f32::NEG_INFINITY;
-                for (ti, sc) in scores.iter_mut().enumerate() {
-                    *sc = dot(qh, &row(ti, false)[..hd]) * scale;
-                    max = max.max(*sc);
+            for ti in 0..t {
+                let (view, seq, pos) = at(ti);
+                let k = view.read(seq, g, pos, false, &mut buf);
+                for (r, qh) in qs.chunks_exact(hd).enumerate() {
+                    scores[r * t + ti] = dot(qh, &k[..hd]) * scale;
                 }
+            }
+            for (r, sc) in scores.chunks_exact_mut(t).enumerate() {
+                let max = sc.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
                 let mut sum = 0f32;
-                for sc in scores.iter_mut() {
-                    *sc = (*sc - max).exp();
-                    sum += *sc;
+                for s in sc.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
                 }
-                let inv = 1.0 / sum;
-                // SAFETY: each (sequence, head) row of `out` is written by exactly one item, and
-                // `out` outlives the pool's work.
-                let o = unsafe { shared_out.slice((bi * heads + h) * hd, hd) };
-                for (ti, sc) in scores.iter().enumerate() {
-                    let p = sc * inv;
-                    for (od, vd) in o.iter_mut().zip(&row(ti, true)[..hd]) {
+                inv[r] = 1.0 / sum;
+            }
+            // SAFETY: the `n_rep` heads of (sequence, KV head) are one contiguous run of `out`
+            // written by this item alone, and `out` outlives the pool's work.
+            let o = unsafe { shared_out.slice((bi * heads + h0) * hd, n_rep * hd) };
+            for ti in 0..t {
+                let (view, seq, pos) = at(ti);
+                let v = view.read(seq, g, pos, true, &mut buf);
+                for (r, oh) in o.chunks_exact_mut(hd).enumerate() {
+                    let p = scores[r * t + ti] * inv[r];
+                    for (od, vd) in oh.iter_mut().zip(&v[..hd]) {
                         *od = p.mul_add(*vd, *od);
                     }
                 }
@@ -72,13 +81,18 @@ pub fn decode(
     Ok(Tensor::from_vec(out, (b, 1, heads * hd), q.device())?)
 }
 
-/// One layer's (K, V) as f32 slices on the CPU with their strides, so that views (a narrowed
+/// One layer's (K, V) on the CPU, f32 or f16, with their strides, so that views (a narrowed
 /// prompt cache) are read in place.
 struct KvView<'a> {
-    k: &'a [f32],
-    v: &'a [f32],
+    k: Values<'a>,
+    v: Values<'a>,
     /// Strides of dims 0 (sequence), 1 (KV head) and 2 (position), the same for K and V.
     strides: [usize; 3],
+}
+
+enum Values<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
 }
 
 impl<'a> KvView<'a> {
@@ -87,26 +101,36 @@ impl<'a> KvView<'a> {
         if ks != vs || ks.len() != 4 || ks[3] != 1 {
             return Err(Error::Run("KV cache tensors must share a row-major layout".into()));
         }
-        let slice = |(storage, layout): (&'a Storage, &Layout)| -> Result<&'a [f32]> {
+        let values = |(storage, layout): (&'a Storage, &Layout)| -> Result<Values<'a>> {
+            let at = layout.start_offset();
             match storage {
-                Storage::Cpu(cpu) => Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..]),
-                _ => Err(Error::Run("decode attention runs on the CPU only".into())),
+                Storage::Cpu(CpuStorage::F16(x)) => Ok(Values::F16(&x[at..])),
+                Storage::Cpu(CpuStorage::F32(x)) => Ok(Values::F32(&x[at..])),
+                _ => Err(Error::Run(
+                    "decode attention reads an f32 or f16 cache on the CPU".into(),
+                )),
             }
         };
         Ok(KvView {
-            k: slice(k)?,
-            v: slice(v)?,
+            k: values(k)?,
+            v: values(v)?,
             strides: [ks[0], ks[1], ks[2]],
         })
     }
 
-    /// K (or V) at (sequence, KV head, position): `head_dim` values, then what follows.
-    fn row(&self, seq: usize, head: usize, pos: usize, values: bool) -> &'a [f32] {
+    /// K (or V) at (sequence, KV head, position) as `buf.len()` f32 values: in place for an f32
+    /// cache, converted into `buf` for an f16 one.
+    fn read<'b>(&self, seq: usize, head: usize, pos: usize, values: bool, buf: &'b mut [f32]) -> &'b [f32]
+    where
+        'a: 'b,
+    {
         let at = seq * self.strides[0] + head * self.strides[1] + pos * self.strides[2];
-        if values {
-            &self.v[at..]
-        } else {
-            &self.k[at..]
+        match if values { &self.v } else { &self.k } {
+            Values::F32(x) => &x[at..][..buf.len()],
+            Values::F16(x) => {
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(&x[at..][..buf.len()], buf);
+                buf
+            }
         }
     }
 }
