@@ -5,7 +5,7 @@
 # batched API (bench/llamacpp_batched.py: unified KV cache, every prompt evaluated once for its
 # 15 sequences, continuous batching of K prompts, samplers in C) at several K, both on the same
 # GGUF, the same prompts and THREADS threads. Prints one table per workload, then the best of
-# each engine and their ratios (tokens/s, peak RSS). Not part of CI; about 20 minutes on 2 cores.
+# each engine and their ratios (tokens/s, peak RSS). Not part of CI; about 20 minutes a round on 2 cores (ROUNDS, default 3).
 #
 # llama.cpp comes from llama-cpp-python 0.3.36 in a virtualenv outside the repo (RFTX_PEERS_VENV,
 # default ~/.cache/rftx-peers-venv; pip compiles llama.cpp, about 9 minutes on 2 cores).
@@ -21,17 +21,26 @@ cargo build --release -q
 RFTX=target/release/rftx
 MODEL=${RFTX_MODELS_DIR:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
 
-run() { # workload, rftx chunks, rftx prompts-per-batch, llama.cpp Ks
-  local w=$1
+# rftx runs twice per round: as configured (q8_0 weights, f32 KV cache) and lean (LEAN: the
+# file's Q4_1 weights and an f16 KV cache, as llama.cpp runs the same file).
+LEAN=(--set 'model.weights="q4_1"' --set 'model.kv_cache="f16"')
+run() { # workload, rftx chunks, rftx prompts-per-batch, llama.cpp Ks, output folder
+  local w=$1 dir=$5
+  mkdir -p "$dir"
   $RFTX bench "configs/$w.toml" --write-prompts "$OUT/$w-prompts.json"
   CANDLE_NUM_THREADS=$THREADS $RFTX bench "configs/$w.toml" --chunks "$2" --prompts-per-batch "$3" \
-    --out "$OUT/$w-rftx.json" >&2
+    --out "$dir/$w-rftx.json" >&2
+  CANDLE_NUM_THREADS=$THREADS $RFTX bench "configs/$w.toml" --chunks "$2" --prompts-per-batch "$3" \
+    "${LEAN[@]}" --out "$dir/$w-rftx-lean.json" >&2
   for k in $4; do
     "$VENV/bin/python" bench/llamacpp_batched.py "$MODEL" "$OUT/$w-prompts.json" --threads "$THREADS" \
-      --prompts-per-batch "$k" > "$OUT/$w-llama-$k.json"
-    echo "llama.cpp K=$k: $(python3 -c "import json,sys;print(round(json.load(open(sys.argv[1]))['tokens_per_s'],1))" "$OUT/$w-llama-$k.json") tokens/s" >&2
+      --prompts-per-batch "$k" > "$dir/$w-llama-$k.json"
+    echo "llama.cpp K=$k: $(python3 -c "import json,sys;print(round(json.load(open(sys.argv[1]))['tokens_per_s'],1))" "$dir/$w-llama-$k.json") tokens/s" >&2
   done
 }
-run w15 "${W15_CHUNKS:-1,3,15}" "${W15_PPB:-1,3,5,auto}" "${W15_K:-1 2 5}"
-run w60 "${W60_CHUNKS:-15}" "${W60_PPB:-1,4,8,auto}" "${W60_K:-1 4 8}"
+# ROUNDS rounds, each engine and setting once per round, alternating; the table takes medians.
+for i in $(seq 1 "${ROUNDS:-3}"); do
+  run w15 "${W15_CHUNKS:-1,3,15}" "${W15_PPB:-1,3,5,auto}" "${W15_K:-1 2 5}" "$OUT/round$i"
+  run w60 "${W60_CHUNKS:-15}" "${W60_PPB:-1,4,8,auto}" "${W60_K:-1 4 8}" "$OUT/round$i"
+done
 python3 bench/throughput_table.py "$OUT"

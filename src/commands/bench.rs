@@ -56,6 +56,8 @@ pub struct BenchReport {
     pub device: String,
     pub model: String,
     pub weights: String,
+    /// `model.kv_cache` (`auto`: the activations' dtype).
+    pub kv_cache: String,
     pub oversample: usize,
     pub max_new_tokens: usize,
     pub temperature: f64,
@@ -94,6 +96,7 @@ pub fn run(p: &Prepared, settings: &[Setting], observer: &mut dyn Observer) -> R
         },
         model: session.model_path.display().to_string(),
         weights: p.weights.as_str().into(),
+        kv_cache: c.model.kv_cache.as_str().into(),
         oversample: c.generation.oversample,
         max_new_tokens: c.generation.max_new_tokens,
         temperature: c.generation.temperature,
@@ -180,13 +183,16 @@ pub fn render(r: &BenchReport) -> String {
     } else {
         format!("{} threads, {}", r.threads, r.cpu)
     };
+    let weights = match r.kv_cache.as_str() {
+        "auto" => format!("{} weights", r.weights),
+        kv => format!("{} weights, {kv} KV cache", r.weights),
+    };
     let mut s = format!(
-        "{} questions × {} samples × {} new tokens, temperature {}, {} weights, {on}\n",
+        "{} questions × {} samples × {} new tokens, temperature {}, {weights}, {on}\n",
         r.rows.first().map_or(0, |x| x.questions),
         r.oversample,
         r.max_new_tokens,
         r.temperature,
-        r.weights,
     );
     s.push_str(&format!(
         "{:>12} {:>5} {:>6} {:>6} {:>8} {:>10} {:>10} {:>10} {:>9} {:>11} {:>11}{}\n",

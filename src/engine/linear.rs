@@ -5,6 +5,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::cpu::q4::Q4Linear;
 use super::cpu::q8::Q8Linear;
 
 /// Weight format of the linear layers after loading (`model.weights`).
@@ -19,6 +20,11 @@ pub enum WeightFormat {
     /// Re-quantise to Q8_0: rftx's own int8 kernel is the fastest on x86 CPUs.
     #[serde(rename = "q8_0")]
     Q8_0,
+    /// The layers' matrices in Q4_1 through rftx's own 4-bit kernel (a Q4_1 file's own weights,
+    /// bit for bit: the default model's), the token embedding and output layer in Q8_0 (the
+    /// default model's own), as llama.cpp runs that file: two thirds of `q8_0`'s memory.
+    #[serde(rename = "q4_1")]
+    Q4_1,
     #[serde(rename = "q4_0")]
     Q4_0,
     #[serde(rename = "f16")]
@@ -36,6 +42,7 @@ impl WeightFormat {
             WeightFormat::Auto => "auto",
             WeightFormat::Native => "native",
             WeightFormat::Q8_0 => "q8_0",
+            WeightFormat::Q4_1 => "q4_1",
             WeightFormat::Q4_0 => "q4_0",
             WeightFormat::F16 => "f16",
             WeightFormat::Bf16 => "bf16",
@@ -67,10 +74,20 @@ impl WeightFormat {
         match self {
             WeightFormat::Native | WeightFormat::Auto => None,
             WeightFormat::Q8_0 => Some(GgmlDType::Q8_0),
+            WeightFormat::Q4_1 => Some(GgmlDType::Q4_1),
             WeightFormat::Q4_0 => Some(GgmlDType::Q4_0),
             WeightFormat::F16 => Some(GgmlDType::F16),
             WeightFormat::Bf16 => Some(GgmlDType::BF16),
             WeightFormat::F32 => Some(GgmlDType::F32),
+        }
+    }
+
+    /// The format of the token embedding (and of a tied output layer) when the layers are in
+    /// this one: Q8_0 under `q4_1`, the same otherwise.
+    pub fn embedding(self) -> WeightFormat {
+        match self {
+            WeightFormat::Q4_1 => WeightFormat::Q8_0,
+            other => other,
         }
     }
 
@@ -103,6 +120,7 @@ pub fn convert(qt: QTensor, to: WeightFormat) -> candle_core::Result<QTensor> {
 /// with zeros, so that every GEMM has one shape whatever the batch.
 pub(super) enum Linear {
     Q8(Arc<Q8Linear>),
+    Q4(Q4Linear),
     Candle {
         inner: QMatMul,
         row_by_row: bool,
@@ -116,9 +134,14 @@ pub(super) enum Linear {
 pub const DENSE_ROWS: usize = 16;
 
 impl Linear {
-    pub(super) fn new(qt: Arc<QTensor>) -> candle_core::Result<Self> {
+    /// The layer for `qt`; Q4_1 goes to [`Q4Linear`] only under `model.weights = "q4_1"`
+    /// (`native` keeps candle's kernel, whose samples earlier runs hold).
+    pub(super) fn new(qt: Arc<QTensor>, format: WeightFormat) -> candle_core::Result<Self> {
         if qt.dtype() == GgmlDType::Q8_0 && Q8Linear::supported() {
             return Ok(Linear::Q8(Arc::new(Q8Linear::from_qtensor(&qt)?)));
+        }
+        if qt.dtype() == GgmlDType::Q4_1 && format == WeightFormat::Q4_1 && Q8Linear::supported() {
+            return Ok(Linear::Q4(Q4Linear::from_qtensor(&qt)?));
         }
         let inner = QMatMul::from_arc(qt)?;
         let row_by_row = !matches!(inner, QMatMul::QTensor(_));
@@ -133,13 +156,24 @@ impl Linear {
     pub(super) fn bytes(&self, stored: u64) -> u64 {
         match self {
             Linear::Q8(q) => q.storage_bytes() as u64,
+            Linear::Q4(q) => q.storage_bytes() as u64,
             Linear::Candle { .. } | Linear::Dense(_) => stored,
+        }
+    }
+
+    /// `x · Wᵀ` as f32 values, row-major: the int8 layer hands its own over (the logits of a
+    /// large batch are tens of MiB, which a tensor and a copy of it would hold twice).
+    pub(super) fn forward_values(&self, x: &Tensor) -> candle_core::Result<Vec<f32>> {
+        match self {
+            Linear::Q8(q) => Ok(q.values(x)?.0),
+            _ => self.forward(x)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>(),
         }
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Linear::Q8(q) => q.forward(x),
+            Linear::Q4(q) => q.forward(x),
             Linear::Candle { inner, row_by_row } => {
                 let rows = x.dim(0)?;
                 if *row_by_row && rows > 1 {
@@ -192,11 +226,15 @@ pub(super) enum Embedding {
 impl Embedding {
     /// The embedding and the output layer: one matrix serves both when they are tied
     /// (`output` is `None`).
-    pub(super) fn with_output(embed: QTensor, output: Option<Linear>) -> candle_core::Result<(Self, Linear)> {
+    pub(super) fn with_output(
+        embed: QTensor,
+        output: Option<Linear>,
+        format: WeightFormat,
+    ) -> candle_core::Result<(Self, Linear)> {
         let embed = Arc::new(embed);
         Ok(match output {
             Some(out) => (Embedding::Quantized(embed), out),
-            None => match Linear::new(embed.clone())? {
+            None => match Linear::new(embed.clone(), format)? {
                 Linear::Q8(q) => (Embedding::Q8(q.clone()), Linear::Q8(q)),
                 other => (Embedding::Quantized(embed), other),
             },

@@ -106,12 +106,12 @@ impl Loader<'_, '_> {
         Ok(t.to_dtype(dtype)?)
     }
 
-    fn converted(&mut self, name: &str) -> Result<QTensor> {
+    fn converted(&mut self, name: &str, format: WeightFormat) -> Result<QTensor> {
         let qt = self.read(name)?;
-        convert(qt, self.format).map_err(|e| {
+        convert(qt, format).map_err(|e| {
             let message = format!(
                 "cannot convert {name} to {}: {}",
-                self.format.as_str(),
+                format.as_str(),
                 crate::base::error::candle_message(&e)
             );
             match &*self.weights {
@@ -121,17 +121,22 @@ impl Loader<'_, '_> {
         })
     }
 
-    /// A matrix, converted to the configured format, as a linear layer.
+    /// A matrix of a layer, converted to the configured format, as a linear layer.
     fn linear(&mut self, name: &str) -> Result<Linear> {
+        self.linear_as(name, self.format)
+    }
+
+    /// A matrix converted to `format` (the dense path ignores it), as a linear layer.
+    fn linear_as(&mut self, name: &str, format: WeightFormat) -> Result<Linear> {
         if let Some(dtype) = self.dense {
             let w = self.dense(name, dtype)?;
             *self.formats.entry(self.format.as_str().to_string()).or_default() += 1;
             self.weight_bytes += (w.elem_count() * dtype.size_in_bytes()) as u64;
             return Ok(Linear::dense(w));
         }
-        let qt = self.converted(name)?;
+        let qt = self.converted(name, format)?;
         let (dtype, stored) = (qt.dtype(), qt.storage_size_in_bytes() as u64);
-        let linear = Linear::new(Arc::new(qt))?;
+        let linear = Linear::new(Arc::new(qt), format)?;
         *self.formats.entry(format!("{dtype:?}").to_lowercase()).or_default() += 1;
         self.weight_bytes += linear.bytes(stored);
         Ok(linear)
@@ -149,13 +154,13 @@ impl Loader<'_, '_> {
             self.weight_bytes += (embed.elem_count() * dtype.size_in_bytes()) as u64;
             return Ok((Embedding::Dense(embed), output));
         }
-        let embed_qt = self.converted("token_embd.weight")?;
+        let embed_qt = self.converted("token_embd.weight", self.format.embedding())?;
         let output = if tied {
             None
         } else {
-            Some(self.linear("output.weight")?)
+            Some(self.linear_as("output.weight", self.format.embedding())?)
         };
-        let (embed, lm_head) = Embedding::with_output(embed_qt, output)?;
+        let (embed, lm_head) = Embedding::with_output(embed_qt, output, self.format.embedding())?;
         self.weight_bytes += embed.bytes();
         Ok((embed, lm_head))
     }

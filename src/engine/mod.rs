@@ -250,8 +250,7 @@ impl Model {
     fn logits(&self, h: &Tensor, rows: usize) -> Result<Vec<f32>> {
         allocation(Site::Logits, rows, || {
             let h = candle_nn::ops::rms_norm(h, &self.norm, self.spec.rms_eps as f32)?;
-            let logits = self.lm_head.forward(&h)?.to_dtype(DType::F32)?;
-            Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+            Ok(self.lm_head.forward_values(&h)?)
         })
     }
 

@@ -20,7 +20,7 @@ mod render;
 
 use serde::Serialize;
 
-use crate::engine::cpu::q8::Q8Linear;
+use crate::engine::cpu::{q4::Q4Linear, q8::Q8Linear};
 use crate::engine::{KvCacheFormat, WeightFormat};
 use crate::source::{ModelSource, ModelSpec};
 pub use predict::{largest, plan, predict, safe_capacity, Breakdown, Plan, MAX_PROMPTS, SAFETY_MARGIN};
@@ -28,6 +28,16 @@ pub use render::render;
 
 pub(crate) const MIB: u64 = 1 << 20;
 const GIB: f64 = (1u64 << 30) as f64;
+
+/// Weights of the attention and MLP matrices of every layer.
+fn layer_params(spec: &ModelSpec) -> u64 {
+    let d = spec.n_embd as u64;
+    let (q, kv) = (
+        (spec.n_head * spec.head_dim) as u64,
+        (spec.n_kv_head * spec.head_dim) as u64,
+    );
+    spec.n_layer as u64 * (2 * d * q + 2 * d * kv + 3 * d * spec.n_ff as u64)
+}
 
 /// Architecture and weight sizes of a model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,15 +57,10 @@ pub struct Arch {
 impl Arch {
     fn from_spec(name: &str, spec: ModelSpec, tied: bool, native_bytes_per_weight: f64) -> Self {
         let d = spec.n_embd as u64;
-        let (q, kv) = (
-            (spec.n_head * spec.head_dim) as u64,
-            (spec.n_kv_head * spec.head_dim) as u64,
-        );
-        let per_layer = 2 * d * q + 2 * d * kv + 3 * d * spec.n_ff as u64;
         let embed = spec.vocab_size as u64 * d;
         Arch {
             name: name.to_string(),
-            matrix_params: spec.n_layer as u64 * per_layer + if tied { 0 } else { embed },
+            matrix_params: layer_params(&spec) + if tied { 0 } else { embed },
             embed_params: embed,
             vector_params: (2 * spec.n_layer as u64 + 1) * d,
             native_bytes_per_weight,
@@ -84,16 +89,22 @@ impl Arch {
     }
 
     /// Weight bytes after conversion to `format`; `cpu`: as rftx holds them on this machine
-    /// (Q8_0 with f32 scales for its AVX2 kernel, 36 bytes per 32 weights).
+    /// (Q8_0 with f32 scales for its AVX2 kernel, 36 bytes per 32 weights; Q4_1 with f32
+    /// scales and minima, 24). The layers' matrices are in `format`, the embedding and output
+    /// layer in [`WeightFormat::embedding`]'s.
     pub fn weight_bytes(&self, format: WeightFormat, cpu: bool) -> u64 {
-        let bpw = match format {
+        let own = cpu && Q8Linear::supported();
+        let bpw = |f: WeightFormat| match f {
             WeightFormat::Native => self.native_bytes_per_weight,
-            WeightFormat::Q8_0 if cpu && Q8Linear::supported() => Q8Linear::BYTES_PER_WEIGHT,
+            WeightFormat::Q8_0 if own => Q8Linear::BYTES_PER_WEIGHT,
+            WeightFormat::Q4_1 if own => Q4Linear::BYTES_PER_WEIGHT,
             other => other
                 .ggml_bytes_per_weight()
                 .expect("every format but native is a GGML type"),
         };
-        ((self.matrix_params + self.embed_params) as f64 * bpw) as u64 + self.vector_params * 4
+        let layers = layer_params(&self.spec);
+        let embedding = self.matrix_params + self.embed_params - layers;
+        (layers as f64 * bpw(format) + embedding as f64 * bpw(format.embedding())) as u64 + self.vector_params * 4
     }
 
     /// KV bytes of one position of one sequence at `elem` bytes per value.

@@ -2,6 +2,7 @@
 //! ([`attention`]) — and this machine's limits for them ([`roofline`]) — both spread over candle's thread pool and both computing every row with
 //! the same operations whatever the batch size.
 pub mod attention;
+pub mod q4;
 pub mod q8;
 pub mod roofline;
 

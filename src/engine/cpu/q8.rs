@@ -22,7 +22,7 @@ use super::SharedOut;
 use crate::engine::device::host;
 
 /// Weights per Q8_0 block (candle's `GgmlDType::Q8_0.block_size()`, 32).
-const QK: usize = 32;
+pub(crate) const QK: usize = 32;
 const _: () = assert!(QK == candle_core::quantized::k_quants::QK8_0);
 
 /// A `n × k` weight matrix in Q8_0 blocks with f32 scales.
@@ -171,18 +171,13 @@ impl Q8Linear {
 
     /// `x · Wᵀ` for `x` of shape `(…, k)`: returns `(…, n)`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let k = *dims.last().unwrap_or(&0);
-        if k != self.k {
-            candle_core::bail!("input of {k} features for a {}×{} matrix", self.n, self.k);
-        }
-        let m = x.elem_count() / k;
-        let input = x.flatten_all()?.to_vec1::<f32>()?;
-        let mut out = vec![0f32; m * self.n];
-        self.matmul(&input, m, &mut out);
-        let mut shape = dims;
-        *shape.last_mut().unwrap() = self.n;
+        let (out, shape) = self.values(x)?;
         Tensor::from_vec(out, shape, x.device())
+    }
+
+    /// [`Q8Linear::forward`]'s values (row-major) and shape, without making a tensor of them.
+    pub fn values(&self, x: &Tensor) -> candle_core::Result<(Vec<f32>, Vec<usize>)> {
+        apply(x, (self.n, self.k), |input, m, out| self.matmul(input, m, out))
     }
 
     /// `out[r][j] = Σ x[r]·w[j]` for `m` rows.
@@ -193,42 +188,19 @@ impl Q8Linear {
     /// [`Q8Linear::matmul`] on the instructions of `isa` (which the CPU must have).
     pub fn matmul_with(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
         let (xq, xd) = quantize_rows(x, m, self.k);
-        let tiles = self.n.div_ceil(4);
-        let n = self.n;
-        assert!(out.len() >= m * n, "output of {} for {m}×{n}", out.len());
-        let shared_out = SharedOut::new(out);
-        let work = |range: std::ops::Range<usize>| {
-            for tile in range {
-                let j0 = tile * 4;
-                let cols = (n - j0).min(4);
-                let row = |r: usize| (&xq[r * self.k..][..self.k], &xd[r * self.k / QK..][..self.k / QK]);
-                let mut r = 0;
-                while r < m {
-                    // Two activation rows at a time share each weight load.
-                    let pair = r + 1 < m && cols == 4;
-                    let mut res = [[0f32; 4]; 2];
-                    if pair {
-                        self.dot_tile2(isa, row(r), row(r + 1), j0, &mut res);
-                    } else {
-                        let (q, d) = row(r);
-                        self.dot_tile(isa, q, d, j0, cols, &mut res[0]);
-                    }
-                    for (i, res) in res.iter().enumerate().take(if pair { 2 } else { 1 }) {
-                        // SAFETY: each (r, j) is written by exactly one tile, and `out` (m × n
-                        // slots) outlives the pool's work.
-                        let dst = unsafe { shared_out.slice((r + i) * n + j0, cols) };
-                        dst.copy_from_slice(&res[..cols]);
-                    }
-                    r += if pair { 2 } else { 1 };
-                }
+        let row = |r: usize| (&xq[r * self.k..][..self.k], &xd[r * self.k / QK..][..self.k / QK]);
+        // Two activation rows at a time share each weight load.
+        tiled((self.n, self.k, m), 2, out, |j0, cols, r, rows, res| {
+            if rows == 2 {
+                let [a, b, ..] = res;
+                let mut pair = [*a, *b];
+                self.dot_tile2(isa, row(r), row(r + 1), j0, &mut pair);
+                [*a, *b] = pair;
+            } else {
+                let (q, d) = row(r);
+                self.dot_tile(isa, q, d, j0, cols, &mut res[0]);
             }
-        };
-        // Small matrices are not worth waking the pool for.
-        if tiles * m * self.k < 1 << 15 {
-            work(0..tiles);
-        } else {
-            candle_core::utils::barrier_pool().execute_chunked(tiles, work);
-        }
+        });
     }
 
     fn dot_tile(&self, isa: Isa, xq: &[i8], xd: &[f32], j0: usize, cols: usize, res: &mut [f32; 4]) {
@@ -435,6 +407,66 @@ impl Q8Linear {
     }
 }
 
+/// `x · Wᵀ` for `x` of shape `(…, k)` and a `n × k` matrix whose `matmul(x, m, out)` fills
+/// `m × n` values: those values and the shape `(…, n)`.
+pub(crate) fn apply(
+    x: &Tensor,
+    (n, k): (usize, usize),
+    matmul: impl FnOnce(&[f32], usize, &mut [f32]),
+) -> candle_core::Result<(Vec<f32>, Vec<usize>)> {
+    let mut shape = x.dims().to_vec();
+    let features = *shape.last().unwrap_or(&0);
+    if features != k {
+        candle_core::bail!("input of {features} features for a {n}×{k} matrix");
+    }
+    let m = x.elem_count() / k;
+    let input = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; m * n];
+    matmul(&input, m, &mut out);
+    *shape.last_mut().expect("one dimension at least") = n;
+    Ok((out, shape))
+}
+
+/// Runs `dot(j0, cols, r, rows, res)` for every tile of four output columns `j0..j0 + cols`
+/// and activation rows `r..r + rows` (up to `max_rows` share each weight load in a full tile;
+/// one at a time in a partial one), and writes `res[i][c]` to `out[(r + i) · n + j0 + c]`.
+/// Tiles are spread over candle's thread pool; a matrix of `n × k` against `m` rows too small
+/// to be worth waking it runs in the calling thread.
+pub(crate) fn tiled(
+    (n, k, m): (usize, usize, usize),
+    max_rows: usize,
+    out: &mut [f32],
+    dot: impl Fn(usize, usize, usize, usize, &mut [[f32; 4]; 4]) + Sync,
+) {
+    let tiles = n.div_ceil(4);
+    assert!(out.len() >= m * n, "output of {} for {m}×{n}", out.len());
+    let shared_out = SharedOut::new(out);
+    let work = |range: std::ops::Range<usize>| {
+        for tile in range {
+            let j0 = tile * 4;
+            let cols = (n - j0).min(4);
+            let mut r = 0;
+            while r < m {
+                let rows = if cols == 4 { (m - r).min(max_rows) } else { 1 };
+                let mut res = [[0f32; 4]; 4];
+                dot(j0, cols, r, rows, &mut res);
+                for (i, res) in res.iter().enumerate().take(rows) {
+                    // SAFETY: each (r, j) is written by exactly one tile, and `out` (m × n
+                    // slots) outlives the pool's work.
+                    let dst = unsafe { shared_out.slice((r + i) * n + j0, cols) };
+                    dst.copy_from_slice(&res[..cols]);
+                }
+                r += rows;
+            }
+        }
+    };
+    if tiles * m * k < 1 << 15 {
+        work(0..tiles);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(tiles, work);
+    }
+}
+
 /// A fixed-order sum of 8 lanes (the same in the SIMD and scalar paths, and in attention).
 pub(crate) fn hsum8(l: &[f32; 8]) -> f32 {
     ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
@@ -473,7 +505,7 @@ unsafe fn store4(acc: &[std::arch::x86_64::__m256; 4], out: &mut [f32; 4]) {
 }
 
 /// Quantises each row to blocks of 32 int8 values with an f32 scale (amax / 127).
-fn quantize_rows(x: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
+pub(crate) fn quantize_rows(x: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
     let mut q = vec![0i8; m * k];
     let mut d = vec![0f32; m * k / QK];
     for (bi, (block, qb)) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).enumerate() {
