@@ -1,6 +1,7 @@
-//! CPU kernels: the int8 linear layer ([`q8`]) and decode attention over the KV cache
-//! ([`attention`]) — and this machine's limits for them ([`roofline`]) — both spread over candle's thread pool and both computing every row with
-//! the same operations whatever the batch size.
+//! CPU kernels: the int8 and 4-bit linear layers ([`q8`], [`q4`]) and decode attention over the
+//! KV cache ([`attention`]) — and this machine's limits for them ([`roofline`]) — all spread
+//! over candle's thread pool and all computing every row with the same operations whatever the
+//! batch size.
 pub mod attention;
 pub mod q4;
 pub mod q8;

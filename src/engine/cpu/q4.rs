@@ -15,6 +15,8 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
+#[cfg(target_arch = "x86_64")]
+use super::q8::{lane_sums, AVX2, AVX512_VNNI, AVX_VNNI};
 use super::q8::{apply, hsum8, isa, quantize_rows, tiled, Isa, Q8Linear, KERNEL_ENV, QK};
 use crate::engine::device::host;
 
@@ -196,7 +198,7 @@ impl Q4Linear {
 
     /// Four output columns `j0..j0 + 4` of `R` activation rows, every weight load shared by the
     /// rows, with the arithmetic of [`Q4Linear::dot_scalar`] and the lane sums of instructions
-    /// `I` ([`lane_sums`]).
+    /// `I` ([`lane_sums`]: the weights are at most 15, so AVX2's pair sums stay within 3 810).
     ///
     /// # Safety
     /// AVX2, FMA and the instructions of `I` must be present; each row holds `k` values, `k / 32`
@@ -280,34 +282,12 @@ pub fn q4_isa() -> Isa {
     })
 }
 
-const AVX2: u8 = 0;
-const AVX_VNNI: u8 = 1;
-const AVX512_VNNI: u8 = 2;
-
-/// Eight lanes, each the sum of four products `u[4l + i] · s[4l + i]` (`u` unsigned and at most
-/// 15, so AVX2's 16-bit pair sums cannot saturate), on the instructions `I` names.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn lane_sums<const I: u8>(
-    u: std::arch::x86_64::__m256i,
-    s: std::arch::x86_64::__m256i,
-) -> std::arch::x86_64::__m256i {
-    use std::arch::x86_64::*;
-    match I {
-        AVX2 => _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
-        AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s),
-        _ => _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s),
-    }
-}
 
 #[cfg(test)]
 mod tests {
+    use super::super::q8::tests::random;
     use super::*;
     use crate::base::sampling::Rng;
-
-    fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
-        (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect()
-    }
 
     /// Close to candle's own Q4_1 matmul, and the scalar reference's bits on every instruction
     /// set this CPU has, for odd and even block counts, single rows and pairs, partial tiles.

@@ -475,19 +475,23 @@ pub(crate) fn hsum8(l: &[f32; 8]) -> f32 {
 /// One activation row: `k` int8 values and `k / 32` scales.
 type Row<'a> = (&'a [i8], &'a [f32]);
 
-const AVX_VNNI: u8 = 1;
-const AVX512_VNNI: u8 = 2;
+/// [`lane_sums`]'s instructions, as a constant parameter.
+pub(crate) const AVX2: u8 = 0;
+pub(crate) const AVX_VNNI: u8 = 1;
+pub(crate) const AVX512_VNNI: u8 = 2;
 
-/// Eight lanes, each the sum of four products `u[4l + i] · s[4l + i]` (`u` unsigned), with the
-/// VNNI instruction `I` names.
+/// Eight lanes, each the sum of four products `u[4l + i] · s[4l + i]` (`u` unsigned), on the
+/// instructions `I` names: `vpdpbusd` (VNNI), or AVX2's `vpmaddubsw` + `vpmaddwd`, whose 16-bit
+/// pair sums the caller keeps from saturating (`u · s` of two products within ±32767).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn lane_sums<const I: u8>(
+pub(crate) unsafe fn lane_sums<const I: u8>(
     u: std::arch::x86_64::__m256i,
     s: std::arch::x86_64::__m256i,
 ) -> std::arch::x86_64::__m256i {
     use std::arch::x86_64::*;
     match I {
+        AVX2 => _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
         AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s),
         _ => _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s),
     }
@@ -521,11 +525,12 @@ pub(crate) fn quantize_rows(x: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::base::sampling::Rng;
 
-    fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
+    /// `n` values uniform in [-1, 1).
+    pub(in crate::engine::cpu) fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
         (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect()
     }
 
