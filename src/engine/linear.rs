@@ -152,6 +152,15 @@ impl Linear {
         Linear::Dense(w)
     }
 
+    /// Output features of rftx's own layers (`None` for candle's and dense ones).
+    fn outputs(&self) -> Option<usize> {
+        match self {
+            Linear::Q8(q) => Some(q.outputs()),
+            Linear::Q4(q) => Some(q.outputs()),
+            Linear::Candle { .. } | Linear::Dense(_) => None,
+        }
+    }
+
     /// Bytes the layer holds (`stored`: those of the tensor it was made from).
     pub(super) fn bytes(&self, stored: u64) -> u64 {
         match self {
@@ -185,6 +194,48 @@ impl Linear {
                 inner.forward(x)
             }
             Linear::Dense(w) => dense_forward(w, x),
+        }
+    }
+}
+
+/// Matrices applied to one input (q, k, v; gate, up). rftx's int8 and 4-bit layers compute every
+/// output column alone, so their rows are stacked into one layer whose outputs are the parts',
+/// bit for bit, for one quantisation of the input and one pass over the thread pool; other
+/// layers are applied one by one.
+pub(super) enum Group {
+    Stacked { w: Linear, sizes: Vec<usize> },
+    Parts(Vec<Linear>),
+}
+
+impl Group {
+    pub(super) fn new(parts: Vec<Linear>) -> candle_core::Result<Self> {
+        let sizes = parts.iter().map(Linear::outputs).collect::<Option<Vec<_>>>();
+        let q8: Option<Vec<&Q8Linear>> = parts.iter().map(|p| if let Linear::Q8(q) = p { Some(&**q) } else { None }).collect();
+        let q4: Option<Vec<&Q4Linear>> = parts.iter().map(|p| if let Linear::Q4(q) = p { Some(q) } else { None }).collect();
+        let w = match (q8, q4) {
+            (Some(q), _) => Linear::Q8(Arc::new(Q8Linear::stack(&q)?)),
+            (_, Some(q)) => Linear::Q4(Q4Linear::stack(&q)?),
+            _ => return Ok(Group::Parts(parts)),
+        };
+        let sizes = sizes.expect("rftx's layers know their outputs");
+        Ok(Group::Stacked { w, sizes })
+    }
+
+    /// Each part's `x · Wᵀ`, in order.
+    pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        match self {
+            Group::Stacked { w, sizes } => {
+                let y = w.forward(x)?;
+                let mut at = 0;
+                sizes
+                    .iter()
+                    .map(|&n| {
+                        at += n;
+                        y.narrow(candle_core::D::Minus1, at - n, n)
+                    })
+                    .collect()
+            }
+            Group::Parts(parts) => parts.iter().map(|p| p.forward(x)).collect(),
         }
     }
 }

@@ -7,7 +7,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
 use super::device::{self, allocation};
-use super::linear::{convert, Embedding, Linear, WeightFormat};
+use super::linear::{convert, Embedding, Group, Linear, WeightFormat};
 use super::{rope_tables, Kernels, Layer, Model, MAX_ROPE_POSITIONS};
 use crate::base::error::{Error, Result, Site};
 use crate::source::{ModelSource, ModelSpec};
@@ -210,15 +210,16 @@ impl Loader<'_, '_> {
         let n = |what: &str| format!("blk.{i}.{what}.weight");
         Ok(Layer {
             attn_norm: self.vector(&n("attn_norm"), dtype)?,
-            wq: self.linear(&n("attn_q"))?,
-            wk: self.linear(&n("attn_k"))?,
-            wv: self.linear(&n("attn_v"))?,
+            qkv: Group::new(vec![
+                self.linear(&n("attn_q"))?,
+                self.linear(&n("attn_k"))?,
+                self.linear(&n("attn_v"))?,
+            ])?,
             bias: self.biases(i, dtype)?,
             qk_norm: self.qk_norm(i, dtype)?,
             wo: self.linear(&n("attn_output"))?,
             ffn_norm: self.vector(&n("ffn_norm"), dtype)?,
-            w_gate: self.linear(&n("ffn_gate"))?,
-            w_up: self.linear(&n("ffn_up"))?,
+            gate_up: Group::new(vec![self.linear(&n("ffn_gate"))?, self.linear(&n("ffn_up"))?])?,
             w_down: self.linear(&n("ffn_down"))?,
         })
     }

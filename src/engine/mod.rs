@@ -35,22 +35,21 @@ use device::allocation;
 pub use device::DeviceChoice;
 pub use kv_cache::{KvCache, KvCacheFormat};
 pub use linear::WeightFormat;
-use linear::{Embedding, Linear};
+use linear::{Embedding, Group, Linear};
 pub use load::Weights;
 
 struct Layer {
     attn_norm: Tensor,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    /// q, k and v.
+    qkv: Group,
     /// Biases of the q, k, v projections (qwen2), q and k in the interleaved rotary layout.
     bias: Option<[Tensor; 3]>,
     /// RMSNorm weights over each head of q and of k (qwen3), in the interleaved layout.
     qk_norm: Option<[Tensor; 2]>,
     wo: Linear,
     ffn_norm: Tensor,
-    w_gate: Linear,
-    w_up: Linear,
+    /// gate and up.
+    gate_up: Group,
     w_down: Linear,
 }
 
@@ -241,8 +240,8 @@ impl Model {
 
     fn feed_forward(&self, layer: &Layer, h: Tensor) -> Result<Tensor> {
         let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.spec.rms_eps as f32)?;
-        let gate = candle_nn::ops::silu(&layer.w_gate.forward(&x)?)?;
-        let ff = layer.w_down.forward(&(gate * layer.w_up.forward(&x)?)?)?;
+        let [gate, up]: [Tensor; 2] = layer.gate_up.forward(&x)?.try_into().map_err(|_| Error::Run("gate and up".into()))?;
+        let ff = layer.w_down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
         Ok((h + ff)?)
     }
 
@@ -261,7 +260,8 @@ impl Model {
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, l, n, s.head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let (mut q, mut k, mut v) = (layer.wq.forward(x)?, layer.wk.forward(x)?, layer.wv.forward(x)?);
+        let [mut q, mut k, mut v]: [Tensor; 3] =
+            layer.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("q, k and v".into()))?;
         if let Some([bq, bk, bv]) = &layer.bias {
             (q, k, v) = (q.broadcast_add(bq)?, k.broadcast_add(bk)?, v.broadcast_add(bv)?);
         }

@@ -104,6 +104,26 @@ impl Q4Linear {
         Ok(lin)
     }
 
+    /// One matrix of the rows of `parts` (all `k` wide), in order, as [`Q8Linear::stack`].
+    pub fn stack(parts: &[&Q4Linear]) -> candle_core::Result<Self> {
+        let k = parts.first().map_or(0, |p| p.k);
+        if parts.iter().any(|p| p.k != k) {
+            candle_core::bail!("stacked matrices must share their row length");
+        }
+        Ok(Q4Linear {
+            n: parts.iter().map(|p| p.n).sum(),
+            k,
+            qs: parts.iter().flat_map(|p| p.qs.iter().copied()).collect(),
+            d: parts.iter().flat_map(|p| p.d.iter().copied()).collect(),
+            m: parts.iter().flat_map(|p| p.m.iter().copied()).collect(),
+        })
+    }
+
+    /// Output features (rows of the matrix).
+    pub fn outputs(&self) -> usize {
+        self.n
+    }
+
     /// Bytes held: packed values, f32 scales and minima.
     pub fn storage_bytes(&self) -> usize {
         self.qs.len() + 4 * (self.d.len() + self.m.len())

@@ -137,6 +137,22 @@ impl Q8Linear {
         Ok(Q8Linear { n, k, qs, d, has_min })
     }
 
+    /// One matrix of the rows of `parts` (all `k` wide), in order: every output column is
+    /// computed alone, so its outputs are the parts' outputs side by side, bit for bit.
+    pub fn stack(parts: &[&Q8Linear]) -> candle_core::Result<Self> {
+        let k = parts.first().map_or(0, |p| p.k);
+        if parts.iter().any(|p| p.k != k) {
+            candle_core::bail!("stacked matrices must share their row length");
+        }
+        Ok(Q8Linear {
+            n: parts.iter().map(|p| p.n).sum(),
+            k,
+            qs: parts.iter().flat_map(|p| p.qs.iter().copied()).collect(),
+            d: parts.iter().flat_map(|p| p.d.iter().copied()).collect(),
+            has_min: parts.iter().any(|p| p.has_min),
+        })
+    }
+
     /// A random `n × k` matrix (int8 values and scales drawn from `seed`), for measurements.
     pub fn random(n: usize, k: usize, seed: u64) -> Self {
         let mut rng = crate::base::sampling::Rng::from_seed(seed);
@@ -149,6 +165,11 @@ impl Q8Linear {
             d,
             has_min: false,
         }
+    }
+
+    /// Output features (rows of the matrix).
+    pub fn outputs(&self) -> usize {
+        self.n
     }
 
     /// Bytes held: int8 values and f32 scales.
