@@ -210,8 +210,14 @@ pub(super) enum Group {
 impl Group {
     pub(super) fn new(parts: Vec<Linear>) -> candle_core::Result<Self> {
         let sizes = parts.iter().map(Linear::outputs).collect::<Option<Vec<_>>>();
-        let q8: Option<Vec<&Q8Linear>> = parts.iter().map(|p| if let Linear::Q8(q) = p { Some(&**q) } else { None }).collect();
-        let q4: Option<Vec<&Q4Linear>> = parts.iter().map(|p| if let Linear::Q4(q) = p { Some(q) } else { None }).collect();
+        let q8: Option<Vec<&Q8Linear>> = parts
+            .iter()
+            .map(|p| if let Linear::Q8(q) = p { Some(&**q) } else { None })
+            .collect();
+        let q4: Option<Vec<&Q4Linear>> = parts
+            .iter()
+            .map(|p| if let Linear::Q4(q) = p { Some(q) } else { None })
+            .collect();
         let w = match (q8, q4) {
             (Some(q), _) => Linear::Q8(Arc::new(Q8Linear::stack(&q)?)),
             (_, Some(q)) => Linear::Q4(Q4Linear::stack(&q)?),

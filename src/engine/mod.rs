@@ -240,7 +240,11 @@ impl Model {
 
     fn feed_forward(&self, layer: &Layer, h: Tensor) -> Result<Tensor> {
         let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.spec.rms_eps as f32)?;
-        let [gate, up]: [Tensor; 2] = layer.gate_up.forward(&x)?.try_into().map_err(|_| Error::Run("gate and up".into()))?;
+        let [gate, up]: [Tensor; 2] = layer
+            .gate_up
+            .forward(&x)?
+            .try_into()
+            .map_err(|_| Error::Run("gate and up".into()))?;
         let ff = layer.w_down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
         Ok((h + ff)?)
     }
@@ -260,8 +264,11 @@ impl Model {
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, l, n, s.head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let [mut q, mut k, mut v]: [Tensor; 3] =
-            layer.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("q, k and v".into()))?;
+        let [mut q, mut k, mut v]: [Tensor; 3] = layer
+            .qkv
+            .forward(x)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("q, k and v".into()))?;
         if let Some([bq, bk, bv]) = &layer.bias {
             (q, k, v) = (q.broadcast_add(bq)?, k.broadcast_add(bk)?, v.broadcast_add(bv)?);
         }

@@ -15,9 +15,9 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
+use super::q8::{apply, hsum8, isa, quantize_rows, tiled, Isa, Q8Linear, KERNEL_ENV, QK};
 #[cfg(target_arch = "x86_64")]
 use super::q8::{lane_sums, AVX2, AVX512_VNNI, AVX_VNNI};
-use super::q8::{apply, hsum8, isa, quantize_rows, tiled, Isa, Q8Linear, KERNEL_ENV, QK};
 use crate::engine::device::host;
 
 /// A `n × k` weight matrix in Q4_1 blocks with f32 scales and minima.
@@ -301,7 +301,6 @@ pub fn q4_isa() -> Isa {
         }
     })
 }
-
 
 #[cfg(test)]
 mod tests {

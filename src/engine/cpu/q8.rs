@@ -210,33 +210,45 @@ impl Q8Linear {
     pub fn matmul_with(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
         let (xq, xd) = quantize_rows(x, m, self.k);
         let row = |r: usize| (&xq[r * self.k..][..self.k], &xd[r * self.k / QK..][..self.k / QK]);
-        // Two activation rows at a time share each weight load.
+        // Two activation rows at a time share each weight load (four, on AVX-512, measured no
+        // faster end to end).
+        let vnni = !self.has_min && isa != Isa::Avx2 && Self::supported();
         tiled((self.n, self.k, m), 2, out, |j0, cols, r, rows, res| {
+            #[cfg(target_arch = "x86_64")]
+            if vnni && cols == 4 {
+                let rs = |i: usize| row(r + i.min(rows - 1));
+                // SAFETY: AVX2, FMA and `isa`'s instructions are present (detected; the
+                // caller's promise); no weight is -128; rows hold `k` values and `k / 32`
+                // scales; the tile's four columns exist.
+                unsafe {
+                    match (isa, rows) {
+                        (Isa::Avx512Vnni, 1) => self.xabs_avx512vnni::<1>([rs(0)], j0, res),
+                        (Isa::Avx512Vnni, _) => self.xabs_avx512vnni::<2>([rs(0), rs(1)], j0, res),
+                        (_, 1) => self.xabs_avxvnni::<1>([rs(0)], j0, res),
+                        (_, _) => self.xabs_avxvnni::<2>([rs(0), rs(1)], j0, res),
+                    }
+                }
+                return;
+            }
             if rows == 2 {
                 let [a, b, ..] = res;
                 let mut pair = [*a, *b];
-                self.dot_tile2(isa, row(r), row(r + 1), j0, &mut pair);
+                self.dot_tile2(row(r), row(r + 1), j0, &mut pair);
                 [*a, *b] = pair;
             } else {
                 let (q, d) = row(r);
-                self.dot_tile(isa, q, d, j0, cols, &mut res[0]);
+                self.dot_tile(q, d, j0, cols, &mut res[0]);
             }
         });
     }
 
-    fn dot_tile(&self, isa: Isa, xq: &[i8], xd: &[f32], j0: usize, cols: usize, res: &mut [f32; 4]) {
+    fn dot_tile(&self, xq: &[i8], xd: &[f32], j0: usize, cols: usize, res: &mut [f32; 4]) {
         #[cfg(target_arch = "x86_64")]
         if cols == 4 && Self::supported() {
             // SAFETY: AVX2 and FMA were detected, and `isa`'s instructions (the caller's
             // promise); the caller passes one row's `k` values and `k / 32` scales, and
             // `cols == 4` means rows `j0..j0 + 4` exist.
-            unsafe {
-                match (self.has_min, isa) {
-                    (true, _) | (_, Isa::Avx2) => self.dot4_avx2(xq, xd, j0, res),
-                    (false, Isa::AvxVnni) => self.xabs_avxvnni((xq, xd), None, j0, res),
-                    (false, Isa::Avx512Vnni) => self.xabs_avx512vnni((xq, xd), None, j0, res),
-                }
-            }
+            unsafe { self.dot4_avx2(xq, xd, j0, res) };
             return;
         }
         for (c, out) in res.iter_mut().enumerate().take(cols) {
@@ -244,29 +256,18 @@ impl Q8Linear {
         }
     }
 
-    /// Four output columns of two activation rows (the same arithmetic as [`Q8Linear::dot_tile`]
-    /// on each row).
-    fn dot_tile2(&self, isa: Isa, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 2]) {
+    /// Four output columns of two activation rows on AVX2 (the same arithmetic as
+    /// [`Q8Linear::dot_tile`] on each row).
+    fn dot_tile2(&self, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 2]) {
         #[cfg(target_arch = "x86_64")]
         if Self::supported() {
             // SAFETY: as in `dot_tile`, for both rows; the caller's tile holds rows `j0..j0 + 4`.
-            unsafe {
-                if self.has_min || isa == Isa::Avx2 {
-                    self.dot4x2_avx2(a, b, j0, res);
-                    return;
-                }
-                let [ra, rb] = res;
-                match isa {
-                    // (Avx2 returned above.)
-                    Isa::Avx2 | Isa::AvxVnni => self.xabs_avxvnni(a, Some((b, rb)), j0, ra),
-                    Isa::Avx512Vnni => self.xabs_avx512vnni(a, Some((b, rb)), j0, ra),
-                }
-            }
+            unsafe { self.dot4x2_avx2(a, b, j0, res) };
             return;
         }
         let [ra, rb] = res;
-        self.dot_tile(isa, a.0, a.1, j0, 4, ra);
-        self.dot_tile(isa, b.0, b.1, j0, 4, rb);
+        self.dot_tile(a.0, a.1, j0, 4, ra);
+        self.dot_tile(b.0, b.1, j0, 4, rb);
     }
 
     /// [`Q8Linear::dot4_avx2`] for two activation rows at once: every weight block is loaded
@@ -308,73 +309,54 @@ impl Q8Linear {
         }
     }
 
-    /// Four output columns `j0..j0 + 4` of row `a` (and of row `b`, when given, sharing every
-    /// weight load) with the arithmetic of [`Q8Linear::dot_scalar`]: per block and column the
-    /// lane sums of `|x| · (w · sign x)` ([`lane_sums`] on `I`'s instructions), then the same
-    /// float steps as every other path.
+    /// Four output columns `j0..j0 + 4` of `R` activation rows, every weight load shared by the
+    /// rows, with the arithmetic of [`Q8Linear::dot_scalar`]: per block and column the lane sums
+    /// of `|x| · (w · sign x)` ([`lane_sums`] on `I`'s instructions), then the same float steps
+    /// as every other path.
     ///
     /// # Safety
     /// AVX2, FMA and the instructions of `I` must be present; rows as in [`Q8Linear::dot4_avx2`];
     /// no weight is -128.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn xabs<const I: u8>(&self, a: Row, b: Option<(Row, &mut [f32; 4])>, j0: usize, ra: &mut [f32; 4]) {
+    unsafe fn xabs<const I: u8, const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut [[f32; 4]; 4]) {
         use std::arch::x86_64::*;
         let nb = self.k / QK;
         let w_base = self.qs.as_ptr().add(j0 * self.k);
         let d_base = self.d.as_ptr().add(j0 * nb);
-        let load = |q: &[i8], blk: usize| _mm256_loadu_si256(q.as_ptr().add(blk * QK) as *const __m256i);
-        match b {
-            None => {
-                let mut acc = [_mm256_setzero_ps(); 4];
-                for blk in 0..nb {
-                    let x = load(a.0, blk);
-                    let xabs = _mm256_sign_epi8(x, x);
-                    let dx = *a.1.get_unchecked(blk);
-                    for (c, acc) in acc.iter_mut().enumerate() {
-                        let w = _mm256_loadu_si256(w_base.add(c * self.k + blk * QK) as *const __m256i);
-                        let p32 = lane_sums::<I>(xabs, _mm256_sign_epi8(w, x));
-                        let s = _mm256_set1_ps(*d_base.add(c * nb + blk) * dx);
-                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, *acc);
-                    }
+        let mut acc = [[_mm256_setzero_ps(); 4]; R];
+        for blk in 0..nb {
+            let x: [__m256i; R] =
+                std::array::from_fn(|r| _mm256_loadu_si256(rows[r].0.as_ptr().add(blk * QK) as *const __m256i));
+            let xabs: [__m256i; R] = std::array::from_fn(|r| _mm256_sign_epi8(x[r], x[r]));
+            let dx: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(*rows[r].1.get_unchecked(blk)));
+            #[allow(clippy::needless_range_loop)] // `c` indexes the weights and every row's accumulators
+            for c in 0..4 {
+                let w = _mm256_loadu_si256(w_base.add(c * self.k + blk * QK) as *const __m256i);
+                let dw = _mm256_set1_ps(*d_base.add(c * nb + blk));
+                for r in 0..R {
+                    let p = lane_sums::<I>(xabs[r], _mm256_sign_epi8(w, x[r]));
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, dx[r]), acc[r][c]);
                 }
-                store4(&acc, ra);
             }
-            Some((b, rb)) => {
-                let mut acc = [[_mm256_setzero_ps(); 4]; 2];
-                for blk in 0..nb {
-                    let (xa, xb) = (load(a.0, blk), load(b.0, blk));
-                    let (aa, ab) = (_mm256_sign_epi8(xa, xa), _mm256_sign_epi8(xb, xb));
-                    let da = _mm256_set1_ps(*a.1.get_unchecked(blk));
-                    let db = _mm256_set1_ps(*b.1.get_unchecked(blk));
-                    #[allow(clippy::needless_range_loop)] // `c` indexes the weights and both rows' accumulators
-                    for c in 0..4 {
-                        let w = _mm256_loadu_si256(w_base.add(c * self.k + blk * QK) as *const __m256i);
-                        let dw = _mm256_set1_ps(*d_base.add(c * nb + blk));
-                        let pa = lane_sums::<I>(aa, _mm256_sign_epi8(w, xa));
-                        let pb = lane_sums::<I>(ab, _mm256_sign_epi8(w, xb));
-                        acc[0][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pa), _mm256_mul_ps(dw, da), acc[0][c]);
-                        acc[1][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pb), _mm256_mul_ps(dw, db), acc[1][c]);
-                    }
-                }
-                store4(&acc[0], ra);
-                store4(&acc[1], rb);
-            }
+        }
+        for (acc, out) in acc.iter().zip(res.iter_mut()) {
+            store4(acc, out);
         }
     }
 
     /// [`Q8Linear::xabs`] on AVX-VNNI.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,avxvnni")]
-    unsafe fn xabs_avxvnni(&self, a: Row, b: Option<(Row, &mut [f32; 4])>, j0: usize, ra: &mut [f32; 4]) {
-        self.xabs::<AVX_VNNI>(a, b, j0, ra)
+    unsafe fn xabs_avxvnni<const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut [[f32; 4]; 4]) {
+        self.xabs::<AVX_VNNI, R>(rows, j0, res)
     }
 
     /// [`Q8Linear::xabs`] on AVX-512 VNNI.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    unsafe fn xabs_avx512vnni(&self, a: Row, b: Option<(Row, &mut [f32; 4])>, j0: usize, ra: &mut [f32; 4]) {
-        self.xabs::<AVX512_VNNI>(a, b, j0, ra)
+    unsafe fn xabs_avx512vnni<const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut [[f32; 4]; 4]) {
+        self.xabs::<AVX512_VNNI, R>(rows, j0, res)
     }
 
     /// The reference: the same arithmetic as the SIMD kernel, lane by lane.
