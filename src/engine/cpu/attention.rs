@@ -37,6 +37,7 @@ pub fn decode(
         // position's K or V row, converted to f32 when the cache holds f16.
         let mut scores = vec![0f32; n_rep * t];
         let mut buf = vec![0f32; hd];
+        let mut keys8 = vec![0f32; 8 * hd];
         let mut inv = vec![0f32; n_rep];
         for item in range {
             let (bi, g) = (item / kvh, item % kvh);
@@ -47,7 +48,22 @@ pub fn decode(
                 Some(c) if ti < start => (c, 0, ti),
                 _ => (&own, bi, ti - start),
             };
-            for ti in 0..t {
+            // Eight positions at a time where the CPU allows, then one at a time: the same bits.
+            let mut ti = 0;
+            while ti + 8 <= t && DOTS8 {
+                let mut bufs = keys8.chunks_exact_mut(hd);
+                let rows: [&[f32]; 8] = std::array::from_fn(|p| {
+                    let (view, seq, pos) = at(ti + p);
+                    view.read(seq, g, pos, false, bufs.next().expect("eight buffers"))
+                });
+                for (r, qh) in qs.chunks_exact(hd).enumerate() {
+                    for (sc, d) in scores[r * t + ti..][..8].iter_mut().zip(dots8(qh, &rows)) {
+                        *sc = d * scale;
+                    }
+                }
+                ti += 8;
+            }
+            for ti in ti..t {
                 let (view, seq, pos) = at(ti);
                 let k = view.read(seq, g, pos, false, &mut buf);
                 for (r, qh) in qs.chunks_exact(hd).enumerate() {
@@ -135,15 +151,88 @@ impl<'a> KvView<'a> {
     }
 }
 
+/// Whether [`dots8`] runs on SIMD (AVX2 and FMA, which rftx's x86-64-v3 builds assume).
+const DOTS8: bool = cfg!(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"));
+
+/// [`dot`] of `q` with eight rows at once, bit for bit: the same eight lanes per row (one FMA
+/// chain each), then [`hsum8`](super::q8::hsum8)'s tree for all eight rows together — the halves
+/// added, then two horizontal adds, which pair the lanes as the tree does (IEEE addition is
+/// commutative) — and the same tail.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+fn dots8(q: &[f32], rows: &[&[f32]; 8]) -> [f32; 8] {
+    use std::arch::x86_64::*;
+    let n = q.len() / 8 * 8;
+    let mut out = [0f32; 8];
+    assert!(rows.iter().all(|row| row.len() >= q.len()), "rows shorter than the query");
+    // SAFETY: AVX2 and FMA are enabled for the whole build (cfg above); every load reads 8 of
+    // the first `n` values of `q` or of a row, each at least `q.len()` long (asserted).
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for c in (0..n).step_by(8) {
+            let x = _mm256_loadu_ps(q.as_ptr().add(c));
+            for (a, row) in acc.iter_mut().zip(rows) {
+                *a = _mm256_fmadd_ps(x, _mm256_loadu_ps(row.as_ptr().add(c)), *a);
+            }
+        }
+        // Per row: (l0 + l4, l1 + l5, l2 + l6, l3 + l7), rows paired in 128-bit halves.
+        let half = |p: usize| {
+            let lo = _mm256_permute2f128_ps(acc[p], acc[p + 1], 0x20);
+            let hi = _mm256_permute2f128_ps(acc[p], acc[p + 1], 0x31);
+            _mm256_add_ps(lo, hi)
+        };
+        let (a, b, c, d) = (half(0), half(2), half(4), half(6));
+        // ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)) of rows 0, 2, 4, 6 | 1, 3, 5, 7.
+        let sums = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+        let ordered = _mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_ps(out.as_mut_ptr(), ordered);
+    }
+    for (o, row) in out.iter_mut().zip(rows) {
+        *o += tail(q, row);
+    }
+    out
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+fn dots8(q: &[f32], rows: &[&[f32]; 8]) -> [f32; 8] {
+    rows.map(|row| dot(q, row))
+}
+
+/// The products past the last full group of eight, summed.
+fn tail(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len() / 8 * 8;
+    a[n..].iter().zip(&b[n..]).map(|(x, y)| x * y).sum()
+}
+
 /// A dot product with a fixed summation order (8 lanes, then a fixed tree).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ac.zip(bc) {
         for i in 0..8 {
             lanes[i] = x[i].mul_add(y[i], lanes[i]);
         }
     }
-    super::q8::hsum8(&lanes) + tail
+    super::q8::hsum8(&lanes) + tail(a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::sampling::Rng;
+
+    /// Eight rows at once give each row's [`dot`], bit for bit, whole groups of eight or not.
+    #[test]
+    fn dots8_is_dot_for_every_row() {
+        let mut rng = Rng::from_seed(11);
+        for len in [64, 128, 20, 7] {
+            let mut v = || (0..len).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32).collect::<Vec<_>>();
+            let q = v();
+            let rows: Vec<Vec<f32>> = (0..8).map(|_| v()).collect();
+            let refs: [&[f32]; 8] = std::array::from_fn(|p| rows[p].as_slice());
+            let got = dots8(&q, &refs);
+            for (p, row) in rows.iter().enumerate() {
+                assert_eq!(got[p].to_bits(), dot(&q, row).to_bits(), "len {len}, row {p}");
+            }
+        }
+    }
 }
