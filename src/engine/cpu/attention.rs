@@ -144,15 +144,44 @@ impl<'a> KvView<'a> {
         match if values { &self.v } else { &self.k } {
             Values::F32(x) => &x[at..][..buf.len()],
             Values::F16(x) => {
-                half::slice::HalfFloatSliceExt::convert_to_f32_slice(&x[at..][..buf.len()], buf);
+                widen(&x[at..][..buf.len()], buf);
                 buf
             }
         }
     }
 }
 
+/// f16 values to f32 (exact): F16C's `vcvtph2ps` inline, eight at a time, where the build has
+/// it (x86-64-v3 does), else `half`'s conversion.
+fn widen(src: &[half::f16], dst: &mut [f32]) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "f16c", target_feature = "avx"))]
+    {
+        use std::arch::x86_64::*;
+        let n = src.len().min(dst.len()) / 8 * 8;
+        for (s, d) in src[..n].chunks_exact(8).zip(dst[..n].chunks_exact_mut(8)) {
+            // SAFETY: F16C and AVX are enabled for the whole build (cfg above); each chunk holds
+            // eight values (16 bytes read, 32 written).
+            unsafe {
+                _mm256_storeu_ps(
+                    d.as_mut_ptr(),
+                    _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr() as *const __m128i)),
+                )
+            };
+        }
+        for (s, d) in src[n..].iter().zip(&mut dst[n..]) {
+            *d = s.to_f32();
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "f16c", target_feature = "avx")))]
+    half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
+}
+
 /// Whether [`dots8`] runs on SIMD (AVX2 and FMA, which rftx's x86-64-v3 builds assume).
-const DOTS8: bool = cfg!(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"));
+const DOTS8: bool = cfg!(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+));
 
 /// [`dot`] of `q` with eight rows at once, bit for bit: the same eight lanes per row (one FMA
 /// chain each), then [`hsum8`](super::q8::hsum8)'s tree for all eight rows together — the halves
@@ -163,7 +192,10 @@ fn dots8(q: &[f32], rows: &[&[f32]; 8]) -> [f32; 8] {
     use std::arch::x86_64::*;
     let n = q.len() / 8 * 8;
     let mut out = [0f32; 8];
-    assert!(rows.iter().all(|row| row.len() >= q.len()), "rows shorter than the query");
+    assert!(
+        rows.iter().all(|row| row.len() >= q.len()),
+        "rows shorter than the query"
+    );
     // SAFETY: AVX2 and FMA are enabled for the whole build (cfg above); every load reads 8 of
     // the first `n` values of `q` or of a row, each at least `q.len()` long (asserted).
     unsafe {
@@ -220,12 +252,24 @@ mod tests {
     use super::*;
     use crate::base::sampling::Rng;
 
+    #[test]
+    fn widening_is_exact() {
+        let src: Vec<half::f16> = (0..21).map(|i| half::f16::from_f32(i as f32 * 0.37 - 3.1)).collect();
+        let mut dst = vec![0f32; 21];
+        widen(&src, &mut dst);
+        assert!(src.iter().zip(&dst).all(|(s, d)| s.to_f32().to_bits() == d.to_bits()));
+    }
+
     /// Eight rows at once give each row's [`dot`], bit for bit, whole groups of eight or not.
     #[test]
     fn dots8_is_dot_for_every_row() {
         let mut rng = Rng::from_seed(11);
         for len in [64, 128, 20, 7] {
-            let mut v = || (0..len).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32).collect::<Vec<_>>();
+            let mut v = || {
+                (0..len)
+                    .map(|_| (rng.next_f64() * 2.0 - 1.0) as f32)
+                    .collect::<Vec<_>>()
+            };
             let q = v();
             let rows: Vec<Vec<f32>> = (0..8).map(|_| v()).collect();
             let refs: [&[f32]; 8] = std::array::from_fn(|p| rows[p].as_slice());
