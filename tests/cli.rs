@@ -244,6 +244,55 @@ fn samples_are_identical_whatever_the_chunk_size_and_batch() {
     }
 }
 
+/// The lean settings (the 4-bit kernel, an f16 cache that grows by pages) are batch-invariant
+/// too, and are other samples than the default's.
+#[test]
+fn lean_samples_are_identical_whatever_the_chunk_size_and_batch() {
+    let f = Fixture::new("");
+    let samples = |sets: &[&str]| {
+        let mut args = Vec::new();
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let r = f.run(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        std::fs::read(printed_dir(&r, f.path()).join("samples.jsonl")).unwrap()
+    };
+    // 33 new tokens (the tiny model has 512 positions): caches grow past their first page of
+    // 16 positions twice.
+    let lean = [
+        "model.weights=\"q4_1\"",
+        "model.kv_cache=\"f16\"",
+        "generation.max_new_tokens=33",
+    ];
+    let reference = samples(&lean);
+    for (cs, ppb) in [("3", "1"), ("2", "2"), ("5", "3")] {
+        let (cs, ppb) = (
+            format!("generation.chunk_size={cs}"),
+            format!("generation.prompts_per_batch={ppb}"),
+        );
+        assert!(
+            samples(&[lean[0], lean[1], lean[2], &cs, &ppb]) == reference,
+            "{cs}, {ppb}"
+        );
+    }
+    let tokens: usize = String::from_utf8_lossy(&reference)
+        .lines()
+        .flat_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["samples"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .map(|s| s["new_tokens"].as_u64().unwrap() as usize)
+        .sum();
+    assert!(tokens > 4 * 5 * 16, "{tokens} tokens: few samples grew past a page");
+    assert!(
+        samples(&[lean[2]]) != reference,
+        "the lean settings decode other tokens"
+    );
+}
+
 #[test]
 fn a_complete_run_is_reported_and_force_redoes_it() {
     let f = Fixture::new("");
