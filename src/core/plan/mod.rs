@@ -298,6 +298,16 @@ impl Workload {
         }
     }
 
+    /// Bytes per KV cache value next to activations of `activations` bytes: `model.kv_cache`'s
+    /// in the rftx layout; transformers keeps its cache in the activations' dtype.
+    pub fn kv_bytes_per_value(&self, activations: u64) -> u64 {
+        match (self.layout, self.kv_cache) {
+            (Layout::Rftx, KvCacheFormat::F32) => 4,
+            (Layout::Rftx, KvCacheFormat::F16) => 2,
+            _ => activations,
+        }
+    }
+
     /// Sequences in memory at once.
     pub fn sequences(&self) -> usize {
         match self.layout {

@@ -3,7 +3,7 @@ use serde::Serialize;
 
 use super::{Arch, Device, Layout, Workload, MIB};
 use crate::engine::cpu::q8::Q8Linear;
-use crate::engine::{KvCacheFormat, WeightFormat};
+use crate::engine::WeightFormat;
 
 /// Heap that rftx holds besides weights, cache and activations: the process baseline plus the
 /// tokenizer's tables per vocabulary entry. Calibrated with `rftx plan --check` on SmolLM2-135M
@@ -46,13 +46,7 @@ pub fn predict(arch: &Arch, w: &Workload, gpu: bool) -> Breakdown {
     let cap = (w.prompt_tokens + w.max_new_tokens) as u64;
     let b = w.sequences() as u64;
     let weights = arch.weight_bytes(format, !gpu);
-    // The cache's element next to activations of `elem` bytes (the hf layout: transformers' own).
-    let kv_elem = match (w.layout, w.kv_cache) {
-        (Layout::Rftx, KvCacheFormat::F32) => 4,
-        (Layout::Rftx, KvCacheFormat::F16) => 2,
-        _ => elem,
-    };
-    let kv_pos = arch.kv_bytes_per_position(kv_elem);
+    let kv_pos = arch.kv_bytes_per_position(w.kv_bytes_per_value(elem));
     // What one more sequence adds: in the rftx layout its generated positions only (the prompt
     // is shared); in the hf layout the prompt too.
     let kv_seq = match w.layout {

@@ -48,28 +48,7 @@ pub fn decode(
                 Some(c) if ti < start => (c, 0, ti),
                 _ => (&own, bi, ti - start),
             };
-            // Eight positions at a time where the CPU allows, then one at a time: the same bits.
-            let mut ti = 0;
-            while ti + 8 <= t && DOTS8 {
-                let mut bufs = keys8.chunks_exact_mut(hd);
-                let rows: [&[f32]; 8] = std::array::from_fn(|p| {
-                    let (view, seq, pos) = at(ti + p);
-                    view.read(seq, g, pos, false, bufs.next().expect("eight buffers"))
-                });
-                for (r, qh) in qs.chunks_exact(hd).enumerate() {
-                    for (sc, d) in scores[r * t + ti..][..8].iter_mut().zip(dots8(qh, &rows)) {
-                        *sc = d * scale;
-                    }
-                }
-                ti += 8;
-            }
-            for ti in ti..t {
-                let (view, seq, pos) = at(ti);
-                let k = view.read(seq, g, pos, false, &mut buf);
-                for (r, qh) in qs.chunks_exact(hd).enumerate() {
-                    scores[r * t + ti] = dot(qh, &k[..hd]) * scale;
-                }
-            }
+            scaled_scores(qs, scale, (&at, g), (&mut keys8, &mut buf), &mut scores);
             for (r, sc) in scores.chunks_exact_mut(t).enumerate() {
                 let max = sc.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
                 let mut sum = 0f32;
@@ -95,6 +74,44 @@ pub fn decode(
         }
     });
     Ok(Tensor::from_vec(out, (b, 1, heads * hd), q.device())?)
+}
+
+/// `scores[r · t + ti] = q_r · k_ti × scale` for the query heads `qs` (`n_rep` rows of `hd`)
+/// and positions `0..t` (`t = scores.len() / n_rep`) of KV head `g`, `at(ti)` saying where
+/// position `ti` lies (view, sequence, position): eight positions at a time where the CPU
+/// allows, then one at a time, the same bits. `bufs`: room for eight keys, and for one.
+fn scaled_scores<'a, 'v>(
+    qs: &[f32],
+    scale: f32,
+    (at, g): (&impl Fn(usize) -> (&'v KvView<'a>, usize, usize), usize),
+    (keys8, buf): (&mut [f32], &mut [f32]),
+    scores: &mut [f32],
+) where
+    'a: 'v,
+{
+    let hd = buf.len();
+    let t = scores.len() / (qs.len() / hd);
+    let mut ti = 0;
+    while ti + 8 <= t && DOTS8 {
+        let mut bufs = keys8.chunks_exact_mut(hd);
+        let rows: [&[f32]; 8] = std::array::from_fn(|p| {
+            let (view, seq, pos) = at(ti + p);
+            view.read(seq, g, pos, false, bufs.next().expect("eight buffers"))
+        });
+        for (r, qh) in qs.chunks_exact(hd).enumerate() {
+            for (sc, d) in scores[r * t + ti..][..8].iter_mut().zip(dots8(qh, &rows)) {
+                *sc = d * scale;
+            }
+        }
+        ti += 8;
+    }
+    for ti in ti..t {
+        let (view, seq, pos) = at(ti);
+        let k = view.read(seq, g, pos, false, buf);
+        for (r, qh) in qs.chunks_exact(hd).enumerate() {
+            scores[r * t + ti] = dot(qh, &k[..hd]) * scale;
+        }
+    }
 }
 
 /// One layer's (K, V) on the CPU, f32 or f16, with their strides, so that views (a narrowed
