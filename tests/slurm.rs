@@ -158,9 +158,16 @@ fn pause_mid_shard(shards: &[PathBuf]) -> Vec<(u32, usize)> {
 /// may continue a stopped task itself (seen for a requeue and, once, for the USR1 warning), and
 /// then it may have stopped at its safe point and exited already.
 fn continue_if_alive(pid: u32) {
-    if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        signal(pid, "CONT");
-    }
+    // It may also exit between any look at /proc and the signal: a failed kill is fine then.
+    let sent = Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(
+        sent || !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "kill -CONT {pid} failed and the process is still there"
+    );
 }
 
 /// The run under test: its fixture, the cluster, and the run directory the shards write.
