@@ -15,10 +15,9 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
-use super::q8::{apply, hsum8, isa, quantize_rows, tiled, Isa, Q8Linear, KERNEL_ENV, QK};
+use super::q8::{apply, blocks_of, hsum8, isa, quantize_rows, tiled, Isa, Q8Linear, KERNEL_ENV, QK};
 #[cfg(target_arch = "x86_64")]
 use super::q8::{lane_sums, AVX2, AVX512_VNNI, AVX_VNNI};
-use crate::engine::device::host;
 
 /// A `n × k` weight matrix in Q4_1 blocks with f32 scales and minima.
 pub struct Q4Linear {
@@ -61,24 +60,10 @@ impl Q4Linear {
 
     /// From a 2-D quantised tensor (converted to Q4_1 first if it is in another format).
     pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Self> {
-        let (n, k) = t.shape().dims2()?;
-        if k % QK != 0 {
-            candle_core::bail!("row length {k} is not a multiple of {QK}");
-        }
-        let converted;
-        let t = if t.dtype() == GgmlDType::Q4_1 {
-            t
-        } else {
-            converted = QTensor::quantize(&t.dequantize(&host())?, GgmlDType::Q4_1)?;
-            &converted
-        };
-        let raw = t.data()?;
+        let (n, k, raw) = blocks_of(t, GgmlDType::Q4_1)?;
         // An f16 scale, an f16 minimum, then 16 bytes: value i in the low nibble of byte i,
         // value 16 + i in its high nibble.
         let block_bytes = GgmlDType::Q4_1.type_size();
-        if raw.len() != n * k / QK * block_bytes {
-            candle_core::bail!("unexpected Q4_1 storage of {} bytes for {n}×{k}", raw.len());
-        }
         let mut lin = Q4Linear {
             n,
             k,
@@ -307,6 +292,7 @@ mod tests {
     use super::super::q8::tests::random;
     use super::*;
     use crate::base::sampling::Rng;
+    use crate::engine::device::host;
 
     /// Close to candle's own Q4_1 matmul, and the scalar reference's bits on every instruction
     /// set this CPU has, for odd and even block counts, single rows and pairs, partial tiles.

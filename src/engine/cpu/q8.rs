@@ -109,24 +109,10 @@ impl Q8Linear {
 
     /// From a 2-D quantised tensor (converted to Q8_0 first if it is in another format).
     pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Self> {
-        let (n, k) = t.shape().dims2()?;
-        if k % QK != 0 {
-            candle_core::bail!("row length {k} is not a multiple of {QK}");
-        }
-        let converted;
-        let t = if t.dtype() == GgmlDType::Q8_0 {
-            t
-        } else {
-            converted = QTensor::quantize(&t.dequantize(&host())?, GgmlDType::Q8_0)?;
-            &converted
-        };
-        let raw = t.data()?;
+        let (n, k, raw) = blocks_of(t, GgmlDType::Q8_0)?;
         let blocks = n * k / QK;
         // One f16 scale, then QK int8 values.
         let block_bytes = GgmlDType::Q8_0.type_size();
-        if raw.len() != blocks * block_bytes {
-            candle_core::bail!("unexpected Q8_0 storage of {} bytes for {n}×{k}", raw.len());
-        }
         let mut qs = Vec::with_capacity(n * k);
         let mut d = Vec::with_capacity(blocks);
         for b in raw.chunks_exact(block_bytes) {
@@ -408,6 +394,24 @@ impl Q8Linear {
             res[c] = hsum8(&lanes);
         }
     }
+}
+
+/// The shape `(n, k)` and the blocks of a 2-D quantised tensor in `dtype` (converted by candle
+/// first if it is in another format), `k` a multiple of 32.
+pub(crate) fn blocks_of(t: &QTensor, dtype: GgmlDType) -> candle_core::Result<(usize, usize, Vec<u8>)> {
+    let (n, k) = t.shape().dims2()?;
+    if k % QK != 0 {
+        candle_core::bail!("row length {k} is not a multiple of {QK}");
+    }
+    let raw = if t.dtype() == dtype {
+        t.data()?.into_owned()
+    } else {
+        QTensor::quantize(&t.dequantize(&host())?, dtype)?.data()?.into_owned()
+    };
+    if raw.len() != n * k / dtype.block_size() * dtype.type_size() {
+        candle_core::bail!("unexpected {dtype:?} storage of {} bytes for {n}×{k}", raw.len());
+    }
+    Ok((n, k, raw))
 }
 
 /// `x · Wᵀ` for `x` of shape `(…, k)` and a `n × k` matrix whose `matmul(x, m, out)` fills
