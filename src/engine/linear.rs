@@ -152,15 +152,6 @@ impl Linear {
         Linear::Dense(w)
     }
 
-    /// Output features of rftx's own layers (`None` for candle's and dense ones).
-    fn outputs(&self) -> Option<usize> {
-        match self {
-            Linear::Q8(q) => Some(q.outputs()),
-            Linear::Q4(q) => Some(q.outputs()),
-            Linear::Candle { .. } | Linear::Dense(_) => None,
-        }
-    }
-
     /// Bytes the layer holds (`stored`: those of the tensor it was made from).
     pub(super) fn bytes(&self, stored: u64) -> u64 {
         match self {
@@ -209,7 +200,6 @@ pub(super) enum Group {
 
 impl Group {
     pub(super) fn new(parts: Vec<Linear>) -> candle_core::Result<Self> {
-        let sizes = parts.iter().map(Linear::outputs).collect::<Option<Vec<_>>>();
         let q8: Option<Vec<&Q8Linear>> = parts
             .iter()
             .map(|p| if let Linear::Q8(q) = p { Some(&**q) } else { None })
@@ -218,12 +208,17 @@ impl Group {
             .iter()
             .map(|p| if let Linear::Q4(q) = p { Some(q) } else { None })
             .collect();
-        let w = match (q8, q4) {
-            (Some(q), _) => Linear::Q8(Arc::new(Q8Linear::stack(&q)?)),
-            (_, Some(q)) => Linear::Q4(Q4Linear::stack(&q)?),
+        let (w, sizes) = match (q8, q4) {
+            (Some(q), _) => (
+                Linear::Q8(Arc::new(Q8Linear::stack(&q)?)),
+                q.iter().map(|p| p.outputs()).collect(),
+            ),
+            (_, Some(q)) => (
+                Linear::Q4(Q4Linear::stack(&q)?),
+                q.iter().map(|p| p.outputs()).collect(),
+            ),
             _ => return Ok(Group::Parts(parts)),
         };
-        let sizes = sizes.expect("rftx's layers know their outputs");
         Ok(Group::Stacked { w, sizes })
     }
 
