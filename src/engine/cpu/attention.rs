@@ -1,6 +1,6 @@
 //! Decode attention: one new position per sequence over its cached positions, read in place
 //! from the KV cache (the shared prompt part and the sequence's own part), on the thread pool.
-use candle_core::{CpuStorage, Layout, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 
 use super::SharedOut;
 use crate::base::error::{Error, Result};
@@ -24,7 +24,15 @@ pub fn decode(
     let ((own_k, own_kl), (own_v, own_vl)) = (kv.0.storage_and_layout(), kv.1.storage_and_layout());
     let own = KvView::new((&own_k, own_kl), (&own_v, own_vl))?;
     let start = shared.map_or(0, |(_, start)| start);
-    let guards = shared.map(|(kv, _)| (kv.0.storage_and_layout(), kv.1.storage_and_layout()));
+    // Every sequence reads the shared prompt's rows: an f16 cache's are widened once here (exact)
+    // rather than by each sequence. An f32 cache's are the same tensors (no copy).
+    let shared = match shared {
+        Some((kv, _)) => Some((kv.0.to_dtype(DType::F32)?, kv.1.to_dtype(DType::F32)?)),
+        None => None,
+    };
+    let guards = shared
+        .as_ref()
+        .map(|kv| (kv.0.storage_and_layout(), kv.1.storage_and_layout()));
     let common = match &guards {
         Some(((k, kl), (v, vl))) => Some(KvView::new((k, kl), (v, vl))?),
         None => None,
