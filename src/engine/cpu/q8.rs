@@ -217,10 +217,7 @@ impl Q8Linear {
                 return;
             }
             if rows == 2 {
-                let [a, b, ..] = res;
-                let mut pair = [*a, *b];
-                self.dot_tile2(row(r), row(r + 1), j0, &mut pair);
-                [*a, *b] = pair;
+                self.dot_tile2(row(r), row(r + 1), j0, res);
             } else {
                 let (q, d) = row(r);
                 self.dot_tile(q, d, j0, cols, &mut res[0]);
@@ -243,15 +240,15 @@ impl Q8Linear {
     }
 
     /// Four output columns of two activation rows on AVX2 (the same arithmetic as
-    /// [`Q8Linear::dot_tile`] on each row).
-    fn dot_tile2(&self, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 2]) {
+    /// [`Q8Linear::dot_tile`] on each row), into `res[0]` and `res[1]`.
+    fn dot_tile2(&self, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 4]) {
         #[cfg(target_arch = "x86_64")]
         if Self::supported() {
             // SAFETY: as in `dot_tile`, for both rows; the caller's tile holds rows `j0..j0 + 4`.
             unsafe { self.dot4x2_avx2(a, b, j0, res) };
             return;
         }
-        let [ra, rb] = res;
+        let [ra, rb, ..] = res;
         self.dot_tile(a.0, a.1, j0, 4, ra);
         self.dot_tile(b.0, b.1, j0, 4, rb);
     }
@@ -263,7 +260,7 @@ impl Q8Linear {
     /// As [`Q8Linear::dot4_avx2`], for both rows.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot4x2_avx2(&self, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 2]) {
+    unsafe fn dot4x2_avx2(&self, a: (&[i8], &[f32]), b: (&[i8], &[f32]), j0: usize, res: &mut [[f32; 4]; 4]) {
         use std::arch::x86_64::*;
         let nb = self.k / QK;
         let ones = _mm256_set1_epi16(1);
