@@ -147,6 +147,16 @@ impl KvCache {
         })
     }
 
+    /// Writes K and V of layer `i` (batch, n_kv_head, positions, head_dim) at the next
+    /// positions, in the cache's element type.
+    pub(super) fn write(&mut self, i: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        let at = self.len - self.start;
+        let (ck, cv) = &mut self.layers[i];
+        ck.slice_set(&k.to_dtype(ck.dtype())?, 2, at)?;
+        cv.slice_set(&v.to_dtype(cv.dtype())?, 2, at)?;
+        Ok(())
+    }
+
     /// Keeps only the given rows, in that order: row `i` of the result is row `rows[i]` before.
     pub fn retain(&mut self, rows: &[usize]) -> Result<()> {
         let identity = rows.len() == self.batch() && rows.iter().enumerate().all(|(i, &r)| i == r);
@@ -183,5 +193,87 @@ impl KvCache {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::tiny;
+    use super::*;
+    use crate::engine::WeightFormat;
+
+    #[test]
+    fn retain_reorders_rows_even_when_it_keeps_them_all() {
+        let (_d, m) = tiny(WeightFormat::Q8_0);
+        let (prefix, _) = m.prefill(&[1, 40, 41, 42], 4).unwrap();
+        let vocab = m.spec.vocab_size;
+        // References: each history decoded alone.
+        let alone = |first: u32| {
+            let mut c = m.fork(&prefix, 1, 4).unwrap();
+            m.step(&mut c, &[first]).unwrap();
+            m.step(&mut c, &[63]).unwrap()
+        };
+        let mut three = m.fork(&prefix, 3, 4).unwrap();
+        m.step(&mut three, &[60, 61, 62]).unwrap();
+        // All three rows kept, in reverse order: row 0 is now the history that began with 62.
+        three.retain(&[2, 1, 0]).unwrap();
+        let reversed = m.step(&mut three, &[63, 63, 63]).unwrap();
+        assert_eq!(reversed[..vocab], alone(62)[..]);
+        assert_eq!(reversed[2 * vocab..], alone(60)[..]);
+        assert_ne!(
+            alone(60),
+            alone(62),
+            "the histories must differ for the test to mean anything"
+        );
+        // Dropping and reordering at once, and an out-of-range row.
+        three.retain(&[2, 0]).unwrap();
+        let two = m.step(&mut three, &[50, 50]).unwrap();
+        assert_eq!(three.batch(), 2);
+        assert_eq!(two.len(), 2 * vocab);
+        assert!(three.retain(&[5]).is_err());
+    }
+
+    /// A forked cache reads the prompt in place, grows its own positions by pages, and decodes
+    /// what one preallocated batch-1 cache does, bit for bit, in f32 and in f16.
+    #[test]
+    fn forked_caches_share_the_prompt_and_decode_bit_identically() {
+        for kv in [KvCacheFormat::Auto, KvCacheFormat::F16] {
+            forked_caches_decode_bit_identically(kv);
+        }
+    }
+
+    fn forked_caches_decode_bit_identically(kv: KvCacheFormat) {
+        let (_d, m) = tiny(WeightFormat::Q8_0);
+        let m = &m.with_kv_cache(kv);
+        let prompt = [1u32, 40, 41, 42, 43];
+        let new = 2 * PAGE + 6;
+        // Reference: one batch-1 cache with room for everything, decoded in place.
+        let (mut whole, _) = m.prefill(&prompt, prompt.len() + new).unwrap();
+        let (exact, _) = m.prefill(&prompt, prompt.len()).unwrap();
+        let mut forked = m.fork(&exact, 2, new).unwrap();
+        assert_eq!((forked.len(), forked.capacity(), forked.batch()), (5, 5 + new, 2));
+        assert_eq!(forked.layers[0].0.dtype(), kv.dtype(DType::F32));
+        // The private part holds new positions only, a page at first; the prompt is a view.
+        let private = |c: &KvCache| c.layers.iter().map(|(k, _)| k.dim(2).unwrap()).sum::<usize>();
+        assert_eq!(private(&forked), PAGE * m.spec.n_layer);
+        let vocab = m.spec.vocab_size;
+        for i in 0..new {
+            let t = 50 + (i % 7) as u32;
+            let a = m.step(&mut whole, &[t]).unwrap();
+            let b = m.step(&mut forked, &[t, 60]).unwrap();
+            assert_eq!(
+                a[..],
+                b[..vocab],
+                "{kv:?}, step {i}: shared-prompt decoding must be bit-identical"
+            );
+            let pages = (i + 1).div_ceil(PAGE).max(1);
+            assert_eq!(private(&forked), (pages * PAGE).min(new) * m.spec.n_layer, "step {i}");
+        }
+        assert!(m.step(&mut forked, &[1, 2]).is_err(), "full");
+        assert!(m.fork(&forked, 1, 1).is_err(), "only a batch-1 prompt cache forks");
+        assert!(
+            m.fork(&exact, 1, m.cos.dim(0).unwrap()).is_err(),
+            "past the rotary table"
+        );
     }
 }

@@ -222,9 +222,9 @@ impl Group {
         Ok(Group::Stacked { w, sizes })
     }
 
-    /// Each part's `x · Wᵀ`, in order.
-    pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
-        match self {
+    /// Each of the `N` parts' `x · Wᵀ`, in order.
+    pub(super) fn forward<const N: usize>(&self, x: &Tensor) -> candle_core::Result<[Tensor; N]> {
+        let outs: Vec<Tensor> = match self {
             Group::Stacked { w, sizes } => {
                 let y = w.forward(x)?;
                 let mut at = 0;
@@ -234,10 +234,12 @@ impl Group {
                         at += n;
                         y.narrow(candle_core::D::Minus1, at - n, n)
                     })
-                    .collect()
+                    .collect::<candle_core::Result<_>>()?
             }
-            Group::Parts(parts) => parts.iter().map(|p| p.forward(x)).collect(),
-        }
+            Group::Parts(parts) => parts.iter().map(|p| p.forward(x)).collect::<candle_core::Result<_>>()?,
+        };
+        outs.try_into()
+            .map_err(|o: Vec<Tensor>| candle_core::Error::Msg(format!("{} matrices where {N} were expected", o.len())))
     }
 }
 

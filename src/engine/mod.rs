@@ -240,11 +240,7 @@ impl Model {
 
     fn feed_forward(&self, layer: &Layer, h: Tensor) -> Result<Tensor> {
         let x = candle_nn::ops::rms_norm(&h, &layer.ffn_norm, self.spec.rms_eps as f32)?;
-        let [gate, up]: [Tensor; 2] = layer
-            .gate_up
-            .forward(&x)?
-            .try_into()
-            .map_err(|_| Error::Run("gate and up".into()))?;
+        let [gate, up] = layer.gate_up.forward(&x)?;
         let ff = layer.w_down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
         Ok((h + ff)?)
     }
@@ -264,11 +260,7 @@ impl Model {
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((b, l, n, s.head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let [mut q, mut k, mut v]: [Tensor; 3] = layer
-            .qkv
-            .forward(x)?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("q, k and v".into()))?;
+        let [mut q, mut k, mut v] = layer.qkv.forward(x)?;
         if let Some([bq, bk, bv]) = &layer.bias {
             (q, k, v) = (q.broadcast_add(bq)?, k.broadcast_add(bk)?, v.broadcast_add(bv)?);
         }
@@ -301,10 +293,9 @@ impl Model {
         let mut row = 0;
         for cache in caches.iter_mut() {
             let (n, pos, start) = (cache.batch(), cache.len, cache.start);
+            cache.write(i, &k.narrow(0, row, n)?, &v.narrow(0, row, n)?)?;
             let shared = cache.shared.get(i).map(|kv| (kv, start));
-            let kv = &mut cache.layers[i];
-            kv.0.slice_set(&k.narrow(0, row, n)?.to_dtype(self.kv_dtype)?, 2, pos - start)?;
-            kv.1.slice_set(&v.narrow(0, row, n)?.to_dtype(self.kv_dtype)?, 2, pos - start)?;
+            let kv = &cache.layers[i];
             let q = q.narrow(0, row, n)?;
             ys.push(match self.kernels {
                 Kernels::Cpu => cpu::attention::decode(s, &q, shared, kv, pos + 1)?,
@@ -332,12 +323,11 @@ impl Model {
     ) -> Result<Tensor> {
         let s = &self.spec;
         let pos = cache.len;
-        let kv = &mut cache.layers[i];
         let (b, l, _) = x.dims3()?;
         let n_rep = s.n_head / s.n_kv_head;
         let (q, k, v) = self.qkv(layer, x, rope)?;
-        kv.0.slice_set(&k.to_dtype(self.kv_dtype)?, 2, pos)?;
-        kv.1.slice_set(&v.to_dtype(self.kv_dtype)?, 2, pos)?;
+        cache.write(i, &k, &v)?;
+        let kv = &cache.layers[i];
         let t = pos + l;
         // Attention scores and weights in f32 whatever the weights' dtype.
         let keys = kv.0.narrow(2, 0, t)?.to_dtype(DType::F32)?;
@@ -394,7 +384,8 @@ mod tests {
         Model::load(&mut ModelSource::open(path)?, format, &device::host())
     }
 
-    fn tiny(format: WeightFormat) -> (tempfile::TempDir, Model) {
+    /// The tiny test model in `format` (and the folder its file lies in).
+    pub(in crate::engine) fn tiny(format: WeightFormat) -> (tempfile::TempDir, Model) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("tiny.gguf");
         testing::write_tiny_model(&p, 7).unwrap();
@@ -507,37 +498,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn retain_reorders_rows_even_when_it_keeps_them_all() {
-        let (_d, m) = tiny(WeightFormat::Q8_0);
-        let (prefix, _) = m.prefill(&[1, 40, 41, 42], 4).unwrap();
-        let vocab = m.spec.vocab_size;
-        // References: each history decoded alone.
-        let alone = |first: u32| {
-            let mut c = m.fork(&prefix, 1, 4).unwrap();
-            m.step(&mut c, &[first]).unwrap();
-            m.step(&mut c, &[63]).unwrap()
-        };
-        let mut three = m.fork(&prefix, 3, 4).unwrap();
-        m.step(&mut three, &[60, 61, 62]).unwrap();
-        // All three rows kept, in reverse order: row 0 is now the history that began with 62.
-        three.retain(&[2, 1, 0]).unwrap();
-        let reversed = m.step(&mut three, &[63, 63, 63]).unwrap();
-        assert_eq!(reversed[..vocab], alone(62)[..]);
-        assert_eq!(reversed[2 * vocab..], alone(60)[..]);
-        assert_ne!(
-            alone(60),
-            alone(62),
-            "the histories must differ for the test to mean anything"
-        );
-        // Dropping and reordering at once, and an out-of-range row.
-        three.retain(&[2, 0]).unwrap();
-        let two = m.step(&mut three, &[50, 50]).unwrap();
-        assert_eq!(three.batch(), 2);
-        assert_eq!(two.len(), 2 * vocab);
-        assert!(three.retain(&[5]).is_err());
-    }
-
     /// The GPU's kernels (dense layers in fixed-row GEMMs, decode attention as tensor ops), run
     /// on the CPU: they agree with the CPU kernels, and a row's logits do not depend on the batch.
     #[test]
@@ -628,54 +588,6 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(diff < 1e-4 && full.iter().all(|x| x.is_finite()), "{diff}");
-    }
-
-    /// A forked cache reads the prompt in place, grows its own positions by pages, and decodes
-    /// what one preallocated batch-1 cache does, bit for bit, in f32 and in f16.
-    #[test]
-    fn forked_caches_share_the_prompt_and_decode_bit_identically() {
-        for kv in [KvCacheFormat::Auto, KvCacheFormat::F16] {
-            forked_caches_decode_bit_identically(kv);
-        }
-    }
-
-    fn forked_caches_decode_bit_identically(kv: KvCacheFormat) {
-        let (_d, m) = tiny(WeightFormat::Q8_0);
-        let m = &m.with_kv_cache(kv);
-        let prompt = [1u32, 40, 41, 42, 43];
-        let new = 2 * kv_cache::PAGE + 6;
-        // Reference: one batch-1 cache with room for everything, decoded in place.
-        let (mut whole, _) = m.prefill(&prompt, prompt.len() + new).unwrap();
-        let (exact, _) = m.prefill(&prompt, prompt.len()).unwrap();
-        let mut forked = m.fork(&exact, 2, new).unwrap();
-        assert_eq!((forked.len(), forked.capacity(), forked.batch()), (5, 5 + new, 2));
-        assert_eq!(forked.layers[0].0.dtype(), kv.dtype(DType::F32));
-        // The private part holds new positions only, a page at first; the prompt is a view.
-        let private = |c: &KvCache| c.layers.iter().map(|(k, _)| k.dim(2).unwrap()).sum::<usize>();
-        assert_eq!(private(&forked), kv_cache::PAGE * m.spec.n_layer);
-        let vocab = m.spec.vocab_size;
-        for i in 0..new {
-            let t = 50 + (i % 7) as u32;
-            let a = m.step(&mut whole, &[t]).unwrap();
-            let b = m.step(&mut forked, &[t, 60]).unwrap();
-            assert_eq!(
-                a[..],
-                b[..vocab],
-                "{kv:?}, step {i}: shared-prompt decoding must be bit-identical"
-            );
-            let pages = (i + 1).div_ceil(kv_cache::PAGE).max(1);
-            assert_eq!(
-                private(&forked),
-                (pages * kv_cache::PAGE).min(new) * m.spec.n_layer,
-                "step {i}"
-            );
-        }
-        assert!(m.step(&mut forked, &[1, 2]).is_err(), "full");
-        assert!(m.fork(&forked, 1, 1).is_err(), "only a batch-1 prompt cache forks");
-        assert!(
-            m.fork(&exact, 1, m.cos.dim(0).unwrap()).is_err(),
-            "past the rotary table"
-        );
     }
 
     #[test]
