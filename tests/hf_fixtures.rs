@@ -60,7 +60,7 @@ fn check(name: &str, arch: &str, gguf: bool) -> f32 {
     assert_eq!(logits.len(), greedy.len());
     let mut source = ModelSource::open(&path).unwrap();
     assert_eq!(source.spec().arch, arch);
-    let model = Model::load(&mut source, WeightFormat::F32, &device::host()).unwrap();
+    let model = Model::load(&mut source, WeightFormat::F32, &device::host(), None).unwrap();
     let (mut cache, mut ours) = model.prefill(&prompt, prompt.len() + greedy.len()).unwrap();
     let mut worst = 0f32;
     for (i, (theirs, &token)) in logits.iter().zip(&greedy).enumerate() {

@@ -532,7 +532,7 @@ mod tests {
         let p = d.path().join("tiny.gguf");
         crate::testing::write_tiny_model(&p, 5).unwrap();
         let mut source = ModelSource::open(&p).unwrap();
-        let model = Model::load(&mut source, WeightFormat::Native, &device::host()).unwrap();
+        let model = Model::load(&mut source, WeightFormat::Native, &device::host(), None).unwrap();
         (d, model, source.tokenizer().unwrap())
     }
 

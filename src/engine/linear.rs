@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::q4::Q4Linear;
 use super::cpu::q8::Q8Linear;
+use super::cuda::gemm::Gemm;
 
 /// Weight format of the linear layers after loading (`model.weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +128,11 @@ pub(super) enum Linear {
     },
     /// `(n, k)` weights in the model's dtype, on the model's device.
     Dense(Tensor),
+    /// `(n, k)` weights on the fused GPU path: one GEMM for all rows ([`Gemm`]).
+    Fused {
+        w: Tensor,
+        gemm: Arc<Gemm>,
+    },
 }
 
 /// Rows of every GEMM of a dense layer (see [`Linear`]): decode batches up to this size cost
@@ -157,7 +163,7 @@ impl Linear {
         match self {
             Linear::Q8(q) => q.storage_bytes() as u64,
             Linear::Q4(q) => q.storage_bytes() as u64,
-            Linear::Candle { .. } | Linear::Dense(_) => stored,
+            Linear::Candle { .. } | Linear::Dense(_) | Linear::Fused { .. } => stored,
         }
     }
 
@@ -185,14 +191,16 @@ impl Linear {
                 inner.forward(x)
             }
             Linear::Dense(w) => dense_forward(w, x),
+            Linear::Fused { w, gemm } => gemm.forward(w, x),
         }
     }
 }
 
 /// Matrices applied to one input (q, k, v; gate, up). rftx's int8 and 4-bit layers compute every
 /// output column alone, so their rows are stacked into one layer whose outputs are the parts',
-/// bit for bit, for one quantisation of the input and one pass over the thread pool; other
-/// layers are applied one by one.
+/// bit for bit, for one quantisation of the input and one pass over the thread pool; the fused
+/// GPU path's dense layers are stacked into one GEMM (its own bits, the same at every batch);
+/// other layers are applied one by one.
 pub(super) enum Group {
     Stacked { w: Linear, sizes: Vec<usize> },
     Parts(Vec<Linear>),
@@ -208,6 +216,28 @@ impl Group {
             .iter()
             .map(|p| if let Linear::Q4(q) = p { Some(q) } else { None })
             .collect();
+        let fused: Option<Vec<(&Tensor, &Arc<Gemm>)>> = parts
+            .iter()
+            .map(|p| {
+                if let Linear::Fused { w, gemm } = p {
+                    Some((w, gemm))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if let Some(f) = fused.filter(|f| !f.is_empty()) {
+            let sizes = f
+                .iter()
+                .map(|(w, _)| w.dim(0))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let w = Tensor::cat(&f.iter().map(|(w, _)| *w).collect::<Vec<_>>(), 0)?;
+            let gemm = f[0].1.clone();
+            return Ok(Group::Stacked {
+                w: Linear::Fused { w, gemm },
+                sizes,
+            });
+        }
         let (w, sizes) = match (q8, q4) {
             (Some(q), _) => (
                 Linear::Q8(Arc::new(Q8Linear::stack(&q)?)),
@@ -243,8 +273,24 @@ impl Group {
     }
 }
 
+impl Group {
+    /// The parts' outputs side by side, (…, Σ outputs): the stacked layer's output as it is.
+    pub(super) fn forward_whole(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Group::Stacked { w, .. } => w.forward(x),
+            Group::Parts(parts) => {
+                let outs = parts
+                    .iter()
+                    .map(|p| p.forward(x))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&outs, candle_core::D::Minus1)
+            }
+        }
+    }
+}
+
 /// `x · Wᵀ` in GEMMs of exactly [`DENSE_ROWS`] rows.
-fn dense_forward(w: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+pub(super) fn dense_forward(w: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
     let mut dims = x.dims().to_vec();
     let k = *dims.last().unwrap_or(&0);
     let m = x.elem_count() / k.max(1);

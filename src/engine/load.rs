@@ -6,9 +6,10 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
+use super::cuda::gemm::Gemm;
 use super::device::{self, allocation};
 use super::linear::{convert, Embedding, Group, Linear, WeightFormat};
-use super::{rope_tables, Kernels, Layer, Model, MAX_ROPE_POSITIONS};
+use super::{rope_tables, GpuKernels, GpuOptions, Kernels, Layer, Model, MAX_ROPE_POSITIONS};
 use crate::base::error::{Error, Result, Site};
 use crate::source::{ModelSource, ModelSpec};
 
@@ -49,6 +50,8 @@ struct Loader<'a, 'b> {
     device: Device,
     /// Dense weights on the device (GPU) instead of candle's quantised CPU layers.
     dense: Option<DType>,
+    /// The fused path's GEMM: dense layers become [`Linear::Fused`].
+    gemm: Option<Arc<Gemm>>,
     rng: crate::base::sampling::Rng,
     formats: HashMap<String, usize>,
     weight_bytes: u64,
@@ -132,7 +135,7 @@ impl Loader<'_, '_> {
             let w = self.dense(name, dtype)?;
             *self.formats.entry(self.format.as_str().to_string()).or_default() += 1;
             self.weight_bytes += (w.elem_count() * dtype.size_in_bytes()) as u64;
-            return Ok(Linear::dense(w));
+            return Ok(self.dense_linear(w));
         }
         let qt = self.converted(name, format)?;
         let (dtype, stored) = (qt.dtype(), qt.storage_size_in_bytes() as u64);
@@ -142,12 +145,19 @@ impl Loader<'_, '_> {
         Ok(linear)
     }
 
+    fn dense_linear(&self, w: Tensor) -> Linear {
+        match &self.gemm {
+            Some(gemm) => Linear::Fused { w, gemm: gemm.clone() },
+            None => Linear::dense(w),
+        }
+    }
+
     /// The token embedding and the output layer (the same matrix when they are tied).
     fn embedding(&mut self, tied: bool) -> Result<(Embedding, Linear)> {
         if let Some(dtype) = self.dense {
             let embed = self.dense("token_embd.weight", dtype)?;
             let output = if tied {
-                Linear::dense(embed.clone())
+                self.dense_linear(embed.clone())
             } else {
                 self.linear("output.weight")?
             };
@@ -208,6 +218,11 @@ impl Loader<'_, '_> {
 
     fn layer(&mut self, i: usize, dtype: DType) -> Result<Layer> {
         let n = |what: &str| format!("blk.{i}.{what}.weight");
+        let bias = self.biases(i, dtype)?;
+        let qkv_bias = match (&bias, &self.gemm) {
+            (Some(b), Some(_)) => Some(Tensor::cat(b, 0)?),
+            _ => None,
+        };
         Ok(Layer {
             attn_norm: self.vector(&n("attn_norm"), dtype)?,
             qkv: Group::new(vec![
@@ -215,36 +230,54 @@ impl Loader<'_, '_> {
                 self.linear(&n("attn_k"))?,
                 self.linear(&n("attn_v"))?,
             ])?,
-            bias: self.biases(i, dtype)?,
+            bias,
             qk_norm: self.qk_norm(i, dtype)?,
             wo: self.linear(&n("attn_output"))?,
             ffn_norm: self.vector(&n("ffn_norm"), dtype)?,
             gate_up: Group::new(vec![self.linear(&n("ffn_gate"))?, self.linear(&n("ffn_up"))?])?,
             w_down: self.linear(&n("ffn_down"))?,
+            qkv_bias,
         })
     }
 }
 
 impl Model {
     /// Loads the model of `source` onto `device`, its matrices converted to `format`.
-    pub fn load(source: &mut ModelSource, format: WeightFormat, device: &Device) -> Result<Model> {
-        Self::build(&mut Weights::File(source), format, device, false)
+    pub fn load(
+        source: &mut ModelSource,
+        format: WeightFormat,
+        device: &Device,
+        gpu: Option<GpuOptions>,
+    ) -> Result<Model> {
+        Self::build(&mut Weights::File(source), format, device, gpu)
     }
 
     /// Builds the model from `weights` on `device`. On the CPU, matrices are converted to
     /// `format` (quantised or dense, through rftx's and candle's CPU kernels); on a GPU they are
-    /// dense tensors of the format's dtype (`f16`, `bf16` or `f32`), and decode attention runs as
-    /// tensor ops. `device_kernels` selects the GPU's kernels on the CPU too (tests). Running out
-    /// of device memory is [`Site::Weights`]'s out-of-memory.
-    pub fn build(weights: &mut Weights, format: WeightFormat, device: &Device, device_kernels: bool) -> Result<Model> {
-        allocation(Site::Weights, 1, || {
-            Self::build_on(weights, format, device, device_kernels)
-        })
+    /// dense tensors of the format's dtype (`f16`, `bf16` or `f32`), run by the kernels `gpu`
+    /// names (its default when `None`). `gpu` on the CPU runs the GPU's kernels there (tests).
+    /// Running out of device memory is [`Site::Weights`]'s out-of-memory.
+    pub fn build(
+        weights: &mut Weights,
+        format: WeightFormat,
+        device: &Device,
+        gpu: Option<GpuOptions>,
+    ) -> Result<Model> {
+        allocation(Site::Weights, 1, || Self::build_on(weights, format, device, gpu))
     }
 
-    fn build_on(weights: &mut Weights, format: WeightFormat, device: &Device, device_kernels: bool) -> Result<Model> {
+    fn build_on(
+        weights: &mut Weights,
+        format: WeightFormat,
+        device: &Device,
+        gpu: Option<GpuOptions>,
+    ) -> Result<Model> {
         let format = format.resolve(!device.is_cpu());
-        let dense = if device.is_cpu() && !device_kernels {
+        let gpu = match (device.is_cpu(), gpu) {
+            (true, None) => None,
+            (_, gpu) => Some(gpu.unwrap_or_default()),
+        };
+        let dense = if gpu.is_none() {
             None
         } else {
             Some(format.dense_dtype().ok_or_else(|| {
@@ -254,11 +287,16 @@ impl Model {
                 ))
             })?)
         };
-        let (dtype, kernels) = match dense {
-            Some(d) => (d, Kernels::Device),
-            None => (DType::F32, Kernels::Cpu),
+        let (dtype, kernels) = match (dense, gpu.map(|g| g.kernels)) {
+            (Some(d), Some(GpuKernels::Fused)) => (d, Kernels::Fused),
+            (Some(d), _) => (d, Kernels::Device),
+            (None, _) => (DType::F32, Kernels::Cpu),
         };
         let spec = weights.spec();
+        let gemm = match (kernels, gpu) {
+            (Kernels::Fused, Some(g)) => Some(Arc::new(Gemm::new(device, g.batch_invariant)?)),
+            _ => None,
+        };
         let tied = weights.tied();
         let seed = match weights {
             Weights::Random { seed, .. } => *seed,
@@ -273,6 +311,7 @@ impl Model {
             spec: spec.clone(),
             device: device.clone(),
             dense,
+            gemm,
             rng: crate::base::sampling::Rng::from_seed(seed),
             formats: HashMap::new(),
             weight_bytes: 0,
@@ -286,6 +325,12 @@ impl Model {
         let mut formats: Vec<(String, usize)> = loader.formats.into_iter().collect();
         formats.sort();
         let (cos, sin) = rope_tables(&spec, MAX_ROPE_POSITIONS.min(spec.context_length), device)?;
+        let rope_f32 = (kernels == Kernels::Fused).then(|| (cos.clone(), sin.clone()));
+        if kernels == Kernels::Fused && layers.iter().any(|l| l.qk_norm.is_some()) {
+            return Err(Error::Run(
+                "model.gpu_kernels = \"fused\" does not run qwen3's per-head q/k norms yet: use gpu_kernels = \"candle\"".into(),
+            ));
+        }
         Ok(Model {
             spec,
             embed,
@@ -298,6 +343,7 @@ impl Model {
             dtype,
             kv_dtype: dtype,
             kernels,
+            rope_f32,
             weight_bytes,
             formats,
         })

@@ -28,6 +28,7 @@ pub mod linear;
 mod load;
 
 use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::base::error::{Error, Result, Site};
 use crate::source::ModelSpec;
@@ -51,6 +52,8 @@ struct Layer {
     /// gate and up.
     gate_up: Group,
     w_down: Linear,
+    /// The q, k, v biases side by side (the fused path's `rope_write` adds them).
+    qkv_bias: Option<Tensor>,
 }
 
 pub struct Model {
@@ -67,18 +70,63 @@ pub struct Model {
     /// The KV cache's dtype ([`KvCacheFormat`]): the activations' unless asked otherwise.
     kv_dtype: DType,
     kernels: Kernels,
+    /// Rotary tables in f32 (positions, head_dim / 2) for the fused kernels.
+    rope_f32: Option<(Tensor, Tensor)>,
     /// Bytes held by the weights after conversion.
     pub weight_bytes: u64,
     /// Storage format of the linear layers after conversion (e.g. `q8_0`), per tensor count.
     pub formats: Vec<(String, usize)>,
 }
 
-/// Which decode-attention kernel runs: the CPU one (reads the cache's storage in place), or the
-/// one made of tensor ops that any device runs (the CUDA path).
+/// Which kernels run the decode step: the CPU's (attention reads the cache's storage in place),
+/// the `candle` GPU path's tensor ops, or the `fused` GPU path ([`cuda::fused`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernels {
     Cpu,
     Device,
+    Fused,
+}
+
+/// The kernels of the decode step on a GPU (`model.gpu_kernels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuKernels {
+    /// candle's tensor ops, dense layers in fixed 16-row GEMMs, attention per cache.
+    #[default]
+    Candle,
+    /// rftx's CUDA kernels and one GEMM per layer for all rows: eight launches a layer.
+    Fused,
+}
+
+impl GpuKernels {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GpuKernels::Candle => "candle",
+            GpuKernels::Fused => "fused",
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == GpuKernels::Candle
+    }
+}
+
+/// How a GPU runs the decode step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuOptions {
+    pub kernels: GpuKernels,
+    /// `model.batch_invariant`: `false` lets cuBLAS pick each GEMM's kernel by shape (the
+    /// `fused` path only; samples then depend on the batch).
+    pub batch_invariant: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            kernels: GpuKernels::Candle,
+            batch_invariant: true,
+        }
+    }
 }
 
 /// Positions precomputed for rotary embeddings at most (the cache is sized per prompt anyway);
@@ -154,7 +202,7 @@ impl Model {
             let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
             self.forward(&tokens, &mut cache)
         })?;
-        Ok((cache, self.logits(&last, 1)?))
+        Ok((cache, self.logits(&last, 1, true)?))
     }
 
     /// One decoding step: `tokens[i]` is appended to row `i` of the cache. Returns the next-token
@@ -179,11 +227,16 @@ impl Model {
         for cache in caches.iter_mut() {
             cache.reserve()?;
         }
+        let fused = self.kernels == Kernels::Fused;
         let h = allocation(Site::Step, rows, || {
             let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
-            self.decode(&tokens, caches)
+            match fused {
+                true => self.decode_fused(&tokens, caches),
+                false => self.decode(&tokens, caches),
+            }
         })?;
-        self.logits(&h, rows)
+        // The fused step's hidden states come out of the final norm already.
+        self.logits(&h, rows, !fused)
     }
 
     /// `tokens`: (batch, len) at positions `cache.len ..`. Returns (batch, n_embd) hidden states
@@ -245,10 +298,14 @@ impl Model {
         Ok((h + ff)?)
     }
 
-    /// f32 logits of `rows` hidden states (rows, n_embd), flattened (`rows × vocab`).
-    fn logits(&self, h: &Tensor, rows: usize) -> Result<Vec<f32>> {
+    /// f32 logits of `rows` hidden states (rows, n_embd), flattened (`rows × vocab`), after the
+    /// final norm (`norm`) or of states already normed.
+    fn logits(&self, h: &Tensor, rows: usize, norm: bool) -> Result<Vec<f32>> {
         allocation(Site::Logits, rows, || {
-            let h = candle_nn::ops::rms_norm(h, &self.norm, self.spec.rms_eps as f32)?;
+            let h = match norm {
+                true => candle_nn::ops::rms_norm(h, &self.norm, self.spec.rms_eps as f32)?,
+                false => h.clone(),
+            };
             Ok(self.lm_head.forward_values(&h)?)
         })
     }
@@ -299,7 +356,7 @@ impl Model {
             let q = q.narrow(0, row, n)?;
             ys.push(match self.kernels {
                 Kernels::Cpu => cpu::attention::decode(s, &q, shared, kv, pos + 1)?,
-                Kernels::Device => cuda::decode_attention(s, &q, shared, kv, pos + 1)?,
+                Kernels::Device | Kernels::Fused => cuda::decode_attention(s, &q, shared, kv, pos + 1)?,
             });
             row += n;
         }
@@ -381,7 +438,7 @@ mod tests {
     use std::path::Path;
 
     fn load(path: &Path, format: WeightFormat) -> Result<Model> {
-        Model::load(&mut ModelSource::open(path)?, format, &device::host())
+        Model::load(&mut ModelSource::open(path)?, format, &device::host(), None)
     }
 
     /// The tiny test model in `format` (and the folder its file lies in).
@@ -468,14 +525,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("tiny.gguf");
         testing::write_tiny_model(&p, 7).unwrap();
-        for device_kernels in [false, true] {
-            let format = if device_kernels {
-                WeightFormat::F32
-            } else {
-                WeightFormat::Q8_0
+        for gpu in [None, Some(GpuKernels::Candle), Some(GpuKernels::Fused)] {
+            let format = match gpu {
+                Some(_) => WeightFormat::F32,
+                None => WeightFormat::Q8_0,
             };
             let mut source = ModelSource::open(&p).unwrap();
-            let m = Model::build(&mut Weights::File(&mut source), format, &device::host(), device_kernels).unwrap();
+            let m = Model::build(
+                &mut Weights::File(&mut source),
+                format,
+                &device::host(),
+                gpu_options(gpu),
+            )
+            .unwrap();
             let vocab = m.spec.vocab_size;
             let (short, _) = m.prefill(&[1, 40, 41], 3).unwrap();
             let (long, _) = m.prefill(&[1, 50, 51, 52, 53, 54, 55], 7).unwrap();
@@ -488,8 +550,8 @@ mod tests {
             let together = m.step_many(&mut [&mut a, &mut b], &[62, 63, 64]).unwrap();
             let alone_a = m.step(&mut a2, &[62, 63]).unwrap();
             let alone_b = m.step(&mut b2, &[64]).unwrap();
-            assert_eq!(together[..2 * vocab], alone_a[..], "kernels {device_kernels}");
-            assert_eq!(together[2 * vocab..], alone_b[..], "kernels {device_kernels}");
+            assert_eq!(together[..2 * vocab], alone_a[..], "kernels {gpu:?}");
+            assert_eq!(together[2 * vocab..], alone_b[..], "kernels {gpu:?}");
             assert_eq!((a.len(), b.len()), (5, 8));
             assert!(
                 m.step_many(&mut [&mut a, &mut b], &[1, 2]).is_err(),
@@ -498,23 +560,47 @@ mod tests {
         }
     }
 
-    /// The GPU's kernels (dense layers in fixed-row GEMMs, decode attention as tensor ops), run
-    /// on the CPU: they agree with the CPU kernels, and a row's logits do not depend on the batch.
+    fn gpu_options(kernels: Option<GpuKernels>) -> Option<GpuOptions> {
+        kernels.map(|kernels| GpuOptions {
+            kernels,
+            batch_invariant: true,
+        })
+    }
+
+    /// The GPU's kernels, run on the CPU — `candle`'s (dense layers in fixed-row GEMMs, decode
+    /// attention as tensor ops) and `fused`'s (each CUDA kernel's reference arithmetic over the
+    /// kernels' own tables, stacked GEMMs), with an f32 and an f16 cache: they agree with the
+    /// CPU kernels, and a row's logits do not depend on the batch.
     #[test]
     fn device_kernels_agree_with_the_cpu_and_are_batch_invariant() {
+        for (kernels, kv) in [
+            (GpuKernels::Candle, KvCacheFormat::Auto),
+            (GpuKernels::Fused, KvCacheFormat::Auto),
+            (GpuKernels::Fused, KvCacheFormat::F16),
+        ] {
+            device_kernels_agree_in(kernels, kv);
+        }
+    }
+
+    fn device_kernels_agree_in(kernels: GpuKernels, kv: KvCacheFormat) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("tiny.gguf");
         testing::write_tiny_model(&p, 7).unwrap();
-        let cpu = load(&p, WeightFormat::F32).unwrap();
+        let cpu = load(&p, WeightFormat::F32).unwrap().with_kv_cache(kv);
         let mut source = ModelSource::open(&p).unwrap();
         let dev = Model::build(
             &mut Weights::File(&mut source),
             WeightFormat::F32,
             &device::host(),
-            true,
+            gpu_options(Some(kernels)),
         )
-        .unwrap();
-        assert_eq!(dev.kernels, Kernels::Device);
+        .unwrap()
+        .with_kv_cache(kv);
+        let want = match kernels {
+            GpuKernels::Candle => Kernels::Device,
+            GpuKernels::Fused => Kernels::Fused,
+        };
+        assert_eq!(dev.kernels, want);
         let vocab = cpu.spec.vocab_size;
         let prompt = [1u32, 40, 41, 42, 43];
         let (pc, a) = cpu.prefill(&prompt, prompt.len()).unwrap();
@@ -526,9 +612,17 @@ mod tests {
         let mut one = dev.fork(&pd, 1, 4).unwrap();
         let x = cpu.step(&mut cc, &[60, 61, 62]).unwrap();
         let y = dev.step(&mut three, &[60, 61, 62]).unwrap();
-        assert!(close(&x, &y) < 1e-4, "decode {}", close(&x, &y));
+        assert!(close(&x, &y) < 1e-4, "{kernels:?} {kv:?}: decode {}", close(&x, &y));
         let z = dev.step(&mut one, &[61]).unwrap();
         assert_eq!(z[..], y[vocab..2 * vocab], "row results must be bit-identical");
+        // A second step (positions written by the step before) still agrees with the CPU.
+        let x2 = cpu.step(&mut cc, &[63, 64, 65]).unwrap();
+        let y2 = dev.step(&mut three, &[63, 64, 65]).unwrap();
+        assert!(
+            close(&x2, &y2) < 1e-4,
+            "{kernels:?} {kv:?}: second step {}",
+            close(&x2, &y2)
+        );
         // 20 rows: two GEMM groups, the second padded.
         let mut twenty = dev.fork(&pd, 20, 4).unwrap();
         let tokens: Vec<u32> = (0..20).map(|i| 40 + i % 7).collect();
@@ -551,7 +645,7 @@ mod tests {
                 spec: spec.clone(),
                 seed,
             };
-            let m = Model::build(&mut w, WeightFormat::F32, &device::host(), false).unwrap();
+            let m = Model::build(&mut w, WeightFormat::F32, &device::host(), None).unwrap();
             m.prefill(&[1, 40, 41], 3).unwrap().1
         };
         assert_eq!(logits(5), logits(5));
@@ -577,7 +671,7 @@ mod tests {
             rope_freq_factors: None,
         };
         let mut w = Weights::Random { spec, seed: 3 };
-        let m = Model::build(&mut w, WeightFormat::F32, &device::host(), false).unwrap();
+        let m = Model::build(&mut w, WeightFormat::F32, &device::host(), None).unwrap();
         assert!(m.layers.iter().all(|l| l.qk_norm.is_some() && l.bias.is_none()));
         let (mut cache, _) = m.prefill(&[1, 2], 4).unwrap();
         let stepped = m.step(&mut cache, &[3]).unwrap();

@@ -12,7 +12,7 @@ use crate::core::generate::{ChunkReport, Finished, GenerationParams, Generator, 
 use crate::core::plan::Arch;
 use crate::core::prompt::{self, ChatTemplate};
 use crate::engine::device::{GpuInfo, GpuMemory};
-use crate::engine::{Model, Weights};
+use crate::engine::{GpuOptions, Model, Weights};
 use crate::source::{GgufTokenizer, ModelSource};
 
 pub struct Session {
@@ -76,7 +76,8 @@ impl Session {
         let tokenizer = source.tokenizer()?;
         let (model, arch) = match c.model.init {
             ModelInit::File => {
-                let model = Model::load(&mut source, p.weights, &device)?.with_kv_cache(c.model.kv_cache);
+                let model = Model::load(&mut source, p.weights, &device, gpu_options(c, &device))?
+                    .with_kv_cache(c.model.kv_cache);
                 (model, Arch::from_source(&source))
             }
             ModelInit::Random => random_model(p, &tokenizer, &device)?,
@@ -239,8 +240,16 @@ fn random_model(p: &Prepared, tokenizer: &GgufTokenizer, device: &candle_core::D
         spec: arch.spec.clone(),
         seed: c.seed,
     };
-    let model = Model::build(&mut weights, p.weights, device, false)?.with_kv_cache(c.model.kv_cache);
+    let model = Model::build(&mut weights, p.weights, device, gpu_options(c, device))?.with_kv_cache(c.model.kv_cache);
     Ok((model, arch))
+}
+
+/// The GPU kernels the config names (`None` on the CPU).
+fn gpu_options(c: &Config, device: &candle_core::Device) -> Option<GpuOptions> {
+    (!device.is_cpu()).then_some(GpuOptions {
+        kernels: c.model.gpu_kernels,
+        batch_invariant: c.model.batch_invariant,
+    })
 }
 
 /// The chat-formatted prompt text of every question, in the model's chat format; reads only

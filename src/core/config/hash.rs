@@ -54,6 +54,14 @@ impl Resolved {
         }
         if engine.gpu {
             v["device"] = serde_json::json!({ "kind": "cuda" });
+            // The kernels and the GEMMs' choice change a GPU run's bits: named where they are
+            // not the defaults every earlier GPU run had.
+            if !c.model.gpu_kernels.is_default() {
+                v["device"]["kernels"] = c.model.gpu_kernels.as_str().into();
+            }
+            if !c.model.batch_invariant {
+                v["device"]["batch_invariant"] = false.into();
+            }
         }
         v
     }

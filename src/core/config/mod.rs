@@ -19,7 +19,7 @@ pub use load::{load, overlay, parse_value, SetArg};
 pub use validate::validate;
 
 pub use crate::base::error::ConfigError;
-pub use crate::engine::{KvCacheFormat, WeightFormat};
+pub use crate::engine::{GpuKernels, KvCacheFormat, WeightFormat};
 
 /// Prefix of environment variables that override config keys; `__` separates key levels:
 /// `RFTX_GENERATION__CHUNK_SIZE=5` sets `generation.chunk_size`.
@@ -186,6 +186,15 @@ pub struct ModelConfig {
     /// Element type of the KV cache: `auto` (the activations': f32 on the CPU), `f32`, `f16`.
     #[serde(default, skip_serializing_if = "KvCacheFormat::is_auto")]
     pub kv_cache: KvCacheFormat,
+    /// GPU only: the decode step's kernels, `candle` (tensor ops, fixed 16-row GEMMs) or `fused`
+    /// (rftx's CUDA kernels, one GEMM per layer for all rows). Ignored on the CPU.
+    #[serde(default, skip_serializing_if = "GpuKernels::is_default")]
+    pub gpu_kernels: GpuKernels,
+    /// GPU `fused` path only: `false` lets cuBLAS pick each GEMM's kernel by shape, so samples
+    /// depend on the batch (what invariance costs, measured). Ignored on the CPU, whose kernels
+    /// are batch-invariant by construction.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub batch_invariant: bool,
     /// Architecture preset (`smollm2-1.7b`, …): for `rftx plan` when the model is not on disk,
     /// and the shape of a random-weight model.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -400,6 +409,8 @@ impl Default for Config {
                 path: None,
                 weights: WeightFormat::Auto,
                 kv_cache: KvCacheFormat::Auto,
+                gpu_kernels: GpuKernels::Candle,
+                batch_invariant: true,
                 arch: None,
                 init: ModelInit::File,
             },

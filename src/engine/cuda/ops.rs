@@ -1,6 +1,6 @@
-//! The GPU backend's decode attention, written with candle tensor ops so that it runs on any
+//! The `candle` GPU path's decode attention, written with candle tensor ops so that it runs on any
 //! device (CUDA in production; the CPU in tests, where it is checked against
-//! [`super::cpu::attention::decode`]).
+//! [`crate::engine::cpu::attention::decode`]).
 //!
 //! Batch invariance: cuBLAS picks GEMM kernels by shape (the batch count of a batched GEMM
 //! included), so a sequence's scores could change with the number of sequences decoded beside
