@@ -578,6 +578,27 @@ fn bench_reports_each_chunk_size_and_identical_samples() {
         .all(|p| p.starts_with("<|im_start|>system\n") && p.ends_with("<|im_start|>assistant\n")));
 }
 
+/// `rftx bench --kernels` on the CPU: the fused kernels' reference against itself, every check
+/// exact; the JSON names each kernel and the whole decode steps.
+#[test]
+fn bench_kernels_checks_every_kernel_and_step() {
+    let f = Fixture::new("");
+    let r = rftx(
+        &["bench", f.config.to_str().unwrap(), "--kernels", "--format", "json"],
+        &[],
+        f.path(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for kernel in ["add_rmsnorm F32", "silu_mul F16", "fused decode step 4", "a row alone"] {
+        assert!(names.iter().any(|n| n.starts_with(kernel)), "{kernel} in {names:?}");
+    }
+    assert!(checks
+        .iter()
+        .all(|c| c["ok"] == true && c["max_abs_diff"] == 0.0 && c["values"].as_u64() > Some(0)));
+}
+
 #[test]
 fn gpu_settings_without_a_gpu_are_input_errors_that_say_what_to_do() {
     let f = Fixture::new("");

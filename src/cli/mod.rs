@@ -212,6 +212,15 @@ struct BenchArgs {
     /// for running the same workload through another engine) and exit.
     #[arg(long, value_name = "FILE")]
     write_prompts: Option<PathBuf>,
+    /// Only check rftx's CUDA kernels on the config's device against their CPU reference (the
+    /// config's model file, f32), print the differences and exit: 1 if any is out of bounds.
+    /// On the CPU the reference is checked against itself.
+    #[arg(long)]
+    kernels: bool,
+    /// Also measure every setting with model.batch_invariant = false (cuBLAS choosing each
+    /// GEMM's kernel by shape; GPU, gpu_kernels = "fused") and report what invariance costs.
+    #[arg(long)]
+    invariance: bool,
 }
 
 #[derive(Args)]
@@ -435,7 +444,20 @@ fn bench(a: BenchArgs) -> Result<(), Error> {
             })
         })
         .collect();
-    let report = rftx::commands::bench::run(&p, &settings, &mut Progress::new(true))?;
+    if a.kernels {
+        return check_kernels(&p, a.format);
+    }
+    let mut report = rftx::commands::bench::run(&p, &settings, &mut Progress::new(true))?;
+    if a.invariance {
+        let mut free = ConfigArgs {
+            config: a.config.config.clone(),
+            set: a.config.set.clone(),
+            runs_dir: a.config.runs_dir.clone(),
+        };
+        free.set.push("model.batch_invariant=false".into());
+        let free = rftx::commands::bench::run(&prepare(&free)?, &settings, &mut Progress::new(true))?;
+        report.invariance = Some(rftx::commands::bench::Invariance::new(&report, &free));
+    }
     let json = serde_json::to_string_pretty(&report).expect("reports serialise") + "\n";
     if let Some(out) = &a.out {
         rftx::base::util::write_atomic(out, json.as_bytes())?;
@@ -445,6 +467,20 @@ fn bench(a: BenchArgs) -> Result<(), Error> {
         OutputFormat::Text => print!("{}", rftx::commands::bench::render(&report)),
     }
     Ok(())
+}
+
+fn check_kernels(p: &run::Prepared, format: OutputFormat) -> Result<(), Error> {
+    let checks = run::check_kernels(p, &mut |s| eprintln!("{s}"))?;
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&checks).expect("checks serialise")),
+        OutputFormat::Text => print!("{}", rftx::commands::bench::render_kernels(&checks)),
+    }
+    match checks.iter().filter(|c| !c.ok).count() {
+        0 => Ok(()),
+        n => Err(Error::Run(format!(
+            "{n} kernel checks out of bounds: the fused kernels disagree with their reference on this device; run with model.gpu_kernels = \"candle\""
+        ))),
+    }
 }
 
 fn sweep(a: SweepArgs) -> Result<(), Error> {

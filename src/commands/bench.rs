@@ -66,6 +66,32 @@ pub struct BenchReport {
     pub prompt_tokens: Vec<usize>,
     pub rows: Vec<BenchRow>,
     pub samples_identical: bool,
+    /// The same settings with `model.batch_invariant = false` (`--invariance`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invariance: Option<Invariance>,
+}
+
+/// What batch invariance costs: the same settings measured with cuBLAS choosing each GEMM's
+/// kernel by shape (`model.batch_invariant = false`), in the same process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invariance {
+    /// tokens/s of each setting, in the report's order.
+    pub free_tokens_per_s: Vec<f64>,
+    /// Whether the free run's samples were still the same at every setting.
+    pub free_samples_identical: bool,
+    /// Best free tokens/s ÷ best invariant tokens/s: what invariance costs (1.0: nothing).
+    pub cost: f64,
+}
+
+impl Invariance {
+    pub fn new(invariant: &BenchReport, free: &BenchReport) -> Invariance {
+        let best = |r: &BenchReport| r.rows.iter().map(|x| x.tokens_per_s).fold(0f64, f64::max);
+        Invariance {
+            free_tokens_per_s: free.rows.iter().map(|x| x.tokens_per_s).collect(),
+            free_samples_identical: free.samples_identical,
+            cost: best(free) / best(invariant).max(1e-9),
+        }
+    }
 }
 
 /// Runs the prepared config's questions at each setting.
@@ -104,6 +130,7 @@ pub fn run(p: &Prepared, settings: &[Setting], observer: &mut dyn Observer) -> R
         prompt_tokens: prompts.iter().map(Vec::len).collect(),
         rows,
         samples_identical,
+        invariance: None,
     })
 }
 
@@ -237,5 +264,42 @@ pub fn render(r: &BenchReport) -> String {
     } else {
         "samples identical across settings: NO\n"
     });
+    if let Some(i) = &r.invariance {
+        let each: Vec<String> = i.free_tokens_per_s.iter().map(|t| format!("{t:.1}")).collect();
+        s.push_str(&format!(
+            "model.batch_invariant = false (cuBLAS's own choice): {} tokens/s; best {:.2}× the invariant best; samples identical across settings: {}\n",
+            each.join(" / "),
+            i.cost,
+            if i.free_samples_identical { "yes" } else { "no" }
+        ));
+    }
+    s
+}
+
+/// The kernel checks as a table; the last line says whether all passed.
+pub fn render_kernels(checks: &[crate::engine::cuda::check::KernelCheck]) -> String {
+    let mut rows = vec![vec![
+        "check".to_string(),
+        "max |diff|".into(),
+        "max |ref|".into(),
+        "values".into(),
+        "ok".into(),
+    ]];
+    for c in checks {
+        rows.push(vec![
+            c.name.clone(),
+            format!("{:.3e}", c.max_abs_diff),
+            format!("{:.3e}", c.max_abs),
+            c.values.to_string(),
+            if c.ok { "yes" } else { "NO" }.into(),
+        ]);
+    }
+    let mut s = crate::base::util::align_columns(&rows, 1);
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    s.push_str(&format!(
+        "{} of {} kernel checks passed\n",
+        checks.len() - failed,
+        checks.len()
+    ));
     s
 }

@@ -602,7 +602,8 @@ mod tests {
         };
         assert_eq!(dev.kernels, want);
         let vocab = cpu.spec.vocab_size;
-        let prompt = [1u32, 40, 41, 42, 43];
+        // Longer than one chunk of the fused attention kernel (128 positions).
+        let prompt: Vec<u32> = (0..140).map(|i| 1 + (i * 7) % 90).collect();
         let (pc, a) = cpu.prefill(&prompt, prompt.len()).unwrap();
         let (pd, b) = dev.prefill(&prompt, prompt.len()).unwrap();
         let close = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);

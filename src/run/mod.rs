@@ -34,7 +34,7 @@ use budget::Budget;
 use journal::Journal;
 pub use plan_check::{check_plan, plan_config, render_expected, CheckRow, ConfigPlan, Expected};
 pub use prepare::{prepare, Prepared};
-pub use session::{generation_params, rendered_prompts, Session};
+pub use session::{check_kernels, generation_params, rendered_prompts, Session};
 pub use shard::run_shard;
 
 /// Receives what a run does, for progress display. Every method has a no-op default.

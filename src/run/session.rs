@@ -244,6 +244,14 @@ fn random_model(p: &Prepared, tokenizer: &GgufTokenizer, device: &candle_core::D
     Ok((model, arch))
 }
 
+/// rftx's CUDA kernels checked on the config's device against their CPU reference
+/// (`rftx bench --kernels`), with the config's model file.
+pub fn check_kernels(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Vec<crate::engine::cuda::check::KernelCheck>> {
+    let mut source = open_source(p, say)?;
+    let device = p.device.create()?;
+    crate::engine::cuda::check::run(&mut source, &device)
+}
+
 /// The GPU kernels the config names (`None` on the CPU).
 fn gpu_options(c: &Config, device: &candle_core::Device) -> Option<GpuOptions> {
     (!device.is_cpu()).then_some(GpuOptions {

@@ -8,9 +8,9 @@
 //! ([`super::launch`]); on the CPU (the tests) each kernel's reference ([`super::reference`])
 //! runs instead, over the same tables, so the orchestration — rows, caches, positions, strides —
 //! is tested without a GPU.
-use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor, WithDType};
 
-use super::reference::{self, Heads, CACHE_WORDS, ROW_WORDS};
+use super::reference::{self, Elem, Heads, CACHE_WORDS, ROW_WORDS};
 use crate::base::error::{Error, Result};
 use crate::engine::{KvCache, Layer, Model};
 
@@ -286,13 +286,8 @@ fn write_rows(caches: &mut [&mut KvCache], i: usize, (k, v): (&[f32], &[f32]), s
 /// alone when `a` is `None`.
 pub(in crate::engine) fn add_rmsnorm(h: &Tensor, a: Option<&Tensor>, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
     let out = match h.device() {
-        Device::Cpu => {
-            let (rows, d) = h.dims2()?;
-            let host = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-            let a = a.map(host).transpose()?;
-            let out = reference::add_rmsnorm(&host(h)?, a.as_deref(), &host(w)?, d, eps);
-            Tensor::from_vec(out, (2, rows, d), h.device())?
-        }
+        Device::Cpu if h.dtype() == DType::F16 => host_add_rmsnorm::<half::f16>(h, a, w, eps)?,
+        Device::Cpu => host_add_rmsnorm::<f32>(h, a, w, eps)?,
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => super::launch::add_rmsnorm(h, a, w, eps)?,
         other => return Err(unsupported(other)),
@@ -300,16 +295,27 @@ pub(in crate::engine) fn add_rmsnorm(h: &Tensor, a: Option<&Tensor>, w: &Tensor,
     Ok((out.get(0)?, out.get(1)?))
 }
 
+fn host_add_rmsnorm<T: Elem + WithDType>(h: &Tensor, a: Option<&Tensor>, w: &Tensor, eps: f32) -> Result<Tensor> {
+    let (rows, d) = h.dims2()?;
+    let host = |t: &Tensor| t.flatten_all()?.to_vec1::<T>();
+    let a = a.map(host).transpose()?;
+    let out = reference::add_rmsnorm(&host(h)?, a.as_deref(), &host(w)?, d, eps);
+    Ok(Tensor::from_vec(out, (2, rows, d), h.device())?)
+}
+
 /// SiLU(gate) · up of the stacked (rows, 2·ff) gate/up output.
 pub(in crate::engine) fn silu_mul(gu: &Tensor) -> Result<Tensor> {
-    let (rows, two_ff) = gu.dims2()?;
     match gu.device() {
-        Device::Cpu => {
-            let out = reference::silu_mul(&gu.flatten_all()?.to_vec1::<f32>()?, two_ff / 2);
-            Ok(Tensor::from_vec(out, (rows, two_ff / 2), gu.device())?)
-        }
+        Device::Cpu if gu.dtype() == DType::F16 => host_silu_mul::<half::f16>(gu),
+        Device::Cpu => host_silu_mul::<f32>(gu),
         #[cfg(feature = "cuda")]
         Device::Cuda(_) => super::launch::silu_mul(gu),
         other => Err(unsupported(other)),
     }
+}
+
+fn host_silu_mul<T: Elem + WithDType>(gu: &Tensor) -> Result<Tensor> {
+    let (rows, two_ff) = gu.dims2()?;
+    let out = reference::silu_mul(&gu.flatten_all()?.to_vec1::<T>()?, two_ff / 2);
+    Ok(Tensor::from_vec(out, (rows, two_ff / 2), gu.device())?)
 }

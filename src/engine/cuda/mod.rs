@@ -7,6 +7,7 @@
 //!
 //! Both run on the CPU too, for the tests: `ops` as it is, `fused` with each kernel replaced by
 //! its [`reference`].
+pub mod check;
 pub mod fused;
 pub mod gemm;
 #[cfg(feature = "cuda")]
