@@ -21,10 +21,10 @@ impl Model {
         let s = &self.spec;
         let eps = s.rms_eps as f32;
         let rows = Rows::new(caches, &self.device)?;
+        let table = CacheTable::new(caches, s.head_dim, &self.device)?;
         let h = self.embed.lookup(tokens)?.reshape((rows.count(), s.n_embd))?;
         let (mut h, mut x) = add_rmsnorm(&h, None, &self.layers[0].attn_norm, eps)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let table = CacheTable::new(caches, i, s.head_dim, &self.device)?;
             let qkv = layer.qkv.forward_whole(&x)?;
             let q = self.rope_write(layer, &qkv, &rows, (&table, caches, i))?;
             let y = self.attention_fused(&q, &rows, (&table, &*caches, i))?;
@@ -80,9 +80,9 @@ impl Model {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(_) => {
-                let _ = (caches, i);
-                let (rows, words) = (rows.on_device()?, table.on_device()?);
-                super::launch::rope_write(qkv, bias, (cos, sin), (rows, words), self.heads(), self.kv_dtype)
+                let _ = caches;
+                let (rows, words) = (rows.on_device()?, table.on_device(i)?);
+                super::launch::rope_write(qkv, bias, (cos, sin), (rows, &words), self.heads(), self.kv_dtype)
             }
             other => Err(unsupported(other)),
         }
@@ -123,8 +123,8 @@ impl Model {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(_) => {
-                let (rows, words) = (rows.on_device()?, table.on_device()?);
-                super::launch::attention(q, (rows, words), s, scale, (self.kv_dtype, self.dtype))
+                let (rows, words) = (rows.on_device()?, table.on_device(i)?);
+                super::launch::attention(q, (rows, &words), s, scale, (self.kv_dtype, self.dtype))
             }
             other => Err(unsupported(other)),
         }
@@ -173,20 +173,22 @@ impl Rows {
     }
 }
 
-/// A layer's attention table ([`CACHE_WORDS`] a cache: see kernels.cu): the prompt's length
-/// and the K/V tensors' allocated positions (their stride) of every cache, checked; on a GPU,
-/// the whole table with the tensors' device addresses.
+/// The step's attention tables, one a layer ([`CACHE_WORDS`] a cache: see kernels.cu): the
+/// prompt's length and the K/V tensors' allocated positions (their stride) of every cache,
+/// checked; on a GPU, every layer's table with the tensors' device addresses, uploaded in one
+/// copy before the step's first kernel (a copy between kernels would wait for them).
 struct CacheTable {
-    /// Per cache: `start`, the shared tensors' positions stride (0 without), the own ones'.
-    strides: Vec<[u64; 3]>,
+    /// Per layer, per cache: `start`, the shared tensors' positions stride (0 without), the own
+    /// ones'.
+    strides: Vec<Vec<[u64; 3]>>,
     #[cfg(feature = "cuda")]
     device: Option<Tensor>,
 }
 
 impl CacheTable {
-    /// Layer `i`'s table: checks that every K/V tensor is laid out (batch, KV head, position,
-    /// head_dim) with contiguous rows, as the kernels assume.
-    fn new(caches: &[&mut KvCache], i: usize, hd: usize, device: &Device) -> Result<CacheTable> {
+    /// Checks that every K/V tensor is laid out (batch, KV head, position, head_dim) with
+    /// contiguous rows, as the kernels assume.
+    fn new(caches: &[&mut KvCache], hd: usize, device: &Device) -> Result<CacheTable> {
         let positions = |t: &Tensor| -> Result<u64> {
             let st = t.stride();
             if st.len() != 4 || st[3] != 1 || st[2] != hd || !st[1].is_multiple_of(hd) {
@@ -196,11 +198,16 @@ impl CacheTable {
             }
             Ok((st[1] / hd) as u64)
         };
-        let strides = caches
-            .iter()
-            .map(|c| {
-                let shared = c.shared.get(i).map(|(k, _)| positions(k)).transpose()?.unwrap_or(0);
-                Ok([c.start as u64, shared, positions(&c.layers[i].0)?])
+        let layers = caches.first().map_or(0, |c| c.layers.len());
+        let strides = (0..layers)
+            .map(|i| {
+                caches
+                    .iter()
+                    .map(|c| {
+                        let shared = c.shared.get(i).map(|(k, _)| positions(k)).transpose()?.unwrap_or(0);
+                        Ok([c.start as u64, shared, positions(&c.layers[i].0)?])
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
         #[cfg(feature = "cuda")]
@@ -208,11 +215,18 @@ impl CacheTable {
         #[cfg(feature = "cuda")]
         let table = match device {
             Device::Cuda(_) => {
-                let words = table.words(caches, i, super::launch::address)?;
+                let mut words = Vec::new();
+                for i in 0..layers {
+                    words.extend(
+                        table
+                            .words(caches, i, super::launch::address)?
+                            .into_iter()
+                            .map(|w| w as i64),
+                    );
+                }
                 let n = words.len();
-                let on_device = Tensor::from_vec(words.into_iter().map(|w| w as i64).collect::<Vec<_>>(), n, device)?;
                 CacheTable {
-                    device: Some(on_device),
+                    device: Some(Tensor::from_vec(words, n, device)?),
                     ..table
                 }
             }
@@ -225,8 +239,8 @@ impl CacheTable {
 
     /// The table's words with the K/V tensors' addresses as `address` gives them.
     fn words(&self, caches: &[&mut KvCache], i: usize, address: impl Fn(&Tensor) -> Result<u64>) -> Result<Vec<u64>> {
-        let mut words = Vec::with_capacity(self.strides.len() * CACHE_WORDS);
-        for (cache, [start, shared, own]) in caches.iter().zip(&self.strides) {
+        let mut words = Vec::with_capacity(caches.len() * CACHE_WORDS);
+        for (cache, [start, shared, own]) in caches.iter().zip(&self.strides[i]) {
             let (sk, sv) = match cache.shared.get(i) {
                 Some((k, v)) => (address(k)?, address(v)?),
                 None => (0, 0),
@@ -237,11 +251,15 @@ impl CacheTable {
         Ok(words)
     }
 
+    /// Layer `i`'s table on the device (a view of the step's upload).
     #[cfg(feature = "cuda")]
-    fn on_device(&self) -> Result<&Tensor> {
-        self.device
+    fn on_device(&self, i: usize) -> Result<Tensor> {
+        let all = self
+            .device
             .as_ref()
-            .ok_or_else(|| Error::Run("the cache table is not on the device".into()))
+            .ok_or_else(|| Error::Run("the cache table is not on the device".into()))?;
+        let n = self.strides[i].len() * CACHE_WORDS;
+        Ok(all.narrow(0, i * n, n)?)
     }
 }
 
