@@ -58,6 +58,13 @@ pub struct BenchReport {
     pub weights: String,
     /// `model.kv_cache` (`auto`: the activations' dtype).
     pub kv_cache: String,
+    /// Bytes the weights hold on the device (a decode step reads them once).
+    pub weight_bytes: u64,
+    /// `model.gpu_kernels` and `model.batch_invariant` (GPU runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_kernels: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_invariant: Option<bool>,
     pub oversample: usize,
     pub max_new_tokens: usize,
     pub temperature: f64,
@@ -123,6 +130,9 @@ pub fn run(p: &Prepared, settings: &[Setting], observer: &mut dyn Observer) -> R
         model: session.model_path.display().to_string(),
         weights: p.weights.as_str().into(),
         kv_cache: c.model.kv_cache.as_str().into(),
+        weight_bytes: session.model.weight_bytes,
+        gpu_kernels: session.gpu_info.as_ref().map(|_| c.model.gpu_kernels.as_str().into()),
+        batch_invariant: session.gpu_info.as_ref().map(|_| c.model.batch_invariant),
         oversample: c.generation.oversample,
         max_new_tokens: c.generation.max_new_tokens,
         temperature: c.generation.temperature,

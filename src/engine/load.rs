@@ -19,8 +19,9 @@ pub enum Weights<'a> {
     File(&'a mut ModelSource),
     /// Random weights of `spec`'s shape, drawn from `seed` (normal, standard deviation 0.02, as
     /// transformers initialises; norms 1), the token embedding tied to the output layer. On a
-    /// GPU they are drawn on the device itself (curand), on the CPU from rftx's own RNG.
-    Random { spec: ModelSpec, seed: u64 },
+    /// GPU they are drawn on the device itself (curand) unless `host`; on the CPU (and with
+    /// `host`) from rftx's own RNG, so that a GPU and the CPU get the same weights.
+    Random { spec: ModelSpec, seed: u64, host: bool },
 }
 
 impl Weights<'_> {
@@ -97,7 +98,7 @@ impl Loader<'_, '_> {
     fn dense(&mut self, name: &str, dtype: DType) -> Result<Tensor> {
         let shape = self.shape(name);
         let t = match &self.weights {
-            Weights::Random { .. } if !self.device.is_cpu() => {
+            Weights::Random { host: false, .. } if !self.device.is_cpu() => {
                 if shape.len() == 1 {
                     Tensor::ones(shape, DType::F32, &self.device)?
                 } else {

@@ -645,6 +645,7 @@ mod tests {
             let mut w = Weights::Random {
                 spec: spec.clone(),
                 seed,
+                host: false,
             };
             let m = Model::build(&mut w, WeightFormat::F32, &device::host(), None).unwrap();
             m.prefill(&[1, 40, 41], 3).unwrap().1
@@ -671,7 +672,11 @@ mod tests {
             rope_scaling: None,
             rope_freq_factors: None,
         };
-        let mut w = Weights::Random { spec, seed: 3 };
+        let mut w = Weights::Random {
+            spec,
+            seed: 3,
+            host: false,
+        };
         let m = Model::build(&mut w, WeightFormat::F32, &device::host(), None).unwrap();
         assert!(m.layers.iter().all(|l| l.qk_norm.is_some() && l.bias.is_none()));
         let (mut cache, _) = m.prefill(&[1, 2], 4).unwrap();

@@ -220,6 +220,19 @@ fn check_weights_on(p: &Prepared, gpu: Option<&GpuInfo>) -> Result<()> {
 /// A random-weight model of the `model.arch` preset's shape, drawn from `seed` on the device.
 fn random_model(p: &Prepared, tokenizer: &GgufTokenizer, device: &candle_core::Device) -> Result<(Model, Arch)> {
     let c = &p.resolved.config;
+    let arch = random_arch(p, tokenizer)?;
+    let mut weights = Weights::Random {
+        spec: arch.spec.clone(),
+        seed: c.seed,
+        host: false,
+    };
+    let model = Model::build(&mut weights, p.weights, device, gpu_options(c, device))?.with_kv_cache(c.model.kv_cache);
+    Ok((model, arch))
+}
+
+/// The `model.arch` preset of a random-weight model, checked against the tokenizer.
+fn random_arch(p: &Prepared, tokenizer: &GgufTokenizer) -> Result<Arch> {
+    let c = &p.resolved.config;
     let name = c.model.arch.as_deref().unwrap_or_default();
     let arch = crate::core::plan::arch_preset(name).ok_or_else(|| {
         Error::input(
@@ -236,20 +249,23 @@ fn random_model(p: &Prepared, tokenizer: &GgufTokenizer, device: &candle_core::D
             ),
         ));
     }
-    let mut weights = Weights::Random {
-        spec: arch.spec.clone(),
-        seed: c.seed,
-    };
-    let model = Model::build(&mut weights, p.weights, device, gpu_options(c, device))?.with_kv_cache(c.model.kv_cache);
-    Ok((model, arch))
+    Ok(arch)
 }
 
 /// rftx's CUDA kernels checked on the config's device against their CPU reference
-/// (`rftx bench --kernels`), with the config's model file.
+/// (`rftx bench --kernels`), with the config's model: its file's weights, or random ones of
+/// `model.arch` drawn on the host (the same on both devices).
 pub fn check_kernels(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Vec<crate::engine::cuda::check::KernelCheck>> {
+    use crate::engine::cuda::check::{self, CheckModel};
     let mut source = open_source(p, say)?;
     let device = p.device.create()?;
-    crate::engine::cuda::check::run(&mut source, &device)
+    match p.resolved.config.model.init {
+        ModelInit::File => check::run(CheckModel::File(&mut source), &device),
+        ModelInit::Random => {
+            let arch = random_arch(p, &source.tokenizer()?)?;
+            check::run(CheckModel::Random(arch.spec), &device)
+        }
+    }
 }
 
 /// The GPU kernels the config names (`None` on the CPU).

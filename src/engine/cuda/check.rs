@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::fused;
 use super::reference::{self, BLOCK};
 use crate::base::error::Result;
-use crate::engine::{device, GpuKernels, GpuOptions, Model, WeightFormat};
-use crate::source::ModelSource;
+use crate::engine::{device, GpuKernels, GpuOptions, Model, WeightFormat, Weights};
+use crate::source::{ModelSource, ModelSpec};
 
 /// One kernel (or step) on the device against its reference.
 #[derive(Debug, Clone, Serialize)]
@@ -108,20 +108,44 @@ fn steps(m: &Model) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
     Ok((out, alone))
 }
 
+/// The model whose decode steps are compared.
+pub enum CheckModel<'a> {
+    File(&'a mut ModelSource),
+    /// Random weights of this shape, drawn on the host so that both devices get the same.
+    Random(ModelSpec),
+}
+
+impl CheckModel<'_> {
+    /// The model in f32 on `device`, on the fused kernels.
+    fn load(&mut self, device: &Device) -> Result<Model> {
+        let fused = Some(GpuOptions {
+            kernels: GpuKernels::Fused,
+            batch_invariant: true,
+        });
+        match self {
+            CheckModel::File(source) => Model::load(source, WeightFormat::F32, device, fused),
+            CheckModel::Random(spec) => {
+                let mut w = Weights::Random {
+                    spec: spec.clone(),
+                    seed: 1,
+                    host: true,
+                };
+                Model::build(&mut w, WeightFormat::F32, device, fused)
+            }
+        }
+    }
+}
+
 /// Every check on `device`: the elementwise kernels in f32 and f16, then whole fused decode
-/// steps of the model in `source` against the CPU's.
-pub fn run(source: &mut ModelSource, device: &Device) -> Result<Vec<KernelCheck>> {
+/// steps of the model against the CPU's.
+pub fn run(mut model: CheckModel, device: &Device) -> Result<Vec<KernelCheck>> {
     let mut out = elementwise(device, DType::F32)?;
     out.extend(elementwise(device, DType::F16)?);
-    let fused = Some(GpuOptions {
-        kernels: GpuKernels::Fused,
-        batch_invariant: true,
-    });
     let (on_device, vocab) = {
-        let m = Model::load(source, WeightFormat::F32, device, fused)?;
+        let m = model.load(device)?;
         (steps(&m)?, m.spec.vocab_size)
     };
-    let on_host = steps(&Model::load(source, WeightFormat::F32, &device::host(), fused)?)?;
+    let on_host = steps(&model.load(&device::host())?)?;
     for (i, (got, want)) in on_device.0.iter().zip(&on_host.0).enumerate() {
         out.push(compare(
             &format!("fused decode step {} (f32, 5 rows, 2 caches)", i + 1),
@@ -155,7 +179,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("tiny.gguf");
         crate::testing::write_tiny_model(&p, 7).unwrap();
-        let checks = run(&mut ModelSource::open(&p).unwrap(), &device::host()).unwrap();
+        let mut source = ModelSource::open(&p).unwrap();
+        let checks = run(CheckModel::File(&mut source), &device::host()).unwrap();
         assert_eq!(checks.len(), 4 + 4 + 1);
         for c in &checks {
             assert!(
@@ -165,5 +190,9 @@ mod tests {
         }
         let bad = compare("x", &[1.0, 2.5], &[1.0, 2.0], 1e-3);
         assert!(!bad.ok && bad.max_abs_diff == 0.5);
+        // Random weights drawn on the host: the same model on both sides.
+        let spec = source.spec().clone();
+        let checks = run(CheckModel::Random(spec), &device::host()).unwrap();
+        assert!(checks.iter().all(|c| c.ok && c.max_abs_diff == 0.0), "{checks:?}");
     }
 }
