@@ -1,6 +1,6 @@
 //! Writes a GGUF file that holds a model file's metadata only (tokenizer, chat template,
 //! architecture) and no tensors: what `model.init = "random"` needs from a file, small enough to
-//! carry where the model is not (the GPU machine of `bench/gpu.sh`).
+//! carry where the model is not (the GPU machine of `bench/gpu.sh` and `bench/gpu_memory.sh`).
 //!
 //! `cargo run --release --example tokenizer_gguf -- IN.gguf OUT.gguf`
 use candle_core::quantized::gguf_file;

@@ -242,6 +242,25 @@ impl Loader<'_, '_> {
     }
 }
 
+/// The dense weights' dtype (`None`: the CPU's quantised layers), the activations' dtype and
+/// the kernels, for `format` on the CPU (`gpu` is `None`) or with the GPU's kernels.
+fn kernels_for(format: WeightFormat, gpu: Option<GpuOptions>) -> Result<(Option<DType>, DType, Kernels)> {
+    let Some(gpu) = gpu else {
+        return Ok((None, DType::F32, Kernels::Cpu));
+    };
+    let dense = format.dense_dtype().ok_or_else(|| {
+        Error::Run(format!(
+            "model.weights = {}: GPU weights are f16, bf16 or f32",
+            format.as_str()
+        ))
+    })?;
+    let kernels = match gpu.kernels {
+        GpuKernels::Fused => Kernels::Fused,
+        GpuKernels::Candle => Kernels::Device,
+    };
+    Ok((Some(dense), dense, kernels))
+}
+
 impl Model {
     /// Loads the model of `source` onto `device`, its matrices converted to `format`.
     pub fn load(
@@ -278,21 +297,7 @@ impl Model {
             (true, None) => None,
             (_, gpu) => Some(gpu.unwrap_or_default()),
         };
-        let dense = if gpu.is_none() {
-            None
-        } else {
-            Some(format.dense_dtype().ok_or_else(|| {
-                Error::Run(format!(
-                    "model.weights = {}: GPU weights are f16, bf16 or f32",
-                    format.as_str()
-                ))
-            })?)
-        };
-        let (dtype, kernels) = match (dense, gpu.map(|g| g.kernels)) {
-            (Some(d), Some(GpuKernels::Fused)) => (d, Kernels::Fused),
-            (Some(d), _) => (d, Kernels::Device),
-            (None, _) => (DType::F32, Kernels::Cpu),
-        };
+        let (dense, dtype, kernels) = kernels_for(format, gpu)?;
         let spec = weights.spec();
         let gemm = match (kernels, gpu) {
             (Kernels::Fused, Some(g)) => Some(Arc::new(Gemm::new(device, g.batch_invariant)?)),

@@ -28,10 +28,10 @@ pub mod linear;
 mod load;
 
 use candle_core::{DType, Device, Tensor};
-use serde::{Deserialize, Serialize};
 
 use crate::base::error::{Error, Result, Site};
 use crate::source::ModelSpec;
+pub use cuda::{GpuKernels, GpuOptions};
 use device::allocation;
 pub use device::DeviceChoice;
 pub use kv_cache::{KvCache, KvCacheFormat};
@@ -85,48 +85,6 @@ enum Kernels {
     Cpu,
     Device,
     Fused,
-}
-
-/// The kernels of the decode step on a GPU (`model.gpu_kernels`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GpuKernels {
-    /// candle's tensor ops, dense layers in fixed 16-row GEMMs, attention per cache.
-    #[default]
-    Candle,
-    /// rftx's CUDA kernels and one GEMM per layer for all rows: eight launches a layer.
-    Fused,
-}
-
-impl GpuKernels {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GpuKernels::Candle => "candle",
-            GpuKernels::Fused => "fused",
-        }
-    }
-
-    pub fn is_default(&self) -> bool {
-        *self == GpuKernels::Candle
-    }
-}
-
-/// How a GPU runs the decode step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GpuOptions {
-    pub kernels: GpuKernels,
-    /// `model.batch_invariant`: `false` lets cuBLAS pick each GEMM's kernel by shape (the
-    /// `fused` path only; samples then depend on the batch).
-    pub batch_invariant: bool,
-}
-
-impl Default for GpuOptions {
-    fn default() -> Self {
-        GpuOptions {
-            kernels: GpuKernels::Candle,
-            batch_invariant: true,
-        }
-    }
 }
 
 /// Positions precomputed for rotary embeddings at most (the cache is sized per prompt anyway);

@@ -16,6 +16,34 @@ use super::Prepared;
 /// question in the batch delays the first commit (README, "Throughput").
 pub const CPU_AUTO_ROWS: usize = 64;
 
+/// On a GPU, `"auto"` stops at the rows (prompts × chunk size) where a decode step stops being
+/// bound by reading the weights: one step reads every weight once (2 bytes in f16) and does 2
+/// FLOPs per weight and row, so past `FLOP/s ÷ (bytes/s)` rows the tensor cores, not the memory,
+/// set the step time and tokens/s stop rising — while every question in the batch delays the
+/// first commit. From each GPU's published dense f16 tensor rate and memory bandwidth (TFLOP/s,
+/// GB/s); a GPU not listed gets [`GPU_AUTO_ROWS_DEFAULT`].
+const GPUS: &[(&str, f64, f64)] = &[
+    ("H200", 989.0, 4800.0),
+    ("H100 PCIe", 756.0, 2000.0),
+    ("H100", 989.0, 3350.0),
+    ("A100", 312.0, 2039.0),
+    ("L40S", 362.0, 864.0),
+    ("L4", 121.0, 300.0),
+    ("A10", 125.0, 600.0),
+    ("T4", 65.0, 320.0),
+];
+
+pub const GPU_AUTO_ROWS_DEFAULT: usize = 256;
+
+/// The rows `"auto"` stops at on the GPU called `name` (see [`GPUS`]).
+pub fn gpu_auto_rows(name: &str) -> usize {
+    GPUS.iter()
+        .find(|(fragment, _, _)| name.contains(fragment))
+        .map_or(GPU_AUTO_ROWS_DEFAULT, |(_, tflops, gbs)| {
+            (tflops * 1e3 / gbs).round() as usize
+        })
+}
+
 /// The batching of a run of `questions` questions whose longest prompt has `longest` tokens
 /// (`shared` of them the shared prefix), on the GPU `gpu` if the session opened one. `say` gets
 /// a line for every value chosen or changed.
@@ -52,16 +80,20 @@ pub(crate) fn resolve(
             ));
         }
         if g.prompts_per_batch == Count::Auto {
-            let mut limit = questions.clamp(1, plan::MAX_PROMPTS);
-            if !gpu {
-                limit = limit.min((CPU_AUTO_ROWS / w.chunk_size.min(oversample)).max(1));
-            }
-            w.prompts_per_batch = plan::largest(arch, &w, gpu, safe, limit, |w, n| w.prompts_per_batch = n).max(1);
-            let cap = if gpu {
-                String::new()
-            } else {
-                format!(", at most {CPU_AUTO_ROWS} rows on the CPU")
+            let (rows, cap) = match (gpu, gpu_info) {
+                (false, _) => (CPU_AUTO_ROWS, format!(", at most {CPU_AUTO_ROWS} rows on the CPU")),
+                (true, info) => {
+                    let rows = info.map_or(GPU_AUTO_ROWS_DEFAULT, |g| gpu_auto_rows(&g.name));
+                    (
+                        rows,
+                        format!(", at most {rows} rows: past them a step on this GPU no longer gets faster per row"),
+                    )
+                }
             };
+            let limit = questions
+                .clamp(1, plan::MAX_PROMPTS)
+                .min((rows / w.chunk_size.min(oversample)).max(1));
+            w.prompts_per_batch = plan::largest(arch, &w, gpu, safe, limit, |w, n| w.prompts_per_batch = n).max(1);
             say(&format!(
                 "generation.prompts_per_batch = \"auto\": {} ({margin}{cap})",
                 w.prompts_per_batch
@@ -139,4 +171,22 @@ fn fit_budget(
     ));
     w.prompts_per_batch = fits;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The knee of each GPU: its f16 FLOP rate over its memory rate, in rows.
+    #[test]
+    fn gpu_auto_rows_is_where_compute_overtakes_the_weight_read() {
+        assert_eq!(gpu_auto_rows("NVIDIA H200"), 206);
+        assert_eq!(gpu_auto_rows("NVIDIA H100 80GB HBM3"), 295);
+        assert_eq!(gpu_auto_rows("NVIDIA H100 PCIe"), 378);
+        assert_eq!(gpu_auto_rows("Tesla T4"), 203);
+        assert_eq!(gpu_auto_rows("NVIDIA A100-SXM4-80GB"), 153);
+        assert_eq!(gpu_auto_rows("Some Future GPU"), GPU_AUTO_ROWS_DEFAULT);
+        // A 300-question run at chunk 15 on an H200: 13 questions a batch, not 300.
+        assert_eq!(gpu_auto_rows("NVIDIA H200") / 15, 13);
+    }
 }
