@@ -351,24 +351,31 @@ impl Generator<'_> {
             .filter_map(|s| s.chunk.as_mut().map(|c| &mut c.cache))
             .collect();
         let logits = self.model.step_many(&mut caches, &last)?;
-        if let Some(s) = slots.iter().find(|s| s.chunk.is_some()) {
-            finite(&logits, s.job.index)?;
-        }
         let vocab = self.model.spec.vocab_size;
         // Every row's draw from its own stream, the rows spread over the thread pool: the same
-        // tokens in any split.
-        let mut draws: Vec<(Rng, u32)> = slots
+        // tokens in any split. Each row's logits are checked finite there too (a GPU's batch of
+        // hundreds of rows hands over tens of MB a step: one pass, in parallel, while they are
+        // in cache).
+        let mut draws: Vec<(Rng, u32, bool)> = slots
             .iter()
             .filter_map(|s| s.chunk.as_ref())
-            .flat_map(|c| c.active.iter().map(|&i| (c.rngs[i].clone(), 0)))
+            .flat_map(|c| c.active.iter().map(|&i| (c.rngs[i].clone(), 0, true)))
             .collect();
-        crate::engine::cpu::for_each_parallel(&mut draws, |row, (rng, t), scratch: &mut Vec<(f32, u32)>| {
-            *t = p.sampler.sample(&logits[row * vocab..(row + 1) * vocab], rng, scratch);
+        crate::engine::cpu::for_each_parallel(&mut draws, |row, (rng, t, ok), scratch: &mut Vec<(f32, u32)>| {
+            let row = &logits[row * vocab..(row + 1) * vocab];
+            *ok = row.iter().all(|x| x.is_finite());
+            if *ok {
+                *t = p.sampler.sample(row, rng, scratch);
+            }
         });
+        if draws.iter().any(|d| !d.2) {
+            let question = slots.iter().find(|s| s.chunk.is_some()).map_or(0, |s| s.job.index);
+            return Err(not_finite(question));
+        }
         let mut draws = draws.into_iter();
         for c in slots.iter_mut().filter_map(|s| s.chunk.as_mut()) {
             for &i in &c.active {
-                let (rng, t) = draws.next().expect("a draw per active row");
+                let (rng, t, _) = draws.next().expect("a draw per active row");
                 c.rngs[i] = rng;
                 c.outs[i].push(t);
             }
@@ -437,12 +444,16 @@ fn close(completions: &mut Vec<Completion>, chunk: Chunk, batch_rows: usize) -> 
 /// Logits that are not all finite would be sampled as arbitrary tokens: an error instead, which
 /// says what to try.
 fn finite(logits: &[f32], question: u64) -> Result<()> {
-    if logits.iter().all(|x| x.is_finite()) {
-        return Ok(());
+    match logits.iter().all(|x| x.is_finite()) {
+        true => Ok(()),
+        false => Err(not_finite(question)),
     }
-    Err(Error::Run(format!(
+}
+
+fn not_finite(question: u64) -> Error {
+    Error::Run(format!(
         "the model's logits at question {question} are not finite (NaN or infinity): with f16 weights an overflow is likely, so set model.weights = \"f32\" (or \"bf16\" on a GPU of compute capability 8.0 or more); with f32 weights, check that the model file's weights are finite. The questions done so far are kept"
-    )))
+    ))
 }
 
 /// Sequences of the chunks decoding in the batch, finished ones included.
