@@ -6,6 +6,7 @@
 #   CUDA_COMPUTE_CAP=90 scripts/build-cuda.sh      # H100 / H200 (built as sm_90a)
 #   CUDA_COMPUTE_CAP=75 scripts/build-cuda.sh      # T4
 #   CHECK=1 scripts/build-cuda.sh                  # cargo check only (CI: keeps the cuda code compiling)
+#   INSTALL_ONLY=1 scripts/build-cuda.sh           # only install the toolkit into $CUDA_TOOLS
 #
 # One binary serves one compute capability: candle-kernels compiles its GGUF kernels as SASS
 # for exactly one architecture, and rftx refuses to start on another. The binary lands in
@@ -28,6 +29,7 @@ if [ ! -f "$CUDA_TOOLS/.installed-13.0.2" ]; then
 fi
 SP=$("$CUDA_TOOLS/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 CU=$SP/nvidia/cu13
+[ -z "${INSTALL_ONLY:-}" ] || exit 0
 
 # 2. Link directory: the wheels ship versioned sonames only and no libcuda.so. cudarc links
 #    (not dlopens) the CUDA libraries, so the linker needs unversioned names and a libcuda stub;
