@@ -350,6 +350,10 @@ impl Generator<'_> {
             .iter_mut()
             .filter_map(|s| s.chunk.as_mut().map(|c| &mut c.cache))
             .collect();
+        if self.model.samples_on_device(&p.sampler) {
+            drop(caches);
+            return self.step_on_device(slots, &last);
+        }
         let logits = self.model.step_many(&mut caches, &last)?;
         let vocab = self.model.spec.vocab_size;
         // Every row's draw from its own stream, the rows spread over the thread pool: the same
@@ -378,6 +382,38 @@ impl Generator<'_> {
                 let (rng, t, _) = draws.next().expect("a draw per active row");
                 c.rngs[i] = rng;
                 c.outs[i].push(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Generator::step`] with the tokens drawn on the device (the fused GPU kernels): each
+    /// row's uniform draw from its own stream goes there, one token a row comes back. The
+    /// streams advance only when the step succeeds.
+    fn step_on_device(&self, slots: &mut [Slot], last: &[u32]) -> Result<()> {
+        let mut rngs: Vec<Rng> = slots
+            .iter()
+            .filter_map(|s| s.chunk.as_ref())
+            .flat_map(|c| c.active.iter().map(|&i| c.rngs[i].clone()))
+            .collect();
+        let draws: Vec<f64> = rngs.iter_mut().map(Rng::next_f64).collect();
+        let question = slots.iter().find(|s| s.chunk.is_some()).map_or(0, |s| s.job.index);
+        let mut caches: Vec<&mut KvCache> = slots
+            .iter_mut()
+            .filter_map(|s| s.chunk.as_mut().map(|c| &mut c.cache))
+            .collect();
+        let tokens = self
+            .model
+            .step_sample(&mut caches, last, &draws, &self.params.sampler)?;
+        if tokens.iter().any(Option::is_none) {
+            return Err(not_finite(question));
+        }
+        let mut drawn = rngs.into_iter().zip(tokens);
+        for c in slots.iter_mut().filter_map(|s| s.chunk.as_mut()) {
+            for &i in &c.active {
+                let (rng, t) = drawn.next().expect("a draw per active row");
+                c.rngs[i] = rng;
+                c.outs[i].push(t.unwrap_or(0));
             }
         }
         Ok(())
@@ -597,6 +633,93 @@ mod tests {
                 assert!(f.reports[0].prefill_ms > 0.0);
             }
         }
+    }
+
+    /// On the fused GPU kernels (run on the CPU: each kernel its reference) the tokens are drawn
+    /// where the logits are (`Model::step_sample`): still one stream per sample, so a question's
+    /// samples are the same alone, in chunks of 2 or 7, and in batches of questions; and close
+    /// to the CPU kernels' own (the same streams; the logits differ in their last bits).
+    #[test]
+    fn device_sampling_is_the_same_at_every_chunk_and_batch() {
+        use crate::engine::{GpuKernels, GpuOptions, Weights};
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tiny.gguf");
+        crate::testing::write_tiny_model(&p, 5).unwrap();
+        let mut source = ModelSource::open(&p).unwrap();
+        let fused = Some(GpuOptions {
+            kernels: GpuKernels::Fused,
+            batch_invariant: true,
+        });
+        let model = Model::build(
+            &mut Weights::File(&mut source),
+            WeightFormat::F32,
+            &device::host(),
+            fused,
+        )
+        .unwrap();
+        let cpu = Model::load(&mut source, WeightFormat::F32, &device::host(), None).unwrap();
+        let tokenizer = source.tokenizer().unwrap();
+        let sampler = Sampler {
+            temperature: 1.0,
+            top_p: 1.0,
+        };
+        assert!(model.samples_on_device(&sampler) && !cpu.samples_on_device(&sampler));
+        assert!(!model.samples_on_device(&Sampler { top_p: 0.9, ..sampler }));
+        let prompts: Vec<Vec<u32>> = (0..4)
+            .map(|i| {
+                tokenizer
+                    .encode(&format!("<|im_start|>user\n{}<|im_end|>\n", "ab ".repeat(i + 1)))
+                    .unwrap()
+            })
+            .collect();
+        let generator = |model, chunk_size| Generator {
+            model,
+            shared: None,
+            stop_ids: &tokenizer.stop_ids,
+            params: GenerationParams {
+                sampler,
+                ..params(chunk_size)
+            },
+            gpu: None,
+        };
+        let alone: Vec<Vec<Completion>> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| generator(&model, 1).question(i as u64, ids, &mut |_| {}).unwrap().0)
+            .collect();
+        for (per_batch, chunk) in [(1, 7), (3, 2), (4, 7)] {
+            let mut jobs = prompts.iter().enumerate().map(|(i, ids)| Job {
+                index: i as u64,
+                prompt: ids,
+                chunk_size: chunk,
+            });
+            let mut done: Vec<Finished> = Vec::new();
+            generator(&model, chunk)
+                .batch(&mut jobs, per_batch, &mut |_| {}, &mut |f| {
+                    done.push(f);
+                    Ok(())
+                })
+                .unwrap();
+            done.sort_by_key(|f| f.index);
+            for (f, reference) in done.iter().zip(&alone) {
+                let mut got = f.completions.clone();
+                got.sort_by_key(|c| c.sample);
+                assert_eq!(&got, reference, "{per_batch} × {chunk}, question {}", f.index);
+            }
+        }
+        let on_cpu = generator(&cpu, 7).question(0, &prompts[0], &mut |_| {}).unwrap().0;
+        let first = |c: &[Completion]| c.iter().map(|x| x.tokens[0]).collect::<Vec<_>>();
+        let same = first(&on_cpu)
+            .iter()
+            .zip(first(&alone[0]))
+            .filter(|(a, b)| **a == *b)
+            .count();
+        assert!(
+            same >= 6,
+            "first tokens: cpu {:?}, device {:?}",
+            first(&on_cpu),
+            first(&alone[0])
+        );
     }
 
     #[test]

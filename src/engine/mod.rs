@@ -175,16 +175,7 @@ impl Model {
     /// together (one weight read for every sequence); attention reads each cache apart. A row's
     /// logits are bit-identical to those of the same row stepped alone.
     pub fn step_many(&self, caches: &mut [&mut KvCache], tokens: &[u32]) -> Result<Vec<f32>> {
-        let rows: usize = caches.iter().map(|c| c.batch()).sum();
-        if tokens.len() != rows || rows == 0 {
-            return Err(Error::Run(format!("{} tokens for a batch of {rows}", tokens.len())));
-        }
-        if caches.iter().any(|c| c.len >= c.capacity) {
-            return Err(Error::Run("KV cache is full".into()));
-        }
-        for cache in caches.iter_mut() {
-            cache.reserve()?;
-        }
+        let rows = Self::begin_step(caches, tokens)?;
         let fused = self.kernels == Kernels::Fused;
         let h = allocation(Site::Step, rows, || {
             let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
@@ -195,6 +186,22 @@ impl Model {
         })?;
         // The fused step's hidden states come out of the final norm already.
         self.logits(&h, rows, !fused)
+    }
+
+    /// Checks a step's tokens against the caches' rows and makes room in every cache for one
+    /// more position. Returns the rows.
+    fn begin_step(caches: &mut [&mut KvCache], tokens: &[u32]) -> Result<usize> {
+        let rows: usize = caches.iter().map(|c| c.batch()).sum();
+        if tokens.len() != rows || rows == 0 {
+            return Err(Error::Run(format!("{} tokens for a batch of {rows}", tokens.len())));
+        }
+        if caches.iter().any(|c| c.len >= c.capacity) {
+            return Err(Error::Run("KV cache is full".into()));
+        }
+        for cache in caches.iter_mut() {
+            cache.reserve()?;
+        }
+        Ok(rows)
     }
 
     /// `tokens`: (batch, len) at positions `cache.len ..`. Returns (batch, n_embd) hidden states

@@ -85,7 +85,35 @@ fn elementwise(device: &Device, dtype: DType) -> Result<Vec<KernelCheck>> {
         _ => reference::silu_mul(&hgu, ff),
     };
     out.push(compare(&format!("silu_mul {dtype:?}"), &got, &want, tolerance));
+    out.push(sampling(device, dtype)?);
     Ok(out)
+}
+
+/// `sample_rows` on `device` against its reference, on the same logits and draws (rows of the
+/// default vocabulary's size): the tokens compared as numbers, allowed to differ in one row in
+/// a hundred (where `expf`'s last bits move a draw across a boundary); greedy rows exactly.
+fn sampling(device: &Device, dtype: DType) -> Result<KernelCheck> {
+    let (rows, vocab) = (64, 49_152);
+    let logits = Tensor::from_vec(random(rows * vocab, 5), (rows, vocab), device)?
+        .affine(4.0, 0.0)?
+        .to_dtype(dtype)?;
+    let mut rng = crate::base::sampling::Rng::from_seed(6);
+    let draws: Vec<f64> = (0..rows).map(|_| rng.next_f64()).collect();
+    let host = logits.to_device(&device::host())?;
+    let (mut got, mut want) = (Vec::new(), Vec::new());
+    for greedy in [false, true] {
+        got.extend(fused::sample(&logits, &draws, 1.0 / 0.7, greedy)?.0);
+        want.extend(fused::sample(&host, &draws, 1.0 / 0.7, greedy)?.0);
+    }
+    let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+    let greedy_same = got[rows..] == want[rows..];
+    Ok(KernelCheck {
+        name: format!("sample_rows {dtype:?} (rows differing: {differ})"),
+        max_abs_diff: differ as f32,
+        max_abs: rows as f32,
+        values: 2 * rows,
+        ok: greedy_same && differ * 100 <= rows.max(100),
+    })
 }
 
 /// Logits of a few decode steps of two caches stepped together: (logits per step, and the
@@ -181,7 +209,7 @@ mod tests {
         crate::testing::write_tiny_model(&p, 7).unwrap();
         let mut source = ModelSource::open(&p).unwrap();
         let checks = run(CheckModel::File(&mut source), &device::host()).unwrap();
-        assert_eq!(checks.len(), 4 + 4 + 1);
+        assert_eq!(checks.len(), 6 + 4 + 1);
         for c in &checks {
             assert!(
                 c.ok && c.max_abs_diff == 0.0 && c.values > 0 && c.max_abs > 0.0,

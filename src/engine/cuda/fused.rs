@@ -11,10 +11,52 @@
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor, WithDType};
 
 use super::reference::{self, Elem, Heads, CACHE_WORDS, ROW_WORDS};
-use crate::base::error::{Error, Result};
-use crate::engine::{KvCache, Layer, Model};
+use crate::base::error::{Error, Result, Site};
+use crate::base::sampling::Sampler;
+use crate::engine::device::allocation;
+use crate::engine::{Kernels, KvCache, Layer, Model};
 
 impl Model {
+    /// Whether [`Model::step_sample`] draws with `sampler` where the logits are: on the fused
+    /// kernels, without a nucleus (`top_p` = 1; the nucleus needs a sort, done on the host).
+    pub fn samples_on_device(&self, sampler: &Sampler) -> bool {
+        self.kernels == Kernels::Fused && sampler.top_p >= 1.0
+    }
+
+    /// One decoding step, as [`Model::step_many`], whose next tokens are drawn on the device
+    /// (`sample_rows`: the logits never leave it; the host gets one token a row). `draws[i]`:
+    /// row `i`'s uniform draw from its own stream. A row whose logits are not finite gets
+    /// `None`.
+    pub fn step_sample(
+        &self,
+        caches: &mut [&mut KvCache],
+        tokens: &[u32],
+        draws: &[f64],
+        sampler: &Sampler,
+    ) -> Result<Vec<Option<u32>>> {
+        let rows = Self::begin_step(caches, tokens)?;
+        if draws.len() != rows || !self.samples_on_device(sampler) {
+            return Err(Error::Run(format!(
+                "{} draws for {rows} rows, or no device sampling",
+                draws.len()
+            )));
+        }
+        let x = allocation(Site::Step, rows, || {
+            let tokens = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
+            self.decode_fused(&tokens, caches)
+        })?;
+        let greedy = sampler.temperature == 0.0;
+        let inv_t = if greedy {
+            1.0
+        } else {
+            (1.0 / sampler.temperature) as f32
+        };
+        allocation(Site::Logits, rows, || {
+            let (tokens, finite) = sample(&self.lm_head.forward(&x)?, draws, inv_t, greedy)?;
+            Ok(tokens.into_iter().zip(finite).map(|(t, ok)| ok.then_some(t)).collect())
+        })
+    }
+
     /// One new position for every row of every cache (`tokens`: (rows, 1)), on rftx's kernels.
     /// Returns the (rows, n_embd) hidden states after the final norm.
     pub(in crate::engine) fn decode_fused(&self, tokens: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
@@ -319,6 +361,49 @@ fn host_add_rmsnorm<T: Elem + WithDType>(h: &Tensor, a: Option<&Tensor>, w: &Ten
     let a = a.map(host).transpose()?;
     let out = reference::add_rmsnorm(&host(h)?, a.as_deref(), &host(w)?, d, eps);
     Ok(Tensor::from_vec(out, (2, rows, d), h.device())?)
+}
+
+/// `sample_rows`: each row of `logits` (rows, vocab) drawn with its uniform draw (or greedy,
+/// see [`reference::sample_row`]), and whether the row's logits were finite.
+pub(in crate::engine) fn sample(
+    logits: &Tensor,
+    draws: &[f64],
+    inv_t: f32,
+    greedy: bool,
+) -> Result<(Vec<u32>, Vec<bool>)> {
+    match logits.device() {
+        Device::Cpu => host_sample(logits, draws, inv_t, greedy),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => {
+            let u = Tensor::from_vec(draws.to_vec(), draws.len(), logits.device())?;
+            super::launch::sample_rows(logits, &u, inv_t, greedy)
+        }
+        other => Err(unsupported(other)),
+    }
+}
+
+fn host_sample(logits: &Tensor, draws: &[f64], inv_t: f32, greedy: bool) -> Result<(Vec<u32>, Vec<bool>)> {
+    let (_, vocab) = logits.dims2()?;
+    let rows: Vec<Option<u32>> = match logits.dtype() {
+        DType::F16 => {
+            let v = logits.flatten_all()?.to_vec1::<half::f16>()?;
+            v.chunks_exact(vocab)
+                .zip(draws)
+                .map(|(l, &u)| reference::sample_row(l, u, inv_t, greedy))
+                .collect()
+        }
+        _ => {
+            let v = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            v.chunks_exact(vocab)
+                .zip(draws)
+                .map(|(l, &u)| reference::sample_row(l, u, inv_t, greedy))
+                .collect()
+        }
+    };
+    Ok((
+        rows.iter().map(|t| t.unwrap_or(0)).collect(),
+        rows.iter().map(Option::is_some).collect(),
+    ))
 }
 
 /// SiLU(gate) · up of the stacked (rows, 2·ff) gate/up output.

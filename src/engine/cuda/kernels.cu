@@ -221,6 +221,71 @@ __device__ void attention(const float* q, const uint32_t* rows_meta, const uint6
   }
 }
 
+// One token per row, drawn from softmax(logits / T) with the row's uniform draw u: the first
+// token whose running weight passes u · total, as the CPU's sampler does with top_p = 1 (or the
+// first largest logit when greedy). The vocabulary is cut into BLOCK contiguous segments, one a
+// thread (its maximum, then its weights summed in f64, in order); thread 0 combines them in
+// segment order and walks the chosen segment. bad[row] = 1 when a logit is not finite.
+template <typename T>
+__device__ void sample_rows(const T* logits, const double* u, uint32_t* tokens, uint32_t* bad, int vocab, float inv_t,
+                            int greedy) {
+  __shared__ float seg_max[BLOCK];
+  __shared__ int seg_arg[BLOCK];
+  __shared__ double seg_sum[BLOCK];
+  __shared__ int seg_bad[BLOCK];
+  __shared__ float row_max;
+  __shared__ int row_bad;
+  const size_t row = blockIdx.x;
+  const T* l = logits + row * vocab;
+  const int seg = (vocab + BLOCK - 1) / BLOCK;
+  const int lo = threadIdx.x * seg, hi = min(vocab, lo + seg);
+  float mx = -INFINITY;
+  int arg = -1, nonfinite = 0;
+  for (int i = lo; i < hi; i++) {
+    const float x = load(l, i);
+    if (!isfinite(x)) nonfinite = 1;
+    if (x > mx) mx = x, arg = i;
+  }
+  seg_max[threadIdx.x] = mx;
+  seg_arg[threadIdx.x] = arg;
+  seg_bad[threadIdx.x] = nonfinite;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float m = -INFINITY;
+    int a = 0, b = 0;
+    for (int s = 0; s < BLOCK; s++) {
+      b |= seg_bad[s];
+      if (seg_max[s] > m) m = seg_max[s], a = seg_arg[s];
+    }
+    row_max = m;
+    row_bad = b;
+    bad[row] = b;
+    tokens[row] = a;  // the greedy token; replaced below when sampling
+  }
+  __syncthreads();
+  if (row_bad || greedy) return;
+  const float m = row_max;
+  double sum = 0.0;
+  for (int i = lo; i < hi; i++) sum += (double)expf((load(l, i) - m) * inv_t);
+  seg_sum[threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  double total = 0.0;
+  for (int s = 0; s < BLOCK; s++) total += seg_sum[s];
+  double x = u[row] * total;
+  int s = 0;
+  for (; s < BLOCK && x - seg_sum[s] >= 0.0; s++) x -= seg_sum[s];
+  int token = -1;
+  for (int i = s * seg; i < vocab && token < 0; i++) {
+    x -= (double)expf((load(l, i) - m) * inv_t);
+    if (x < 0.0) token = i;
+  }
+  // Rounding left u · total past the last weight: the last token of positive weight.
+  for (int i = vocab - 1; token < 0 && i >= 0; i--)
+    if (expf((load(l, i) - m) * inv_t) > 0.0f) token = i;
+  tokens[row] = token < 0 ? 0 : token;
+}
+
 #define ADD_RMSNORM(NAME, T)                                                                          \
   extern "C" __global__ void NAME(const T* h, const T* a, const T* w, T* out, int rows, int d, float eps) { \
     add_rmsnorm<T>(h, a, w, out, rows, d, eps);                                                        \
@@ -254,3 +319,11 @@ ATTENTION(attention_f32_f32, float, float)
 ATTENTION(attention_f32_f16, float, __half)
 ATTENTION(attention_f16_f32, __half, float)
 ATTENTION(attention_f16_f16, __half, __half)
+
+#define SAMPLE_ROWS(NAME, T)                                                                                 \
+  extern "C" __global__ void NAME(const T* logits, const double* u, uint32_t* tokens, uint32_t* bad, int vocab, \
+                                  float inv_t, int greedy) {                                                 \
+    sample_rows<T>(logits, u, tokens, bad, vocab, inv_t, greedy);                                            \
+  }
+SAMPLE_ROWS(sample_rows_f32, float)
+SAMPLE_ROWS(sample_rows_f16, __half)

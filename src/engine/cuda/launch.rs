@@ -56,6 +56,7 @@ pub(super) fn address(t: &Tensor) -> Result<u64> {
         DType::F16 => (cs.as_cuda_slice::<half::f16>()?.device_ptr(&stream).0, 2),
         DType::U32 => (cs.as_cuda_slice::<u32>()?.device_ptr(&stream).0, 4),
         DType::I64 => (cs.as_cuda_slice::<i64>()?.device_ptr(&stream).0, 8),
+        DType::F64 => (cs.as_cuda_slice::<f64>()?.device_ptr(&stream).0, 8),
         other => return Err(Error::Run(format!("a {other:?} tensor handed to a CUDA kernel"))),
     };
     Ok(base + off * size)
@@ -228,4 +229,29 @@ pub(super) fn attention(
     let name = format!("attention_{}_{}", suffix(cache)?, suffix(out)?);
     launch(dev, &name, config((rows as u32, s.n_kv as u32), shared), &args)?;
     Ok(y)
+}
+
+/// `sample_rows` of kernels.cu: one token per row of `logits` (rows, vocab) with the uniform
+/// draws `u` (rows, f64 on the device). Returns the tokens and whether each row's logits were
+/// finite, in one copy to the host.
+pub(super) fn sample_rows(logits: &Tensor, u: &Tensor, inv_t: f32, greedy: bool) -> Result<(Vec<u32>, Vec<bool>)> {
+    let dev = cuda(logits.device())?;
+    let logits = contiguous(logits)?;
+    let (rows, vocab) = logits.dims2()?;
+    let storage = CudaStorage::wrap_cuda_slice(dev.alloc_zeros::<u32>(2 * rows)?, dev.clone());
+    let out = Tensor::from_storage(Storage::Cuda(storage), (2, rows), BackpropOp::none(), false);
+    let base = address(&out)?;
+    let args = [
+        Arg::P(address(&logits)?),
+        Arg::P(address(u)?),
+        Arg::P(base),
+        Arg::P(base + 4 * rows as u64),
+        int(vocab),
+        Arg::F(inv_t),
+        Arg::I(i32::from(greedy)),
+    ];
+    let name = format!("sample_rows_{}", suffix(logits.dtype())?);
+    launch(dev, &name, config((rows as u32, 1), 0), &args)?;
+    let v = out.flatten_all()?.to_vec1::<u32>()?;
+    Ok((v[..rows].to_vec(), v[rows..].iter().map(|&b| b == 0).collect()))
 }

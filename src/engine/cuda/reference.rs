@@ -253,6 +253,52 @@ unsafe fn attention_block<C: Elem, T: Elem>(
     }
 }
 
+/// `sample_rows` for one row: the token drawn from softmax(`logits` / T) (`inv_t` = 1 / T) with
+/// the uniform draw `u`, or the first largest logit when `greedy`; `None` when a logit is not
+/// finite. The vocabulary in [`BLOCK`] contiguous segments, as the kernel's threads hold it.
+pub fn sample_row<T: Elem>(logits: &[T], u: f64, inv_t: f32, greedy: bool) -> Option<u32> {
+    let vocab = logits.len();
+    let seg = vocab.div_ceil(BLOCK);
+    let range = |t: usize| (t * seg).min(vocab)..((t + 1) * seg).min(vocab);
+    let (mut m, mut a) = (f32::NEG_INFINITY, 0usize);
+    for t in 0..BLOCK {
+        let (mut mx, mut arg) = (f32::NEG_INFINITY, None);
+        for i in range(t) {
+            let x = logits[i].get();
+            if !x.is_finite() {
+                return None;
+            }
+            if x > mx {
+                (mx, arg) = (x, Some(i));
+            }
+        }
+        if mx > m {
+            (m, a) = (mx, arg.unwrap_or(0));
+        }
+    }
+    if greedy {
+        return Some(a as u32);
+    }
+    let w = |i: usize| ((logits[i].get() - m) * inv_t).exp();
+    let sums: Vec<f64> = (0..BLOCK)
+        .map(|t| range(t).fold(0f64, |s, i| s + w(i) as f64))
+        .collect();
+    let total = sums.iter().fold(0f64, |t, s| t + s);
+    let mut x = u * total;
+    let mut s = 0;
+    while s < BLOCK && x - sums[s] >= 0.0 {
+        x -= sums[s];
+        s += 1;
+    }
+    for i in (s * seg).min(vocab)..vocab {
+        x -= w(i) as f64;
+        if x < 0.0 {
+            return Some(i as u32);
+        }
+    }
+    Some((0..vocab).rev().find(|&i| w(i) > 0.0).unwrap_or(0) as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +435,39 @@ mod tests {
         let out16 = got(table(addr16(&a), addr16(&b), addr16(&c), addr16(&d)), true);
         assert!(max_diff(&out16, &want) < 2e-3, "f16 {}", max_diff(&out16, &want));
         assert!(max_diff(&out16, &want) > 0.0, "an f16 cache rounds");
+    }
+
+    /// The kernel's draw is the CPU sampler's (top_p = 1): the same token for the same draw, up
+    /// to where summing by segments rounds differently; greedy is the first largest logit; a
+    /// logit that is not finite is reported.
+    #[test]
+    fn sample_row_draws_what_the_cpu_sampler_draws() {
+        use crate::base::sampling::{argmax, Rng, Sampler};
+        let sampler = Sampler {
+            temperature: 0.7,
+            top_p: 1.0,
+        };
+        let mut rng = Rng::from_seed(3);
+        let mut scratch = Vec::new();
+        let mut same = 0;
+        for trial in 0..400 {
+            let vocab = [5, 127, 128, 300, 49_152][trial % 5];
+            let logits: Vec<f32> = values(vocab, trial as u32).iter().map(|x| x * 8.0).collect();
+            let mut cpu = rng.clone();
+            let u = rng.next_f64();
+            let want = sampler.sample(&logits, &mut cpu, &mut scratch);
+            let got = sample_row(&logits, u, (1.0 / sampler.temperature) as f32, false).unwrap();
+            same += usize::from(got == want);
+            assert_eq!(sample_row(&logits, u, 1.0, true), Some(argmax(&logits)));
+        }
+        assert!(same >= 398, "{same} of 400 draws the same");
+        let mut ties = vec![0f32; 300];
+        (ties[7], ties[250]) = (2.0, 2.0);
+        assert_eq!(sample_row(&ties, 0.5, 1.0, true), Some(7));
+        ties[100] = f32::NAN;
+        assert_eq!(sample_row(&ties, 0.5, 1.0, false), None);
+        // u at the very top: the last token of positive weight, never past the vocabulary.
+        assert!(sample_row(&values(300, 9), 1.0 - 1e-17, 1.0, false).unwrap() < 300);
     }
 
     /// The tree sum is the kernel's order, not a left-to-right sum: a case where they differ.
