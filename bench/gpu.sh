@@ -18,7 +18,8 @@
 #      1 × 3 (the seed's fix), 1 × 15, 5 × 15, then the same with model.batch_invariant = false
 #      (`--invariance`: what invariance costs); samples identical at every setting?
 #   3. transformers generate at 1 × 15 and 5 × 15 on the same shape and prompt lengths;
-#   4. W60 (20 questions) at 5, 10 and 20 questions × 15 and `auto`;
+#   4. W60 (20 questions) at 5, 10 and 20 questions × 15 and `auto`; then 300 questions with
+#      `auto`: the seconds to the first committed question;
 #   5. the seed on an emulated T4 (memory.device_limit = "t4", 32 questions): the fix (1 × 3, on
 #      8 of them: tokens/s) and `auto`;
 #   6. SmolLM2-135M's shape (the default model's; random weights run every sample to the end) on
@@ -46,7 +47,11 @@ step() {
   fi
   [ "$limit" -gt "$left" ] && limit=$left
   log "$name (at most ${limit}s)"
-  timeout "$limit" "$@" 2>>"$OUT/log.txt"
+  if [ "$(type -t "$1")" = function ]; then
+    LIMIT=$limit "$@" 2>>"$OUT/log.txt" # a function of this script keeps to $LIMIT itself
+  else
+    timeout "$limit" "$@" 2>>"$OUT/log.txt"
+  fi
   log "$name: exit $?"
 }
 
@@ -88,6 +93,29 @@ for ppb in 1 5; do
     --prompts-per-batch $ppb --chunk 15 --label "p${ppb}c15" >>"$OUT/transformers.jsonl"
 done
 bench w60 60 configs/gpu_w60.toml "${TOK[@]}" "${DEV[@]}" --set model.arch="\"$SHAPE\"" --chunks 15 --prompts-per-batch 5,10,20,auto
+# 300 questions with prompts_per_batch = "auto": seconds from the command's start (model load
+# included) to the first committed question, polled in samples.jsonl.
+first_commit() {
+  local dir=$RAW/first t0 pid n
+  t0=$(date +%s.%N)
+  "$RFTX" run "${W15[@]}" --set data.limit=300 --set generation.prompts_per_batch='"auto"' --runs-dir "$dir" \
+    --quiet >/dev/null 2>>"$OUT/log.txt" &
+  pid=$!
+  while kill -0 $pid 2>/dev/null && [ "$(python3 -c "import sys; print(int(float(sys.argv[1]) - float(sys.argv[2]) < float(sys.argv[3])))" "$(date +%s.%N)" "$t0" "$LIMIT")" = 1 ]; do
+    n=$(cat "$dir"/*/samples.jsonl 2>/dev/null | wc -l)
+    if [ "$n" -ge 1 ]; then
+      python3 -c "import sys, json; print(json.dumps({'first_commit_s': round(float(sys.argv[2]) - float(sys.argv[1]), 2)}))" \
+        "$t0" "$(date +%s.%N)" >"$RAW/first_commit.json"
+      break
+    fi
+    sleep 0.2
+  done
+  kill $pid 2>/dev/null
+  wait $pid 2>/dev/null
+  grep -h "prompts_per_batch" "$dir"/*/run.log 2>/dev/null | head -2 >&2
+  return 0
+}
+step "first commit of 300 questions (auto)" 30 first_commit
 T4=(configs/t4_oversample15.toml "${TOK[@]}" --set device='"cuda"' "${DEV[@]}" --set model.init='"random"'
   --set model.arch="\"$SHAPE\"" "${T4_LIMIT[@]}")
 bench t4_fix 40 "${T4[@]}" --set data.limit=8 --chunks 3 --prompts-per-batch 1

@@ -93,6 +93,7 @@ def summarise(raw, out):
         "invariance_cost": (w15.get("invariance") or {}).get("cost"),
         "free_samples_identical": (w15.get("invariance") or {}).get("free_samples_identical"),
         "kernels_ok": all(c["ok"] for c in kernels) if kernels else None,
+        "first_commit_s_of_300_auto": (load(os.path.join(raw, "first_commit.json")) or {}).get("first_commit_s"),
         "candle_1x15_tokens_per_s": tps(b["w15_candle"], "1 × 15"),
         "fused_over_candle_1x15": ratio(tps(w15, "1 × 15"), tps(b["w15_candle"], "1 × 15")),
     }
@@ -104,6 +105,7 @@ def summarise(raw, out):
         "135m best >= 10000": (s["real_135m_best_tokens_per_s"] or 0) >= 10000,
         ">= 5x transformers": (s["over_transformers"] or 0) >= 5,
         "samples identical": bool(s["samples_identical"]),
+        "first commit of 300 (auto) within 10 s": (s["first_commit_s_of_300_auto"] or 1e9) <= 10,
     }
     s["targets"] = targets
     return s
