@@ -8,9 +8,13 @@
 // Each kernel's arithmetic is written out in src/engine/cuda/reference.rs, operation for
 // operation (built with --fmad=false: every fused multiply-add is an explicit fmaf, as the
 // reference's mul_add; sqrtf and division are IEEE), so that the two differ only by expf's last
-// bits. The reference is unit-tested against the CPU engine; `rftx bench --kernels` runs both on
-// a GPU and reports the largest difference.
+// bits. The reference is unit-tested against the CPU engine; the tests also run this very file
+// on the host (emulate.cpp with host_shim.h: each block's threads as real threads) against it;
+// `rftx bench --kernels` runs both on a GPU and reports the largest difference.
+#ifndef DYNAMIC_SHARED  // (host_shim.h defines it when the tests compile this file for the host)
 #include <cuda_fp16.h>
+#define DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
 #include <stdint.h>
 
 #define BLOCK 128
@@ -157,7 +161,7 @@ __device__ void rope_write(const T* qkv, const T* bias, const float* cos, const 
 template <typename C, typename T>
 __device__ void attention(const float* q, const uint32_t* rows_meta, const uint64_t* caches, T* out, int n_head,
                           int n_kv, int hd, float scale) {
-  extern __shared__ float smem[];
+  DYNAMIC_SHARED(float, smem);
   const int n_rep = n_head / n_kv, width = n_rep * hd;
   float* qs = smem;                 // n_rep·hd
   float* sc = qs + width;           // n_rep·BLOCK

@@ -8,6 +8,8 @@
 //! Both run on the CPU too, for the tests: `ops` as it is, `fused` with each kernel replaced by
 //! its [`reference`].
 pub mod check;
+#[cfg(test)]
+mod emulation;
 pub mod fused;
 pub mod gemm;
 #[cfg(feature = "cuda")]

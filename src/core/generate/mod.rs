@@ -2,10 +2,14 @@
 //! chunks of `chunk_size` sequences. Every sequence of a chunk reads the prompt's KV cache in
 //! place, holds only its own generated positions and draws from its own RNG stream; finished
 //! sequences leave the batch at once.
+mod meter;
+
 use std::time::Instant;
 
+use meter::Meter;
+
 use crate::base::error::{Error, Result};
-use crate::base::memory::{Peaks, Window};
+use crate::base::memory::Peaks;
 use crate::base::record::{Completion, Finish};
 use crate::base::sampling::{Rng, Sampler};
 use crate::engine::device::GpuMemory;
@@ -189,7 +193,7 @@ impl Generator<'_> {
                 e.at_question(question, chunk, sequences(&slots))
             })?;
             on_tokens(slots.iter().map(Slot::rows).sum());
-            meter.tick(&mut slots);
+            share(meter.tick(), &mut slots);
         }
     }
 
@@ -430,7 +434,9 @@ impl Generator<'_> {
             }
             _ => self.model.prefill(prompt, capacity),
         }?;
-        finite(&prefilled.1, question)?;
+        if !prefilled.1.iter().all(|x| x.is_finite()) {
+            return Err(not_finite(question));
+        }
         Ok(prefilled)
     }
 
@@ -479,13 +485,6 @@ fn close(completions: &mut Vec<Completion>, chunk: Chunk, batch_rows: usize) -> 
 
 /// Logits that are not all finite would be sampled as arbitrary tokens: an error instead, which
 /// says what to try.
-fn finite(logits: &[f32], question: u64) -> Result<()> {
-    match logits.iter().all(|x| x.is_finite()) {
-        true => Ok(()),
-        false => Err(not_finite(question)),
-    }
-}
-
 fn not_finite(question: u64) -> Error {
     Error::Run(format!(
         "the model's logits at question {question} are not finite (NaN or infinity): with f16 weights an overflow is likely, so set model.weights = \"f32\" (or \"bf16\" on a GPU of compute capability 8.0 or more); with f32 weights, check that the model file's weights are finite. The questions done so far are kept"
@@ -501,55 +500,18 @@ fn sequences(slots: &[Slot]) -> usize {
         .sum()
 }
 
-/// Time and memory of the batch's steps, shared out among the chunks decoded in them.
-struct Meter<'g> {
-    gpu: Option<&'g GpuMemory>,
-    window: Window,
-    since: Instant,
-    /// Prefill time within the current step, reported apart.
-    excluded_ms: f64,
-}
-
-impl<'g> Meter<'g> {
-    fn start(gpu: Option<&'g GpuMemory>) -> Self {
-        if let Some(g) = gpu {
-            g.reset_peak();
-        }
-        Meter {
-            gpu,
-            window: Window::open(),
-            since: Instant::now(),
-            excluded_ms: 0.0,
-        }
-    }
-
-    fn exclude(&mut self, ms: f64) {
-        self.excluded_ms += ms;
-    }
-
-    /// Closes the current step: its time (prefills excluded) and steps are split among the
-    /// chunks by active rows, its peaks go to every chunk in it; a new window opens.
-    fn tick(&mut self, slots: &mut [Slot]) {
-        let window = std::mem::replace(&mut self.window, Window::open());
-        let peaks = window.close();
-        let gpu_peak = self.gpu.map(|g| {
-            let peak = g.peak();
-            g.reset_peak();
-            peak
-        });
-        let ms = (self.since.elapsed().as_secs_f64() * 1e3 - self.excluded_ms).max(0.0);
-        self.since = Instant::now();
-        self.excluded_ms = 0.0;
-        let rows: usize = slots.iter().map(Slot::rows).sum();
-        for c in slots.iter_mut().filter_map(|s| s.chunk.as_mut()) {
-            let share = c.active.len() as f64 / rows.max(1) as f64;
-            c.ms += ms * share;
-            c.steps += share;
-            c.peaks.heap_bytes = c.peaks.heap_bytes.max(peaks.heap_bytes);
-            c.peaks.rss_bytes = c.peaks.rss_bytes.max(peaks.rss_bytes);
-            if let Some(g) = gpu_peak {
-                c.gpu_peak = Some(c.gpu_peak.unwrap_or(0).max(g));
-            }
+/// Shares a step's measure out among the chunks decoded in it: its time and steps by active
+/// rows, its peaks to every chunk in it.
+fn share(step: meter::Step, slots: &mut [Slot]) {
+    let rows: usize = slots.iter().map(Slot::rows).sum();
+    for c in slots.iter_mut().filter_map(|s| s.chunk.as_mut()) {
+        let share = c.active.len() as f64 / rows.max(1) as f64;
+        c.ms += step.ms * share;
+        c.steps += share;
+        c.peaks.heap_bytes = c.peaks.heap_bytes.max(step.peaks.heap_bytes);
+        c.peaks.rss_bytes = c.peaks.rss_bytes.max(step.peaks.rss_bytes);
+        if let Some(g) = step.gpu_peak {
+            c.gpu_peak = Some(c.gpu_peak.unwrap_or(0).max(g));
         }
     }
 }
@@ -557,7 +519,7 @@ impl<'g> Meter<'g> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{device, WeightFormat};
+    use crate::engine::{device, GpuKernels, GpuOptions, WeightFormat, Weights};
     use crate::source::{GgufTokenizer, ModelSource};
 
     fn params(chunk_size: usize) -> GenerationParams {
@@ -575,19 +537,22 @@ mod tests {
 
     /// The tiny random model and its tokenizer (the directory holds its file).
     fn tiny() -> (tempfile::TempDir, Model, GgufTokenizer) {
+        tiny_as(WeightFormat::Native, None)
+    }
+
+    /// The tiny random model in `format`, on the CPU's kernels or on a GPU's (`gpu`).
+    fn tiny_as(format: WeightFormat, gpu: Option<GpuOptions>) -> (tempfile::TempDir, Model, GgufTokenizer) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("tiny.gguf");
         crate::testing::write_tiny_model(&p, 5).unwrap();
         let mut source = ModelSource::open(&p).unwrap();
-        let model = Model::load(&mut source, WeightFormat::Native, &device::host(), None).unwrap();
+        let model = Model::build(&mut Weights::File(&mut source), format, &device::host(), gpu).unwrap();
         (d, model, source.tokenizer().unwrap())
     }
 
-    #[test]
-    fn a_batch_of_questions_gives_each_the_samples_it_gets_alone() {
-        let (_d, model, tokenizer) = tiny();
-        // Prompts of different lengths: the batch's caches sit at different positions.
-        let prompts: Vec<Vec<u32>> = (0..5)
+    /// Prompts of different lengths (the batch's caches sit at different positions).
+    fn prompts(tokenizer: &GgufTokenizer, n: usize) -> Vec<Vec<u32>> {
+        (0..n)
             .map(|i| {
                 let text = format!(
                     "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
@@ -595,25 +560,28 @@ mod tests {
                 );
                 tokenizer.encode(&text).unwrap()
             })
-            .collect();
-        let generator = Generator {
-            model: &model,
-            shared: None,
-            stop_ids: &tokenizer.stop_ids,
-            params: params(2),
-            gpu: None,
-        };
+            .collect()
+    }
+
+    /// Each question's samples alone equal its samples in every (questions per batch, chunk
+    /// size) of `settings`; question `long` asks for 7 rows whatever the chunk size (more than
+    /// some batches hold: it still runs).
+    fn batches_match_alone(
+        generator: &Generator,
+        prompts: &[Vec<u32>],
+        settings: &[(usize, usize)],
+        long: Option<usize>,
+    ) {
         let alone: Vec<Vec<Completion>> = prompts
             .iter()
             .enumerate()
             .map(|(i, ids)| generator.question(i as u64, ids, &mut |_| {}).unwrap().0)
             .collect();
-        for (per_batch, chunk) in [(3, 2), (2, 7), (5, 1)] {
+        for &(per_batch, chunk) in settings {
             let mut jobs = prompts.iter().enumerate().map(|(i, ids)| Job {
                 index: i as u64,
                 prompt: ids,
-                // One question asks for more rows than the batch holds: it still runs.
-                chunk_size: if i == 2 { 7 } else { chunk },
+                chunk_size: if Some(i) == long { 7 } else { chunk },
             });
             let mut done: Vec<Finished> = Vec::new();
             generator
@@ -623,7 +591,10 @@ mod tests {
                 })
                 .unwrap();
             done.sort_by_key(|f| f.index);
-            assert_eq!(done.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+            assert_eq!(
+                done.iter().map(|f| f.index).collect::<Vec<_>>(),
+                (0..prompts.len() as u64).collect::<Vec<_>>()
+            );
             for (f, reference) in done.iter().zip(&alone) {
                 let mut got = f.completions.clone();
                 got.sort_by_key(|c| c.sample);
@@ -635,43 +606,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_batch_of_questions_gives_each_the_samples_it_gets_alone() {
+        let (_d, model, tokenizer) = tiny();
+        let generator = Generator {
+            model: &model,
+            shared: None,
+            stop_ids: &tokenizer.stop_ids,
+            params: params(2),
+            gpu: None,
+        };
+        batches_match_alone(&generator, &prompts(&tokenizer, 5), &[(3, 2), (2, 7), (5, 1)], Some(2));
+    }
+
     /// On the fused GPU kernels (run on the CPU: each kernel its reference) the tokens are drawn
     /// where the logits are (`Model::step_sample`): still one stream per sample, so a question's
-    /// samples are the same alone, in chunks of 2 or 7, and in batches of questions; and close
-    /// to the CPU kernels' own (the same streams; the logits differ in their last bits).
+    /// samples are the same alone, in chunks and in batches of questions; and close to the CPU
+    /// kernels' own (the same streams; the logits differ in their last bits).
     #[test]
     fn device_sampling_is_the_same_at_every_chunk_and_batch() {
-        use crate::engine::{GpuKernels, GpuOptions, Weights};
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("tiny.gguf");
-        crate::testing::write_tiny_model(&p, 5).unwrap();
-        let mut source = ModelSource::open(&p).unwrap();
-        let fused = Some(GpuOptions {
+        let fused = GpuOptions {
             kernels: GpuKernels::Fused,
             batch_invariant: true,
-        });
-        let model = Model::build(
-            &mut Weights::File(&mut source),
-            WeightFormat::F32,
-            &device::host(),
-            fused,
-        )
-        .unwrap();
-        let cpu = Model::load(&mut source, WeightFormat::F32, &device::host(), None).unwrap();
-        let tokenizer = source.tokenizer().unwrap();
+        };
+        let (_d, model, tokenizer) = tiny_as(WeightFormat::F32, Some(fused));
+        let (_e, cpu, _) = tiny_as(WeightFormat::F32, None);
         let sampler = Sampler {
             temperature: 1.0,
             top_p: 1.0,
         };
         assert!(model.samples_on_device(&sampler) && !cpu.samples_on_device(&sampler));
         assert!(!model.samples_on_device(&Sampler { top_p: 0.9, ..sampler }));
-        let prompts: Vec<Vec<u32>> = (0..4)
-            .map(|i| {
-                tokenizer
-                    .encode(&format!("<|im_start|>user\n{}<|im_end|>\n", "ab ".repeat(i + 1)))
-                    .unwrap()
-            })
-            .collect();
         let generator = |model, chunk_size| Generator {
             model,
             shared: None,
@@ -682,44 +647,15 @@ mod tests {
             },
             gpu: None,
         };
-        let alone: Vec<Vec<Completion>> = prompts
-            .iter()
-            .enumerate()
-            .map(|(i, ids)| generator(&model, 1).question(i as u64, ids, &mut |_| {}).unwrap().0)
-            .collect();
-        for (per_batch, chunk) in [(1, 7), (3, 2), (4, 7)] {
-            let mut jobs = prompts.iter().enumerate().map(|(i, ids)| Job {
-                index: i as u64,
-                prompt: ids,
-                chunk_size: chunk,
-            });
-            let mut done: Vec<Finished> = Vec::new();
-            generator(&model, chunk)
-                .batch(&mut jobs, per_batch, &mut |_| {}, &mut |f| {
-                    done.push(f);
-                    Ok(())
-                })
-                .unwrap();
-            done.sort_by_key(|f| f.index);
-            for (f, reference) in done.iter().zip(&alone) {
-                let mut got = f.completions.clone();
-                got.sort_by_key(|c| c.sample);
-                assert_eq!(&got, reference, "{per_batch} × {chunk}, question {}", f.index);
-            }
-        }
-        let on_cpu = generator(&cpu, 7).question(0, &prompts[0], &mut |_| {}).unwrap().0;
-        let first = |c: &[Completion]| c.iter().map(|x| x.tokens[0]).collect::<Vec<_>>();
-        let same = first(&on_cpu)
-            .iter()
-            .zip(first(&alone[0]))
-            .filter(|(a, b)| **a == *b)
-            .count();
-        assert!(
-            same >= 6,
-            "first tokens: cpu {:?}, device {:?}",
-            first(&on_cpu),
-            first(&alone[0])
-        );
+        let prompts = prompts(&tokenizer, 4);
+        batches_match_alone(&generator(&model, 1), &prompts, &[(1, 7), (3, 2), (4, 7)], None);
+        let first = |m| -> Vec<u32> {
+            let c = generator(m, 7).question(0, &prompts[0], &mut |_| {}).unwrap().0;
+            c.iter().map(|x| x.tokens[0]).collect()
+        };
+        let (on_cpu, on_device) = (first(&cpu), first(&model));
+        let same = on_cpu.iter().zip(&on_device).filter(|(a, b)| a == b).count();
+        assert!(same >= 6, "first tokens: cpu {on_cpu:?}, device {on_device:?}");
     }
 
     #[test]
