@@ -30,25 +30,29 @@ extern "C" {
     fn emu_attention_f32_f32(
         q: *const f32,
         meta: *const u32,
+        groups: *const u32,
+        n_groups: i32,
         caches: *const u64,
         out: *mut f32,
-        rows: i32,
         n_head: i32,
         n_kv: i32,
         hd: i32,
         scale: f32,
+        group_heads: i32,
     );
     #[allow(clippy::too_many_arguments)]
     fn emu_attention_f16_f32(
         q: *const f32,
         meta: *const u32,
+        groups: *const u32,
+        n_groups: i32,
         caches: *const u64,
         out: *mut f32,
-        rows: i32,
         n_head: i32,
         n_kv: i32,
         hd: i32,
         scale: f32,
+        group_heads: i32,
     );
     #[allow(clippy::too_many_arguments)]
     fn emu_sample_rows_f32(
@@ -190,6 +194,9 @@ fn caches(start: usize, cap: usize, alloc: usize, batch: usize, len: usize, solo
     c
 }
 
+/// Attention over two caches (one forked from a prompt: 2 rows; one without: 1 row), past a
+/// chunk and across the prompt boundary, in groups of 1, 2 and 4 rows: every grouping gives the
+/// reference's results (the prompt's rows read once per group change nothing).
 #[cfg(not(no_kernel_emulation))]
 #[test]
 fn attention_is_its_reference_across_chunks_caches_and_the_prompt() {
@@ -197,23 +204,44 @@ fn attention_is_its_reference_across_chunks_caches_and_the_prompt() {
     let c = caches(start, cap, alloc, batch, 300, 150);
     let rows = batch + 1;
     let q = values(rows * S.n_head * S.hd, 11);
-    let mut out = vec![0f32; rows * S.n_head * S.hd];
-    let (n_head, n_kv, hd) = (S.n_head as i32, S.n_kv as i32, S.hd as i32);
+    let n_rep = S.n_head / S.n_kv;
+    assert_eq!(reference::group_rows(n_rep, S.hd), 4);
     // SAFETY: the table's addresses are the live buffers of `c`, sized for every position read.
-    unsafe {
-        emu_attention_f32_f32(
-            q.as_ptr(),
-            c.meta.as_ptr(),
-            c.table.as_ptr(),
-            out.as_mut_ptr(),
-            rows as i32,
-            n_head,
-            n_kv,
-            hd,
-            0.3,
+    let run = |f16: bool, table: &[u64], group: usize| -> Vec<f32> {
+        let groups = super::fused::groups(&[batch, 1], group);
+        let mut out = vec![0f32; rows * S.n_head * S.hd];
+        let kernel = if f16 {
+            emu_attention_f16_f32
+        } else {
+            emu_attention_f32_f32
+        };
+        let (n_head, n_kv, hd) = (S.n_head as i32, S.n_kv as i32, S.hd as i32);
+        let (n_groups, heads) = ((groups.len() / 4) as i32, (group * n_rep) as i32);
+        unsafe {
+            kernel(
+                q.as_ptr(),
+                c.meta.as_ptr(),
+                groups.as_ptr(),
+                n_groups,
+                table.as_ptr(),
+                out.as_mut_ptr(),
+                n_head,
+                n_kv,
+                hd,
+                0.3,
+                heads,
+            )
+        };
+        out
+    };
+    let want = unsafe { reference::attention::<f32, f32>(&q, &c.meta, &c.table, S, 0.3) };
+    for group in [1, 2, 4] {
+        let out = run(false, &c.table, group);
+        assert!(
+            max_diff(&out, &want) <= 1e-6,
+            "f32, groups of {group}: {}",
+            max_diff(&out, &want)
         );
-        let want = reference::attention::<f32, f32>(&q, &c.meta, &c.table, S, 0.3);
-        assert!(max_diff(&out, &want) <= 1e-6, "f32 {}", max_diff(&out, &want));
     }
     // The same caches in f16.
     let half = |v: &Vec<f32>| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
@@ -225,20 +253,14 @@ fn attention_is_its_reference_across_chunks_caches_and_the_prompt() {
     for (word, buf) in [0, 1, 2, 3, 10, 11].into_iter().zip(&bufs) {
         table[word] = buf.as_ptr() as u64;
     }
-    unsafe {
-        emu_attention_f16_f32(
-            q.as_ptr(),
-            c.meta.as_ptr(),
-            table.as_ptr(),
-            out.as_mut_ptr(),
-            rows as i32,
-            n_head,
-            n_kv,
-            hd,
-            0.3,
+    let want = unsafe { reference::attention::<f16, f32>(&q, &c.meta, &table, S, 0.3) };
+    for group in [1, 4] {
+        let out = run(true, &table, group);
+        assert!(
+            max_diff(&out, &want) <= 1e-6,
+            "f16, groups of {group}: {}",
+            max_diff(&out, &want)
         );
-        let want = reference::attention::<f16, f32>(&q, &c.meta, &table, S, 0.3);
-        assert!(max_diff(&out, &want) <= 1e-6, "f16 {}", max_diff(&out, &want));
     }
 }
 

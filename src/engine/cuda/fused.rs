@@ -62,7 +62,8 @@ impl Model {
     pub(in crate::engine) fn decode_fused(&self, tokens: &Tensor, caches: &mut [&mut KvCache]) -> Result<Tensor> {
         let s = &self.spec;
         let eps = s.rms_eps as f32;
-        let rows = Rows::new(caches, &self.device)?;
+        let group = reference::group_rows(s.n_head / s.n_kv_head, s.head_dim);
+        let rows = Rows::new(caches, group, &self.device)?;
         let table = CacheTable::new(caches, s.head_dim, &self.device)?;
         let h = self.embed.lookup(tokens)?.reshape((rows.count(), s.n_embd))?;
         let (mut h, mut x) = add_rmsnorm(&h, None, &self.layers[0].attn_norm, eps)?;
@@ -123,7 +124,7 @@ impl Model {
             #[cfg(feature = "cuda")]
             Device::Cuda(_) => {
                 let _ = caches;
-                let (rows, words) = (rows.on_device()?, table.on_device(i)?);
+                let (rows, words) = (rows.on_device()?.0, table.on_device(i)?);
                 super::launch::rope_write(qkv, bias, (cos, sin), (rows, &words), self.heads(), self.kv_dtype)
             }
             other => Err(unsupported(other)),
@@ -165,8 +166,8 @@ impl Model {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(_) => {
-                let (rows, words) = (rows.on_device()?, table.on_device(i)?);
-                super::launch::attention(q, (rows, &words), s, scale, (self.kv_dtype, self.dtype))
+                let ((rows, groups), words) = (rows.on_device()?, table.on_device(i)?);
+                super::launch::attention(q, (rows, groups, &words), s, scale, (self.kv_dtype, self.dtype))
             }
             other => Err(unsupported(other)),
         }
@@ -174,16 +175,18 @@ impl Model {
 }
 
 /// The rows table of a step: for each row of each cache, in order, its cache, its row in that
-/// cache, its positions after this step and an unused word ([`ROW_WORDS`]); on a GPU, a copy on
-/// the device for the kernels.
+/// cache, its positions after this step and an unused word ([`ROW_WORDS`]); the attention
+/// kernel's groups (4 words a group: its cache, its first row in the cache, its rows, its first
+/// row in the step; at most `reference::group_rows` rows of one cache); on a GPU, both on the
+/// device for the kernels.
 struct Rows {
     meta: Vec<u32>,
     #[cfg(feature = "cuda")]
-    device: Option<Tensor>,
+    device: Option<(Tensor, Tensor)>,
 }
 
 impl Rows {
-    fn new(caches: &[&mut KvCache], device: &Device) -> Result<Rows> {
+    fn new(caches: &[&mut KvCache], group: usize, device: &Device) -> Result<Rows> {
         let meta: Vec<u32> = caches
             .iter()
             .enumerate()
@@ -191,11 +194,18 @@ impl Rows {
             .collect();
         #[cfg(feature = "cuda")]
         let device = match device {
-            Device::Cuda(_) => Some(Tensor::from_vec(meta.clone(), meta.len(), device)?),
+            Device::Cuda(_) => {
+                let batches: Vec<usize> = caches.iter().map(|c| c.batch()).collect();
+                let groups = groups(&batches, group);
+                Some((
+                    Tensor::from_vec(meta.clone(), meta.len(), device)?,
+                    Tensor::from_vec(groups.clone(), groups.len(), device)?,
+                ))
+            }
             _ => None,
         };
         #[cfg(not(feature = "cuda"))]
-        let _ = device;
+        let _ = (device, group);
         Ok(Rows {
             meta,
             #[cfg(feature = "cuda")]
@@ -207,12 +217,31 @@ impl Rows {
         self.meta.len() / ROW_WORDS
     }
 
+    /// The rows table and the groups on the device.
     #[cfg(feature = "cuda")]
-    fn on_device(&self) -> Result<&Tensor> {
+    fn on_device(&self) -> Result<(&Tensor, &Tensor)> {
         self.device
             .as_ref()
+            .map(|(m, g)| (m, g))
             .ok_or_else(|| Error::Run("the rows table is not on the device".into()))
     }
+}
+
+/// The attention kernel's groups for caches of `batches` rows (in the step's order): each
+/// cache's rows cut into runs of at most `group`, 4 words a run (its cache, its first row in the
+/// cache, its rows, its first row in the step).
+#[cfg_attr(not(any(test, feature = "cuda")), allow(dead_code))]
+pub(super) fn groups(batches: &[usize], group: usize) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut first = 0;
+    for (c, &batch) in batches.iter().enumerate() {
+        for b0 in (0..batch).step_by(group.max(1)) {
+            let rows = group.max(1).min(batch - b0);
+            out.extend([c as u32, b0 as u32, rows as u32, (first + b0) as u32]);
+        }
+        first += batch;
+    }
+    out
 }
 
 /// The step's attention tables, one a layer ([`CACHE_WORDS`] a cache: see kernels.cu): the

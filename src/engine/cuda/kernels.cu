@@ -154,74 +154,93 @@ __device__ void rope_write(const T* qkv, const T* bias, const float* cos, const 
   }
 }
 
-// Decode attention: one block per (row, KV head) for the n_rep query heads that share it, over
-// the row's positions in chunks of BLOCK (one position per thread for the scores), with an
-// online softmax whose running maximum and sum are updated once per chunk. q: (rows, n_head·hd)
-// f32; out: (rows, n_head·hd) in T. Needs n_rep ≤ 8 and n_rep·hd ≤ 4·BLOCK.
+// Decode attention: one block per (group of rows of one cache, KV head), for the n_rep query
+// heads of each row that share the KV head, over the rows' positions (every row of a cache has
+// as many) in chunks of BLOCK, one position per thread for the scores, with an online softmax
+// whose running maximum and sum are updated once per chunk. A prompt position's key and value
+// rows are read once for the whole group (the rows of a question share the prompt); each row's
+// own positions are its own. Every (row, head) is computed exactly as alone — the same dot
+// order, the same reductions over BLOCK slots, the same positions order — so the grouping never
+// changes a result. groups: 4 words a group (cache, its first row in the cache, rows, its first
+// row in the step). q: (rows, n_head·hd) f32; out: (rows, n_head·hd) in T. A group holds at most
+// GROUP_HEADS (row, head) pairs and GROUP_HEADS·BLOCK values (reference.rs: group_rows).
+#define GROUP_HEADS 16
 template <typename C, typename T>
-__device__ void attention(const float* q, const uint32_t* rows_meta, const uint64_t* caches, T* out, int n_head,
-                          int n_kv, int hd, float scale) {
+__device__ void attention(const float* q, const uint32_t* rows_meta, const uint32_t* groups, const uint64_t* caches,
+                          T* out, int n_head, int n_kv, int hd, float scale) {
   DYNAMIC_SHARED(float, smem);
-  const int n_rep = n_head / n_kv, width = n_rep * hd;
-  float* qs = smem;                 // n_rep·hd
-  float* sc = qs + width;           // n_rep·BLOCK
-  float* red = sc + n_rep * BLOCK;  // BLOCK
-  const size_t row = blockIdx.x;
+  const uint32_t* gm = groups + 4 * (size_t)blockIdx.x;
+  const uint32_t b0 = gm[1], r0 = gm[3];
+  const int n_rep = n_head / n_kv, heads = (int)gm[2] * n_rep, width = heads * hd;
+  float* qs = smem;                 // heads·hd: row j's head r at (j·n_rep + r)·hd
+  float* sc = qs + width;           // heads·BLOCK
+  float* red = sc + heads * BLOCK;  // BLOCK
   const int h = blockIdx.y;
-  const uint32_t c = rows_meta[4 * row], b = rows_meta[4 * row + 1], len = rows_meta[4 * row + 2];
-  const uint64_t* cm = cache_of(caches, c);
+  const uint32_t len = rows_meta[4 * (size_t)r0 + 2];
+  const uint64_t* cm = cache_of(caches, gm[0]);
   const C* ks = (const C*)cm[0];
   const C* vs = (const C*)cm[1];
   const C* ko = (const C*)cm[2];
   const C* vo = (const C*)cm[3];
-  for (int i = threadIdx.x; i < width; i += BLOCK) qs[i] = q[row * n_head * hd + (size_t)h * width + i];
+  const size_t row_width = (size_t)n_head * hd, rep_width = (size_t)n_rep * hd;
+  for (int i = threadIdx.x; i < width; i += BLOCK)
+    qs[i] = q[(r0 + i / rep_width) * row_width + (size_t)h * rep_width + i % rep_width];
   __syncthreads();
-  float m[8], l[8], alpha[8], acc[4];
-  for (int r = 0; r < 8; r++) m[r] = -INFINITY, l[r] = 0.0f;
-  for (int k = 0; k < 4; k++) acc[k] = 0.0f;
+  float m[GROUP_HEADS], l[GROUP_HEADS], alpha[GROUP_HEADS], acc[GROUP_HEADS];
+  for (int x = 0; x < GROUP_HEADS; x++) m[x] = -INFINITY, l[x] = 0.0f, acc[x] = 0.0f;
   for (uint32_t c0 = 0; c0 < len; c0 += BLOCK) {
     const uint32_t p = c0 + threadIdx.x;
     const bool live = p < len;
-    if (live) {
-      bool shared;
-      const size_t o = kv_offset(cm, b, h, n_kv, hd, p, &shared);
-      const C* key = (shared ? ks : ko) + o;
-      for (int r = 0; r < n_rep; r++) {
+    bool shared;
+    if (live && p < cm[4]) {  // a prompt position: its key row once for every row of the group
+      const C* key = ks + kv_offset(cm, 0, h, n_kv, hd, p, &shared);
+      float s[GROUP_HEADS];
+      for (int x = 0; x < heads; x++) s[x] = 0.0f;
+      for (int d = 0; d < hd; d++) {
+        const float k = load(key, d);
+        for (int x = 0; x < heads; x++) s[x] = fmaf(qs[x * hd + d], k, s[x]);
+      }
+      for (int x = 0; x < heads; x++) sc[x * BLOCK + threadIdx.x] = s[x] * scale;
+    } else if (live) {  // a row's own position
+      for (int x = 0; x < heads; x++) {
+        const C* key = ko + kv_offset(cm, b0 + x / n_rep, h, n_kv, hd, p, &shared);
         float s = 0.0f;
-        for (int d = 0; d < hd; d++) s = fmaf(qs[r * hd + d], load(key, d), s);
-        sc[r * BLOCK + threadIdx.x] = s * scale;
+        for (int d = 0; d < hd; d++) s = fmaf(qs[x * hd + d], load(key, d), s);
+        sc[x * BLOCK + threadIdx.x] = s * scale;
       }
     }
-    for (int r = 0; r < n_rep; r++) {
-      const float s = live ? sc[r * BLOCK + threadIdx.x] : -INFINITY;
-      const float mn = fmaxf(m[r], block_max(red, s));
+    for (int x = 0; x < heads; x++) {
+      const float s = live ? sc[x * BLOCK + threadIdx.x] : -INFINITY;
+      const float mn = fmaxf(m[x], block_max(red, s));
       const float e = live ? expf(s - mn) : 0.0f;
-      sc[r * BLOCK + threadIdx.x] = e;
+      sc[x * BLOCK + threadIdx.x] = e;
       const float sum = block_sum(red, e);
-      alpha[r] = expf(m[r] - mn);
-      l[r] = fmaf(l[r], alpha[r], sum);
-      m[r] = mn;
+      alpha[x] = expf(m[x] - mn);
+      l[x] = fmaf(l[x], alpha[x], sum);
+      m[x] = mn;
     }
     __syncthreads();
     const uint32_t n = min((uint32_t)BLOCK, len - c0);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < GROUP_HEADS; k++) {
       const int o = threadIdx.x + k * BLOCK;
       if (o >= width) break;
-      const int r = o / hd, d = o % hd;
-      float a = acc[k] * alpha[r];
+      const int x = o / hd, d = o % hd;
+      const uint32_t b = b0 + x / n_rep;
+      float a = acc[k] * alpha[x];
       for (uint32_t j = 0; j < n; j++) {
-        bool shared;
         const size_t at = kv_offset(cm, b, h, n_kv, hd, c0 + j, &shared);
-        a = fmaf(sc[r * BLOCK + j], load((shared ? vs : vo) + at, d), a);
+        a = fmaf(sc[x * BLOCK + j], load((shared ? vs : vo) + at, d), a);
       }
       acc[k] = a;
     }
     __syncthreads();
   }
-  for (int k = 0; k < 4; k++) {
+  for (int k = 0; k < GROUP_HEADS; k++) {
     const int o = threadIdx.x + k * BLOCK;
     if (o >= width) break;
-    store(out, row * n_head * hd + (size_t)h * width + o, acc[k] / l[o / hd]);
+    const int x = o / hd;
+    store(out, (r0 + x / n_rep) * row_width + (size_t)h * rep_width + (size_t)(x % n_rep) * hd + o % hd,
+          acc[k] / l[x]);
   }
 }
 
@@ -313,10 +332,10 @@ ROPE_WRITE(rope_write_f32_f16, float, __half)
 ROPE_WRITE(rope_write_f16_f32, __half, float)
 ROPE_WRITE(rope_write_f16_f16, __half, __half)
 
-#define ATTENTION(NAME, C, T)                                                                             \
-  extern "C" __global__ void NAME(const float* q, const uint32_t* rows_meta, const uint64_t* caches, T* out, \
-                                  int n_head, int n_kv, int hd, float scale) {                            \
-    attention<C, T>(q, rows_meta, caches, out, n_head, n_kv, hd, scale);                                  \
+#define ATTENTION(NAME, C, T)                                                                                    \
+  extern "C" __global__ void NAME(const float* q, const uint32_t* rows_meta, const uint32_t* groups,               \
+                                  const uint64_t* caches, T* out, int n_head, int n_kv, int hd, float scale) {     \
+    attention<C, T>(q, rows_meta, groups, caches, out, n_head, n_kv, hd, scale);                                  \
   }
 // Named by the cache's type, then the output's (the activations').
 ATTENTION(attention_f32_f32, float, float)

@@ -7,7 +7,7 @@ use candle_core::cuda::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{DType, Device, Shape, Storage, Tensor};
 
-use super::reference::{Heads, BLOCK};
+use super::reference::{group_rows, Heads, BLOCK, GROUP_HEADS};
 use crate::base::error::{Error, Result};
 
 const PTX_75: &str = include_str!(concat!(env!("OUT_DIR"), "/kernels_sm75.ptx"));
@@ -196,20 +196,22 @@ pub(super) fn rope_write(
     Ok(out)
 }
 
-/// `attention` of kernels.cu: (rows, n_head·hd) in `out`'s dtype, from q (rows, n_head·hd) f32.
+/// `attention` of kernels.cu: (rows, n_head·hd) in `out`'s dtype, from q (rows, n_head·hd) f32;
+/// one block per group of rows and KV head.
 pub(super) fn attention(
     q: &Tensor,
-    (rows_meta, caches): (&Tensor, &Tensor),
+    (rows_meta, groups, caches): (&Tensor, &Tensor, &Tensor),
     s: Heads,
     scale: f32,
     (cache, out): (DType, DType),
 ) -> Result<Tensor> {
     let n_rep = s.n_head / s.n_kv;
-    if n_rep > 8 || n_rep * s.hd > 4 * BLOCK {
+    let group = group_rows(n_rep, s.hd);
+    if group == 0 {
         return Err(Error::Run(format!(
-            "model.gpu_kernels = \"fused\": {n_rep} query heads of {} per KV head exceed the attention kernel's 8 heads and {} values; use gpu_kernels = \"candle\"",
+            "model.gpu_kernels = \"fused\": {n_rep} query heads of {} per KV head exceed the attention kernel's {GROUP_HEADS} heads and {} values; use gpu_kernels = \"candle\"",
             s.hd,
-            4 * BLOCK
+            GROUP_HEADS * BLOCK
         )));
     }
     let dev = cuda(q.device())?;
@@ -218,6 +220,7 @@ pub(super) fn attention(
     let args = [
         Arg::P(address(q)?),
         Arg::P(address(rows_meta)?),
+        Arg::P(address(groups)?),
         Arg::P(address(caches)?),
         Arg::P(o),
         int(s.n_head),
@@ -225,9 +228,11 @@ pub(super) fn attention(
         int(s.hd),
         Arg::F(scale),
     ];
-    let shared = ((n_rep * s.hd + n_rep * BLOCK + BLOCK) * 4) as u32;
+    let heads = group * n_rep;
+    let shared = ((heads * s.hd + heads * BLOCK + BLOCK) * 4) as u32;
     let name = format!("attention_{}_{}", suffix(cache)?, suffix(out)?);
-    launch(dev, &name, config((rows as u32, s.n_kv as u32), shared), &args)?;
+    let blocks = (groups.dim(0)? / 4) as u32;
+    launch(dev, &name, config((blocks, s.n_kv as u32), shared), &args)?;
     Ok(y)
 }
 

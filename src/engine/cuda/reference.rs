@@ -12,6 +12,18 @@ use half::f16;
 /// Threads per block of every kernel (`BLOCK` in kernels.cu).
 pub const BLOCK: usize = 128;
 
+/// (row, query head) pairs one attention block holds (`GROUP_HEADS` in kernels.cu).
+pub const GROUP_HEADS: usize = 16;
+
+/// Rows of one cache that one attention block takes together (reading the prompt's K and V once
+/// for all of them): at most 4 (a question's 15 rows still make 4 blocks a KV head, enough to fill
+/// a GPU), within [`GROUP_HEADS`] (row, head) pairs and `GROUP_HEADS · BLOCK` values. 0: not even
+/// one row fits (n_rep > 16 or n_rep · head_dim > 2048).
+pub fn group_rows(n_rep: usize, hd: usize) -> usize {
+    4.min(GROUP_HEADS / n_rep.max(1))
+        .min(GROUP_HEADS * BLOCK / (n_rep * hd).max(1))
+}
+
 /// Element types of activations and caches: f32, or f16 (rounded to nearest even on store, as
 /// `__float2half_rn`).
 pub trait Elem: Copy + Send + Sync + 'static {
