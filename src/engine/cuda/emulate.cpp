@@ -24,20 +24,15 @@ void emu_rope_write_f32_f32(const float* qkv, const float* bias, const float* co
   emulate(rows, 1, BLOCK, 0,
           [&] { rope_write_f32_f32(qkv, bias, cos, sin, rows_meta, caches, q_out, n_head, n_kv, hd); });
 }
-void emu_attention_f32_f32(const float* q, const uint32_t* rows_meta, const uint32_t* groups, int n_groups,
-                           const uint64_t* caches, float* out, int n_head, int n_kv, int hd, float scale,
-                           int group_heads) {
-  const size_t shared = (size_t)(group_heads * hd + group_heads * BLOCK + BLOCK) * 4;
-  emulate(n_groups, n_kv, BLOCK, shared,
-          [&] { attention_f32_f32(q, rows_meta, groups, caches, out, n_head, n_kv, hd, scale); });
-}
-void emu_attention_f16_f32(const float* q, const uint32_t* rows_meta, const uint32_t* groups, int n_groups,
-                           const uint64_t* caches, float* out, int n_head, int n_kv, int hd, float scale,
-                           int group_heads) {
-  const size_t shared = (size_t)(group_heads * hd + group_heads * BLOCK + BLOCK) * 4;
-  emulate(n_groups, n_kv, BLOCK, shared,
-          [&] { attention_f16_f32(q, rows_meta, groups, caches, out, n_head, n_kv, hd, scale); });
-}
+#define EMU_ATTENTION(NAME, KERNEL)                                                                            \
+  void NAME(const float* q, const uint32_t* rows_meta, const uint32_t* groups, int n_groups, const uint64_t* caches, \
+            float* out, int n_head, int n_kv, int hd, float scale, int group_heads) {                                \
+    const size_t shared = (size_t)(group_heads * hd + group_heads * BLOCK + BLOCK) * 4;                             \
+    emulate(n_groups, n_kv, BLOCK, shared,                                                                          \
+            [&] { KERNEL(q, rows_meta, groups, caches, out, n_head, n_kv, hd, scale); });                           \
+  }
+EMU_ATTENTION(emu_attention_f32_f32, attention_f32_f32)
+EMU_ATTENTION(emu_attention_f16_f32, attention_f16_f32)
 void emu_sample_rows_f32(const float* logits, const double* u, uint32_t* tokens, uint32_t* bad, int rows, int vocab,
                          float inv_t, int greedy) {
   emulate(rows, 1, BLOCK, 0, [&] { sample_rows_f32(logits, u, tokens, bad, vocab, inv_t, greedy); });
