@@ -14,9 +14,10 @@
 # Steps (random-weight models of the published shapes, f16, model.gpu_kernels = "fused"):
 #   1. kernels: rftx's CUDA kernels against their CPU reference (`rftx bench --kernels`, f32,
 #      SmolLM2-135M's shape: grouped-query attention);
-#   2. W15 on SmolLM2-1.7B (5 questions × 15 samples × 80 tokens): 1 × 1 (the step at one row),
-#      1 × 3 (the seed's fix), 1 × 15, 5 × 15, then the same with model.batch_invariant = false
-#      (`--invariance`: what invariance costs); samples identical at every setting?
+#   2. W15 on SmolLM2-1.7B (5 questions × 15 samples × 80 tokens): 1 × 3 (the seed's fix),
+#      1 × 15, 5 × 3, 5 × 15, then the same with model.batch_invariant = false (`--invariance`:
+#      what invariance costs); samples identical at every setting? Then the step at one row
+#      (one question, 2 samples, chunk 1);
 #   3. transformers generate at 1 × 15 and 5 × 15 on the same shape and prompt lengths;
 #   4. W60 (20 questions) at 5, 10 and 20 questions × 15 and `auto`; then 300 questions with
 #      `auto`: the seconds to the first committed question;
@@ -86,7 +87,8 @@ bench() { # bench NAME LIMIT ARGS...: rftx bench ARGS into $RAW/NAME.json
 
 step "1. kernels" 60 "$RFTX" bench configs/gpu_w15.toml "${TOK[@]}" "${DEV[@]}" --set model.arch='"smollm2-135m"' \
   --set model.weights='"f32"' --kernels --format json >"$OUT/kernels.json"
-bench w15 100 "${W15[@]}" --chunks 1,3,15 --prompts-per-batch 1,5 --invariance
+bench w15 100 "${W15[@]}" --chunks 3,15 --prompts-per-batch 1,5 --invariance
+bench step1 30 "${W15[@]}" --set data.limit=1 --set generation.oversample=2 --chunks 1 --prompts-per-batch 1
 LENGTHS=$(python3 -c "import json,sys; print(','.join(map(str, json.load(open(sys.argv[1]))['prompt_tokens'])))" "$RAW/w15.json" 2>/dev/null || echo 167)
 for ppb in 1 5; do
   step "3. transformers ${ppb} × 15" 60 python3 bench/transformers_gpu.py "${PEER[@]}" --lengths "$LENGTHS" --questions 5 \

@@ -54,17 +54,17 @@ def ratio(a, b):
 
 def summarise(raw, out):
     b = {n: load(os.path.join(raw, n + ".json")) for n in
-         ("w15", "w60", "t4_fix", "t4_auto", "small", "w15_candle")}
+         ("w15", "step1", "w60", "t4_fix", "t4_auto", "small", "w15_candle")}
     w15 = b["w15"] or {}
     peer = {x.get("label"): x for x in lines(os.path.join(out, "transformers.jsonl")) if x.get("status") == "ok"}
     kernels = load(os.path.join(out, "kernels.json"))
     gpu = (w15.get("device") or "").split(" ", 1)[-1]
     step_ms = weight_ms = None
-    one = row(w15, "1 × 1")
+    one = row(b["step1"], "1 × 1")
     if one and one["new_tokens"]:
         step_ms = 1000 * one["decode_s"] / one["new_tokens"]
         bw = next((v for k, v in BANDWIDTH.items() if k in gpu), None)
-        weight_ms = 1000 * w15["weight_bytes"] / bw if bw else None
+        weight_ms = 1000 * b["step1"]["weight_bytes"] / bw if bw else None
     over = {}
     for ppb in (1, 5):
         t = peer.get(f"p{ppb}c15")
