@@ -18,21 +18,35 @@ void emu_add_rmsnorm_f16(const __half* h, const __half* a, const __half* w, __ha
 void emu_silu_mul_f32(const float* gu, float* out, int rows, int ff) {
   emulate(blocks((size_t)rows * ff), 1, BLOCK, 0, [&] { silu_mul_f32(gu, out, rows, ff); });
 }
+void emu_silu_mul_f16(const __half* gu, __half* out, int rows, int ff) {
+  emulate(blocks((size_t)rows * ff), 1, BLOCK, 0, [&] { silu_mul_f16(gu, out, rows, ff); });
+}
+void emu_rope_write_f16_f16(const __half* qkv, const __half* bias, const float* cos, const float* sin,
+                            const uint32_t* rows_meta, const uint64_t* caches, float* q_out, int rows, int n_head,
+                            int n_kv, int hd) {
+  emulate(rows, 1, BLOCK, 0,
+          [&] { rope_write_f16_f16(qkv, bias, cos, sin, rows_meta, caches, q_out, n_head, n_kv, hd); });
+}
+void emu_sample_rows_f16(const __half* logits, const double* u, uint32_t* tokens, uint32_t* bad, int rows, int vocab,
+                         float inv_t, int greedy) {
+  emulate(rows, 1, BLOCK, 0, [&] { sample_rows_f16(logits, u, tokens, bad, vocab, inv_t, greedy); });
+}
 void emu_rope_write_f32_f32(const float* qkv, const float* bias, const float* cos, const float* sin,
                             const uint32_t* rows_meta, const uint64_t* caches, float* q_out, int rows, int n_head,
                             int n_kv, int hd) {
   emulate(rows, 1, BLOCK, 0,
           [&] { rope_write_f32_f32(qkv, bias, cos, sin, rows_meta, caches, q_out, n_head, n_kv, hd); });
 }
-#define EMU_ATTENTION(NAME, KERNEL)                                                                            \
+#define EMU_ATTENTION(NAME, KERNEL, T)                                                                         \
   void NAME(const float* q, const uint32_t* rows_meta, const uint32_t* groups, int n_groups, const uint64_t* caches, \
-            float* out, int n_head, int n_kv, int hd, float scale, int group_heads) {                                \
+            T* out, int n_head, int n_kv, int hd, float scale, int group_heads) {                                    \
     const size_t shared = (size_t)(group_heads * hd + group_heads * BLOCK + BLOCK) * 4;                             \
     emulate(n_groups, n_kv, BLOCK, shared,                                                                          \
             [&] { KERNEL(q, rows_meta, groups, caches, out, n_head, n_kv, hd, scale); });                           \
   }
-EMU_ATTENTION(emu_attention_f32_f32, attention_f32_f32)
-EMU_ATTENTION(emu_attention_f16_f32, attention_f16_f32)
+EMU_ATTENTION(emu_attention_f32_f32, attention_f32_f32, float)
+EMU_ATTENTION(emu_attention_f16_f32, attention_f16_f32, float)
+EMU_ATTENTION(emu_attention_f16_f16, attention_f16_f16, __half)
 void emu_sample_rows_f32(const float* logits, const double* u, uint32_t* tokens, uint32_t* bad, int rows, int vocab,
                          float inv_t, int greedy) {
   emulate(rows, 1, BLOCK, 0, [&] { sample_rows_f32(logits, u, tokens, bad, vocab, inv_t, greedy); });

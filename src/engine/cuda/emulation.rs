@@ -54,6 +54,46 @@ extern "C" {
         scale: f32,
         group_heads: i32,
     );
+    fn emu_silu_mul_f16(gu: *const f16, out: *mut f16, rows: i32, ff: i32);
+    #[allow(clippy::too_many_arguments)]
+    fn emu_rope_write_f16_f16(
+        qkv: *const f16,
+        bias: *const f16,
+        cos: *const f32,
+        sin: *const f32,
+        rows_meta: *const u32,
+        caches: *const u64,
+        q_out: *mut f32,
+        rows: i32,
+        n_head: i32,
+        n_kv: i32,
+        hd: i32,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn emu_attention_f16_f16(
+        q: *const f32,
+        meta: *const u32,
+        groups: *const u32,
+        n_groups: i32,
+        caches: *const u64,
+        out: *mut f16,
+        n_head: i32,
+        n_kv: i32,
+        hd: i32,
+        scale: f32,
+        group_heads: i32,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn emu_sample_rows_f16(
+        logits: *const f16,
+        u: *const f64,
+        tokens: *mut u32,
+        bad: *mut u32,
+        rows: i32,
+        vocab: i32,
+        inv_t: f32,
+        greedy: i32,
+    );
     #[allow(clippy::too_many_arguments)]
     fn emu_sample_rows_f32(
         logits: *const f32,
@@ -347,5 +387,102 @@ fn sample_rows_is_its_reference() {
                 assert_eq!(tokens[r], t, "row {r}, greedy {greedy}");
             }
         }
+    }
+}
+
+/// The variants a GPU runs by default (f16 activations, f16 cache): `silu_mul`, `rope_write`
+/// (its K/V rounded to f16 in the cache), `attention` (groups of 4, output rounded to f16) and
+/// `sample_rows` on f16 logits, each against its reference.
+#[cfg(not(no_kernel_emulation))]
+#[test]
+fn the_f16_kernels_a_gpu_runs_are_their_reference() {
+    let half = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
+    let (start, cap, alloc, batch) = (130, 140, 180, 2);
+    let c = caches(start, cap, alloc, batch, 300, 150);
+    let mut bufs: Vec<Vec<f16>> = [&c.shared[0], &c.shared[1], &c.own[0], &c.own[1], &c.solo[0], &c.solo[1]]
+        .into_iter()
+        .map(|v| half(v))
+        .collect();
+    let mut table = c.table.clone();
+    for (word, buf) in [0, 1, 2, 3, 10, 11].into_iter().zip(bufs.iter_mut()) {
+        table[word] = buf.as_mut_ptr() as u64;
+    }
+    let rows = batch + 1;
+    let (n_head, n_kv, hd) = (S.n_head as i32, S.n_kv as i32, S.hd as i32);
+    // rope_write: q in f32, K and V rounded to f16 at each row's position.
+    let width = (S.n_head + 2 * S.n_kv) * S.hd;
+    let (qkv, bias) = (half(&values(rows * width, 12)), half(&values(width, 13)));
+    let (cos, sin) = (values(400 * S.hd / 2, 14), values(400 * S.hd / 2, 15));
+    let mut q = vec![0f32; rows * S.n_head * S.hd];
+    // SAFETY: the table's addresses are the live f16 buffers of `bufs`, sized for every position.
+    unsafe {
+        emu_rope_write_f16_f16(
+            qkv.as_ptr(),
+            bias.as_ptr(),
+            cos.as_ptr(),
+            sin.as_ptr(),
+            c.meta.as_ptr(),
+            table.as_ptr(),
+            q.as_mut_ptr(),
+            rows as i32,
+            n_head,
+            n_kv,
+            hd,
+        )
+    };
+    let (want_q, k, v) = reference::rope(&qkv, Some(&bias), (&cos, &sin), &[299, 299, 149], S);
+    assert_eq!(q, want_q);
+    let o = (S.n_kv * alloc + 299 - start) * S.hd; // row 1 of cache 0, head 0
+    assert_eq!(bufs[2][o..o + S.hd], half(&k[S.n_kv * S.hd..][..S.hd])[..]);
+    assert_eq!(
+        bufs[5][149 * S.hd..150 * S.hd],
+        half(&v[2 * S.n_kv * S.hd..][..S.hd])[..]
+    );
+    // attention over the caches as rope_write left them, in groups of 4, out in f16.
+    let groups = super::fused::groups(&[batch, 1], 4);
+    let mut out = vec![f16::ZERO; rows * S.n_head * S.hd];
+    let heads = (4 * S.n_head / S.n_kv) as i32;
+    unsafe {
+        emu_attention_f16_f16(
+            q.as_ptr(),
+            c.meta.as_ptr(),
+            groups.as_ptr(),
+            (groups.len() / 4) as i32,
+            table.as_ptr(),
+            out.as_mut_ptr(),
+            n_head,
+            n_kv,
+            hd,
+            0.3,
+            heads,
+        );
+        assert_eq!(out, reference::attention::<f16, f16>(&q, &c.meta, &table, S, 0.3));
+    }
+    // silu_mul and sample_rows on f16.
+    let gu = half(&values(rows * 2 * 300, 4));
+    let mut m = vec![f16::ZERO; rows * 300];
+    unsafe { emu_silu_mul_f16(gu.as_ptr(), m.as_mut_ptr(), rows as i32, 300) };
+    assert_eq!(m, reference::silu_mul(&gu, 300));
+    let logits = half(&values(rows * 1000, 16).iter().map(|x| x * 4.0).collect::<Vec<_>>());
+    let u = [0.1, 0.5, 0.9];
+    let (mut tokens, mut bad) = (vec![0u32; rows], vec![9u32; rows]);
+    unsafe {
+        emu_sample_rows_f16(
+            logits.as_ptr(),
+            u.as_ptr(),
+            tokens.as_mut_ptr(),
+            bad.as_mut_ptr(),
+            rows as i32,
+            1000,
+            1.0 / 0.7,
+            0,
+        )
+    };
+    for r in 0..rows {
+        assert_eq!(
+            Some(tokens[r]),
+            reference::sample_row(&logits[r * 1000..][..1000], u[r], 1.0 / 0.7, false)
+        );
+        assert_eq!(bad[r], 0);
     }
 }
