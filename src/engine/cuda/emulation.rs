@@ -12,6 +12,11 @@ extern "C" {
     fn emu_add_rmsnorm_f32(h: *const f32, a: *const f32, w: *const f32, out: *mut f32, rows: i32, d: i32, eps: f32);
     fn emu_add_rmsnorm_f16(h: *const f16, a: *const f16, w: *const f16, out: *mut f16, rows: i32, d: i32, eps: f32);
     fn emu_silu_mul_f32(gu: *const f32, out: *mut f32, rows: i32, ff: i32);
+    fn emu_silu_mul_f16(gu: *const f16, out: *mut f16, rows: i32, ff: i32);
+}
+
+#[cfg(not(no_kernel_emulation))]
+extern "C" {
     #[allow(clippy::too_many_arguments)]
     fn emu_rope_write_f32_f32(
         qkv: *const f32,
@@ -26,6 +31,24 @@ extern "C" {
         n_kv: i32,
         hd: i32,
     );
+    #[allow(clippy::too_many_arguments)]
+    fn emu_rope_write_f16_f16(
+        qkv: *const f16,
+        bias: *const f16,
+        cos: *const f32,
+        sin: *const f32,
+        rows_meta: *const u32,
+        caches: *const u64,
+        q_out: *mut f32,
+        rows: i32,
+        n_head: i32,
+        n_kv: i32,
+        hd: i32,
+    );
+}
+
+#[cfg(not(no_kernel_emulation))]
+extern "C" {
     #[allow(clippy::too_many_arguments)]
     fn emu_attention_f32_f32(
         q: *const f32,
@@ -54,21 +77,6 @@ extern "C" {
         scale: f32,
         group_heads: i32,
     );
-    fn emu_silu_mul_f16(gu: *const f16, out: *mut f16, rows: i32, ff: i32);
-    #[allow(clippy::too_many_arguments)]
-    fn emu_rope_write_f16_f16(
-        qkv: *const f16,
-        bias: *const f16,
-        cos: *const f32,
-        sin: *const f32,
-        rows_meta: *const u32,
-        caches: *const u64,
-        q_out: *mut f32,
-        rows: i32,
-        n_head: i32,
-        n_kv: i32,
-        hd: i32,
-    );
     #[allow(clippy::too_many_arguments)]
     fn emu_attention_f16_f16(
         q: *const f32,
@@ -83,6 +91,10 @@ extern "C" {
         scale: f32,
         group_heads: i32,
     );
+}
+
+#[cfg(not(no_kernel_emulation))]
+extern "C" {
     #[allow(clippy::too_many_arguments)]
     fn emu_sample_rows_f16(
         logits: *const f16,
@@ -390,12 +402,12 @@ fn sample_rows_is_its_reference() {
     }
 }
 
-/// The variants a GPU runs by default (f16 activations, f16 cache): `silu_mul`, `rope_write`
-/// (its K/V rounded to f16 in the cache), `attention` (groups of 4, output rounded to f16) and
-/// `sample_rows` on f16 logits, each against its reference.
+/// The variants a GPU runs by default (f16 activations, f16 cache): `rope_write` (its K/V
+/// rounded to f16 in the cache) and `attention` over what it wrote (groups of 4, output rounded
+/// to f16), each against its reference.
 #[cfg(not(no_kernel_emulation))]
 #[test]
-fn the_f16_kernels_a_gpu_runs_are_their_reference() {
+fn the_f16_rope_write_and_attention_are_their_reference() {
     let half = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
     let (start, cap, alloc, batch) = (130, 140, 180, 2);
     let c = caches(start, cap, alloc, batch, 300, 150);
@@ -458,7 +470,14 @@ fn the_f16_kernels_a_gpu_runs_are_their_reference() {
         );
         assert_eq!(out, reference::attention::<f16, f16>(&q, &c.meta, &table, S, 0.3));
     }
-    // silu_mul and sample_rows on f16.
+}
+
+/// `silu_mul` and `sample_rows` on f16, as a GPU runs them by default.
+#[cfg(not(no_kernel_emulation))]
+#[test]
+fn the_f16_elementwise_and_sampling_kernels_are_their_reference() {
+    let half = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
+    let rows = 3;
     let gu = half(&values(rows * 2 * 300, 4));
     let mut m = vec![f16::ZERO; rows * 300];
     unsafe { emu_silu_mul_f16(gu.as_ptr(), m.as_mut_ptr(), rows as i32, 300) };
