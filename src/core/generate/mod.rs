@@ -342,73 +342,33 @@ impl Generator<'_> {
         Ok(())
     }
 
-    /// One decoding step of every active row of every slot, and the next token of each.
+    /// One decoding step of every active row of every slot, and the next token of each: drawn
+    /// on the host from the step's logits or, on the fused GPU kernels, on the device. Each row
+    /// draws from its own stream, whose advance is kept only when the step succeeds.
     fn step(&self, slots: &mut [Slot]) -> Result<()> {
-        let p = &self.params;
         let last: Vec<u32> = slots
             .iter()
             .filter_map(|s| s.chunk.as_ref())
             .flat_map(|c| c.active.iter().map(|&i| *c.outs[i].last().expect("one token at least")))
             .collect();
-        let mut caches: Vec<&mut KvCache> = slots
-            .iter_mut()
-            .filter_map(|s| s.chunk.as_mut().map(|c| &mut c.cache))
-            .collect();
-        if self.model.samples_on_device(&p.sampler) {
-            drop(caches);
-            return self.step_on_device(slots, &last);
-        }
-        let logits = self.model.step_many(&mut caches, &last)?;
-        let vocab = self.model.spec.vocab_size;
-        // Every row's draw from its own stream, the rows spread over the thread pool: the same
-        // tokens in any split. Each row's logits are checked finite there too (a GPU's batch of
-        // hundreds of rows hands over tens of MB a step: one pass, in parallel, while they are
-        // in cache).
-        let mut draws: Vec<(Rng, u32, bool)> = slots
-            .iter()
-            .filter_map(|s| s.chunk.as_ref())
-            .flat_map(|c| c.active.iter().map(|&i| (c.rngs[i].clone(), 0, true)))
-            .collect();
-        crate::engine::cpu::for_each_parallel(&mut draws, |row, (rng, t, ok), scratch: &mut Vec<(f32, u32)>| {
-            let row = &logits[row * vocab..(row + 1) * vocab];
-            *ok = row.iter().all(|x| x.is_finite());
-            if *ok {
-                *t = p.sampler.sample(row, rng, scratch);
-            }
-        });
-        if draws.iter().any(|d| !d.2) {
-            let question = slots.iter().find(|s| s.chunk.is_some()).map_or(0, |s| s.job.index);
-            return Err(not_finite(question));
-        }
-        let mut draws = draws.into_iter();
-        for c in slots.iter_mut().filter_map(|s| s.chunk.as_mut()) {
-            for &i in &c.active {
-                let (rng, t, _) = draws.next().expect("a draw per active row");
-                c.rngs[i] = rng;
-                c.outs[i].push(t);
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Generator::step`] with the tokens drawn on the device (the fused GPU kernels): each
-    /// row's uniform draw from its own stream goes there, one token a row comes back. The
-    /// streams advance only when the step succeeds.
-    fn step_on_device(&self, slots: &mut [Slot], last: &[u32]) -> Result<()> {
         let mut rngs: Vec<Rng> = slots
             .iter()
             .filter_map(|s| s.chunk.as_ref())
             .flat_map(|c| c.active.iter().map(|&i| c.rngs[i].clone()))
             .collect();
-        let draws: Vec<f64> = rngs.iter_mut().map(Rng::next_f64).collect();
         let question = slots.iter().find(|s| s.chunk.is_some()).map_or(0, |s| s.job.index);
         let mut caches: Vec<&mut KvCache> = slots
             .iter_mut()
             .filter_map(|s| s.chunk.as_mut().map(|c| &mut c.cache))
             .collect();
-        let tokens = self
-            .model
-            .step_sample(&mut caches, last, &draws, &self.params.sampler)?;
+        let sampler = &self.params.sampler;
+        let tokens = if self.model.samples_on_device(sampler) {
+            // One uniform draw a row goes to the device; one token a row comes back.
+            let draws: Vec<f64> = rngs.iter_mut().map(Rng::next_f64).collect();
+            self.model.step_sample(&mut caches, &last, &draws, sampler)?
+        } else {
+            self.sample_on_host(&mut caches, &last, &mut rngs)?
+        };
         if tokens.iter().any(Option::is_none) {
             return Err(not_finite(question));
         }
@@ -421,6 +381,24 @@ impl Generator<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The step's logits on the host, each row's token drawn from its stream in `rngs`, the rows
+    /// spread over the thread pool (the same tokens in any split); `None` for a row whose logits
+    /// are not finite, checked there too (a GPU's batch of hundreds of rows hands over tens of
+    /// MB a step: one pass, in parallel, while they are in cache).
+    fn sample_on_host(&self, caches: &mut [&mut KvCache], last: &[u32], rngs: &mut [Rng]) -> Result<Vec<Option<u32>>> {
+        let logits = self.model.step_many(caches, last)?;
+        let vocab = self.model.spec.vocab_size;
+        let sampler = &self.params.sampler;
+        let mut draws: Vec<(&mut Rng, Option<u32>)> = rngs.iter_mut().map(|r| (r, None)).collect();
+        crate::engine::cpu::for_each_parallel(&mut draws, |row, (rng, t), scratch: &mut Vec<(f32, u32)>| {
+            let row = &logits[row * vocab..(row + 1) * vocab];
+            if row.iter().all(|x| x.is_finite()) {
+                *t = Some(sampler.sample(row, rng, scratch));
+            }
+        });
+        Ok(draws.into_iter().map(|(_, t)| t).collect())
     }
 
     /// The prompt's cache, sized for the prompt only (the samples' positions go to their own
