@@ -30,7 +30,7 @@ pub struct KernelCheck {
 
 fn compare(name: &str, got: &[f32], want: &[f32], tolerance: f32) -> KernelCheck {
     let max_abs = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let max_abs_diff = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let max_abs_diff = reference::max_abs_diff(got, want);
     KernelCheck {
         name: name.into(),
         max_abs_diff,
@@ -40,7 +40,8 @@ fn compare(name: &str, got: &[f32], want: &[f32], tolerance: f32) -> KernelCheck
     }
 }
 
-fn random(n: usize, seed: u64) -> Vec<f32> {
+/// `n` standard normal values drawn from `seed` (the checks' inputs; the emulation tests' too).
+pub(super) fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = crate::base::sampling::Rng::from_seed(seed);
     (0..n).map(|_| rng.next_gaussian() as f32).collect()
 }
@@ -184,14 +185,8 @@ pub fn run(mut model: CheckModel, device: &Device) -> Result<Vec<KernelCheck>> {
     }
     let last = on_device.0.last().map(|l| l[4 * vocab..].to_vec()).unwrap_or_default();
     out.push(KernelCheck {
-        name: "a row alone = the row in a batch (bits)".into(),
-        max_abs_diff: last
-            .iter()
-            .zip(&on_device.1)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs())),
-        max_abs: last.iter().fold(0f32, |m, x| m.max(x.abs())),
-        values: last.len(),
         ok: last == on_device.1,
+        ..compare("a row alone = the row in a batch (bits)", &on_device.1, &last, 0.0)
     });
     Ok(out)
 }

@@ -119,15 +119,8 @@ extern "C" {
     );
 }
 
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = crate::base::sampling::Rng::from_seed(seed);
-    (0..n).map(|_| rng.next_gaussian() as f32).collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
-}
+use super::check::random as values;
+use super::reference::tests::max_diff;
 
 /// Skips (saying so) where build.rs could not compile the kernels for the host.
 #[cfg(no_kernel_emulation)]

@@ -290,7 +290,7 @@ impl CacheTable {
                 for i in 0..layers {
                     words.extend(
                         table
-                            .words(caches, i, super::launch::address)?
+                            .words(caches, i, |t| Ok(super::launch::address(t)?))?
                             .into_iter()
                             .map(|w| w as i64),
                     );

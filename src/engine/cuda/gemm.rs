@@ -59,12 +59,12 @@ mod lt {
 
     use candle_core::cuda::cudarc::cublaslt::{result, sys};
     use candle_core::cuda::cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
-    use candle_core::cuda::{CudaDevice, CudaStorage};
-    use candle_core::op::BackpropOp;
-    use candle_core::{DType, Storage, Tensor};
+    use candle_core::cuda::CudaDevice;
+    use candle_core::{DType, Tensor};
 
     use super::PIN_ROWS;
     use crate::base::error::{Error, Result};
+    use crate::engine::cuda::launch::{address, output};
 
     /// Bytes of the one workspace every GEMM shares (cuBLAS's recommendation for Hopper).
     const WORKSPACE: usize = 32 << 20;
@@ -261,33 +261,8 @@ mod lt {
             algo: &Algo,
             layouts: &Layouts,
         ) -> candle_core::Result<Tensor> {
-            let size = w.dtype().size_in_bytes();
-            let ptr = |t: &Tensor| -> candle_core::Result<u64> {
-                let (storage, layout) = t.storage_and_layout();
-                let Storage::Cuda(cs) = &*storage else {
-                    return Err(candle_core::Error::Msg("a CPU tensor in a cuBLASLt GEMM".into()));
-                };
-                let base = match t.dtype() {
-                    DType::F16 => cs.as_cuda_slice::<half::f16>()?.device_ptr(&self.stream).0,
-                    DType::BF16 => cs.as_cuda_slice::<half::bf16>()?.device_ptr(&self.stream).0,
-                    _ => cs.as_cuda_slice::<f32>()?.device_ptr(&self.stream).0,
-                };
-                Ok(base + (layout.start_offset() * size) as u64)
-            };
-            // SAFETY: written whole by the GEMM (beta = 0) before it is read.
-            let out = unsafe {
-                match w.dtype() {
-                    DType::F16 => {
-                        CudaStorage::wrap_cuda_slice(self.device.alloc::<half::f16>(rows * n)?, self.device.clone())
-                    }
-                    DType::BF16 => {
-                        CudaStorage::wrap_cuda_slice(self.device.alloc::<half::bf16>(rows * n)?, self.device.clone())
-                    }
-                    _ => CudaStorage::wrap_cuda_slice(self.device.alloc::<f32>(rows * n)?, self.device.clone()),
-                }
-            };
-            let y = Tensor::from_storage(Storage::Cuda(out), (rows, n), BackpropOp::none(), false);
-            let (pw, px, py) = (ptr(w)?, ptr(x)?, ptr(&y)?);
+            let (y, py) = output(&self.device, w.dtype(), (rows, n))?;
+            let (pw, px) = (address(w)?, address(x)?);
             let (alpha, beta) = (1f32, 0f32);
             let [a, b, d] = layouts.0;
             let (ws, _guard) = self.workspace.device_ptr(&self.stream);

@@ -42,40 +42,49 @@ fn suffix(dtype: DType) -> Result<&'static str> {
     }
 }
 
-/// Device address of a tensor's first element (a null address for `None`).
-pub(super) fn address(t: &Tensor) -> Result<u64> {
-    let dev = cuda(t.device())?;
+/// Device address of a tensor's first element (for kernels and cuBLASLt alike).
+pub(super) fn address(t: &Tensor) -> candle_core::Result<u64> {
+    let dev = t.device().as_cuda_device()?;
     let stream = dev.cuda_stream();
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cuda(cs) = &*storage else {
-        return Err(Error::Run("a CPU tensor handed to a CUDA kernel".into()));
+        return Err(candle_core::Error::Msg("a CPU tensor handed to a CUDA kernel".into()));
     };
     let off = layout.start_offset() as u64;
     let (base, size) = match t.dtype() {
         DType::F32 => (cs.as_cuda_slice::<f32>()?.device_ptr(&stream).0, 4),
         DType::F16 => (cs.as_cuda_slice::<half::f16>()?.device_ptr(&stream).0, 2),
+        DType::BF16 => (cs.as_cuda_slice::<half::bf16>()?.device_ptr(&stream).0, 2),
         DType::U32 => (cs.as_cuda_slice::<u32>()?.device_ptr(&stream).0, 4),
         DType::I64 => (cs.as_cuda_slice::<i64>()?.device_ptr(&stream).0, 8),
         DType::F64 => (cs.as_cuda_slice::<f64>()?.device_ptr(&stream).0, 8),
-        other => return Err(Error::Run(format!("a {other:?} tensor handed to a CUDA kernel"))),
+        other => {
+            return Err(candle_core::Error::Msg(format!(
+                "a {other:?} tensor handed to a CUDA kernel"
+            )))
+        }
     };
     Ok(base + off * size)
 }
 
+/// [`address`], or a null address for `None`.
 fn optional(t: Option<&Tensor>) -> Result<u64> {
-    t.map_or(Ok(0), address)
+    Ok(t.map_or(Ok(0), address)?)
 }
 
-/// A new uninitialised tensor of `shape` on the device, and its address.
-fn output(dev: &CudaDevice, dtype: DType, shape: impl Into<Shape>) -> Result<(Tensor, u64)> {
+/// A new uninitialised tensor of `shape` on the device, and its address: for a kernel's or a
+/// GEMM's output, which writes every element before it is read.
+pub(super) fn output(dev: &CudaDevice, dtype: DType, shape: impl Into<Shape>) -> candle_core::Result<(Tensor, u64)> {
     let shape = shape.into();
     let n = shape.elem_count();
-    // SAFETY: every element is written by the kernel the tensor is made for before it is read.
+    // SAFETY: every element is written by the kernel (or GEMM) the tensor is made for before it
+    // is read.
     let storage = unsafe {
         match dtype {
             DType::F32 => CudaStorage::wrap_cuda_slice(dev.alloc::<f32>(n)?, dev.clone()),
             DType::F16 => CudaStorage::wrap_cuda_slice(dev.alloc::<half::f16>(n)?, dev.clone()),
-            other => return Err(Error::Run(format!("no {other:?} output"))),
+            DType::BF16 => CudaStorage::wrap_cuda_slice(dev.alloc::<half::bf16>(n)?, dev.clone()),
+            other => return Err(candle_core::Error::Msg(format!("no {other:?} output"))),
         }
     };
     let t = Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false);

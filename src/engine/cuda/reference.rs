@@ -49,6 +49,12 @@ impl Elem for f16 {
     }
 }
 
+/// Largest |a − b| over two runs of values compared pairwise: how far a kernel's results lie
+/// from their reference.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
 fn round_to<T: Elem>(x: f32) -> f32 {
     T::put(x).get()
 }
@@ -312,7 +318,7 @@ pub fn sample_row<T: Elem>(logits: &[T], u: f64, inv_t: f32, greedy: bool) -> Op
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
 
@@ -328,9 +334,10 @@ mod tests {
             .collect()
     }
 
-    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    /// [`max_abs_diff`] of two runs that must be as long as each other.
+    pub(in crate::engine::cuda) fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+        max_abs_diff(a, b)
     }
 
     #[test]
