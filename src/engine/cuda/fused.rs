@@ -110,9 +110,12 @@ impl Model {
             Device::Cpu => {
                 let _ = table;
                 let host = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-                let positions: Vec<usize> = rows.meta.chunks_exact(ROW_WORDS).map(|m| m[2] as usize - 1).collect();
+                // The rotary rows of the rows' positions only (not the whole table), row r's at r.
+                let at: Vec<u32> = rows.meta.chunks_exact(ROW_WORDS).map(|m| m[2] - 1).collect();
+                let at = Tensor::new(at.as_slice(), &self.device)?;
+                let (cos, sin) = (host(&cos.index_select(&at, 0)?)?, host(&sin.index_select(&at, 0)?)?);
                 let bias = bias.map(host).transpose()?;
-                let (cos, sin) = (host(cos)?, host(sin)?);
+                let positions: Vec<usize> = (0..rows.count()).collect();
                 let (q, k, v) = reference::rope(&host(qkv)?, bias.as_deref(), (&cos, &sin), &positions, self.heads());
                 write_rows(caches, i, (&k, &v), self.heads())?;
                 Ok(Tensor::from_vec(
@@ -197,9 +200,10 @@ impl Rows {
             Device::Cuda(_) => {
                 let batches: Vec<usize> = caches.iter().map(|c| c.batch()).collect();
                 let groups = groups(&batches, group);
+                let n = groups.len();
                 Some((
                     Tensor::from_vec(meta.clone(), meta.len(), device)?,
-                    Tensor::from_vec(groups.clone(), groups.len(), device)?,
+                    Tensor::from_vec(groups, n, device)?,
                 ))
             }
             _ => None,
