@@ -249,7 +249,7 @@ enum OutputFormat {
     Json,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ConfigArgs {
     /// The experiment file (TOML).
     config: PathBuf,
@@ -449,11 +449,7 @@ fn bench(a: BenchArgs) -> Result<(), Error> {
     }
     let mut report = rftx::commands::bench::run(&p, &settings, &mut Progress::new(true))?;
     if a.invariance {
-        let mut free = ConfigArgs {
-            config: a.config.config.clone(),
-            set: a.config.set.clone(),
-            runs_dir: a.config.runs_dir.clone(),
-        };
+        let mut free = a.config.clone();
         free.set.push("model.batch_invariant=false".into());
         let free = rftx::commands::bench::run(&prepare(&free)?, &settings, &mut Progress::new(true))?;
         report.invariance = Some(rftx::commands::bench::Invariance::new(&report, &free));
