@@ -8,18 +8,71 @@ use crate::base::error::{Error, Result};
 use crate::base::record::Answer;
 use crate::core::config::{self, Config, RftConfig};
 use crate::core::report::{self, Metrics, Tally};
-use crate::core::rft::{Dataset, Grader};
+use crate::core::rft::{Dataset, Grader, Item};
 use crate::core::store::{self, jsonl, QuestionRecord};
 
 /// Folder of a run directory that regrades are written under.
 pub const REGRADE_DIR: &str = "regrade";
 
+/// Cases graded together: one batch of requests for the `command` grader's verifier.
+const BLOCK: usize = 64;
+
+/// One line of `rftx grade`'s input.
+struct Case {
+    line: usize,
+    fields: serde_json::Map<String, serde_json::Value>,
+    completion: String,
+    answer: Answer,
+    /// What the `command` grader's verifier is told of it: `index` (among the cases), `id`,
+    /// `question` (null where the line has none) and `line`, as a run tells of its questions.
+    row: serde_json::Value,
+}
+
 /// Grades every `{"completion": …, "answer": …}` line of `input` and writes the line back with
-/// `extracted`, `parsed` and `correct` added. Returns (lines, correct).
+/// `extracted`, `parsed` and `correct` added (and the verifier's `reason`, where it gave one).
+/// Every line is read and its answer checked before any is graded. Returns (lines, correct).
 pub fn grade_lines(rft: &RftConfig, input: &Path, out: &mut dyn Write) -> Result<(usize, usize)> {
     let grader = Grader::new(rft).map_err(|e| Error::input(input, e))?;
+    let cases = read_cases(input, &grader)?;
+    grader.start().map_err(Error::Usage)?;
+    let mut correct = 0;
+    for block in cases.chunks(BLOCK) {
+        let items: Vec<Item> = block
+            .iter()
+            .map(|c| Item {
+                completion: &c.completion,
+                answer: &c.answer,
+                row: &c.row,
+            })
+            .collect();
+        let verdicts = grader.grade_explained(&items).map_err(|e| {
+            let lines = (block[0].line, block[block.len() - 1].line);
+            Error::Run(format!("{}: lines {}–{}: {e}", input.display(), lines.0, lines.1))
+        })?;
+        for (case, (v, reason)) in block.iter().zip(verdicts) {
+            correct += usize::from(v.correct);
+            let mut fields = case.fields.clone();
+            fields.insert("extracted".into(), v.extracted.into());
+            fields.insert(
+                "parsed".into(),
+                serde_json::to_value(&v.parsed).expect("answers serialise"),
+            );
+            fields.insert("correct".into(), v.correct.into());
+            if let Some(r) = reason {
+                fields.insert("reason".into(), r.into());
+            }
+            writeln!(out, "{}", serde_json::Value::Object(fields))
+                .map_err(|e| Error::io("standard output".to_string(), e))?;
+        }
+    }
+    Ok((cases.len(), correct))
+}
+
+/// The cases of `input` (blank lines skipped), each answer checked against `grader`: exit 2
+/// naming the line.
+fn read_cases(input: &Path, grader: &Grader) -> Result<Vec<Case>> {
     let file = std::fs::File::open(input).map_err(|e| Error::io(format!("{}: cannot read", input.display()), e))?;
-    let (mut lines, mut correct) = (0, 0);
+    let mut cases = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| Error::io(format!("{}: cannot read", input.display()), e))?;
         if line.trim().is_empty() {
@@ -34,30 +87,33 @@ pub fn grade_lines(rft: &RftConfig, input: &Path, out: &mut dyn Write) -> Result
                 ),
             )
         };
-        let mut case: serde_json::Map<String, serde_json::Value> =
+        let fields: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&line).map_err(|e| bad(&format!("not a JSON object ({e})")))?;
-        let completion = case
+        let completion = fields
             .get("completion")
             .and_then(|c| c.as_str())
-            .ok_or_else(|| bad("no string `completion`"))?;
-        let answer = case
+            .ok_or_else(|| bad("no string `completion`"))?
+            .to_string();
+        let answer = fields
             .get("answer")
             .and_then(Answer::from_json)
             .ok_or_else(|| bad("no string or number `answer`"))?;
         grader.check_reference(&answer).map_err(|e| bad(&e))?;
-        let v = grader.grade(completion, &answer);
-        correct += usize::from(v.correct);
-        lines += 1;
-        case.insert("extracted".into(), v.extracted.into());
-        case.insert(
-            "parsed".into(),
-            serde_json::to_value(&v.parsed).expect("answers serialise"),
-        );
-        case.insert("correct".into(), v.correct.into());
-        writeln!(out, "{}", serde_json::Value::Object(case))
-            .map_err(|e| Error::io("standard output".to_string(), e))?;
+        let row = serde_json::json!({
+            "index": cases.len(),
+            "id": fields.get("id"),
+            "question": fields.get("question"),
+            "line": i + 1,
+        });
+        cases.push(Case {
+            line: i + 1,
+            fields,
+            completion,
+            answer,
+            row,
+        });
     }
-    Ok((lines, correct))
+    Ok(cases)
 }
 
 /// What a regrade wrote.
@@ -74,36 +130,32 @@ pub fn regrade(run: &Path, sets: &[String]) -> Result<Regraded> {
     }
     let original = config::read_run_config(&run.join(store::CONFIG_FILE))?;
     let config: Config = config::overlay(original.clone(), sets)?;
-    let grader = Grader::new(&config.rft).map_err(|e| Error::input(run, e))?;
+    let grader = Grader::new(&config.rft)
+        .map_err(|e| Error::input(run, e))?
+        .for_data(&config.data);
+    grader.start().map_err(Error::Usage)?;
     let (mut before, mut after) = (Tally::default(), Tally::default());
     let mut dataset = Dataset::new(&config.rft, &config.prompt.system);
-    let (mut verdicts, mut unreadable) = (Vec::new(), None);
+    let (mut verdicts, mut failed) = (Vec::new(), None);
     let read =
         jsonl::for_each::<QuestionRecord>(&run.join(store::SAMPLES_FILE), "rerun the run to repair it", |mut q| {
             before.add_question(&q);
-            if let Err(e) = grader.check_reference(&q.answer) {
-                unreadable = Some(format!("question {}: {e}", q.index));
-                return Err("stopped".into());
+            match regrade_question(&grader, &mut q, run) {
+                Ok(v) => verdicts.push(v),
+                Err(e) => {
+                    failed = Some(e);
+                    return Err("stopped".into());
+                }
             }
-            for s in &mut q.samples {
-                let v = grader.grade(&s.text, &q.answer);
-                (s.parsed, s.correct) = (v.parsed, v.correct);
-            }
-            verdicts.push(serde_json::json!({
-                "index": q.index,
-                "id": q.id,
-                "parsed": q.samples.iter().map(|s| &s.parsed).collect::<Vec<_>>(),
-                "correct": q.samples.iter().map(|s| s.correct).collect::<Vec<_>>(),
-            }));
             after.add_question(&q);
             dataset.add_question(&q, None);
             Ok(())
         });
-    if let Some(e) = unreadable {
-        return Err(Error::input(run, format!("{e}; choose another rft.grader")));
+    if let Some(e) = failed {
+        return Err(e);
     }
     read?;
-    let rft = serde_json::to_value(&config.rft).expect("rft serialises");
+    let rft = config.rft.hash_value(config.data.is_builtin());
     let hash = crate::base::util::sha256_hex(config::canonical_json(&rft).as_bytes());
     let dir = run.join(REGRADE_DIR).join(format!("rft-{}", &hash[..12]));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("{}: cannot create", dir.display()), e))?;
@@ -127,6 +179,36 @@ pub fn regrade(run: &Path, sets: &[String]) -> Result<Regraded> {
         before: before.metrics(total, 0.0, 0),
         after: after_metrics,
     })
+}
+
+/// One committed question graded again (its samples' `parsed` and `correct` replaced); its line
+/// of `verdicts.jsonl`.
+fn regrade_question(grader: &Grader, q: &mut QuestionRecord, run: &Path) -> Result<serde_json::Value> {
+    grader
+        .check_reference(&q.answer)
+        .map_err(|e| Error::input(run, format!("question {}: {e}; choose another rft.grader", q.index)))?;
+    let row = crate::core::rft::command::row(q.index, q.id.as_deref(), &q.question);
+    let items: Vec<Item> = q
+        .samples
+        .iter()
+        .map(|s| Item {
+            completion: &s.text,
+            answer: &q.answer,
+            row: &row,
+        })
+        .collect();
+    let graded = grader
+        .grade_all(&items)
+        .map_err(|e| Error::Run(format!("{}: question {}: {e}", run.display(), q.index)))?;
+    for (s, v) in q.samples.iter_mut().zip(graded) {
+        (s.parsed, s.correct) = (v.parsed, v.correct);
+    }
+    Ok(serde_json::json!({
+        "index": q.index,
+        "id": q.id,
+        "parsed": q.samples.iter().map(|s| &s.parsed).collect::<Vec<_>>(),
+        "correct": q.samples.iter().map(|s| s.correct).collect::<Vec<_>>(),
+    }))
 }
 
 #[cfg(test)]

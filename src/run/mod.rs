@@ -26,6 +26,7 @@ use crate::base::util::{human_bytes, now_rfc3339};
 use crate::core::config::{ModelInit, OnExceed};
 use crate::core::generate::{ChunkReport, Finished, Job};
 use crate::core::report::{self, Metrics};
+use crate::core::rft::Item;
 use crate::core::store::{
     self, Appender, Batching, ChunkRecord, Lock, Manifest, QuestionRecord, RunDir, SampleRecord, ShardOf, Status,
 };
@@ -141,6 +142,7 @@ pub(crate) fn execute(p: &Prepared, target: &Target, force: bool, observer: &mut
         batching,
     };
     let device = crate::engine::device::numerics(p.device, session.gpu_info.as_ref());
+    p.grader.start().map_err(|e| Error::input(&p.resolved.file, e))?;
     if let (false, Some(m)) = (force, store::read_manifest(&target.dir)?) {
         same_numerics(&m, store::committed_questions(&target.dir), &device, &target.dir)?;
     }
@@ -561,28 +563,46 @@ impl Runner<'_> {
         ))
     }
 
-    /// Decodes and grades a question's completions.
+    /// Decodes and grades a question's completions (in one batch: the `command` grader asks its
+    /// verifier about them together).
     fn grade(&self, index: usize, completions: Vec<crate::base::record::Completion>) -> Result<QuestionRecord> {
         let q = &self.p.questions.questions[index];
-        let samples = completions
-            .into_iter()
+        let texts = completions
+            .iter()
             .map(|comp| {
-                let text = self
-                    .session
+                self.session
                     .tokenizer
                     .decode(&comp.tokens)
-                    .map_err(|e| Error::Run(format!("question {index}: cannot decode: {e}")))?;
-                let verdict = self.p.grader.grade(&text, &q.answer);
-                Ok(SampleRecord {
-                    sample: comp.sample,
-                    text,
-                    new_tokens: comp.new_tokens,
-                    finish: comp.finish,
-                    parsed: verdict.parsed,
-                    correct: verdict.correct,
-                })
+                    .map_err(|e| Error::Run(format!("question {index}: cannot decode: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
+        let row = crate::core::rft::command::row(index, q.id.as_deref(), &q.question);
+        let items: Vec<Item> = texts
+            .iter()
+            .map(|t| Item {
+                completion: t,
+                answer: &q.answer,
+                row: &row,
+            })
+            .collect();
+        let verdicts = self.p.grader.grade_all(&items).map_err(|e| {
+            Error::Run(format!(
+                "question {index}: {e}; the questions before it are committed: fix the verifier and run the same command to resume"
+            ))
+        })?;
+        let samples = completions
+            .into_iter()
+            .zip(texts)
+            .zip(verdicts)
+            .map(|((comp, text), verdict)| SampleRecord {
+                sample: comp.sample,
+                text,
+                new_tokens: comp.new_tokens,
+                finish: comp.finish,
+                parsed: verdict.parsed,
+                correct: verdict.correct,
+            })
+            .collect();
         Ok(QuestionRecord {
             index,
             id: q.id.clone(),

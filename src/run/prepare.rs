@@ -164,7 +164,9 @@ impl Prepared {
 /// `[rft]` compiled, once every reference answer is known to be gradable by it: else exit 2
 /// naming the question, before any run directory exists.
 fn check_references(resolved: &Resolved, questions: &QuestionSet) -> Result<Grader> {
-    let grader = Grader::new(&resolved.config.rft).map_err(|e| Error::input(&resolved.file, e))?;
+    let grader = Grader::new(&resolved.config.rft)
+        .map_err(|e| Error::input(&resolved.file, e))?
+        .for_data(&resolved.config.data);
     for (i, q) in questions.questions.iter().enumerate() {
         grader.check_reference(&q.answer).map_err(|e| {
             let place = q.id.as_ref().map_or(String::new(), |id| format!(" (id {id})"));

@@ -2,7 +2,7 @@
 //! from ([`Resolved::hash_input`], [`canonical_json`]).
 use std::collections::BTreeMap;
 
-use super::{Count, KvCacheFormat, ModelInit, Resolved, WeightFormat};
+use super::{Count, Grader, KvCacheFormat, ModelInit, Resolved, RftConfig, WeightFormat, DEFAULT_TOLERANCE};
 
 /// Version of the canonical form. Bump it when generation semantics change, so that old run
 /// directories are never mistaken for new ones.
@@ -43,8 +43,9 @@ impl Resolved {
             "data": { "sha256": questions_sha256, "questions": questions },
             "prompt": c.prompt,
             "generation": c.generation,
-            "rft": c.rft,
+            "rft": c.rft.hash_value(c.data.is_builtin()),
         });
+        rft_hash_form(&mut v["rft"], c.rft.grader, c.rft.extract);
         // One question at a time is how every run was made before batching existed: leaving the
         // key out keeps their hashes.
         if c.generation.prompts_per_batch == Count::N(1) {
@@ -61,6 +62,44 @@ impl Resolved {
             }
             if !c.model.batch_invariant {
                 v["device"]["batch_invariant"] = false.into();
+            }
+        }
+        v
+    }
+}
+
+/// `[rft]` as hashed: `extract = "answer_tag"` is left out where it is what `auto` means (the
+/// hash every such run had before `auto` existed); the math grader names its version, so that
+/// a run graded by the grader before math_verify's rules is never resumed with them.
+fn rft_hash_form(rft: &mut serde_json::Value, grader: super::Grader, extract: super::Extract) {
+    let Some(map) = rft.as_object_mut() else { return };
+    if extract == super::Extract::AnswerTag && grader != super::Grader::Math {
+        map.remove("extract");
+    }
+    if grader == super::Grader::Math {
+        map.insert("math".into(), "math_verify-0.9.0".into());
+    }
+}
+
+impl RftConfig {
+    /// `[rft]` as the run hash (and a regrade's directory) holds it: the keys that can change a
+    /// verdict, each only where it is set or not its default, so that earlier runs keep their
+    /// hashes. `tolerance`, which every earlier hash held, is `0.05` where unset means what it
+    /// always did (the built-in set; graders other than `numeric`) and `"auto"` where unset now
+    /// makes whole-number references exact. `command` counts only for the command grader, and
+    /// `command_timeout_s` never (a verifier that is too slow fails the run; it changes no verdict).
+    pub fn hash_value(&self, builtin_data: bool) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("[rft] serialises");
+        let tolerance = match self.tolerance {
+            Some(t) => serde_json::json!(t),
+            None if builtin_data || self.grader != Grader::Numeric => serde_json::json!(DEFAULT_TOLERANCE),
+            None => serde_json::json!("auto"),
+        };
+        if let Some(m) = v.as_object_mut() {
+            m.insert("tolerance".into(), tolerance);
+            m.remove("command_timeout_s");
+            if self.grader != Grader::Command {
+                m.remove("command");
             }
         }
         v
@@ -135,6 +174,42 @@ fn write_canonical(v: &serde_json::Value, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rft_keys_enter_the_hash_only_where_they_change_a_verdict() {
+        let default = RftConfig::default();
+        let key = |r: &RftConfig, builtin, k: &str| r.hash_value(builtin).get(k).map(canonical_json);
+        // What every hash held before `tolerance` could be unset, on the built-in set.
+        assert_eq!(key(&default, true, "tolerance").as_deref(), Some("0.05"));
+        assert_eq!(key(&default, false, "tolerance").as_deref(), Some("\"auto\""));
+        let explicit = RftConfig {
+            tolerance: Some(0.05),
+            ..default.clone()
+        };
+        assert_eq!(key(&explicit, false, "tolerance").as_deref(), Some("0.05"));
+        let math = RftConfig {
+            grader: Grader::Math,
+            ..default.clone()
+        };
+        assert_eq!(key(&math, false, "tolerance").as_deref(), Some("0.05"));
+        let command = RftConfig {
+            grader: Grader::Command,
+            command: Some(vec!["python3".into(), "v.py".into()]),
+            command_timeout_s: 5.0,
+            ..default.clone()
+        };
+        assert_eq!(
+            key(&command, false, "command").as_deref(),
+            Some(r#"["python3","v.py"]"#)
+        );
+        assert_eq!(key(&command, false, "grader").as_deref(), Some("\"command\""));
+        assert_eq!(key(&command, false, "command_timeout_s"), None);
+        let unused = RftConfig {
+            grader: Grader::Numeric,
+            ..command
+        };
+        assert_eq!(unused.hash_value(true), default.hash_value(true));
+    }
 
     #[test]
     fn canonical_json_sorts_keys() {

@@ -239,6 +239,13 @@ pub struct DataConfig {
     pub config: Option<String>,
 }
 
+impl DataConfig {
+    /// Whether the questions are the built-in set.
+    pub fn is_builtin(&self) -> bool {
+        self.source == "builtin"
+    }
+}
+
 fn question_field() -> String {
     "question".into()
 }
@@ -312,7 +319,10 @@ pub struct GenerationConfig {
 #[serde(deny_unknown_fields)]
 pub struct RftConfig {
     /// Relative tolerance of the `numeric` grader: |parsed − answer| ≤ tolerance·|answer|.
-    pub tolerance: f64,
+    /// Unset: [`DEFAULT_TOLERANCE`] on the built-in set (its answers are rounded conversions),
+    /// else exact for a whole-number reference (GSM8K's) and [`DEFAULT_TOLERANCE`] for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
     /// How an extracted answer is compared with the reference (see `core::rft::grade`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub grader: Grader,
@@ -328,17 +338,41 @@ pub struct RftConfig {
     /// Keep at most this many correct samples per question (the first ones). Unset: all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_question: Option<usize>,
+    /// `grader = "command"`: the verifier's program and its arguments (`["python3", "v.py"]`),
+    /// started once and asked in JSON Lines (see `core::rft::command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// `grader = "command"`: the most seconds the verifier may take to answer one request.
+    #[serde(default = "command_timeout_s", skip_serializing_if = "is_command_timeout_s")]
+    pub command_timeout_s: f64,
+}
+
+/// The `numeric` grader's relative tolerance where `rft.tolerance` is unset and it is not exact
+/// (the built-in set; references that are not whole numbers).
+pub const DEFAULT_TOLERANCE: f64 = 0.05;
+
+/// `rft.command_timeout_s`'s default.
+pub const DEFAULT_COMMAND_TIMEOUT_S: f64 = 30.0;
+
+fn command_timeout_s() -> f64 {
+    DEFAULT_COMMAND_TIMEOUT_S
+}
+
+fn is_command_timeout_s(t: &f64) -> bool {
+    *t == DEFAULT_COMMAND_TIMEOUT_S
 }
 
 impl Default for RftConfig {
     fn default() -> Self {
         RftConfig {
-            tolerance: 0.05,
+            tolerance: None,
             grader: Grader::Numeric,
             extract: Extract::AnswerTag,
             pattern: None,
             dedup: true,
             max_per_question: None,
+            command: None,
+            command_timeout_s: DEFAULT_COMMAND_TIMEOUT_S,
         }
     }
 }
@@ -370,14 +404,19 @@ pub enum Grader {
     Regex,
     /// GSM8K- and MATH-style answers compared by value.
     Math,
+    /// The user's verifier, `rft.command`, asked about each completion.
+    Command,
 }
 
 /// `rft.extract`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Extract {
-    /// The last complete `<answer>…</answer>`.
+    /// Unset: `answer_tag`, except for the `math` grader, which reads the whole completion where
+    /// math_verify looks (an answer tag first, then `\boxed{}`, "final answer" phrases, …).
     #[default]
+    Auto,
+    /// The last complete `<answer>…</answer>`.
     AnswerTag,
     /// The last `\boxed{…}`.
     Boxed,
@@ -387,6 +426,17 @@ pub enum Extract {
     Whole,
     /// The last match of `rft.pattern`.
     Regex,
+}
+
+impl Extract {
+    /// What `auto` means for `grader`.
+    pub fn resolve(self, grader: Grader) -> Extract {
+        match (self, grader) {
+            (Extract::Auto, Grader::Math) => Extract::Auto,
+            (Extract::Auto, _) => Extract::AnswerTag,
+            (e, _) => e,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 //! Range checks of a config, each problem starting with its key path (`key = value: rule`).
-use super::{Config, Count, GenerationConfig, ModelInit};
+use super::{Config, Count, GenerationConfig, Grader, ModelInit, RftConfig};
 
 /// Range checks. Each problem starts with its key path, as `key = value: rule`.
 pub fn validate(c: &Config) -> Vec<String> {
@@ -20,12 +20,7 @@ pub fn validate(c: &Config) -> Vec<String> {
     if c.checkpoint.every == 0 {
         p.push("checkpoint.every = 0: must be ≥ 1 (questions between checkpoints)".into());
     }
-    if !(c.rft.tolerance >= 0.0 && c.rft.tolerance.is_finite()) {
-        p.push(format!(
-            "rft.tolerance = {}: must be a finite number ≥ 0",
-            c.rft.tolerance
-        ));
-    }
+    validate_rft(&c.rft, &mut p);
     if c.data.limit == Some(0) {
         p.push("data.limit = 0: must be ≥ 1 (leave it unset for all questions)".into());
     }
@@ -105,5 +100,26 @@ fn validate_generation(g: &GenerationConfig, p: &mut Vec<String>) {
     }
     if g.max_new_tokens == 0 {
         p.push("generation.max_new_tokens = 0: must be ≥ 1".into());
+    }
+}
+
+/// Range checks of `[rft]`.
+fn validate_rft(r: &RftConfig, p: &mut Vec<String>) {
+    if let Some(t) = r.tolerance.filter(|t| !(*t >= 0.0 && t.is_finite())) {
+        p.push(format!(
+            "rft.tolerance = {t}: must be a finite number ≥ 0 (leave it unset for the default)"
+        ));
+    }
+    if !(r.command_timeout_s > 0.0 && r.command_timeout_s.is_finite()) {
+        p.push(format!(
+            "rft.command_timeout_s = {}: must be a number of seconds > 0",
+            r.command_timeout_s
+        ));
+    }
+    let program = r.command.as_ref().and_then(|c| c.first()).filter(|p| !p.is_empty());
+    if r.grader == Grader::Command && program.is_none() {
+        p.push(
+            "rft.grader = \"command\": needs rft.command, the verifier's program and its arguments (rft.command = [\"python3\", \"verifier.py\"])".into(),
+        );
     }
 }

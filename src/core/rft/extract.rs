@@ -9,6 +9,8 @@ use crate::core::config::Extract;
 /// A compiled `rft.extract` (with `rft.pattern` for `regex`).
 #[derive(Debug, Clone)]
 pub enum Extractor {
+    /// The whole completion, for the math grader to find the answer in (`auto`).
+    Find,
     AnswerTag,
     Boxed,
     LastNumber,
@@ -21,6 +23,7 @@ impl Extractor {
     pub fn new(kind: Extract, pattern: Option<&str>) -> Result<Self, String> {
         Ok(match kind {
             Extract::AnswerTag => Extractor::AnswerTag,
+            Extract::Auto => Extractor::Find,
             Extract::Boxed => Extractor::Boxed,
             Extract::LastNumber => Extractor::LastNumber,
             Extract::Whole => Extractor::Whole,
@@ -31,6 +34,11 @@ impl Extractor {
         })
     }
 
+    /// Whether the answer is the whole completion (the math grader then finds it itself).
+    pub fn is_whole(&self) -> bool {
+        matches!(self, Extractor::Find)
+    }
+
     /// The answer text, trimmed; `None` when the completion has none.
     pub fn extract(&self, text: &str) -> Option<String> {
         let found = match self {
@@ -38,7 +46,7 @@ impl Extractor {
             Extractor::Boxed => last_boxed(text),
             // Thousands separators dropped: `1,234` is read as 1234.
             Extractor::LastNumber => return NUMBER.find_iter(text).last().map(|m| m.as_str().replace(',', "")),
-            Extractor::Whole => Some(text),
+            Extractor::Whole | Extractor::Find => Some(text),
             // The first group when the expression has one (none if it took no part), else the match.
             Extractor::Regex(re) => re
                 .captures_iter(text)

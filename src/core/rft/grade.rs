@@ -7,15 +7,19 @@
 //! - `choice`: the same option letter — the first letter A–Z standing alone; a numeric reference
 //!   is the option's index (0 is A), as MMLU stores it;
 //! - `regex`: the reference is a regular expression that matches the whole extracted text;
-//! - `math`: the same mathematical value (see [`super::math`]).
-use std::sync::LazyLock;
+//! - `math`: the same mathematical value (see [`super::math`]);
+//! - `command`: the user's verifier says so (`rft.command`, see [`super::command`]); it gets the
+//!   whole completion, and its verdicts come from [`Grader::grade_all`] only.
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 
+use super::command::{Request, Verifier};
 use super::extract::Extractor;
 use super::math;
+use crate::base::error::Error;
 use crate::base::record::Answer;
-use crate::core::config::{Grader as Kind, RftConfig};
+use crate::core::config::{DataConfig, Grader as Kind, RftConfig, DEFAULT_TOLERANCE};
 
 /// What grading one completion found.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +29,8 @@ pub struct Verdict {
     /// What the grader compared: a number for `numeric`, else its normal form of the text.
     pub parsed: Option<Answer>,
     pub correct: bool,
+    /// `math`: the rule that found the answer (`boxed`, `answer tag`, `final answer … is`, …).
+    pub rule: Option<&'static str>,
 }
 
 /// A compiled `[rft]` grader.
@@ -32,21 +38,110 @@ pub struct Verdict {
 pub struct Grader {
     kind: Kind,
     extractor: Extractor,
-    tolerance: f64,
+    /// `rft.tolerance`; `None`: exact for whole-number references, [`DEFAULT_TOLERANCE`] for others.
+    tolerance: Option<f64>,
+    /// `command`: the verifier, shared by clones (one process).
+    verifier: Option<Arc<Verifier>>,
+}
+
+/// One completion to grade with [`Grader::grade_all`]: its reference and its question's row
+/// (what the `command` grader's verifier is told besides; the other graders ignore it).
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    pub completion: &'a str,
+    pub answer: &'a Answer,
+    pub row: &'a serde_json::Value,
 }
 
 impl Grader {
     pub fn new(rft: &RftConfig) -> Result<Self, String> {
         Ok(Grader {
             kind: rft.grader,
-            extractor: Extractor::new(rft.extract, rft.pattern.as_deref())?,
+            extractor: Extractor::new(rft.extract.resolve(rft.grader), rft.pattern.as_deref())?,
             tolerance: rft.tolerance,
+            verifier: match (rft.grader, &rft.command) {
+                (Kind::Command, Some(argv)) if !argv.is_empty() => {
+                    Some(Arc::new(Verifier::new(argv.clone(), rft.command_timeout_s)))
+                }
+                (Kind::Command, _) => {
+                    return Err(
+                        "rft.grader = \"command\" needs rft.command, the verifier's program and its arguments".into(),
+                    )
+                }
+                _ => None,
+            },
         })
+    }
+
+    /// The grader for the questions of `data`: on the built-in set an unset `rft.tolerance` is
+    /// [`DEFAULT_TOLERANCE`] for every reference, whole numbers included (its answers are
+    /// conversions, which completions round), as it always was.
+    pub fn for_data(mut self, data: &DataConfig) -> Self {
+        if data.is_builtin() {
+            self.tolerance.get_or_insert(DEFAULT_TOLERANCE);
+        }
+        self
+    }
+
+    /// Starts the `command` grader's verifier now (the other graders have nothing to start), so
+    /// that a command that cannot run is reported before anything is written.
+    pub fn start(&self) -> Result<(), String> {
+        self.verifier.as_ref().map_or(Ok(()), |v| v.start())
+    }
+
+    /// Grades every item: the built-in graders one by one, the `command` grader in one batch
+    /// of requests to its verifier. A verifier that fails is an [`Error::Run`] naming it.
+    pub fn grade_all(&self, items: &[Item]) -> Result<Vec<Verdict>, Error> {
+        Ok(self.grade_explained(items)?.into_iter().map(|(v, _)| v).collect())
+    }
+
+    /// [`Grader::grade_all`], with the verifier's reason for each verdict where it gave one.
+    pub fn grade_explained(&self, items: &[Item]) -> Result<Vec<(Verdict, Option<String>)>, Error> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(items
+                .iter()
+                .map(|i| (self.grade(i.completion, i.answer), None))
+                .collect());
+        };
+        let references: Vec<String> = items.iter().map(|i| i.answer.text()).collect();
+        let requests: Vec<Request> = items
+            .iter()
+            .zip(&references)
+            .map(|(i, reference)| Request {
+                completion: i.completion,
+                reference,
+                row: i.row,
+            })
+            .collect();
+        let responses = verifier.ask(&requests)?;
+        Ok(items
+            .iter()
+            .zip(responses)
+            .map(|(i, r)| {
+                // Nothing extracted: the verifier read the whole completion. The other fields
+                // are an unanswered completion's.
+                let verdict = Verdict {
+                    extracted: None,
+                    parsed: r.parsed,
+                    correct: r.correct,
+                    ..self.grade("", i.answer)
+                };
+                (verdict, r.reason)
+            })
+            .collect())
+    }
+
+    /// The relative tolerance for the reference number `a`.
+    fn tolerance_for(&self, a: f64) -> f64 {
+        self.tolerance
+            .unwrap_or(if a.fract() == 0.0 { 0.0 } else { DEFAULT_TOLERANCE })
     }
 
     /// Whether `answer` can be a reference for this grader; the reason when it cannot.
     pub fn check_reference(&self, answer: &Answer) -> Result<(), String> {
         let ok = match self.kind {
+            // The verifier reads references as it likes.
+            Kind::Command => return Ok(()),
             Kind::Numeric => reference_number(answer).is_some(),
             Kind::Choice => reference_letter(answer).is_some(),
             Kind::Regex => {
@@ -72,6 +167,9 @@ impl Grader {
     /// Grades one completion against the reference.
     pub fn grade(&self, completion: &str, answer: &Answer) -> Verdict {
         let extracted = self.extractor.extract(completion);
+        if self.kind == Kind::Math {
+            return self.math(extracted, answer);
+        }
         let (parsed, correct) = match extracted.as_deref() {
             None => (None, false),
             Some(x) => self.compare(x, answer),
@@ -80,6 +178,32 @@ impl Grader {
             extracted,
             parsed,
             correct,
+            rule: None,
+        }
+    }
+
+    /// The math grader reads the extracted text (with `rft.extract` unset, the whole completion)
+    /// where math_verify looks for an answer.
+    fn math(&self, extracted: Option<String>, answer: &Answer) -> Verdict {
+        let whole = self.extractor.is_whole();
+        let Some(x) = extracted else {
+            return Verdict {
+                extracted: None,
+                parsed: None,
+                correct: false,
+                rule: None,
+            };
+        };
+        let o = if whole {
+            math::grade(&x, &answer.text())
+        } else {
+            math::grade_extracted(&x, &answer.text())
+        };
+        Verdict {
+            extracted: Some(x),
+            parsed: o.parsed.map(Answer::Text),
+            correct: o.correct,
+            rule: o.rule,
         }
     }
 
@@ -89,7 +213,7 @@ impl Grader {
                 let p = first_number(x);
                 let ok = p
                     .zip(reference_number(answer))
-                    .is_some_and(|(p, a)| within(p, a, self.tolerance));
+                    .is_some_and(|(p, a)| within(p, a, self.tolerance_for(a)));
                 (p.map(Answer::Number), ok)
             }
             Kind::Exact => {
@@ -106,10 +230,9 @@ impl Grader {
                 let ok = full_match(&answer.text()).is_ok_and(|re| re.is_match(x));
                 (Some(Answer::Text(x.to_string())), ok)
             }
-            Kind::Math => {
-                let ok = math::equivalent(x, &math::reference(&answer.text()));
-                (Some(Answer::Text(x.to_string())), ok)
-            }
+            Kind::Math => unreachable!("graded by Grader::math"),
+            // Its verifier grades in `grade_all`; nothing is compared here.
+            Kind::Command => (None, false),
         }
     }
 }
@@ -142,8 +265,10 @@ fn reference_letter(answer: &Answer) -> Option<char> {
     }
 }
 
-/// `^(?:pattern)$`: the reference must match the whole extracted text.
+/// `^(?:pattern)$`: the reference must match the whole extracted text. The pattern is checked
+/// alone first: `a)|(z` is no expression, though `^(?:a)|(z)$` would compile.
 fn full_match(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(pattern)?;
     Regex::new(&format!("^(?:{pattern})$"))
 }
 
@@ -218,7 +343,7 @@ pub fn first_number(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::config::{Extract, RftConfig};
+    use crate::core::config::{DataConfig, Extract, RftConfig};
 
     fn grader(kind: Kind, extract: Extract) -> Grader {
         Grader::new(&RftConfig {
@@ -301,6 +426,77 @@ mod tests {
     }
 
     #[test]
+    fn whole_numbers_are_exact_unless_a_tolerance_is_set() {
+        let numeric = grader(Kind::Numeric, Extract::AnswerTag);
+        let gsm8k = t("48 + 24 = 72\n#### 72");
+        assert!(!numeric.grade("<answer>73</answer>", &gsm8k).correct);
+        assert!(numeric.grade("<answer>72.0</answer>", &gsm8k).correct);
+        assert!(!numeric.grade("<answer>1040</answer>", &Answer::Number(1000.0)).correct);
+        // A reference that is not a whole number keeps the relative 5 %.
+        assert!(numeric.grade("<answer>2.6</answer>", &Answer::Number(2.54)).correct);
+        // The built-in set keeps 5 % for every reference, as it always had.
+        let builtin = numeric.clone().for_data(&DataConfig::default());
+        assert!(builtin.grade("<answer>1040</answer>", &Answer::Number(1000.0)).correct);
+        let set = Grader::new(&RftConfig {
+            tolerance: Some(0.05),
+            ..RftConfig::default()
+        })
+        .unwrap();
+        assert!(set.grade("<answer>73</answer>", &gsm8k).correct);
+        let exact = Grader::new(&RftConfig {
+            tolerance: Some(0.0),
+            ..RftConfig::default()
+        })
+        .unwrap()
+        .for_data(&DataConfig::default());
+        assert!(!exact.grade("<answer>1040</answer>", &Answer::Number(1000.0)).correct);
+    }
+
+    #[test]
+    fn a_regex_reference_is_checked_before_it_is_anchored() {
+        let regex = grader(Kind::Regex, Extract::AnswerTag);
+        // `^(?:a)|(z)$` compiles, and would match any text starting with `a`.
+        let e = regex.check_reference(&t("a)|(z")).unwrap_err();
+        assert!(e.contains("the answer \"a)|(z\" is not a regular expression"), "{e}");
+        assert!(!regex.grade("<answer>abc</answer>", &t("a)|(z")).correct);
+        assert!(regex.check_reference(&t("a|z")).is_ok());
+        assert!(!regex.grade("<answer>abc</answer>", &t("a|z")).correct);
+    }
+
+    #[test]
+    fn the_command_grader_asks_its_verifier_in_one_batch() {
+        let script = r#"n=0; while read -r l; do n=$((n+1)); case "$l" in *'"completion":"yes'*) echo "{\"correct\": true, \"parsed\": \"$n\"}";; *) echo '{"correct": false, "reason": "no"}';; esac; done"#;
+        let rft = RftConfig {
+            grader: Kind::Command,
+            command: Some(vec!["sh".into(), "-c".into(), script.into()]),
+            ..RftConfig::default()
+        };
+        let g = Grader::new(&rft).unwrap();
+        assert!(g.check_reference(&t("")).is_ok());
+        let row = serde_json::json!({"index": 0, "id": null, "question": "q"});
+        let answer = t("#### 5");
+        let items: Vec<Item> = ["yes 5", "no", "yes"]
+            .iter()
+            .map(|c| Item {
+                completion: c,
+                answer: &answer,
+                row: &row,
+            })
+            .collect();
+        let v = g.grade_explained(&items).unwrap();
+        assert_eq!(
+            v.iter().map(|(v, _)| v.correct).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        assert_eq!(v[2].0.parsed, Some(t("3")));
+        assert_eq!(v[1].1.as_deref(), Some("no"));
+        // A clone shares the process: the count goes on.
+        assert_eq!(g.clone().grade_all(&items[..1]).unwrap()[0].parsed, Some(t("4")));
+        let none = RftConfig { command: None, ..rft };
+        assert!(Grader::new(&none).unwrap_err().contains("needs rft.command"));
+    }
+
+    #[test]
     fn squad_normalisation() {
         assert_eq!(normalize_text("  The  Cat's hat, a RED one. "), "cats hat red one");
         assert_eq!(normalize_text("Théâtre"), "théâtre");
@@ -326,31 +522,6 @@ mod reference_table {
             "<answer>48</answer>",
             "Natalia",
             "numeric: the same solution; 48 is not its answer",
-        ),
-        (
-            "We compute directly. <answer> 1\\,234 </answer>",
-            "",
-            "math: `1\\,234` is 1234 with a thin space (math_verify reads 1 + 234)",
-        ),
-        (
-            "Checking the arithmetic once more,\nTherefore the final answer is $\\boxed{18 dollars}$.",
-            "",
-            "math: words after the number are dropped (math_verify multiplies their letters)",
-        ),
-        (
-            "Substituting and simplifying,\nFinal answer: \\text{\\$}18",
-            "",
-            "math: a dollar sign in \\text{} is a unit",
-        ),
-        (
-            "Checking the arithmetic once more,\nThe answer is $\\boxed{\\frac{3}{4}.}$.",
-            "",
-            "math: a sentence's final period is not part of the value",
-        ),
-        (
-            "Substituting and simplifying,\n<answer> 3/4. </answer>",
-            "",
-            "math: `3/4.` is 3/4 (math_verify reads 3)",
         ),
     ];
 

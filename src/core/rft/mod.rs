@@ -1,6 +1,7 @@
-//! Rejection sampling: read each completion's answer (`extract`), grade it (`grade`, `math`),
-//! keep the right ones, and write them in the formats trainers read (`outputs`); pass@k
-//! (`pass`) says how often a question is solved.
+//! Rejection sampling: read each completion's answer (`extract`), grade it (`grade`, `math`, or
+//! the user's verifier: `command`), keep the right ones, and write them in the formats trainers
+//! read (`outputs`); pass@k (`pass`) says how often a question is solved.
+pub mod command;
 pub mod extract;
 pub mod grade;
 pub mod math;
@@ -9,7 +10,7 @@ pub mod pass;
 
 use std::collections::HashSet;
 
-pub use grade::{Grader, Verdict};
+pub use grade::{Grader, Item, Verdict};
 
 use crate::base::record::Answer;
 use crate::core::config::RftConfig;

@@ -1,0 +1,808 @@
+//! Reading a normalised answer into a [`Node`]: LaTeX and plain expressions, as far as
+//! latex2sympy2_extended reads them (numbers, `\frac`, `\sqrt`, powers, implicit products,
+//! functions, relations and their chains, `\pm`, tuples, sets, intervals, unions, matrices,
+//! percent). Nesting is limited to [`MAX_DEPTH`] and every list is read by a loop, so no input
+//! can overflow the stack; what cannot be read is `None`.
+use super::value::{Func, Node, Num, Rel};
+
+/// Deepest nesting of brackets and commands read; deeper answers are not read.
+pub const MAX_DEPTH: usize = 48;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Num(String),
+    Letter(char),
+    Cmd(String),
+    Sym(char),
+}
+
+/// Reads a whole answer; `None` when any of it is not understood.
+pub fn parse(s: &str) -> Option<Node> {
+    let tokens = tokenize(s)?;
+    let mut p = Parser {
+        t: &tokens,
+        i: 0,
+        depth: 0,
+    };
+    let node = p.top()?;
+    (p.i == tokens.len()).then_some(node)
+}
+
+fn tokenize(s: &str) -> Option<Vec<Tok>> {
+    let mut out = Vec::new();
+    let cs: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < cs.len() {
+        let c = cs[i];
+        if c.is_whitespace() || c == '~' {
+            i += 1;
+        } else if c.is_ascii_digit() || (c == '.' && cs.get(i + 1).is_some_and(char::is_ascii_digit)) {
+            let (num, next) = number(&cs, i);
+            out.push(Tok::Num(num));
+            i = next;
+        } else if c == '\\' {
+            let start = i + 1;
+            let mut j = start;
+            while j < cs.len() && cs[j].is_ascii_alphabetic() {
+                j += 1;
+            }
+            if j == start {
+                // `\{`, `\%`, `\,`, `\\`: one character.
+                let ch = *cs.get(start)?;
+                j = start + 1;
+                match ch {
+                    ',' | ';' | ':' | '!' | ' ' => {}
+                    _ => out.push(Tok::Cmd(ch.to_string())),
+                }
+            } else {
+                let name: String = cs[start..j].iter().collect();
+                push_command(&mut out, &name);
+            }
+            i = j;
+        } else if c.is_alphabetic() {
+            out.push(Tok::Letter(c));
+            i += 1;
+        } else {
+            let mapped = match c {
+                '×' | '·' => Tok::Cmd("times".into()),
+                '÷' => Tok::Cmd("div".into()),
+                '≤' => Tok::Cmd("le".into()),
+                '≥' => Tok::Cmd("ge".into()),
+                '≠' => Tok::Cmd("neq".into()),
+                '∞' => Tok::Cmd("infty".into()),
+                '±' => Tok::Cmd("pm".into()),
+                '√' => Tok::Cmd("sqrt".into()),
+                '−' => Tok::Sym('-'),
+                _ if "+-*/^_()[]{},;|!=<>:'&%".contains(c) => Tok::Sym(c),
+                _ => return None,
+            };
+            out.push(mapped);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// `\left`, `\right`, `\big`…, `\quad` (also glued to a letter: `\quadx`) are spacing.
+fn push_command(out: &mut Vec<Tok>, name: &str) {
+    const SPACING: [&str; 12] = [
+        "left",
+        "right",
+        "big",
+        "Big",
+        "bigl",
+        "bigr",
+        "Bigl",
+        "Bigr",
+        "displaystyle",
+        "quad",
+        "qquad",
+        "hfill",
+    ];
+    if SPACING.contains(&name) {
+        return;
+    }
+    for q in ["qquad", "quad"] {
+        if let Some(rest) = name.strip_prefix(q) {
+            out.extend(rest.chars().map(Tok::Letter));
+            return;
+        }
+    }
+    out.push(Tok::Cmd(name.to_string()));
+}
+
+/// A number from `i`: digits, thousands groups (`1,234`), one decimal point.
+fn number(cs: &[char], i: usize) -> (String, usize) {
+    let mut j = i;
+    let mut s = String::new();
+    while j < cs.len() && cs[j].is_ascii_digit() {
+        s.push(cs[j]);
+        j += 1;
+    }
+    // Thousands groups: `,ddd` not followed by another digit, after 1–3 leading digits.
+    if (1..=3).contains(&s.len()) {
+        while cs.get(j) == Some(&',')
+            && (1..=3).all(|k| cs.get(j + k).is_some_and(char::is_ascii_digit))
+            && !cs.get(j + 4).is_some_and(char::is_ascii_digit)
+        {
+            s.extend(&cs[j + 1..j + 4]);
+            j += 4;
+        }
+    }
+    if cs.get(j) == Some(&'.') && cs.get(j + 1).is_some_and(char::is_ascii_digit) {
+        s.push('.');
+        j += 1;
+        while j < cs.len() && cs[j].is_ascii_digit() {
+            s.push(cs[j]);
+            j += 1;
+        }
+    }
+    (s, j)
+}
+
+/// Whether a command begins an atom (and so an implicit product: `2\pi`, `3\sqrt{2}`).
+fn starts_atom(c: &str) -> bool {
+    const ATOMS: [&str; 18] = [
+        "frac",
+        "binom",
+        "sqrt",
+        "text",
+        "mbox",
+        "operatorname",
+        "textbf",
+        "mathbf",
+        "boldsymbol",
+        "mathit",
+        "mathrm",
+        "{",
+        "lfloor",
+        "lceil",
+        "begin",
+        "mathbb",
+        "lvert",
+        "vert",
+    ];
+    if c == "sum" || c == "prod" {
+        return true;
+    }
+    ATOMS.contains(&c) || super::value::constant(c).is_some() || Func::named(c).is_some()
+}
+
+struct Parser<'a> {
+    t: &'a [Tok],
+    i: usize,
+    depth: usize,
+}
+
+const RELATIONS: [(&str, Rel); 13] = [
+    ("le", Rel::Le),
+    ("leq", Rel::Le),
+    ("leqslant", Rel::Le),
+    ("ge", Rel::Ge),
+    ("geq", Rel::Ge),
+    ("geqslant", Rel::Ge),
+    ("lt", Rel::Lt),
+    ("gt", Rel::Gt),
+    ("neq", Rel::Ne),
+    ("ne", Rel::Ne),
+    ("approx", Rel::Approx),
+    ("in", Rel::In),
+    ("equiv", Rel::Eq),
+];
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Tok> {
+        self.t.get(self.i)
+    }
+
+    fn peek_at(&self, k: usize) -> Option<&Tok> {
+        self.t.get(self.i + k)
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        let hit = self.peek() == Some(&Tok::Sym(c));
+        self.i += usize::from(hit);
+        hit
+    }
+
+    fn eat_cmd(&mut self, name: &str) -> bool {
+        let hit = matches!(self.peek(), Some(Tok::Cmd(c)) if c == name);
+        self.i += usize::from(hit);
+        hit
+    }
+
+    /// Enters one level of nesting; `None` past [`MAX_DEPTH`].
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// Elements separated by `,` or `;`: one element is itself, several a set; `\pm` gives
+    /// both signs.
+    fn top(&mut self) -> Option<Node> {
+        let mut groups = vec![vec![]];
+        loop {
+            groups.last_mut()?.extend(self.element()?);
+            if self.eat(';') {
+                groups.push(vec![]);
+            } else if !self.eat(',') {
+                break;
+            }
+        }
+        // latex2sympy2's `convert_elements_to_set_or_tuple`: `a; b` a set, `a, b; c, d` a set
+        // of tuples.
+        if groups.len() == 1 {
+            let mut items = groups.pop()?;
+            return Some(if items.len() == 1 {
+                items.pop()?
+            } else {
+                Node::set(items)
+            });
+        }
+        if groups.iter().all(|g| g.len() == 1) {
+            return Some(Node::set(groups.into_iter().flatten().collect()));
+        }
+        Some(Node::set(groups.into_iter().map(Node::Tuple).collect()))
+    }
+
+    /// One element: a relation, or `a \pm b` (two values).
+    fn element(&mut self) -> Option<Vec<Node>> {
+        if self.eat_cmd("pm") || self.eat_cmd("mp") {
+            let e = self.set_expr()?;
+            return Some(vec![Node::neg(e.clone()), e]);
+        }
+        let first = self.set_expr()?;
+        if self.eat_cmd("pm") || self.eat_cmd("mp") {
+            let second = self.set_expr()?;
+            return Some(vec![
+                Node::Add(vec![first.clone(), second.clone()]),
+                Node::Add(vec![first, Node::neg(second)]),
+            ]);
+        }
+        self.relation(first).map(|r| vec![r])
+    }
+
+    /// `lhs op rhs op …`: one relation, or a chain of them (`0 < x < 1`).
+    fn relation(&mut self, first: Node) -> Option<Node> {
+        let mut chain: Vec<Node> = Vec::new();
+        let mut lhs = first;
+        while let Some(op) = self.relation_op() {
+            let rhs = self.set_expr()?;
+            match op {
+                // `x \approx 3.5` is 3.5; `3.5 \approx x` is 3.5.
+                Rel::Approx => {
+                    if lhs.only_symbols() {
+                        lhs = rhs;
+                    }
+                    continue;
+                }
+                Rel::In => {
+                    chain.push(Node::Rel(Rel::Eq, Box::new(lhs), Box::new(rhs.clone())));
+                }
+                _ => chain.push(Node::Rel(op, Box::new(lhs), Box::new(rhs.clone()))),
+            }
+            lhs = rhs;
+        }
+        Some(match chain.len() {
+            0 => lhs,
+            1 => chain.pop()?,
+            _ => Node::And(chain),
+        })
+    }
+
+    fn relation_op(&mut self) -> Option<Rel> {
+        let op = match self.peek()? {
+            Tok::Sym('=') => Rel::Eq,
+            Tok::Sym('<') => Rel::Lt,
+            Tok::Sym('>') => Rel::Gt,
+            Tok::Sym('!') if self.peek_at(1) == Some(&Tok::Sym('=')) => {
+                self.i += 2;
+                return Some(Rel::Ne);
+            }
+            Tok::Cmd(c) => RELATIONS.iter().find(|(n, _)| n == c)?.1,
+            _ => return None,
+        };
+        self.i += 1;
+        // `<=`, `>=`, `!=`-style pairs.
+        let op = match (op, self.peek()) {
+            (Rel::Lt, Some(Tok::Sym('='))) => Rel::Le,
+            (Rel::Gt, Some(Tok::Sym('='))) => Rel::Ge,
+            _ => return Some(op),
+        };
+        self.i += 1;
+        Some(op)
+    }
+
+    /// Unions, intersections and differences of sets.
+    fn set_expr(&mut self) -> Option<Node> {
+        let first = self.sum()?;
+        let mut parts = vec![first];
+        while self.eat_cmd("cup") || self.eat_cmd("setminus") || self.eat_cmd("cap") {
+            parts.push(self.sum()?);
+        }
+        Some(if parts.len() == 1 {
+            parts.pop()?
+        } else {
+            Node::Union(parts)
+        })
+    }
+
+    fn sum(&mut self) -> Option<Node> {
+        let mut terms = vec![self.product()?];
+        loop {
+            if self.eat('+') {
+                terms.push(self.product()?);
+            } else if self.eat('-') {
+                terms.push(Node::neg(self.product()?));
+            } else {
+                break;
+            }
+        }
+        Some(if terms.len() == 1 {
+            terms.pop()?
+        } else {
+            Node::Add(terms)
+        })
+    }
+
+    fn product(&mut self) -> Option<Node> {
+        let mut factors = vec![self.unary()?];
+        loop {
+            let divide = if self.eat('*') || self.eat_cmd("cdot") || self.eat_cmd("times") {
+                false
+            } else if self.eat('/') || self.eat(':') || self.eat_cmd("div") {
+                true
+            } else {
+                break;
+            };
+            let f = self.unary()?;
+            factors.push(if divide { Node::recip(f) } else { f });
+        }
+        Some(if factors.len() == 1 {
+            factors.pop()?
+        } else {
+            Node::Mul(factors)
+        })
+    }
+
+    /// Signs read in a loop (`---5`), then an implicit product.
+    fn unary(&mut self) -> Option<Node> {
+        let mut negative = false;
+        loop {
+            if self.eat('-') {
+                negative = !negative;
+            } else if !self.eat('+') {
+                break;
+            }
+        }
+        let e = self.implicit()?;
+        Some(if negative { Node::neg(e) } else { e })
+    }
+
+    /// `2x`, `3\sqrt{2}`, `\pi r^2`, `2\frac{1}{2}` (a mixed number).
+    fn implicit(&mut self) -> Option<Node> {
+        let mut factors = vec![self.postfix()?];
+        while self.starts_factor() {
+            let f = self.postfix()?;
+            match (factors.last(), &f) {
+                (Some(Node::Num(w)), Node::Num(fr)) if factors.len() == 1 && w.is_integer() && fr.is_fraction => {
+                    let whole = w.value;
+                    factors[0] = Node::Num(Num::rational(whole + fr.value.copysign(whole)));
+                }
+                _ => factors.push(f),
+            }
+        }
+        Some(if factors.len() == 1 {
+            factors.pop()?
+        } else {
+            Node::Mul(factors)
+        })
+    }
+
+    fn starts_factor(&self) -> bool {
+        match self.peek() {
+            Some(Tok::Num(_) | Tok::Letter(_)) => true,
+            Some(Tok::Sym(c)) => matches!(c, '(' | '{' | '['),
+            Some(Tok::Cmd(c)) => starts_atom(c),
+            None => false,
+        }
+    }
+
+    /// An atom with its powers, subscripts, factorials and percent sign.
+    fn postfix(&mut self) -> Option<Node> {
+        let mut base = self.atom()?;
+        loop {
+            if self.eat('^') {
+                if self.eat_cmd("circ") || (self.peek() == Some(&Tok::Sym('{')) && self.skip_group_of("circ")) {
+                    continue;
+                }
+                let exp = self.argument()?;
+                base = Node::Pow(Box::new(base), Box::new(exp));
+            } else if self.peek_at(1) != Some(&Tok::Sym('=')) && self.eat('!') {
+                base = Node::Func(Func::Factorial, vec![base]);
+            } else if self.eat('%') || self.eat_cmd("%") {
+                base = base.percent();
+            } else if self.eat('\'') {
+                base = Node::Sym(format!("{}'", base.symbol_name()?));
+            } else if self.peek() == Some(&Tok::Sym('_')) && matches!(base, Node::Sym(_)) {
+                self.i += 1;
+                let sub = self.subscript()?;
+                base = Node::Sym(format!("{}_{sub}", base.symbol_name()?));
+            } else {
+                return Some(base);
+            }
+        }
+    }
+
+    /// `{\circ}` skipped.
+    fn skip_group_of(&mut self, name: &str) -> bool {
+        let hit = self.peek_at(1) == Some(&Tok::Cmd(name.into())) && self.peek_at(2) == Some(&Tok::Sym('}'));
+        self.i += 3 * usize::from(hit);
+        hit
+    }
+
+    /// A subscript's text: one token or a braced group of letters and digits.
+    fn subscript(&mut self) -> Option<String> {
+        let one = |t: &Tok| match t {
+            Tok::Num(n) => Some(n.clone()),
+            Tok::Letter(c) => Some(c.to_lowercase().to_string()),
+            _ => None,
+        };
+        if self.eat('{') {
+            let mut s = String::new();
+            while !self.eat('}') {
+                s.push_str(&one(self.peek()?)?);
+                self.i += 1;
+            }
+            return Some(s);
+        }
+        let s = one(self.peek()?)?;
+        self.i += 1;
+        Some(s)
+    }
+
+    /// A braced group or one token (`\frac34`, `x^2`, `\sqrt2`).
+    fn argument(&mut self) -> Option<Node> {
+        if self.eat('{') {
+            return self.closed('}');
+        }
+        match self.peek()?.clone() {
+            Tok::Num(n) => {
+                self.i += 1;
+                // `x^23` is x^{2}·3 in LaTeX: one digit.
+                let first = n.chars().next()?;
+                if n.len() > 1 {
+                    return None;
+                }
+                Num::parse(&first.to_string()).map(Node::Num)
+            }
+            Tok::Letter(c) => {
+                self.i += 1;
+                Some(Node::letter(c))
+            }
+            Tok::Cmd(_) => self.atom(),
+            Tok::Sym('-') => {
+                self.i += 1;
+                Some(Node::neg(self.argument()?))
+            }
+            _ => None,
+        }
+    }
+
+    fn closed(&mut self, close: char) -> Option<Node> {
+        self.enter()?;
+        let e = self.top();
+        self.leave();
+        let e = e?;
+        self.eat(close).then_some(e)
+    }
+
+    fn atom(&mut self) -> Option<Node> {
+        self.enter()?;
+        let a = self.atom_inner();
+        self.leave();
+        a
+    }
+
+    fn atom_inner(&mut self) -> Option<Node> {
+        let tok = self.peek()?.clone();
+        self.i += 1;
+        match tok {
+            Tok::Num(n) => Num::parse(&n).map(Node::Num),
+            Tok::Letter(c) => self.letter(c),
+            Tok::Sym('(') => self.bracketed('('),
+            Tok::Sym('[') => self.bracketed('['),
+            Tok::Sym('{') => self.closed('}'),
+            Tok::Sym('|') => {
+                let e = self.sum()?;
+                self.eat('|').then(|| Node::Func(Func::Abs, vec![e]))
+            }
+            Tok::Cmd(c) => self.command(&c),
+            _ => None,
+        }
+    }
+
+    /// A letter: `e` is Euler's number, `f(x)` a function applied, else a symbol.
+    fn letter(&mut self, c: char) -> Option<Node> {
+        if matches!(c, 'f' | 'g' | 'h') && self.peek() == Some(&Tok::Sym('(')) {
+            self.i += 1;
+            let arg = self.closed(')')?;
+            return Some(Node::Apply(c.to_string(), vec![arg]));
+        }
+        Some(Node::letter(c))
+    }
+
+    /// `( … )` or `[ … ]`: a group, a tuple, or an interval `(a, b]`.
+    fn bracketed(&mut self, open: char) -> Option<Node> {
+        self.enter()?;
+        let r = self.bracketed_inner(open);
+        self.leave();
+        r
+    }
+
+    fn bracketed_inner(&mut self, open: char) -> Option<Node> {
+        let mut items = Vec::new();
+        loop {
+            items.extend(self.element()?);
+            if !(self.eat(',') || self.eat(';')) {
+                break;
+            }
+        }
+        let close = match self.peek()? {
+            Tok::Sym(c @ (')' | ']')) => *c,
+            _ => return None,
+        };
+        self.i += 1;
+        if items.len() == 1 {
+            return (open == '(' && close == ')' || open == '[' && close == ']').then(|| items.pop())?;
+        }
+        if items.len() == 2 {
+            return Some(Node::interval(items, open == '(', close == ')'));
+        }
+        (open == '(' && close == ')').then_some(Node::Tuple(items))
+    }
+
+    fn command(&mut self, c: &str) -> Option<Node> {
+        if let Some(n) = super::value::constant(c) {
+            return Some(n);
+        }
+        if let Some(f) = Func::named(c) {
+            return self.function(f);
+        }
+        match c {
+            "frac" => {
+                let (n, d) = (self.argument()?, self.argument()?);
+                Some(Node::fraction(n, d))
+            }
+            "sum" | "prod" => {
+                let lo = if self.eat('_') {
+                    self.argument()?
+                } else {
+                    Node::Sym(String::new())
+                };
+                let hi = if self.eat('^') {
+                    self.argument()?
+                } else {
+                    Node::Sym(String::new())
+                };
+                let body = self.implicit()?;
+                Some(Node::Apply(c.to_string(), vec![lo, hi, body]))
+            }
+            "binom" => {
+                let (n, k) = (self.argument()?, self.argument()?);
+                Some(Node::Func(Func::Binom, vec![n, k]))
+            }
+            "sqrt" => {
+                let root = if self.eat('[') { Some(self.closed(']')?) } else { None };
+                let x = self.argument()?;
+                Some(match root {
+                    None => Node::Func(Func::Sqrt, vec![x]),
+                    Some(n) => Node::Pow(Box::new(x), Box::new(Node::recip(n))),
+                })
+            }
+            "text" | "mbox" | "operatorname" | "textbf" | "mathbf" | "boldsymbol" | "mathit" | "mathrm" => self.text(),
+            "{" => self.set_literal(),
+            "lfloor" | "lceil" => {
+                let e = self.sum()?;
+                let close = if c == "lfloor" { "rfloor" } else { "rceil" };
+                let f = if c == "lfloor" { Func::Floor } else { Func::Ceil };
+                self.eat_cmd(close).then(|| Node::Func(f, vec![e]))
+            }
+            "begin" => self.matrix(),
+            "mathbb" => self.number_set(),
+            "vert" | "lvert" | "rvert" | "|" => {
+                let e = self.sum()?;
+                (self.eat_cmd("vert") || self.eat_cmd("rvert") || self.eat_cmd("|"))
+                    .then(|| Node::Func(Func::Abs, vec![e]))
+            }
+            _ => None,
+        }
+    }
+
+    /// `\sin x`, `\sin(x)`, `\sin^2 x`, `\log_2 8`, `\max(1, 2)`.
+    fn function(&mut self, f: Func) -> Option<Node> {
+        let mut base = None;
+        if self.eat('_') {
+            base = Some(self.argument()?);
+        }
+        let mut power = None;
+        if self.eat('^') {
+            power = Some(self.argument()?);
+        }
+        let args = if self.eat('(') {
+            let inner = self.closed(')')?;
+            match inner {
+                Node::Set(items) if f.takes_many() => items,
+                other => vec![other],
+            }
+        } else if self.peek() == Some(&Tok::Sym('{')) {
+            vec![self.argument()?]
+        } else {
+            vec![self.postfix()?]
+        };
+        let mut node = match (f, base) {
+            (Func::Log, Some(b)) => Node::Func(Func::LogBase, vec![args.into_iter().next()?, b]),
+            (_, None) => Node::Func(f, args),
+            _ => return None,
+        };
+        if let Some(p) = power {
+            node = Node::Pow(Box::new(node), Box::new(p));
+        }
+        Some(node)
+    }
+
+    /// `\text{…}`: a number, or a symbol named by its letters (`\text{(A)}` is `a`).
+    fn text(&mut self) -> Option<Node> {
+        if !self.eat('{') {
+            return None;
+        }
+        let start = self.i;
+        let mut depth = 1;
+        while depth > 0 {
+            match self.peek()? {
+                Tok::Sym('{') => depth += 1,
+                Tok::Sym('}') => depth -= 1,
+                _ => {}
+            }
+            self.i += 1;
+        }
+        // Always a symbol, as latex2sympy2 reads it: `\text{13}` is not 13.
+        let inner = &self.t[start..self.i - 1];
+        let mut name = String::new();
+        for t in inner {
+            match t {
+                Tok::Letter(c) => name.extend(c.to_lowercase()),
+                Tok::Num(n) => name.push_str(n),
+                Tok::Sym('(' | ')') => {}
+                Tok::Sym(c) => name.push(*c),
+                Tok::Cmd(c) => name.push_str(c),
+            }
+        }
+        (!name.is_empty()).then_some(Node::Sym(name))
+    }
+
+    /// `\{1, 2\}`: a finite set.
+    fn set_literal(&mut self) -> Option<Node> {
+        self.enter()?;
+        let r = (|| {
+            if self.eat_cmd("}") {
+                return Some(Node::Empty);
+            }
+            let mut items = Vec::new();
+            loop {
+                items.extend(self.element()?);
+                if !(self.eat(',') || self.eat(';')) {
+                    break;
+                }
+            }
+            self.eat_cmd("}").then_some(Node::set(items))
+        })();
+        self.leave();
+        r
+    }
+
+    fn number_set(&mut self) -> Option<Node> {
+        let name = match self.argument()? {
+            Node::Sym(s) => s,
+            _ => return None,
+        };
+        (name == "r").then_some(Node::Reals)
+    }
+
+    /// `\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}` (also `bmatrix`, `matrix`, `array`).
+    fn matrix(&mut self) -> Option<Node> {
+        let env = self.env_name()?;
+        if !["matrix", "pmatrix", "bmatrix", "array", "vmatrix", "smallmatrix"].contains(&env.as_str()) {
+            return None;
+        }
+        if env == "array" && self.eat('{') {
+            while !self.eat('}') {
+                self.peek()?;
+                self.i += 1;
+            }
+        }
+        let mut rows = vec![vec![]];
+        loop {
+            if self.eat_cmd("end") {
+                return (self.env_name()? == env).then(|| Node::matrix(rows))?;
+            }
+            if self.eat_cmd("\\") {
+                rows.push(vec![]);
+                continue;
+            }
+            if self.eat('&') {
+                continue;
+            }
+            let e = self.sum()?;
+            rows.last_mut()?.push(e);
+        }
+    }
+
+    fn env_name(&mut self) -> Option<String> {
+        if !self.eat('{') {
+            return None;
+        }
+        let mut name = String::new();
+        while let Some(Tok::Letter(c)) = self.peek() {
+            name.push(*c);
+            self.i += 1;
+        }
+        self.eat('}').then_some(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shows(s: &str) -> String {
+        parse(s).map_or("none".into(), |n| format!("{n:?}"))
+    }
+
+    #[test]
+    fn reads_the_common_forms() {
+        for s in [
+            r"\frac{3}{4}",
+            "2x+1",
+            r"\sqrt[3]{8}",
+            "(1,2]",
+            r"\{1,2\}",
+            "x=5",
+            r"0<x<1",
+            r"\pm 3",
+            r"\sin^2 x",
+            r"\log_2 8",
+            "5!",
+            r"\binom{5}{2}",
+            r"\begin{pmatrix}1&2\\3&4\end{pmatrix}",
+            r"(0,1) \cup (2,3)",
+            r"50\%",
+            r"2\frac{1}{2}",
+            r"\text{(A)}",
+            "a_3=2",
+            "f(x)=1",
+            r"|x|",
+        ] {
+            assert_ne!(shows(s), "none", "{s}");
+        }
+        for s in [r"\frac{3}{4", "((1)", r"\unknown{x}", "1 +", "?"] {
+            assert_eq!(shows(s), "none", "{s}");
+        }
+    }
+
+    #[test]
+    fn nesting_and_length_are_bounded() {
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse(&deep).is_none());
+        let ok = format!("{}1{}", "(".repeat(20), ")".repeat(20));
+        assert!(parse(&ok).is_some());
+        let long = vec!["1"; 300_000].join("+");
+        assert!(parse(&long).is_some());
+        assert!(parse(&format!("{}5", "-".repeat(300_000))).is_some());
+        assert!(parse(&format!("{}5", r"\sqrt{".repeat(10_000))).is_none());
+    }
+}
