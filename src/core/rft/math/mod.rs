@@ -298,6 +298,28 @@ mod tests {
         assert_eq!(grade("The answer is \\boxed{72}.", "#### 72").rule, Some("boxed"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+        /// Any text, and texts built from the characters answers are made of, grade without a
+        /// panic or an overflow.
+        #[test]
+        fn never_panics(
+            any in ".{0,300}",
+            mathy in proptest::collection::vec(proptest::sample::select(vec![
+                "(", ")", "{", "}", "[", "]", "\\frac", "\\boxed{", "\\sqrt", "$", "$$", "^", "_", "-", "+", "=",
+                ",", ";", "1", "0", "x", "\\pm", "\\left(", "\\right)", "\\text{", "%", "!", "\\in", "<",
+                "\\begin{pmatrix}", "&", "\\\\", "\\end{pmatrix}", " and ", "answer: ", "\\cup", ".", " ",
+            ]), 0..200),
+        ) {
+            let mathy = mathy.concat();
+            for text in [&any, &mathy] {
+                let _ = grade(text, "5");
+                let _ = grade("1", text);
+                let _ = grade_extracted(text, text);
+            }
+        }
+    }
+
     #[test]
     fn long_and_hostile_texts_are_read_quickly() {
         for text in [
