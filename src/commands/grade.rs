@@ -58,6 +58,10 @@ pub fn grade_lines(rft: &RftConfig, input: &Path, out: &mut dyn Write) -> Result
                 serde_json::to_value(&v.parsed).expect("answers serialise"),
             );
             fields.insert("correct".into(), v.correct.into());
+            // The math grader says which rule found the answer (`boxed`, `answer tag`, …).
+            if let Some(rule) = v.rule {
+                fields.insert("rule".into(), rule.into());
+            }
             if let Some(r) = reason {
                 fields.insert("reason".into(), r.into());
             }

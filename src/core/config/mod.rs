@@ -367,7 +367,7 @@ impl Default for RftConfig {
         RftConfig {
             tolerance: None,
             grader: Grader::Numeric,
-            extract: Extract::AnswerTag,
+            extract: Extract::Auto,
             pattern: None,
             dedup: true,
             max_per_question: None,
