@@ -45,7 +45,6 @@ impl Resolved {
             "generation": c.generation,
             "rft": c.rft.hash_value(c.data.is_builtin()),
         });
-        rft_hash_form(&mut v["rft"], c.rft.grader, c.rft.extract);
         // One question at a time is how every run was made before batching existed: leaving the
         // key out keeps their hashes.
         if c.generation.prompts_per_batch == Count::N(1) {
@@ -68,19 +67,6 @@ impl Resolved {
     }
 }
 
-/// `[rft]` as hashed: `extract = "answer_tag"` is left out where it is what `auto` means (the
-/// hash every such run had before `auto` existed); the math grader names its version, so that
-/// a run graded by the grader before math_verify's rules is never resumed with them.
-fn rft_hash_form(rft: &mut serde_json::Value, grader: super::Grader, extract: super::Extract) {
-    let Some(map) = rft.as_object_mut() else { return };
-    if extract == super::Extract::AnswerTag && grader != super::Grader::Math {
-        map.remove("extract");
-    }
-    if grader == super::Grader::Math {
-        map.insert("math".into(), "math_verify-0.9.0".into());
-    }
-}
-
 impl RftConfig {
     /// `[rft]` as the run hash (and a regrade's directory) holds it: the keys that can change a
     /// verdict, each only where it is set or not its default, so that earlier runs keep their
@@ -100,6 +86,15 @@ impl RftConfig {
             m.remove("command_timeout_s");
             if self.grader != Grader::Command {
                 m.remove("command");
+            }
+            // `extract = "answer_tag"` is what `auto` means for every grader but `math`: left out,
+            // the hash such runs had before `auto` existed. The math grader names its rules'
+            // version, so that a run graded before math_verify's rules is never resumed with them.
+            if self.extract == super::Extract::AnswerTag && self.grader != Grader::Math {
+                m.remove("extract");
+            }
+            if self.grader == Grader::Math {
+                m.insert("math".into(), "math_verify-0.9.0".into());
             }
         }
         v
