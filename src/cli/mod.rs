@@ -574,7 +574,14 @@ fn show(a: ShowArgs) -> Result<(), Error> {
             });
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         }
-        OutputFormat::Text => print!("{}", catalog::render_show(&run)),
+        OutputFormat::Text => {
+            print!("{}", catalog::render_show(&run));
+            let config = rftx::core::config::read_run_config(&run.dir.join(rftx::core::store::CONFIG_FILE))?;
+            if let Some(rules) = rftx::commands::grade::answer_rules(&run.dir, &config)? {
+                let found: Vec<String> = rules.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                println!("answers found by (math grader): {}", found.join(", "));
+            }
+        }
     }
     for k in a.pass_at {
         let m = run

@@ -1,6 +1,7 @@
 //! Graders without generating: `rftx grade` checks a grader on the user's own cases, `rftx
 //! regrade` rebuilds a run's datasets under other `[rft]` settings from its `samples.jsonl`
 //! (left untouched) into `regrade/rft-<hash>/` inside the run directory.
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -118,6 +119,25 @@ fn read_cases(input: &Path, grader: &Grader) -> Result<Vec<Case>> {
         });
     }
     Ok(cases)
+}
+
+/// For a run graded by the math grader: how many samples each rule found the answer by
+/// (`boxed`, `answer tag`, `final answer … is`, …; `none` where no answer was found), from the
+/// committed samples graded again. `None` for the other graders.
+pub fn answer_rules(run: &Path, config: &Config) -> Result<Option<BTreeMap<String, usize>>> {
+    if config.rft.grader != config::Grader::Math {
+        return Ok(None);
+    }
+    let grader = Grader::new(&config.rft).map_err(|e| Error::input(run, e))?;
+    let mut rules = BTreeMap::new();
+    jsonl::for_each::<QuestionRecord>(&run.join(store::SAMPLES_FILE), "rerun the run to repair it", |q| {
+        for s in &q.samples {
+            let rule = grader.grade(&s.text, &q.answer).rule.unwrap_or("none");
+            *rules.entry(rule.to_string()).or_insert(0) += 1;
+        }
+        Ok(())
+    })?;
+    Ok(Some(rules))
 }
 
 /// What a regrade wrote.

@@ -523,6 +523,11 @@ mod reference_table {
             "Natalia",
             "numeric: the same solution; 48 is not its answer",
         ),
+        (
+            "<answer>7</answer>",
+            "The answer is \\boxed{5}, not",
+            "math: a reference's boxes close together are one answer, {5, 7}, as math_verify reads them (the table's script takes the last box alone)",
+        ),
     ];
 
     #[test]

@@ -4,6 +4,9 @@
 //! reference solutions, a real model's completions; each labelled by
 //! `verify(parse(gold), parse(pred))`). `RFTX_MATH_CASES=FILE` measures another file of the
 //! same shape (a held-out suite) and prints every case that differs.
+//! `tests/data/math_verify_stress.jsonl` (`scripts/math_verify_stress.py`): MATH-500's 500
+//! answers against model-style outputs holding the same answer, a rewriting of it, another
+//! question's answer or a perturbed one, labelled the same way.
 use super::{grade, read, same};
 
 /// Where rftx deliberately differs from math_verify: (a piece of the prediction, a piece of the
@@ -97,18 +100,25 @@ fn report(name: &str, t: &Tally) -> f64 {
 
 #[test]
 fn agrees_with_math_verify_on_real_cases() {
-    let path = std::env::var("RFTX_MATH_CASES")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/math_verify_cases.jsonl").into());
-    report("math_verify's own rules (raw)", &measure(&path, true));
-    let t = measure(&path, false);
-    let share = report("rftx's math grader", &t);
-    assert!(t.cases >= 100, "{} cases", t.cases);
-    assert!(share >= 0.97, "agreement {:.1} % < 97 %", 100.0 * share);
-    assert!(
-        t.accepted_wrongly.is_empty(),
-        "wrong answers accepted: {:#?}",
-        t.accepted_wrongly
-    );
+    let files = match std::env::var("RFTX_MATH_CASES") {
+        Ok(path) => vec![path],
+        Err(_) => ["math_verify_cases.jsonl", "math_verify_stress.jsonl"]
+            .iter()
+            .map(|f| format!("{}/tests/data/{f}", env!("CARGO_MANIFEST_DIR")))
+            .collect(),
+    };
+    for path in files {
+        report(&format!("{path}: math_verify's own rules (raw)"), &measure(&path, true));
+        let t = measure(&path, false);
+        let share = report(&format!("{path}: rftx's math grader"), &t);
+        assert!(t.cases >= 100, "{path}: {} cases", t.cases);
+        assert!(share >= 0.97, "{path}: agreement {:.1} % < 97 %", 100.0 * share);
+        assert!(
+            t.accepted_wrongly.is_empty(),
+            "{path}: wrong answers accepted: {:#?}",
+            t.accepted_wrongly
+        );
+    }
 }
 
 #[test]

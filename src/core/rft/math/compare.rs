@@ -305,9 +305,9 @@ fn symbols(gold: &Node, pred: &Node) -> bool {
 /// sympy_numeric_eq: matrices element by element; a number literal on either side compared as
 /// sympy compares it; otherwise the difference is zero to 15 digits.
 fn numeric(a: &Node, b: &Node) -> bool {
-    if let (Node::Matrix(x), Node::Matrix(y)) = (a, b) {
+    if let (Some(x), Some(y)) = (matrix(a), matrix(b)) {
         let shape = |m: &Vec<Vec<Node>>| (m.len(), m.first().map_or(0, Vec::len));
-        return shape(x) == shape(y) && x.iter().flatten().zip(y.iter().flatten()).all(|(u, v)| numeric(u, v));
+        return shape(&x) == shape(&y) && x.iter().flatten().zip(y.iter().flatten()).all(|(u, v)| same(u, v));
     }
     let (na, nb) = (literal(a), literal(b));
     let (Some(x), Some(y)) = (a.constant_value(), b.constant_value()) else {
@@ -323,6 +323,55 @@ fn numeric(a: &Node, b: &Node) -> bool {
         (Some(p), Some(q)) if p.kind == NumKind::Integer && q.kind == NumKind::Integer => p.value == q.value,
         _ => close(x, y, 1e-12),
     }
+}
+
+/// A matrix, or a sum or product of matrices (sympy's `doit`), as its rows of entries.
+fn matrix(n: &Node) -> Option<Vec<Vec<Node>>> {
+    match n {
+        Node::Matrix(rows) => Some(rows.clone()),
+        Node::Add(v) => {
+            let ms: Vec<Vec<Vec<Node>>> = v.iter().map(matrix).collect::<Option<_>>()?;
+            let first = ms.first()?;
+            let shape = |m: &Vec<Vec<Node>>| (m.len(), m.first().map_or(0, Vec::len));
+            ms.iter().all(|m| shape(m) == shape(first)).then(|| {
+                (0..first.len())
+                    .map(|i| {
+                        (0..first[i].len())
+                            .map(|j| Node::Add(ms.iter().map(|m| m[i][j].clone()).collect()))
+                            .collect()
+                    })
+                    .collect()
+            })
+        }
+        Node::Mul(v) if v.len() > 1 && v.iter().all(|f| matches!(f, Node::Matrix(_))) => {
+            let mut acc = matrix(&v[0])?;
+            for f in &v[1..] {
+                acc = product(&acc, &matrix(f)?)?;
+            }
+            Some(acc)
+        }
+        _ => None,
+    }
+}
+
+fn product(a: &[Vec<Node>], b: &[Vec<Node>]) -> Option<Vec<Vec<Node>>> {
+    let width = b.first()?.len();
+    if a.first()?.len() != b.len() {
+        return None;
+    }
+    let entry = |row: &Vec<Node>, j: usize| {
+        Node::Add(
+            row.iter()
+                .zip(b)
+                .map(|(x, r)| Node::Mul(vec![x.clone(), r[j].clone()]))
+                .collect(),
+        )
+    };
+    Some(
+        a.iter()
+            .map(|row| (0..width).map(|j| entry(row, j)).collect())
+            .collect(),
+    )
 }
 
 fn literal(n: &Node) -> Option<super::value::Num> {

@@ -81,13 +81,10 @@ pub fn read_reference(reference: &str) -> Reading {
     if let Some(l) = line.filter(|l| !l.trim().is_empty()) {
         return read_bare(l.trim());
     }
-    if has_delimiters(reference) {
+    if has_delimiters(reference) || reference.contains("\\boxed") || reference.contains("\\fbox") {
         return read(reference);
     }
-    match super::extract::last_boxed(reference) {
-        Some(inner) => read_bare(inner.trim()),
-        None => read_bare(reference.trim()),
-    }
+    read_bare(reference.trim())
 }
 
 /// Text without math delimiters: read as LaTeX (`$…$`) when it has LaTeX in it (`\sqrt{2}`,

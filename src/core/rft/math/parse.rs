@@ -18,11 +18,33 @@ enum Tok {
 
 /// Reads a whole answer; `None` when any of it is not understood.
 pub fn parse(s: &str) -> Option<Node> {
-    let tokens = tokenize(s)?;
+    // `1,234` is one number only when it is the whole answer (latex2sympy2's
+    // `comma_number_regex`); `(12,102)` is an interval.
+    let grouped = s.trim().strip_prefix('-').unwrap_or(s.trim());
+    let whole_number = grouped.split('.').next().is_some_and(|int| {
+        let groups: Vec<&str> = int.split(',').collect();
+        groups.len() > 1
+            && (1..=3).contains(&groups[0].len())
+            && groups[1..].iter().all(|g| g.len() == 3)
+            && groups
+                .iter()
+                .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+    }) && grouped
+        .split('.')
+        .nth(1)
+        .is_none_or(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        && grouped.matches('.').count() <= 1;
+    let s = if whole_number {
+        s.replace(',', "")
+    } else {
+        s.to_string()
+    };
+    let tokens = tokenize(&s)?;
     let mut p = Parser {
         t: &tokens,
         i: 0,
         depth: 0,
+        complex: is_complex(&s),
     };
     let node = p.top()?;
     (p.i == tokens.len()).then_some(node)
@@ -52,6 +74,8 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                 j = start + 1;
                 match ch {
                     ',' | ';' | ':' | '!' | ' ' => {}
+                    // `\(`…`\)` are brackets to latex2sympy2 (what `\\left(` becomes).
+                    '(' | ')' => out.push(Tok::Sym(ch)),
                     _ => out.push(Tok::Cmd(ch.to_string())),
                 }
             } else {
@@ -111,23 +135,13 @@ fn push_command(out: &mut Vec<Tok>, name: &str) {
     out.push(Tok::Cmd(name.to_string()));
 }
 
-/// A number from `i`: digits, thousands groups (`1,234`), one decimal point.
+/// A number from `i`: digits and one decimal point.
 fn number(cs: &[char], i: usize) -> (String, usize) {
     let mut j = i;
     let mut s = String::new();
     while j < cs.len() && cs[j].is_ascii_digit() {
         s.push(cs[j]);
         j += 1;
-    }
-    // Thousands groups: `,ddd` not followed by another digit, after 1–3 leading digits.
-    if (1..=3).contains(&s.len()) {
-        while cs.get(j) == Some(&',')
-            && (1..=3).all(|k| cs.get(j + k).is_some_and(char::is_ascii_digit))
-            && !cs.get(j + 4).is_some_and(char::is_ascii_digit)
-        {
-            s.extend(&cs[j + 1..j + 4]);
-            j += 4;
-        }
     }
     if cs.get(j) == Some(&'.') && cs.get(j + 1).is_some_and(char::is_ascii_digit) {
         s.push('.');
@@ -168,10 +182,25 @@ fn starts_atom(c: &str) -> bool {
     ATOMS.contains(&c) || super::value::constant(c).is_some() || Func::named(c).is_some()
 }
 
+/// math_verify's `should_treat_as_complex`: where the text names `i` standing alone (or `\\imath`,
+/// `\\mathbb{C}`, …), `i` is the imaginary unit; elsewhere (`5i`) a real symbol — two different
+/// things, as sympy keeps them.
+fn is_complex(s: &str) -> bool {
+    static COMPLEX: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"\\mathbb\{C\}|\\i\b|\bi\b|\\text\{i\}|\\mathrm\{i\}|\\imath\b|\\det|\\operatorname\{tr\}|\\operatorname\{rank\}|\\text\{rank\}|\\arg\{|\\Re\{|\\Im\{|\\operatorname\{Re\}|\\operatorname\{Im\}|\\text\{Re\}|\\text\{Im\}",
+        )
+        .expect("a valid expression")
+    });
+    COMPLEX.is_match(s)
+}
+
 struct Parser<'a> {
     t: &'a [Tok],
     i: usize,
     depth: usize,
+    /// `i` is the imaginary unit ([`is_complex`]).
+    complex: bool,
 }
 
 const RELATIONS: [(&str, Rel); 13] = [
@@ -432,6 +461,10 @@ impl Parser<'_> {
                 self.i += 1;
                 let sub = self.subscript()?;
                 base = Node::Sym(format!("{}_{sub}", base.symbol_name()?));
+            } else if self.peek() == Some(&Tok::Sym('_')) && matches!(base, Node::Num(_)) {
+                // A base written under a number (`52_8`) leaves the number, as latex2sympy2 reads it.
+                self.i += 1;
+                self.subscript()?;
             } else {
                 return Some(base);
             }
@@ -453,12 +486,25 @@ impl Parser<'_> {
             _ => None,
         };
         if self.eat('{') {
+            // Any text in braces names the symbol (`F_{n-k-1}`).
             let mut s = String::new();
-            while !self.eat('}') {
-                s.push_str(&one(self.peek()?)?);
+            let mut depth = 0usize;
+            loop {
+                let t = self.peek()?.clone();
                 self.i += 1;
+                match t {
+                    Tok::Sym('}') if depth == 0 => return Some(s),
+                    Tok::Sym('}') => depth -= 1,
+                    Tok::Sym('{') => depth += 1,
+                    _ => {}
+                }
+                s.push_str(&match t {
+                    Tok::Num(n) => n,
+                    Tok::Letter(c) => c.to_lowercase().to_string(),
+                    Tok::Cmd(c) => c,
+                    Tok::Sym(c) => c.to_string(),
+                });
             }
-            return Some(s);
         }
         let s = one(self.peek()?)?;
         self.i += 1;
@@ -533,6 +579,9 @@ impl Parser<'_> {
             let arg = self.closed(')')?;
             return Some(Node::Apply(c.to_string(), vec![arg]));
         }
+        if c == 'i' && self.complex {
+            return Some(Node::Sym("ⅈ".into()));
+        }
         Some(Node::letter(c))
     }
 
@@ -579,10 +628,13 @@ impl Parser<'_> {
                 Some(Node::fraction(n, d))
             }
             "sum" | "prod" => {
-                let lo = if self.eat('_') {
-                    self.argument()?
-                } else {
-                    Node::Sym(String::new())
+                // `\sum_{k=0}^{n-1} body`: the start value, the end and the body.
+                let lo = match self.eat('_') {
+                    true => match self.argument()? {
+                        Node::Rel(_, _, start) => *start,
+                        other => other,
+                    },
+                    false => Node::Sym(String::new()),
                 };
                 let hi = if self.eat('^') {
                     self.argument()?
