@@ -9,6 +9,7 @@ pub mod fetch;
 mod gguf;
 pub mod hf;
 pub mod hub;
+mod pre_tokenizer;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};

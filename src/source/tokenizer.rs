@@ -2,34 +2,24 @@
 //! file), or loaded from a model folder's `tokenizer.json`.
 //!
 //! GGUF files of byte-level BPE models (`tokenizer.ggml.model = "gpt2"`) carry the vocabulary,
-//! the merges and the token types. We rebuild the Hugging Face pipeline from them: no
-//! normaliser, no prefix space, digits split one by one where the pre-tokenizer type asks for it,
-//! the GPT-2 byte-level split, and control tokens (`<|im_start|>`, `<|im_end|>`, …) as single
-//! special ids.
+//! the merges and the token types. We rebuild the Hugging Face pipeline from them: the
+//! normaliser and word split of the pre-tokenizer type (`tokenizer.ggml.pre`, see
+//! [`super::pre_tokenizer`]: Llama 3's, Qwen2's, SmolLM2's digits and GPT-2 split, …), no prefix
+//! space, byte-level BPE, and control tokens (`<|im_start|>`, `<|im_end|>`, …) as single special
+//! ids.
 use std::collections::HashMap;
 
 use candle_core::quantized::gguf_file::Value;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
+use tokenizers::{AddedToken, Tokenizer};
+
+use super::pre_tokenizer;
 
 /// GGUF token type of control tokens.
 const TOKEN_TYPE_CONTROL: i32 = 3;
 /// GGUF token type of user-defined tokens (added tokens that are matched in text).
 const TOKEN_TYPE_USER_DEFINED: i32 = 4;
-
-/// Pre-tokenizer types (`tokenizer.ggml.pre`) whose split is GPT-2's byte-level regex, with
-/// (`true`) or without individual digits.
-const SUPPORTED_PRE: &[(&str, bool)] = &[
-    ("smollm", true),
-    ("starcoder", true),
-    ("refact", true),
-    ("gpt2", false),
-    ("default", false),
-];
 
 pub struct GgufTokenizer {
     inner: Tokenizer,
@@ -64,6 +54,19 @@ fn md_u32(md: &HashMap<String, Value>, key: &str) -> Option<u32> {
 }
 
 impl GgufTokenizer {
+    /// The tokenizer of a GGUF file, reading only its header: a vocabulary-only file (no tensors)
+    /// will do. Errors name the file.
+    pub fn from_gguf_file(path: &std::path::Path) -> crate::base::error::Result<Self> {
+        let bad = |m: String| crate::base::error::Error::input(path, m);
+        let mut file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open the GGUF file: {e}")))?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|e| {
+            bad(format!(
+                "not a readable GGUF file ({e}); is it truncated or of another format?"
+            ))
+        })?;
+        Self::from_gguf_metadata(&content.metadata).map_err(bad)
+    }
+
     /// Builds the tokenizer from a GGUF file's metadata. Errors are plain sentences for the caller
     /// to attach to the file's path.
     pub fn from_gguf_metadata(md: &HashMap<String, Value>) -> Result<Self, String> {
@@ -73,18 +76,7 @@ impl GgufTokenizer {
                 "tokenizer type `{model}` is not supported: rftx rebuilds byte-level BPE (`gpt2`) tokenizers only"
             ));
         }
-        let pre = md_str(md, "tokenizer.ggml.pre").unwrap_or("default");
-        let split_digits = SUPPORTED_PRE
-            .iter()
-            .find(|(p, _)| *p == pre)
-            .map(|(_, d)| *d)
-            .ok_or_else(|| {
-                let names: Vec<&str> = SUPPORTED_PRE.iter().map(|(p, _)| *p).collect();
-                format!(
-                    "pre-tokenizer `{pre}` is not supported (supported: {})",
-                    names.join(", ")
-                )
-            })?;
+        let pre = pre_tokenizer::find(md_str(md, "tokenizer.ggml.pre").unwrap_or("default"))?;
         let tokens = md_strings(md, "tokenizer.ggml.tokens")?;
         let merges = md_strings(md, "tokenizer.ggml.merges")?;
         let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
@@ -104,17 +96,13 @@ impl GgufTokenizer {
             .collect::<Result<_, _>>()?;
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
+            .ignore_merges(pre.ignore_merges)
             .build()
             .map_err(|e| format!("cannot build the BPE model from the GGUF vocabulary: {e}"))?;
 
         let mut inner = Tokenizer::new(bpe);
-        let byte_level = ByteLevel::new(false, true, true);
-        let pre_tokenizer: PreTokenizerWrapper = if split_digits {
-            Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()
-        } else {
-            byte_level.into()
-        };
-        inner.with_pre_tokenizer(Some(pre_tokenizer));
+        inner.with_normalizer(pre.normalizer());
+        inner.with_pre_tokenizer(Some(pre.pre_tokenizer()?));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
 
         let specials: Vec<AddedToken> = tokens
@@ -233,10 +221,8 @@ mod tests {
         let e = GgufTokenizer::from_gguf_metadata(&md).err().unwrap();
         assert!(e.contains("`llama` is not supported"), "{e}");
         let mut md = crate::testing::tiny_tokenizer_metadata();
-        md.insert("tokenizer.ggml.pre".into(), Value::String("qwen2".into()));
-        assert!(GgufTokenizer::from_gguf_metadata(&md)
-            .err()
-            .unwrap()
-            .contains("pre-tokenizer `qwen2`"));
+        md.insert("tokenizer.ggml.pre".into(), Value::String("kimi-k2".into()));
+        let e = GgufTokenizer::from_gguf_metadata(&md).err().unwrap();
+        assert!(e.contains("pre-tokenizer `kimi-k2`") && e.contains("qwen2"), "{e}");
     }
 }
