@@ -33,6 +33,7 @@ pub const ENV_RESERVED: &[&str] = &[
     "test_fail_shards",
     "require_all",
     "test_python",
+    "vocab_dir",
     "cpu_kernel",
 ];
 
