@@ -576,8 +576,12 @@ fn show(a: ShowArgs) -> Result<(), Error> {
         }
         OutputFormat::Text => {
             print!("{}", catalog::render_show(&run));
-            let config = rftx::core::config::read_run_config(&run.dir.join(rftx::core::store::CONFIG_FILE))?;
-            if let Some(rules) = rftx::commands::grade::answer_rules(&run.dir, &config)? {
+            // Best effort: a run whose config this version cannot read still shows the rest.
+            let config = rftx::core::config::read_run_config(&run.dir.join(rftx::core::store::CONFIG_FILE));
+            if let Some(rules) = config
+                .ok()
+                .and_then(|c| rftx::commands::grade::answer_rules(&run.dir, &c).ok().flatten())
+            {
                 let found: Vec<String> = rules.iter().map(|(r, n)| format!("{r} {n}")).collect();
                 println!("answers found by (math grader): {}", found.join(", "));
             }

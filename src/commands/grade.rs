@@ -46,11 +46,11 @@ pub fn grade_lines(rft: &RftConfig, input: &Path, out: &mut dyn Write) -> Result
                 row: &c.row,
             })
             .collect();
-        let verdicts = grader.grade_explained(&items).map_err(|e| {
+        let verdicts = grader.grade_all(&items).map_err(|e| {
             let lines = (block[0].line, block[block.len() - 1].line);
             Error::Run(format!("{}: lines {}–{}: {e}", input.display(), lines.0, lines.1))
         })?;
-        for (case, (v, reason)) in block.iter().zip(verdicts) {
+        for (case, v) in block.iter().zip(verdicts) {
             correct += usize::from(v.correct);
             let mut fields = case.fields.clone();
             fields.insert("extracted".into(), v.extracted.into());
@@ -63,7 +63,7 @@ pub fn grade_lines(rft: &RftConfig, input: &Path, out: &mut dyn Write) -> Result
             if let Some(rule) = v.rule {
                 fields.insert("rule".into(), rule.into());
             }
-            if let Some(r) = reason {
+            if let Some(r) = v.reason {
                 fields.insert("reason".into(), r.into());
             }
             writeln!(out, "{}", serde_json::Value::Object(fields))

@@ -601,6 +601,7 @@ impl Runner<'_> {
                 finish: comp.finish,
                 parsed: verdict.parsed,
                 correct: verdict.correct,
+                reason: verdict.reason,
             })
             .collect();
         Ok(QuestionRecord {

@@ -31,6 +31,9 @@ pub struct Verdict {
     pub correct: bool,
     /// `math`: the rule that found the answer (`boxed`, `answer tag`, `final answer … is`, …).
     pub rule: Option<&'static str>,
+    /// Why an answer was not graded right where the grader can say: `math` when it found no
+    /// answer or could not read it; `command` when the verifier gave one.
+    pub reason: Option<String>,
 }
 
 /// A compiled `[rft]` grader.
@@ -90,18 +93,11 @@ impl Grader {
     }
 
     /// Grades every item: the built-in graders one by one, the `command` grader in one batch
-    /// of requests to its verifier. A verifier that fails is an [`Error::Run`] naming it.
+    /// of requests to its verifier (its reasons in the verdicts). A verifier that fails is an
+    /// [`Error::Run`] naming it.
     pub fn grade_all(&self, items: &[Item]) -> Result<Vec<Verdict>, Error> {
-        Ok(self.grade_explained(items)?.into_iter().map(|(v, _)| v).collect())
-    }
-
-    /// [`Grader::grade_all`], with the verifier's reason for each verdict where it gave one.
-    pub fn grade_explained(&self, items: &[Item]) -> Result<Vec<(Verdict, Option<String>)>, Error> {
         let Some(verifier) = &self.verifier else {
-            return Ok(items
-                .iter()
-                .map(|i| (self.grade(i.completion, i.answer), None))
-                .collect());
+            return Ok(items.iter().map(|i| self.grade(i.completion, i.answer)).collect());
         };
         let references: Vec<String> = items.iter().map(|i| i.answer.text()).collect();
         let requests: Vec<Request> = items
@@ -120,13 +116,13 @@ impl Grader {
             .map(|(i, r)| {
                 // Nothing extracted: the verifier read the whole completion. The other fields
                 // are an unanswered completion's.
-                let verdict = Verdict {
+                Verdict {
                     extracted: None,
                     parsed: r.parsed,
                     correct: r.correct,
+                    reason: r.reason,
                     ..self.grade("", i.answer)
-                };
-                (verdict, r.reason)
+                }
             })
             .collect())
     }
@@ -179,6 +175,7 @@ impl Grader {
             parsed,
             correct,
             rule: None,
+            reason: None,
         }
     }
 
@@ -192,6 +189,7 @@ impl Grader {
                 parsed: None,
                 correct: false,
                 rule: None,
+                reason: Some("rft.extract found no answer".into()),
             };
         };
         let o = if whole {
@@ -204,6 +202,7 @@ impl Grader {
             parsed: o.parsed.map(Answer::Text),
             correct: o.correct,
             rule: o.rule,
+            reason: o.reason,
         }
     }
 
@@ -483,13 +482,10 @@ mod tests {
                 row: &row,
             })
             .collect();
-        let v = g.grade_explained(&items).unwrap();
-        assert_eq!(
-            v.iter().map(|(v, _)| v.correct).collect::<Vec<_>>(),
-            [true, false, true]
-        );
-        assert_eq!(v[2].0.parsed, Some(t("3")));
-        assert_eq!(v[1].1.as_deref(), Some("no"));
+        let v = g.grade_all(&items).unwrap();
+        assert_eq!(v.iter().map(|v| v.correct).collect::<Vec<_>>(), [true, false, true]);
+        assert_eq!(v[2].parsed, Some(t("3")));
+        assert_eq!(v[1].reason.as_deref(), Some("no"));
         // A clone shares the process: the count goes on.
         assert_eq!(g.clone().grade_all(&items[..1]).unwrap()[0].parsed, Some(t("4")));
         let none = RftConfig { command: None, ..rft };

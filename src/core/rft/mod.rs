@@ -125,6 +125,7 @@ mod tests {
                     finish: Finish::Eos,
                     parsed: None,
                     correct: *c,
+                    reason: None,
                 })
                 .collect(),
         }

@@ -153,6 +153,7 @@ mod tests {
                         finish: Finish::Eos,
                         parsed: None,
                         correct: true,
+                        reason: None,
                     }],
                 },
                 None,

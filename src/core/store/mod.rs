@@ -235,6 +235,7 @@ mod tests {
                 finish: Finish::Eos,
                 parsed: None,
                 correct: false,
+                reason: None,
             }],
         }
     }

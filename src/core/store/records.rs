@@ -28,6 +28,10 @@ pub struct SampleRecord {
     /// What the grader compared: the number (`numeric`) or its normal form of the answer text.
     pub parsed: Option<Answer>,
     pub correct: bool,
+    /// Why the grader could not grade it right, where it says (`math`: no answer found or not
+    /// read; `command`: the verifier's reason). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One line of `chunks.jsonl`.

@@ -156,7 +156,7 @@ fn latex_patterns() -> Vec<Pattern> {
         pattern(&format!(r"{s}(?i:answer).{{0,50}}?{envs}"), 200, l, "answer"),
         pattern(&format!("{s}{envs}"), 300, l, "latex"),
         pattern(&format!("{s}{boxed}"), 50, l, "boxed"),
-        pattern(r"(?s)(?P<first_latexBoxed>\\boxed\{.+\})", 50, l, "boxed"),
+        pattern(r"(?s)(?P<first_latexBoxed>\\boxed\x7B.+\x7D)", 50, l, "boxed"),
     ]
 }
 

@@ -15,6 +15,7 @@
 //! answer. Texts longer than [`MAX_CHARS`] are read from their last [`MAX_CHARS`] characters.
 pub mod compare;
 pub mod find;
+pub mod lex;
 pub mod normalise;
 pub mod parse;
 pub mod value;
@@ -45,6 +46,9 @@ pub struct Outcome {
     /// What was read from the completion, as text.
     pub parsed: Option<String>,
     pub rule: Option<&'static str>,
+    /// Why a wrong verdict could not be otherwise: no answer found, or an answer that could not
+    /// be read as mathematics (then only its text was compared).
+    pub reason: Option<String>,
 }
 
 /// Grades a whole completion against a reference answer: its last `<answer>…</answer>` if it
@@ -67,10 +71,19 @@ pub fn grade_extracted(answer: &str, reference: &str) -> Outcome {
 }
 
 fn outcome(pred: &Reading, gold: &Reading) -> Outcome {
+    let correct = same(gold, pred);
+    let reason = match (&pred.value, &pred.text) {
+        _ if correct => None,
+        (None, None) => Some("no answer found".to_string()),
+        (None, Some(_)) => Some("the answer could not be read as mathematics (compared as text)".to_string()),
+        _ if gold.value.is_none() => Some("the reference could not be read as mathematics".to_string()),
+        _ => None,
+    };
     Outcome {
-        correct: same(gold, pred),
+        correct,
         parsed: pred.text.clone(),
         rule: pred.rule,
+        reason,
     }
 }
 

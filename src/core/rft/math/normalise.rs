@@ -41,18 +41,18 @@ pub fn latex(text: &str, boxed: Boxed) -> String {
 fn basic(text: &str) -> String {
     static LEFT: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"\\m?left(\\\{|\{|\\\||\||\[|\(|\\rbracl|\\lgroup|\\lbrace|\\lbrack|\\vert|\\lvert|\\lceil|\\lfloor|\\langle|\\llcorner|\\ulcorner)",
+            r"\\m?left(\\\x7B|\x7B|\\\||\||\[|\(|\\rbracl|\\lgroup|\\lbrace|\\lbrack|\\vert|\\lvert|\\lceil|\\lfloor|\\langle|\\llcorner|\\ulcorner)",
         )
     });
     static RIGHT: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"\\m?right(\\\}|\}|\\\||\||\]|\)|\\rbrack|\\rgroup|\\rbrace|\\vert|\\rvert|\\rceil|\\rfloor|\\rangle|\\lrcorner|\\urcorner)",
+            r"\\m?right(\\\x7D|\x7D|\\\||\||\]|\)|\\rbrack|\\rgroup|\\rbrace|\\vert|\\rvert|\\rceil|\\rfloor|\\rangle|\\lrcorner|\\urcorner)",
         )
     });
     static PERMUTATION: LazyLock<Regex> =
-        LazyLock::new(|| re(r"\(([a-zA-Z0-9+\-*/\\ ]+?)\)_\{([a-zA-Z0-9+\-*/\\ ]+?)\}"));
+        LazyLock::new(|| re(r"\(([a-zA-Z0-9+\-*/\\ ]+?)\)_\x7B([a-zA-Z0-9+\-*/\\ ]+?)\x7D"));
     static REMOVE: LazyLock<Fancy> =
-        LazyLock::new(|| fancy(r#"\\mathrm\{th\}|\\!\s*|\\text\s*\{\s*\}|\\\$|\$|(?<!\\)["']|\\displaystyle"#));
+        LazyLock::new(|| fancy(r#"\\mathrm\x7Bth\x7D|\\!\s*|\\text\s*\x7B\s*\x7D|\\\$|\$|(?<!\\)["']|\\displaystyle"#));
     static SLASHES: LazyLock<Regex> = LazyLock::new(|| re(r"\\\\([a-zA-Z])"));
     let mut t = text
         .replace(r"\mathrm{T}", "T")
@@ -79,20 +79,21 @@ fn replace_words(text: &str) -> String {
         (r"\\text(?:normal|bf|it|rm)", r"\text"),
         (r"\\(?:d|t|c)frac", r"\frac"),
         (r"\s\.", " 0."),
-        (r"\{\.", "{0."),
+        // A brace and a dot gain a zero: the brace written as \x7B.
+        (r"\x7B\.", "\u{7b}0."),
         (r"\~\=", r"\approx"),
-        (r"\s*\{\s*,\s*\}", ","),
+        (r"\s*\x7B\s*,\s*\x7D", ","),
         (r"(?<![a-zA-Z])(,?\s*(?:and|or))(?![a-zA-Z])", ","),
-        (r"(,?\s*\\text\{\s*(?:and|or)\s*\})", ","),
+        (r"(,?\s*\\text\x7B\s*(?:and|or)\s*\x7D)", ","),
         (r"(?<!\\)\\\s", " "),
         (r"infinity", r"\infty"),
         (r",?(\\ldots)", " "),
         (r"\s*\bpercentage\b", r"\%"),
-        (r"\\text\{percentage\}", "%"),
+        (r"\\text\x7Bpercentage\x7D", "%"),
         (r"\s*\bpercent\b", r"\%"),
-        (r"\\text\{percent\}", "%"),
+        (r"\\text\x7Bpercent\x7D", "%"),
         (r"\s*\bpct\b", r"\%"),
-        (r"\\text\{pct\}", "%"),
+        (r"\\text\x7Bpct\x7D", "%"),
         (r"((?<!\\)inf(?!inity))", r"\infty"),
         (r" sqrt", r"\sqrt"),
     ];
@@ -278,10 +279,10 @@ const UNITS: &[&str] = &[
 ];
 
 fn units(text: &str) -> String {
-    static SUPERSCRIPT: LazyLock<Regex> = LazyLock::new(|| re(r"(\\(?:text|mbox)\{.*?\})(\^\d|\{\^\d\})?$"));
+    static SUPERSCRIPT: LazyLock<Regex> = LazyLock::new(|| re(r"(\\(?:text|mbox)\x7B.*?\x7D)(\^\d|\x7B\^\d\x7D)?$"));
     static UNIT: LazyLock<Regex> = LazyLock::new(|| {
         // Not escaped, as latex2sympy2_extended writes them (`q .`: the dot is any character).
-        re(&format!(r"(\d|\}}|\s)\s*(?:(?:{})(?:s|es)?)\s*$", UNITS.join("|")))
+        re(&format!(r"(\d|\x7D|\s)\s*(?:(?:{})(?:s|es)?)\s*$", UNITS.join("|")))
     });
     let mut t = text.to_string();
     let dropped = SUPERSCRIPT.replace_all(&t, "").trim().to_string();
@@ -327,8 +328,8 @@ fn malformed(text: &str) -> String {
             (re(r"sqrt\s?\((.*?)\)"), r"\sqrt{$1}"),
             (re(r"\\frac\s?(\d)\s?(\d+)"), r"\frac{$1}{$2}"),
             (re(r"\\log_\s?(\d)\s?(\d+)"), r"\log_{$1}{$2}"),
-            (re(r"\\frac\s?\{(.*?)\}\s?(\d)"), r"\frac{$1}{$2}"),
-            (re(r"\\frac\s?(\d)\s?\{(.*?)\}"), r"\frac{$1}{$2}"),
+            (re(r"\\frac\s?\x7B(.*?)\x7D\s?(\d)"), r"\frac{$1}{$2}"),
+            (re(r"\\frac\s?(\d)\s?\x7B(.*?)\x7D"), r"\frac{$1}{$2}"),
             (re(r"\\sqrt\s?(\d)"), r"\sqrt{$1}"),
         ]
     });
@@ -348,10 +349,10 @@ fn fix_sqrt(text: &str) -> String {
         let part = part.trim_start();
         out.push_str(r"\sqrt");
         match part.chars().next() {
-            Some(c) if c != '{' && c != '[' => {
-                out.push('{');
+            Some(c) if !matches!(c, '\u{7b}' | '[') => {
+                out.push('\u{7b}');
                 out.push(c);
-                out.push('}');
+                out.push('\u{7d}');
                 out.push_str(&part[c.len_utf8()..]);
             }
             _ => out.push_str(part),
@@ -369,19 +370,27 @@ fn fix_fracs(text: &str) -> String {
         out.push_str(r"\frac");
         let mut cs = part.chars();
         match (cs.next(), cs.next()) {
-            (Some('{'), _) => out.push_str(part),
+            (Some('\u{7b}'), _) => out.push_str(part),
             (Some(a), Some(b)) => {
                 let rest = cs.as_str();
-                if b == '{' {
-                    out.push_str(&format!("{{{a}}}{{{rest}"));
+                // `\frac1{2}` keeps its second group; `\frac12` gets both.
+                out.push_str(&braced(a));
+                if b == '\u{7b}' {
+                    out.push(b);
                 } else {
-                    out.push_str(&format!("{{{a}}}{{{b}}}{rest}"));
+                    out.push_str(&braced(b));
                 }
+                out.push_str(rest);
             }
             _ => return text.to_string(),
         }
     }
     out
+}
+
+/// One character in braces.
+fn braced(c: char) -> String {
+    ['\u{7b}', c, '\u{7d}'].iter().collect()
 }
 
 /// `2/3` alone → `\frac{2}{3}`.
@@ -419,7 +428,7 @@ pub fn boxed_content(text: &str, mode: Boxed) -> String {
         if open >= max_pos {
             break;
         }
-        if b[open] != b'{' {
+        if b[open] != b'\x7b' {
             if results.is_empty() {
                 results.push(&text[open..]);
             }
@@ -456,8 +465,8 @@ fn closing_brace(b: &[u8], open: usize, max_pos: usize) -> Option<usize> {
     let mut depth = 1usize;
     for (i, &c) in b.iter().enumerate().take(max_pos).skip(open + 1) {
         match c {
-            b'{' => depth += 1,
-            b'}' => {
+            b'\x7b' => depth += 1,
+            b'\x7d' => {
                 depth -= 1;
                 if depth == 0 {
                     return Some(i);

@@ -3,18 +3,11 @@
 //! functions, relations and their chains, `\pm`, tuples, sets, intervals, unions, matrices,
 //! percent). Nesting is limited to [`MAX_DEPTH`] and every list is read by a loop, so no input
 //! can overflow the stack; what cannot be read is `None`.
+use super::lex::{is_complex, starts_atom, tokenize, Tok, RELATIONS};
 use super::value::{Func, Node, Num, Rel};
 
 /// Deepest nesting of brackets and commands read; deeper answers are not read.
 pub const MAX_DEPTH: usize = 48;
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Num(String),
-    Letter(char),
-    Cmd(String),
-    Sym(char),
-}
 
 /// Reads a whole answer; `None` when any of it is not understood.
 pub fn parse(s: &str) -> Option<Node> {
@@ -50,151 +43,6 @@ pub fn parse(s: &str) -> Option<Node> {
     (p.i == tokens.len()).then_some(node)
 }
 
-fn tokenize(s: &str) -> Option<Vec<Tok>> {
-    let mut out = Vec::new();
-    let cs: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < cs.len() {
-        let c = cs[i];
-        if c.is_whitespace() || c == '~' {
-            i += 1;
-        } else if c.is_ascii_digit() || (c == '.' && cs.get(i + 1).is_some_and(char::is_ascii_digit)) {
-            let (num, next) = number(&cs, i);
-            out.push(Tok::Num(num));
-            i = next;
-        } else if c == '\\' {
-            let start = i + 1;
-            let mut j = start;
-            while j < cs.len() && cs[j].is_ascii_alphabetic() {
-                j += 1;
-            }
-            if j == start {
-                // `\{`, `\%`, `\,`, `\\`: one character.
-                let ch = *cs.get(start)?;
-                j = start + 1;
-                match ch {
-                    ',' | ';' | ':' | '!' | ' ' => {}
-                    // `\(`…`\)` are brackets to latex2sympy2 (what `\\left(` becomes).
-                    '(' | ')' => out.push(Tok::Sym(ch)),
-                    _ => out.push(Tok::Cmd(ch.to_string())),
-                }
-            } else {
-                let name: String = cs[start..j].iter().collect();
-                push_command(&mut out, &name);
-            }
-            i = j;
-        } else if c.is_alphabetic() {
-            out.push(Tok::Letter(c));
-            i += 1;
-        } else {
-            let mapped = match c {
-                '×' | '·' => Tok::Cmd("times".into()),
-                '÷' => Tok::Cmd("div".into()),
-                '≤' => Tok::Cmd("le".into()),
-                '≥' => Tok::Cmd("ge".into()),
-                '≠' => Tok::Cmd("neq".into()),
-                '∞' => Tok::Cmd("infty".into()),
-                '±' => Tok::Cmd("pm".into()),
-                '√' => Tok::Cmd("sqrt".into()),
-                '−' => Tok::Sym('-'),
-                _ if "+-*/^_()[]{},;|!=<>:'&%".contains(c) => Tok::Sym(c),
-                _ => return None,
-            };
-            out.push(mapped);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-/// `\left`, `\right`, `\big`…, `\quad` (also glued to a letter: `\quadx`) are spacing.
-fn push_command(out: &mut Vec<Tok>, name: &str) {
-    const SPACING: [&str; 12] = [
-        "left",
-        "right",
-        "big",
-        "Big",
-        "bigl",
-        "bigr",
-        "Bigl",
-        "Bigr",
-        "displaystyle",
-        "quad",
-        "qquad",
-        "hfill",
-    ];
-    if SPACING.contains(&name) {
-        return;
-    }
-    for q in ["qquad", "quad"] {
-        if let Some(rest) = name.strip_prefix(q) {
-            out.extend(rest.chars().map(Tok::Letter));
-            return;
-        }
-    }
-    out.push(Tok::Cmd(name.to_string()));
-}
-
-/// A number from `i`: digits and one decimal point.
-fn number(cs: &[char], i: usize) -> (String, usize) {
-    let mut j = i;
-    let mut s = String::new();
-    while j < cs.len() && cs[j].is_ascii_digit() {
-        s.push(cs[j]);
-        j += 1;
-    }
-    if cs.get(j) == Some(&'.') && cs.get(j + 1).is_some_and(char::is_ascii_digit) {
-        s.push('.');
-        j += 1;
-        while j < cs.len() && cs[j].is_ascii_digit() {
-            s.push(cs[j]);
-            j += 1;
-        }
-    }
-    (s, j)
-}
-
-/// Whether a command begins an atom (and so an implicit product: `2\pi`, `3\sqrt{2}`).
-fn starts_atom(c: &str) -> bool {
-    const ATOMS: [&str; 18] = [
-        "frac",
-        "binom",
-        "sqrt",
-        "text",
-        "mbox",
-        "operatorname",
-        "textbf",
-        "mathbf",
-        "boldsymbol",
-        "mathit",
-        "mathrm",
-        "{",
-        "lfloor",
-        "lceil",
-        "begin",
-        "mathbb",
-        "lvert",
-        "vert",
-    ];
-    if c == "sum" || c == "prod" {
-        return true;
-    }
-    ATOMS.contains(&c) || super::value::constant(c).is_some() || Func::named(c).is_some()
-}
-
-/// math_verify's `should_treat_as_complex`: where the text names `i` standing alone (or `\\imath`,
-/// `\\mathbb{C}`, …), `i` is the imaginary unit; elsewhere (`5i`) a real symbol — two different
-/// things, as sympy keeps them.
-fn is_complex(s: &str) -> bool {
-    static COMPLEX: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(
-            r"\\mathbb\{C\}|\\i\b|\bi\b|\\text\{i\}|\\mathrm\{i\}|\\imath\b|\\det|\\operatorname\{tr\}|\\operatorname\{rank\}|\\text\{rank\}|\\arg\{|\\Re\{|\\Im\{|\\operatorname\{Re\}|\\operatorname\{Im\}|\\text\{Re\}|\\text\{Im\}",
-        )
-        .expect("a valid expression")
-    });
-    COMPLEX.is_match(s)
-}
-
 struct Parser<'a> {
     t: &'a [Tok],
     i: usize,
@@ -202,22 +50,6 @@ struct Parser<'a> {
     /// `i` is the imaginary unit ([`is_complex`]).
     complex: bool,
 }
-
-const RELATIONS: [(&str, Rel); 13] = [
-    ("le", Rel::Le),
-    ("leq", Rel::Le),
-    ("leqslant", Rel::Le),
-    ("ge", Rel::Ge),
-    ("geq", Rel::Ge),
-    ("geqslant", Rel::Ge),
-    ("lt", Rel::Lt),
-    ("gt", Rel::Gt),
-    ("neq", Rel::Ne),
-    ("ne", Rel::Ne),
-    ("approx", Rel::Approx),
-    ("in", Rel::In),
-    ("equiv", Rel::Eq),
-];
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
@@ -435,7 +267,7 @@ impl Parser<'_> {
     fn starts_factor(&self) -> bool {
         match self.peek() {
             Some(Tok::Num(_) | Tok::Letter(_)) => true,
-            Some(Tok::Sym(c)) => matches!(c, '(' | '{' | '['),
+            Some(Tok::Sym(c)) => matches!(c, '(' | '\u{7b}' | '['),
             Some(Tok::Cmd(c)) => starts_atom(c),
             None => false,
         }
@@ -446,7 +278,7 @@ impl Parser<'_> {
         let mut base = self.atom()?;
         loop {
             if self.eat('^') {
-                if self.eat_cmd("circ") || (self.peek() == Some(&Tok::Sym('{')) && self.skip_group_of("circ")) {
+                if self.eat_cmd("circ") || (self.peek() == Some(&Tok::Sym('\u{7b}')) && self.skip_group_of("circ")) {
                     continue;
                 }
                 let exp = self.argument()?;
@@ -473,7 +305,7 @@ impl Parser<'_> {
 
     /// `{\circ}` skipped.
     fn skip_group_of(&mut self, name: &str) -> bool {
-        let hit = self.peek_at(1) == Some(&Tok::Cmd(name.into())) && self.peek_at(2) == Some(&Tok::Sym('}'));
+        let hit = self.peek_at(1) == Some(&Tok::Cmd(name.into())) && self.peek_at(2) == Some(&Tok::Sym('\u{7d}'));
         self.i += 3 * usize::from(hit);
         hit
     }
@@ -485,7 +317,7 @@ impl Parser<'_> {
             Tok::Letter(c) => Some(c.to_lowercase().to_string()),
             _ => None,
         };
-        if self.eat('{') {
+        if self.eat('\u{7b}') {
             // Any text in braces names the symbol (`F_{n-k-1}`).
             let mut s = String::new();
             let mut depth = 0usize;
@@ -493,9 +325,9 @@ impl Parser<'_> {
                 let t = self.peek()?.clone();
                 self.i += 1;
                 match t {
-                    Tok::Sym('}') if depth == 0 => return Some(s),
-                    Tok::Sym('}') => depth -= 1,
-                    Tok::Sym('{') => depth += 1,
+                    Tok::Sym('\u{7d}') if depth == 0 => return Some(s),
+                    Tok::Sym('\u{7d}') => depth -= 1,
+                    Tok::Sym('\u{7b}') => depth += 1,
                     _ => {}
                 }
                 s.push_str(&match t {
@@ -513,8 +345,8 @@ impl Parser<'_> {
 
     /// A braced group or one token (`\frac34`, `x^2`, `\sqrt2`).
     fn argument(&mut self) -> Option<Node> {
-        if self.eat('{') {
-            return self.closed('}');
+        if self.eat('\u{7b}') {
+            return self.closed('\u{7d}');
         }
         match self.peek()?.clone() {
             Tok::Num(n) => {
@@ -562,7 +394,7 @@ impl Parser<'_> {
             Tok::Letter(c) => self.letter(c),
             Tok::Sym('(') => self.bracketed('('),
             Tok::Sym('[') => self.bracketed('['),
-            Tok::Sym('{') => self.closed('}'),
+            Tok::Sym('\u{7b}') => self.closed('\u{7d}'),
             Tok::Sym('|') => {
                 let e = self.sum()?;
                 self.eat('|').then(|| Node::Func(Func::Abs, vec![e]))
@@ -657,7 +489,7 @@ impl Parser<'_> {
                 })
             }
             "text" | "mbox" | "operatorname" | "textbf" | "mathbf" | "boldsymbol" | "mathit" | "mathrm" => self.text(),
-            "{" => self.set_literal(),
+            "\u{7b}" => self.set_literal(),
             "lfloor" | "lceil" => {
                 let e = self.sum()?;
                 let close = if c == "lfloor" { "rfloor" } else { "rceil" };
@@ -691,7 +523,7 @@ impl Parser<'_> {
                 Node::Set(items) if f.takes_many() => items,
                 other => vec![other],
             }
-        } else if self.peek() == Some(&Tok::Sym('{')) {
+        } else if self.peek() == Some(&Tok::Sym('\u{7b}')) {
             vec![self.argument()?]
         } else {
             vec![self.postfix()?]
@@ -709,15 +541,15 @@ impl Parser<'_> {
 
     /// `\text{…}`: a number, or a symbol named by its letters (`\text{(A)}` is `a`).
     fn text(&mut self) -> Option<Node> {
-        if !self.eat('{') {
+        if !self.eat('\u{7b}') {
             return None;
         }
         let start = self.i;
         let mut depth = 1;
         while depth > 0 {
             match self.peek()? {
-                Tok::Sym('{') => depth += 1,
-                Tok::Sym('}') => depth -= 1,
+                Tok::Sym('\u{7b}') => depth += 1,
+                Tok::Sym('\u{7d}') => depth -= 1,
                 _ => {}
             }
             self.i += 1;
@@ -741,7 +573,7 @@ impl Parser<'_> {
     fn set_literal(&mut self) -> Option<Node> {
         self.enter()?;
         let r = (|| {
-            if self.eat_cmd("}") {
+            if self.eat_cmd("\u{7d}") {
                 return Some(Node::Empty);
             }
             let mut items = Vec::new();
@@ -751,7 +583,7 @@ impl Parser<'_> {
                     break;
                 }
             }
-            self.eat_cmd("}").then_some(Node::set(items))
+            self.eat_cmd("\u{7d}").then_some(Node::set(items))
         })();
         self.leave();
         r
@@ -771,8 +603,8 @@ impl Parser<'_> {
         if !["matrix", "pmatrix", "bmatrix", "array", "vmatrix", "smallmatrix"].contains(&env.as_str()) {
             return None;
         }
-        if env == "array" && self.eat('{') {
-            while !self.eat('}') {
+        if env == "array" && self.eat('\u{7b}') {
+            while !self.eat('\u{7d}') {
                 self.peek()?;
                 self.i += 1;
             }
@@ -795,7 +627,7 @@ impl Parser<'_> {
     }
 
     fn env_name(&mut self) -> Option<String> {
-        if !self.eat('{') {
+        if !self.eat('\u{7b}') {
             return None;
         }
         let mut name = String::new();
@@ -803,7 +635,7 @@ impl Parser<'_> {
             name.push(*c);
             self.i += 1;
         }
-        self.eat('}').then_some(name)
+        self.eat('\u{7d}').then_some(name)
     }
 }
 
