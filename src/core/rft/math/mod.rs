@@ -10,7 +10,7 @@
 //! - a reading keeps the matched text too: two answers whose texts are equal are equal
 //!   (`12:00`), as math_verify's string fallback.
 //!
-//! rftx reads two things math_verify does not (see `grade::reference_table` for the list): a
+//! rftx reads two things math_verify does not (`agreement::DELIBERATE` lists them): a
 //! completion's last `<answer>…</answer>` is its answer, and a reference's `####` line is its
 //! answer. Texts longer than [`MAX_CHARS`] are read from their last [`MAX_CHARS`] characters.
 pub mod compare;
@@ -87,8 +87,8 @@ fn outcome(pred: &Reading, gold: &Reading) -> Outcome {
     }
 }
 
-/// A reference: the rest of the line after a GSM8K `####`; a lone `\boxed{…}`'s content; else
-/// the text as math_verify reads it.
+/// A reference: the rest of the line after a GSM8K `####`; else the text as math_verify reads
+/// it (a bare answer, without `$` or `\boxed`, as [`read_bare`] reads it).
 pub fn read_reference(reference: &str) -> Reading {
     let line = super::extract::after_hashes(reference).and_then(|after| after.trim_start().lines().next());
     if let Some(l) = line.filter(|l| !l.trim().is_empty()) {
@@ -100,8 +100,8 @@ pub fn read_reference(reference: &str) -> Reading {
     read_bare(reference.trim())
 }
 
-/// Text without math delimiters: read as LaTeX (`$…$`) when it has LaTeX in it (`\sqrt{2}`,
-/// `x^2`), else as math_verify reads plain text (`1,22` is 1.22).
+/// Text without math delimiters: a plain number as math_verify reads plain text (`1,22` is 1.22,
+/// `1 000` is 1000), anything else as the LaTeX it is (`$…$`: `\sqrt{2}`, `(1, 2)`, `x = 5`).
 fn read_bare(text: &str) -> Reading {
     let number = !text.contains(", ")
         && text
