@@ -225,9 +225,13 @@ fn same_values(x: &[Node], y: &[Node]) -> bool {
     let values =
         |v: &[Node]| -> Option<Vec<f64>> { v.iter().map(|n| n.constant_value().filter(|x| x.is_finite())).collect() };
     match (values(x), values(y)) {
-        (Some(a), Some(b)) => {
-            let has = |s: &[f64], v: f64| s.iter().any(|&w| close(v, w, 1e-12));
-            a.iter().all(|&v| has(&b, v)) && b.iter().all(|&v| has(&a, v))
+        (Some(mut a), Some(mut b)) => {
+            // Sorted and with repeats dropped, equal sets are equal lists: n log n.
+            for v in [&mut a, &mut b] {
+                v.sort_by(f64::total_cmp);
+                v.dedup_by(|x, y| close(*x, *y, 1e-12));
+            }
+            a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| close(*x, *y, 1e-12))
         }
         _ => false,
     }

@@ -289,13 +289,9 @@ impl Node {
 
     /// A finite set: repeated elements kept once.
     pub fn set(items: Vec<Node>) -> Node {
-        let mut out: Vec<Node> = Vec::with_capacity(items.len());
-        for i in items {
-            if !out.contains(&i) {
-                out.push(i);
-            }
-        }
-        Node::Set(out)
+        // Keyed by the element's printed form: linear in the number of elements.
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        Node::Set(items.into_iter().filter(|i| seen.insert(format!("{i:?}"))).collect())
     }
 
     pub fn recip(e: Node) -> Node {
