@@ -11,19 +11,7 @@ use crate::engine::device::host;
 use crate::base::sampling::Rng;
 use crate::source::GgufTokenizer;
 
-/// With `1`, a test that cannot run on this machine (no root, no Slurm, no pip, no AVX2) fails
-/// instead of printing `skipped:`. `.ci/run` sets it where the machine has all of them, so that a
-/// green CI there means every test ran.
-pub const REQUIRE_ALL_ENV: &str = "RFTX_REQUIRE_ALL";
-
-/// A test that cannot run here: `skipped: why` on stderr, or a failure under
-/// [`REQUIRE_ALL_ENV`]`=1`.
-pub fn skip(why: &str) {
-    if std::env::var(REQUIRE_ALL_ENV).is_ok_and(|v| v == "1") {
-        panic!("{why} ({REQUIRE_ALL_ENV}=1: no test may be skipped on this machine)");
-    }
-    eprintln!("skipped: {why}");
-}
+pub use crate::base::util::{skip, REQUIRE_ALL_ENV};
 
 pub const TINY_SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 const TINY_MERGES: [(&str, &str); 5] = [("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "t"), ("<", "answer")];

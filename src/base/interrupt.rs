@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
+use super::error::{Error, Result};
+
 /// The signals that stop a run.
 pub const STOP_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGUSR1];
 
@@ -41,10 +43,10 @@ pub fn requested() -> Option<Signal> {
 }
 
 /// A safe point: `Err(Error::Interrupted)` once a stop signal has arrived.
-pub fn check() -> crate::Result<()> {
+pub fn check() -> Result<()> {
     match requested() {
         None => Ok(()),
-        Some(sig) => Err(crate::Error::Interrupted {
+        Some(sig) => Err(Error::Interrupted {
             signal: sig.0,
             message: format!("{} received", sig.name()),
         }),

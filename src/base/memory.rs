@@ -154,7 +154,7 @@ mod tests {
         if !reset_rss_peak() {
             // Without /proc/self/clear_refs (some containers) the peak cannot move: say so,
             // and check what still holds: it never goes down.
-            crate::testing::skip("/proc/self/clear_refs is not writable here, the RSS peak cannot be reset");
+            crate::base::util::skip("/proc/self/clear_refs is not writable here, the RSS peak cannot be reset");
             assert!(rss_peak().unwrap() >= before);
             return;
         }

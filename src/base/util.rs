@@ -222,6 +222,23 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
+/// With `1`, a test that cannot run on this machine (no root, no Slurm, no pip, no AVX2) fails
+/// instead of printing `skipped:`. `.ci/run` sets it where the machine has all of them, so that a
+/// green CI there means every test ran. (Here, in the leaves, so that every layer's tests can
+/// skip; `testing` re-exports it.)
+#[cfg(any(test, feature = "testing"))]
+pub const REQUIRE_ALL_ENV: &str = "RFTX_REQUIRE_ALL";
+
+/// A test that cannot run here: `skipped: why` on stderr, or a failure under
+/// [`REQUIRE_ALL_ENV`]`=1`.
+#[cfg(any(test, feature = "testing"))]
+pub fn skip(why: &str) {
+    if std::env::var(REQUIRE_ALL_ENV).is_ok_and(|v| v == "1") {
+        panic!("{why} ({REQUIRE_ALL_ENV}=1: no test may be skipped on this machine)");
+    }
+    eprintln!("skipped: {why}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::q4::Q4Linear;
 use super::cpu::q8::Q8Linear;
-use super::cuda::gemm::Gemm;
+use super::cuda::gemm::{dense_forward, Gemm};
+pub use super::cuda::gemm::DENSE_ROWS;
 
 /// Weight format of the linear layers after loading (`model.weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,10 +135,6 @@ pub(super) enum Linear {
         gemm: Arc<Gemm>,
     },
 }
-
-/// Rows of every GEMM of a dense layer (see [`Linear`]): decode batches up to this size cost
-/// one weight read, as one row would.
-pub const DENSE_ROWS: usize = 16;
 
 impl Linear {
     /// The layer for `qt`; Q4_1 goes to [`Q4Linear`] only under `model.weights = "q4_1"`
@@ -287,32 +284,6 @@ impl Group {
             }
         }
     }
-}
-
-/// `x · Wᵀ` in GEMMs of exactly [`DENSE_ROWS`] rows.
-pub(super) fn dense_forward(w: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
-    let mut dims = x.dims().to_vec();
-    let k = *dims.last().unwrap_or(&0);
-    let m = x.elem_count() / k.max(1);
-    let rows = x.reshape((m, k))?;
-    let wt = w.t()?;
-    let mut outs = Vec::with_capacity(m.div_ceil(DENSE_ROWS));
-    for start in (0..m).step_by(DENSE_ROWS) {
-        let n = DENSE_ROWS.min(m - start);
-        let mut group = rows.narrow(0, start, n)?;
-        if n < DENSE_ROWS {
-            let pad = Tensor::zeros((DENSE_ROWS - n, k), x.dtype(), x.device())?;
-            group = Tensor::cat(&[&group, &pad], 0)?;
-        }
-        outs.push(group.matmul(&wt)?.narrow(0, 0, n)?);
-    }
-    let y = if outs.len() == 1 {
-        outs.remove(0)
-    } else {
-        Tensor::cat(&outs, 0)?
-    };
-    *dims.last_mut().expect("at least one dim") = w.dim(0)?;
-    y.reshape(dims)
 }
 
 /// The token embedding: candle's quantised lookup, or the rows of the tied [`Q8Linear`].

@@ -19,9 +19,13 @@ use crate::base::error::Result;
 /// question's chunk of 15 to a few hundred rows), where a row-tile of this size serves them all.
 pub const PIN_ROWS: usize = 64;
 
+/// Rows of every GEMM of a dense layer (`engine::linear::Linear`) and of [`Gemm::Groups`]:
+/// decode batches up to this size cost one weight read, as one row would.
+pub const DENSE_ROWS: usize = 16;
+
 /// How the fused path multiplies.
 pub enum Gemm {
-    /// Fixed 16-row GEMMs (`linear::dense_forward`): the CPU, where the fused path runs in tests.
+    /// Fixed 16-row GEMMs ([`dense_forward`]): the CPU, where the fused path runs in tests.
     Groups,
     /// cuBLAS's own choice per shape: `model.batch_invariant = false`.
     Heuristic,
@@ -44,12 +48,38 @@ impl Gemm {
     /// `x · Wᵀ` for `x` (…, k) and `w` (n, k).
     pub fn forward(&self, w: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Gemm::Groups => crate::engine::linear::dense_forward(w, x),
+            Gemm::Groups => dense_forward(w, x),
             Gemm::Heuristic => x.broadcast_matmul(&w.t()?),
             #[cfg(feature = "cuda")]
             Gemm::Pinned(p) => p.forward(w, x),
         }
     }
+}
+
+/// `x · Wᵀ` in GEMMs of exactly [`DENSE_ROWS`] rows.
+pub(crate) fn dense_forward(w: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&0);
+    let m = x.elem_count() / k.max(1);
+    let rows = x.reshape((m, k))?;
+    let wt = w.t()?;
+    let mut outs = Vec::with_capacity(m.div_ceil(DENSE_ROWS));
+    for start in (0..m).step_by(DENSE_ROWS) {
+        let n = DENSE_ROWS.min(m - start);
+        let mut group = rows.narrow(0, start, n)?;
+        if n < DENSE_ROWS {
+            let pad = Tensor::zeros((DENSE_ROWS - n, k), x.dtype(), x.device())?;
+            group = Tensor::cat(&[&group, &pad], 0)?;
+        }
+        outs.push(group.matmul(&wt)?.narrow(0, 0, n)?);
+    }
+    let y = if outs.len() == 1 {
+        outs.remove(0)
+    } else {
+        Tensor::cat(&outs, 0)?
+    };
+    *dims.last_mut().expect("at least one dim") = w.dim(0)?;
+    y.reshape(dims)
 }
 
 #[cfg(feature = "cuda")]
