@@ -102,6 +102,10 @@ fn check_pass_at_k(dir: &Path, k: usize) {
 fn hub_configs_and_splits_are_named_when_wrong() {
     let (f, cache) = gsm8k_fixture();
     let env = [("HF_HUB_CACHE", cache.to_str().unwrap())];
+    let data = f.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("q.jsonl"), "{\"question\": \"q\", \"answer\": 1}\n").unwrap();
+    let outside = format!("data.source=\"openai/gsm8k@{}\"", data.display());
     for (sets, needle) in [
         (
             vec!["data.source=\"openai/gsm8k\""],
@@ -122,6 +126,12 @@ fn hub_configs_and_splits_are_named_when_wrong() {
         (
             vec!["data.source=\"openai/gsm8k@v2\""],
             "is not in the local Hugging Face cache",
+        ),
+        // A revision is a ref name or a commit: never a way out of the cache.
+        (vec![outside.as_str()], "a revision is a branch or tag name"),
+        (
+            vec!["data.source=\"openai/gsm8k@../../../data\""],
+            "a revision is a branch or tag name",
         ),
     ] {
         let r = run_with(&f, &env, &sets);

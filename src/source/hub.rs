@@ -48,18 +48,72 @@ pub fn resolve_dataset(spec: &str, cache: &Path) -> Result<PathBuf, String> {
     snapshot(spec, cache, "datasets", None)
 }
 
-/// `<cache>/<kind>--org--name/snapshots/<commit>`, holding `marker` when one is named.
+/// `<cache>/<kind>--org--name/snapshots/<commit>`, holding `marker` when one is named. The
+/// revision is a ref name or a commit hash, and the snapshot it leads to lies in the repository's
+/// `snapshots/` (never elsewhere on disk: not through `..`, an absolute path or a `refs/` file).
 fn snapshot(spec: &str, cache: &Path, kind: &str, marker: Option<&str>) -> Result<PathBuf, String> {
     let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
+    check_revision(revision).map_err(|why| {
+        format!("`{spec}`: the revision {revision:?} {why}; a revision is a branch or tag name (`main`, `v1.0`, `refs/pr/1`) or a commit hash")
+    })?;
     let repo = cache.join(format!("{kind}--{}", id.replace('/', "--")));
-    let commit = std::fs::read_to_string(repo.join("refs").join(revision))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_else(|_| revision.to_string());
-    let snapshot = repo.join("snapshots").join(&commit);
+    let refs = repo.join("refs").join(revision);
+    let snapshots = repo.join("snapshots");
+    let commit = match std::fs::read_to_string(&refs) {
+        Ok(c) if is_commit_name(c.trim()) => c.trim().to_string(),
+        Ok(c) => {
+            return Err(format!(
+                "{}: {:?} is not a commit hash: a hub cache's refs/ file holds the commit of a snapshot; fetch the repository again, or name a commit (`{id}@<commit>`)",
+                refs.display(),
+                c.trim()
+            ))
+        }
+        Err(_) if is_commit_name(revision) => revision.to_string(),
+        Err(_) => return Err(not_cached(spec, id, revision, kind, &refs)),
+    };
+    let snapshot = snapshots.join(&commit);
     let looked = marker.map_or(snapshot.clone(), |m| snapshot.join(m));
     if looked.exists() {
+        return inside(&snapshots, snapshot);
+    }
+    Err(not_cached(spec, id, revision, kind, &looked))
+}
+
+/// `snapshot` itself, where it really lies in `snapshots` (a link to elsewhere is refused).
+fn inside(snapshots: &Path, snapshot: PathBuf) -> Result<PathBuf, String> {
+    let real = |p: &Path| std::fs::canonicalize(p).map_err(|e| format!("{}: cannot resolve: {e}", p.display()));
+    if real(&snapshot)?.parent() == Some(real(snapshots)?.as_path()) {
         return Ok(snapshot);
     }
+    Err(format!(
+        "{}: the snapshot leads outside {}; a hub cache's snapshots are folders of it (fetch the repository again)",
+        snapshot.display(),
+        snapshots.display()
+    ))
+}
+
+/// A ref name as git and the hub accept it (`main`, `v1.0`, `refs/pr/1`): the reason it is not.
+fn check_revision(r: &str) -> Result<(), &'static str> {
+    let bad_char = |c: char| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c);
+    if r.is_empty() {
+        Err("is empty")
+    } else if r.starts_with('/') || r.ends_with('/') || r.contains("//") {
+        Err("is not a name: it starts or ends with `/`, or has an empty part")
+    } else if r.split('/').any(|part| part.starts_with('.') || part.ends_with(".lock")) {
+        Err("has a part that starts with `.` (`..` leads out of the cache) or ends with `.lock`")
+    } else if r.chars().any(bad_char) || r.contains("@{") || r.ends_with('.') {
+        Err("holds a character a ref name cannot (space, control, ~ ^ : ? * [ \\ or @{) or ends with `.`")
+    } else {
+        Ok(())
+    }
+}
+
+/// A snapshot's folder name: a commit hash (hex digits; 40 in a cache that huggingface_hub wrote).
+fn is_commit_name(c: &str) -> bool {
+    !c.is_empty() && c.len() <= 64 && c.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn not_cached(spec: &str, id: &str, revision: &str, kind: &str, looked: &Path) -> String {
     let rev = if revision == "main" {
         String::new()
     } else {
@@ -70,10 +124,10 @@ fn snapshot(spec: &str, cache: &Path, kind: &str, marker: Option<&str>) -> Resul
     } else {
         ("", "model.path", "a model folder")
     };
-    Err(format!(
+    format!(
         "`{spec}` is not in the local Hugging Face cache (looked for {}; the cache is $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub). rftx never downloads: where a network is, run `huggingface-cli download{flag} {id}{rev}` (with the same HF_HOME), or point {key} at {what} (if `{id}` is a path: nothing is there, relative to the config file)",
         looked.display()
-    ))
+    )
 }
 
 #[cfg(test)]
@@ -121,5 +175,49 @@ mod tests {
             e.contains("models--Org--Other") && e.contains("huggingface-cli download Org/Other`"),
             "{e}"
         );
+    }
+
+    /// A cache with `Org/Tiny` at commit `abc123` (refs/main), and a folder outside the cache
+    /// that a revision must never reach.
+    fn cache_and_outside() -> (tempfile::TempDir, PathBuf) {
+        let cache = tempfile::tempdir().unwrap();
+        let repo = cache.path().join("datasets--Org--Tiny");
+        std::fs::create_dir_all(repo.join("snapshots/abc123")).unwrap();
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs/main"), "abc123").unwrap();
+        let outside = cache.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("config.json"), "{}").unwrap();
+        (cache, outside)
+    }
+
+    #[test]
+    fn a_revision_never_leads_out_of_the_cache() {
+        let (cache, outside) = cache_and_outside();
+        let c = cache.path();
+        let abs = format!("Org/Tiny@{}", outside.display());
+        for spec in [abs.as_str(), "Org/Tiny@../../outside", "Org/Tiny@..", "Org/Tiny@a b", "Org/Tiny@"] {
+            let e = resolve_dataset(spec, c).unwrap_err();
+            assert!(e.contains("a revision is a branch or tag name"), "{spec}: {e}");
+            assert!(resolve(spec, c).is_err(), "{spec}");
+        }
+        // A refs/ file naming a path instead of a commit.
+        let refs = c.join("datasets--Org--Tiny/refs");
+        std::fs::write(refs.join("evil"), outside.display().to_string()).unwrap();
+        let e = resolve_dataset("Org/Tiny@evil", c).unwrap_err();
+        assert!(e.contains("is not a commit hash") && e.contains("refs/evil"), "{e}");
+        std::fs::write(refs.join("up"), "../../outside").unwrap();
+        assert!(resolve_dataset("Org/Tiny@up", c).unwrap_err().contains("is not a commit hash"));
+        // A snapshot that is a link to elsewhere.
+        let snaps = c.join("datasets--Org--Tiny/snapshots");
+        std::os::unix::fs::symlink(&outside, snaps.join("beef")).unwrap();
+        let e = resolve_dataset("Org/Tiny@beef", c).unwrap_err();
+        assert!(e.contains("leads outside"), "{e}");
+        // What a cache holds still resolves: a ref, a commit, a ref name with slashes.
+        std::fs::create_dir_all(refs.join("refs/pr")).unwrap();
+        std::fs::write(refs.join("refs/pr/1"), "abc123\n").unwrap();
+        for ok in ["Org/Tiny", "Org/Tiny@main", "Org/Tiny@abc123", "Org/Tiny@refs/pr/1"] {
+            assert_eq!(resolve_dataset(ok, c).unwrap(), snaps.join("abc123"), "{ok}");
+        }
     }
 }
