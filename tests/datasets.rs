@@ -14,6 +14,10 @@ fn gsm8k_fixture() -> (Fixture, PathBuf) {
     let f = Fixture::new("");
     let cache = f.path().join("hub");
     rftx::testing::write_gsm8k_hub(&cache, 6, 4).unwrap();
+    // Files a real snapshot may hold beside its data: never read as rows or splits.
+    let snapshot = cache.join("datasets--openai--gsm8k/snapshots/e53f048856ff4f594e959d75785d2c2d37b678ee");
+    std::fs::write(snapshot.join("dataset_infos.json"), "{\"main\": {}}").unwrap();
+    std::fs::write(snapshot.join("main/test_metadata.json"), "[[\"stray\", 1]]").unwrap();
     (f, cache)
 }
 
@@ -204,6 +208,27 @@ fn bad_rows_are_named_before_any_run_directory() {
         );
         assert!(!f.runs().exists(), "{name}: no run directory before the input is read");
     }
+}
+
+/// `data.limit` applies while reading: a bad row after the limit fails nothing, and the run
+/// hash is the one the first rows always gave.
+#[test]
+fn rows_after_the_limit_are_not_read() {
+    let f = Fixture::new("");
+    let good = "{\"question\": \"1+1?\", \"answer\": 2}\n{\"question\": \"2+2?\", \"answer\": 4}\n";
+    std::fs::write(f.path().join("good.jsonl"), good).unwrap();
+    std::fs::write(f.path().join("bad.jsonl"), format!("{good}{{\"question\": \"x\"}}\nnot json\n")).unwrap();
+    let hash = |name: &str, limit: &str| {
+        let source = format!("data.source={name:?}");
+        let args = ["hash", f.config.to_str().unwrap(), "--set", &source, "--set", limit];
+        rftx(&args, &[], f.path())
+    };
+    let bad = hash("bad.jsonl", "data.limit=2");
+    assert_eq!(bad.code, 0, "{}", bad.stderr);
+    assert_eq!(bad.last_line(), hash("good.jsonl", "data.limit=2").last_line());
+    let all = hash("bad.jsonl", "data.limit=3");
+    assert_eq!(all.code, 2, "{}", all.stderr);
+    assert!(all.stderr.contains("bad.jsonl: line 3: no field `answer`"), "{}", all.stderr);
 }
 
 /// Four questions with ids and nested fields; the reference `(?s).*` takes every completion.

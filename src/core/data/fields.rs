@@ -34,18 +34,19 @@ fn text(v: &serde_json::Value) -> Option<String> {
 }
 
 /// Every row's question; the first bad row is an error naming the file, the row and the field.
-pub(super) fn questions(rows: &Rows, data: &DataConfig) -> Result<Vec<Question>> {
+/// The rows are consumed: each is held once, in its question.
+pub(super) fn questions(rows: Rows, data: &DataConfig) -> Result<Vec<Question>> {
     let mut out = Vec::with_capacity(rows.items.len());
-    for (at, item) in &rows.items {
+    for (at, item) in rows.items {
         let bad = |why: String| Error::input(&rows.path, format!("{at}: {why}"));
         let q = match item {
-            Item::Pair(q) => q.clone(),
+            Item::Pair(q) => q,
             Item::Row(row) => {
                 let get = |key: &str, path: &str| {
-                    field(row, path).ok_or_else(|| {
+                    field(&row, path).ok_or_else(|| {
                         bad(format!(
                             "no field `{path}` (its fields: {}); set {key} to the field that holds it",
-                            names(row)
+                            names(&row)
                         ))
                     })
                 };
@@ -56,6 +57,7 @@ pub(super) fn questions(rows: &Rows, data: &DataConfig) -> Result<Vec<Question>>
                         data.question_field
                     ))
                 })?;
+                let question = question.to_string();
                 let answer = get("data.answer_field", &data.answer_field)?;
                 let answer = Answer::from_json(answer).ok_or_else(|| {
                     bad(format!(
@@ -72,8 +74,8 @@ pub(super) fn questions(rows: &Rows, data: &DataConfig) -> Result<Vec<Question>>
                 };
                 Question {
                     id,
-                    row: Some(row.clone()),
-                    ..Question::new(question.to_string(), answer)
+                    row: Some(row),
+                    ..Question::new(question, answer)
                 }
             }
         };

@@ -2,7 +2,9 @@
 //! JSON Lines, CSV (a header line, then one question per record; every value a string) and
 //! Parquet (Snappy-compressed or plain, as the hub writes it), and datasets in the local Hugging
 //! Face hub cache (`Org/Name[@revision]`, offline): the data files of `data.config` and
-//! `data.split` in the snapshot, in path order.
+//! `data.split` in the snapshot (`hub` chooses them), in path order. `data.limit` applies while
+//! reading: the rows after it are never read as rows (a `.json` file, one document, is still
+//! parsed to its end).
 use std::path::{Path, PathBuf};
 
 use super::Question;
@@ -27,11 +29,10 @@ pub(super) struct Rows {
     pub items: Vec<(String, Item)>,
 }
 
-/// Extensions read as question files.
-const EXTENSIONS: [&str; 5] = ["json", "jsonl", "ndjson", "csv", "parquet"];
+use super::hub::EXTENSIONS;
 
-/// Reads `data.source` (resolved to `path`); a path that is not on disk but reads as a
-/// repository id is a dataset in the hub cache.
+/// Reads `data.source` (resolved to `path`), its first `data.limit` rows; a path that is not on
+/// disk but reads as a repository id is a dataset in the hub cache.
 pub(super) fn load(path: &Path, data: &DataConfig) -> Result<Rows> {
     let spec = path.to_string_lossy();
     if !path.exists() && crate::source::hub::looks_like_repo_id(&spec) {
@@ -42,7 +43,7 @@ pub(super) fn load(path: &Path, data: &DataConfig) -> Result<Rows> {
             return Err(Error::input(path, format!("{key} = {v:?}: only a hub dataset (data.source = \"Org/Name\") has splits and configs; remove it, or point data.source at the split's file")));
         }
     }
-    let items = read_file(path, "")?;
+    let items = read_file(path, "", data.limit.unwrap_or(usize::MAX))?;
     if items.is_empty() {
         return Err(Error::input(path, "the question file has no rows"));
     }
@@ -60,54 +61,97 @@ fn extension(path: &Path) -> String {
         .to_ascii_lowercase()
 }
 
-/// The rows of one file; `prefix` starts every row's place (a hub file's relative path).
-fn read_file(path: &Path, prefix: &str) -> Result<Vec<(String, Item)>> {
-    let at = |what: String| format!("{prefix}{what}");
-    let bad = |why: String| Error::input(path, why);
+/// The first `limit` rows of one file; `prefix` starts every row's place (a hub file's relative
+/// path).
+fn read_file(path: &Path, prefix: &str, limit: usize) -> Result<Vec<(String, Item)>> {
     match extension(path).as_str() {
-        "json" => {
-            let text = read(path)?;
-            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                bad(format!(
-                    "not valid JSON ({e}); expected a list of [question, answer] pairs or of objects"
-                ))
-            })?;
-            let list = value.as_array().ok_or_else(|| {
-                bad("expected a JSON list of [question, answer] pairs or of objects at the top level".into())
-            })?;
-            list.iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    Ok((
-                        at(format!("record {i}")),
-                        json_item(v).map_err(|why| bad(format!("record {i}: {why}")))?,
-                    ))
-                })
-                .collect()
-        }
-        "jsonl" | "ndjson" => {
-            let text = read(path)?;
-            let mut out = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let v: serde_json::Value =
-                    serde_json::from_str(line).map_err(|e| bad(format!("line {}: not valid JSON ({e})", i + 1)))?;
-                if !v.is_object() {
-                    return Err(bad(format!(
-                        "line {}: expected a JSON object, one question per line",
-                        i + 1
-                    )));
-                }
-                out.push((at(format!("line {}", i + 1)), Item::Row(v)));
-            }
-            Ok(out)
-        }
-        "csv" => read_csv(path, prefix),
-        "parquet" => read_parquet(path, prefix),
-        other => Err(bad(format!(
-            "cannot read a `.{other}` question file; data.source takes {} files, \"builtin\", or a hub dataset id",
-            EXTENSIONS.map(|e| format!(".{e}")).join(", ")
-        ))),
+        "json" => read_json(path, prefix, limit),
+        "jsonl" | "ndjson" => read_jsonl(path, prefix, limit),
+        "csv" => read_csv(path, prefix, limit),
+        "parquet" => read_parquet(path, prefix, limit),
+        other => Err(Error::input(
+            path,
+            format!(
+                "cannot read a `.{other}` question file; data.source takes {} files, \"builtin\", or a hub dataset id",
+                EXTENSIONS.map(|e| format!(".{e}")).join(", ")
+            ),
+        )),
     }
+}
+
+/// A JSON list's first `limit` elements; the rest is parsed (the file is one document) but not
+/// kept.
+fn read_json(path: &Path, prefix: &str, limit: usize) -> Result<Vec<(String, Item)>> {
+    let bad = |why: String| Error::input(path, why);
+    let text = read(path)?;
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let list = serde::Deserializer::deserialize_seq(&mut de, FirstValues(limit))
+        .and_then(|list| de.end().map(|()| list))
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => bad(
+                "expected a JSON list of [question, answer] pairs or of objects at the top level".into(),
+            ),
+            _ => bad(format!(
+                "not valid JSON ({e}); expected a list of [question, answer] pairs or of objects"
+            )),
+        })?;
+    list.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let item = json_item(v).map_err(|why| bad(format!("record {i}: {why}")))?;
+            Ok((format!("{prefix}record {i}"), item))
+        })
+        .collect()
+}
+
+/// A serde visitor: the first N values of a sequence, the others skipped.
+struct FirstValues(usize);
+
+impl<'de> serde::de::Visitor<'de> for FirstValues {
+    type Value = Vec<serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list at the top level")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while out.len() < self.0 {
+            match seq.next_element()? {
+                Some(v) => out.push(v),
+                None => return Ok(out),
+            }
+        }
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(out)
+    }
+}
+
+/// The first `limit` objects of a JSON Lines file, read line by line; blank lines skipped.
+fn read_jsonl(path: &Path, prefix: &str, limit: usize) -> Result<Vec<(String, Item)>> {
+    use std::io::BufRead;
+    let bad = |why: String| Error::input(path, why);
+    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot read the question file: {e}")))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        if out.len() == limit {
+            break;
+        }
+        let line = line.map_err(|e| bad(format!("line {}: cannot read: {e}", i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| bad(format!("line {}: not valid JSON ({e})", i + 1)))?;
+        if !v.is_object() {
+            return Err(bad(format!(
+                "line {}: expected a JSON object, one question per line",
+                i + 1
+            )));
+        }
+        out.push((format!("{prefix}line {}", i + 1), Item::Row(v)));
+    }
+    Ok(out)
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -115,9 +159,9 @@ fn read(path: &Path) -> Result<String> {
 }
 
 /// A JSON list element: a `[question, answer]` pair or an object.
-fn json_item(v: &serde_json::Value) -> std::result::Result<Item, String> {
+fn json_item(v: serde_json::Value) -> std::result::Result<Item, String> {
     if v.is_object() {
-        return Ok(Item::Row(v.clone()));
+        return Ok(Item::Row(v));
     }
     let pair = v
         .as_array()
@@ -140,7 +184,7 @@ fn json_item(v: &serde_json::Value) -> std::result::Result<Item, String> {
     Ok(Item::Pair(Question::new(question.to_string(), answer)))
 }
 
-fn read_csv(path: &Path, prefix: &str) -> Result<Vec<(String, Item)>> {
+fn read_csv(path: &Path, prefix: &str, limit: usize) -> Result<Vec<(String, Item)>> {
     let mut reader =
         csv::Reader::from_path(path).map_err(|e| Error::input(path, format!("cannot read the CSV file: {e}")))?;
     let headers = reader
@@ -148,7 +192,7 @@ fn read_csv(path: &Path, prefix: &str) -> Result<Vec<(String, Item)>> {
         .map_err(|e| Error::input(path, format!("cannot read the CSV header line: {e}")))?
         .clone();
     let mut out = Vec::new();
-    for (i, record) in reader.records().enumerate() {
+    for (i, record) in reader.records().take(limit).enumerate() {
         let line = i + 2;
         let record = record.map_err(|e| Error::input(path, format!("line {line}: {e}")))?;
         let row: serde_json::Map<String, serde_json::Value> = headers
@@ -164,7 +208,7 @@ fn read_csv(path: &Path, prefix: &str) -> Result<Vec<(String, Item)>> {
     Ok(out)
 }
 
-fn read_parquet(path: &Path, prefix: &str) -> Result<Vec<(String, Item)>> {
+fn read_parquet(path: &Path, prefix: &str, limit: usize) -> Result<Vec<(String, Item)>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let hint = "rftx reads uncompressed and Snappy-compressed Parquet (the hub's and pandas' default)";
     let file =
@@ -174,7 +218,8 @@ fn read_parquet(path: &Path, prefix: &str) -> Result<Vec<(String, Item)>> {
     let rows = reader
         .get_row_iter(None)
         .map_err(|e| Error::input(path, format!("cannot read its rows ({e}); {hint}")))?;
-    rows.enumerate()
+    rows.take(limit)
+        .enumerate()
         .map(|(i, r)| {
             let r = r.map_err(|e| Error::input(path, format!("row {}: unreadable ({e}); {hint}", i + 1)))?;
             Ok((format!("{prefix}row {}", i + 1), Item::Row(r.to_json_value())))
@@ -182,17 +227,21 @@ fn read_parquet(path: &Path, prefix: &str) -> Result<Vec<(String, Item)>> {
         .collect()
 }
 
-/// `Org/Name[@revision]` in the hub cache: the files of the configured config and split.
+/// `Org/Name[@revision]` in the hub cache: the first `data.limit` rows of the configured config
+/// and split's files.
 fn hub_dataset(spec: &str, data: &DataConfig) -> Result<Rows> {
     let snapshot = crate::source::hub::resolve_dataset(spec, &crate::source::hub::cache_dir())
         .map_err(|e| Error::input(Path::new(spec), e))?;
-    let mut files = Vec::new();
-    collect(&snapshot, &snapshot, &mut files);
-    files.sort();
-    let chosen = choose(&files, data).map_err(|e| Error::input(&snapshot, format!("{spec}: {e}")))?;
+    let chosen =
+        super::hub::data_files(&snapshot, data).map_err(|e| Error::input(&snapshot, format!("{spec}: {e}")))?;
+    let limit = data.limit.unwrap_or(usize::MAX);
     let mut items = Vec::new();
     for rel in &chosen {
-        items.extend(read_file(&snapshot.join(rel), &format!("{} ", rel.display()))?);
+        if items.len() == limit {
+            break;
+        }
+        let prefix = format!("{} ", rel.display());
+        items.extend(read_file(&snapshot.join(rel), &prefix, limit - items.len())?);
     }
     if items.is_empty() {
         return Err(Error::input(&snapshot, format!("{spec}: its split has no rows")));
@@ -204,152 +253,33 @@ fn hub_dataset(spec: &str, data: &DataConfig) -> Result<Rows> {
     })
 }
 
-/// Data files under `dir`, relative to `root`.
-fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        let hidden = e.file_name().to_string_lossy().starts_with('.');
-        if p.is_dir() && !hidden {
-            collect(root, &p, out);
-        } else if !hidden && EXTENSIONS.contains(&extension(&p).as_str()) {
-            out.push(p.strip_prefix(root).unwrap_or(&p).to_path_buf());
-        }
-    }
-}
-
-/// The config of a file: its first folder, unless that is `data` (the default config's).
-fn config_of(rel: &Path) -> Option<String> {
-    let mut parts = rel.components();
-    let first = parts.next()?.as_os_str().to_string_lossy().to_string();
-    (parts.next().is_some() && first != "data").then_some(first)
-}
-
-/// The split of a file: a folder named like a split, or its name up to the first `-`, `_` or `.`
-/// (`train-00000-of-00001.parquet`, `test.jsonl`).
-fn split_of(rel: &Path) -> String {
-    let stem = rel
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let from_name = stem.split(['-', '_', '.']).next().unwrap_or("").to_string();
-    let folders: Vec<String> = rel
-        .parent()
-        .map(|p| p.iter().map(|c| c.to_string_lossy().to_string()).collect())
-        .unwrap_or_default();
-    let known = ["train", "test", "validation", "dev", "valid"];
-    folders
-        .into_iter()
-        .rev()
-        .find(|f| known.contains(&f.as_str()))
-        .unwrap_or(from_name)
-}
-
-fn choose(files: &[PathBuf], data: &DataConfig) -> std::result::Result<Vec<PathBuf>, String> {
-    if files.is_empty() {
-        return Err(format!("its snapshot has no data files ({})", EXTENSIONS.join(", ")));
-    }
-    let mut configs: Vec<String> = files.iter().filter_map(|f| config_of(f)).collect();
-    configs.dedup();
-    let in_config: Vec<&PathBuf> = match (&data.config, configs.len()) {
-        (Some(c), _) if !configs.contains(c) => {
-            return Err(format!(
-                "no config {c:?}; it has {}",
-                list(&configs, "only the default one")
-            ));
-        }
-        (Some(c), _) => files.iter().filter(|f| config_of(f).as_ref() == Some(c)).collect(),
-        (None, n) if n > 1 => {
-            return Err(format!(
-                "it has several configs: {}; set data.config to one",
-                configs.join(", ")
-            ))
-        }
-        (None, _) => files.iter().collect(),
-    };
-    let mut splits: Vec<String> = in_config.iter().map(|f| split_of(f)).collect();
-    splits.sort();
-    splits.dedup();
-    let split = match &data.split {
-        Some(s) => s.clone(),
-        None if splits.len() == 1 => splits[0].clone(),
-        None => "train".into(),
-    };
-    let chosen: Vec<PathBuf> = in_config
-        .into_iter()
-        .filter(|f| split_of(f) == split)
-        .cloned()
-        .collect();
-    if chosen.is_empty() {
-        return Err(format!(
-            "no split {split:?}; its splits are {}; set data.split to one",
-            splits.join(", ")
-        ));
-    }
-    Ok(chosen)
-}
-
-fn list(items: &[String], none: &str) -> String {
-    if items.is_empty() {
-        none.to_string()
-    } else {
-        items.join(", ")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn data(split: Option<&str>, config: Option<&str>) -> DataConfig {
-        DataConfig {
-            split: split.map(String::from),
-            config: config.map(String::from),
-            ..DataConfig::default()
-        }
-    }
-
+    /// Rows after the limit are not read: a bad one there fails nothing.
     #[test]
-    fn hub_files_by_config_and_split() {
-        let files: Vec<PathBuf> = [
-            "main/test-00000-of-00001.parquet",
-            "main/train-00000-of-00001.parquet",
-            "socratic/train-00000-of-00001.parquet",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-        assert!(choose(&files, &data(None, None))
-            .unwrap_err()
-            .contains("several configs: main, socratic"));
-        assert_eq!(
-            choose(&files, &data(Some("test"), Some("main"))).unwrap(),
-            [PathBuf::from("main/test-00000-of-00001.parquet")]
-        );
-        assert_eq!(
-            choose(&files, &data(None, Some("main"))).unwrap(),
-            [PathBuf::from("main/train-00000-of-00001.parquet")]
-        );
-        assert!(choose(&files, &data(Some("dev"), Some("main")))
-            .unwrap_err()
-            .contains("no split \"dev\"; its splits are test, train"));
-        assert!(choose(&files, &data(None, Some("x")))
-            .unwrap_err()
-            .contains("no config \"x\"; it has main, socratic"));
-        let flat: Vec<PathBuf> = [
-            "data/train-0.parquet",
-            "data/test-0.parquet",
-            "default/validation/0000.parquet",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-        assert_eq!(split_of(&flat[2]), "validation");
-        assert_eq!(
-            choose(&flat[..2], &data(None, None)).unwrap(),
-            [PathBuf::from("data/train-0.parquet")]
-        );
-        let one = [PathBuf::from("test.jsonl")];
-        assert_eq!(choose(&one, &data(None, None)).unwrap(), one);
+    fn the_limit_applies_while_reading() {
+        let d = tempfile::tempdir().unwrap();
+        let cases: [(&str, &str); 4] = [
+            ("q.jsonl", "{\"question\": \"a\", \"answer\": 1}\n\n{\"question\": \"b\", \"answer\": 2}\nnot json\n"),
+            ("q.json", "[[\"a\", 1], {\"question\": \"b\", \"answer\": 2}, 7, \"bad\"]"),
+            ("q.csv", "question,answer\na,1\nb,2\n\"unterminated\n"),
+            ("pairs.json", "[[\"a\", 1], [\"b\", 2], [\"\", 3]]"),
+        ];
+        for (name, text) in cases {
+            let path = d.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let rows = read_file(&path, "", 2).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(rows.len(), 2, "{name}");
+            assert!(read_file(&path, "", usize::MAX).is_err(), "{name}: the whole file has a bad row");
+            assert_eq!(read_file(&path, "", 1).unwrap().len(), 1, "{name}");
+        }
+        // A file that is no JSON list is still refused.
+        let path = d.path().join("obj.json");
+        std::fs::write(&path, "{\"a\": 1}").unwrap();
+        assert!(read_file(&path, "", 1).unwrap_err().to_string().contains("expected a JSON list"));
+        std::fs::write(&path, "[[\"a\", 1], [").unwrap();
+        assert!(read_file(&path, "", 1).unwrap_err().to_string().contains("not valid JSON"));
     }
 }

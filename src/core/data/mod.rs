@@ -1,11 +1,13 @@
 //! Question sets: the built-in unit-conversion set (`builtin`), and the user's own files — a
 //! JSON list of `[question, answer]` pairs (the homework's format) or of objects, JSON Lines,
-//! CSV, Parquet, or a dataset in the local Hugging Face hub cache (`files`) — with the question,
+//! CSV, Parquet, or a dataset in the local Hugging Face hub cache (`files`, its data files chosen
+//! by `hub`) — with the question,
 //! answer and id read from the fields `data.*_field` name (`fields`), and `prompt.template`
 //! filled in from the row.
 mod builtin;
 mod fields;
 mod files;
+mod hub;
 
 use std::path::Path;
 
@@ -71,16 +73,16 @@ impl QuestionSet {
     /// Loads the configured set (`path`: `data.source` resolved, `None` for the built-in set),
     /// applies `data.limit` and fills `template` in. Errors name the file, row and field.
     pub fn from_config(path: Option<&Path>, data: &DataConfig, template: Option<&str>) -> Result<Self> {
+        // `data.limit` applies while reading: rows after it are neither read nor checked. The
+        // digest is of the questions kept, as it always was.
         let (mut questions, source) = match path {
-            None => (builtin(BUILTIN_COUNT), "builtin".to_string()),
+            None => (builtin(data.limit.unwrap_or(BUILTIN_COUNT).min(BUILTIN_COUNT)), "builtin".to_string()),
             Some(p) => {
                 let rows = files::load(p, data)?;
-                (fields::questions(&rows, data)?, rows.source)
+                let source = rows.source.clone();
+                (fields::questions(rows, data)?, source)
             }
         };
-        if let Some(l) = data.limit {
-            questions.truncate(l);
-        }
         if let Some(t) = template {
             for (i, q) in questions.iter_mut().enumerate() {
                 let user = fields::fill_template(t, q).map_err(|e| {
