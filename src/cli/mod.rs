@@ -17,10 +17,12 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (also: the run was already complete)
   1  the run failed while generating; its durable work is kept, and re-running resumes it
-  2  bad input: command line, config file, model file, question file or runs directory;
+  2  bad input: command line, config file, model file, question file or runs directory, a
+     default model this machine cannot fetch (no python3 or pip) or not the pinned file;
      nothing was run and no run directory was created
   75 a condition that may clear by itself: the run is locked by another process, the GPU
-     cannot be opened now, or the default model's fetch failed; nothing was run: retry later
+     cannot be opened now, or pip could not download the default model; nothing was run:
+     retry later
   130, 143, 138  stopped by SIGINT (Ctrl-C), SIGTERM or SIGUSR1 (128 + the signal) at a safe
      point: the run is marked interrupted, its committed work kept; the same command resumes it.
      A second signal ends rftx at once with the same code";

@@ -332,7 +332,7 @@ if [ "$warned" = 0 ] && { [ "$rc" = 130 ] || [ "$rc" = 143 ]; }; then
   say "stopped by a signal (exit $rc): cancelled, preempted or requeued by Slurm"; exit "$rc"
 fi
 reason="exit $rc"; [ "$warned" = 1 ] && reason="time limit near"
-[ "$rc" = 75 ] && reason="retryable (exit 75: run locked, GPU unavailable or fetch failed)"
+[ "$rc" = 75 ] && reason="retryable (exit 75: run locked, GPU unavailable or download failed)"
 if [ "$attempt" -le "$max_requeues" ]; then
   say "$reason: requeueing ($attempt of $max_requeues requeues used)"
   scontrol requeue "$task" && exit "$rc"

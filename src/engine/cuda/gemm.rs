@@ -93,7 +93,7 @@ mod lt {
     use candle_core::{DType, Tensor};
 
     use super::PIN_ROWS;
-    use crate::base::error::{Error, Result};
+    use crate::base::error::Result;
     use crate::engine::cuda::launch::{address, output};
 
     /// Bytes of the one workspace every GEMM shares (cuBLAS's recommendation for Hopper).
@@ -161,7 +161,7 @@ mod lt {
 
     impl Pinned {
         pub fn new(device: &CudaDevice) -> Result<Pinned> {
-            let handle = result::create_handle().map_err(|e| Error::DeviceUnavailable(format!("cuBLASLt: {e:?}")))?;
+            let handle = result::create_handle().map_err(super::super::cublaslt_failed)?;
             Ok(Pinned {
                 handle,
                 workspace: device.alloc_zeros::<u8>(WORKSPACE)?,

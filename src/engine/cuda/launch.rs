@@ -23,7 +23,7 @@ fn ptx(dev: &CudaDevice) -> Result<(&'static str, &'static str)> {
         .cuda_stream()
         .context()
         .compute_capability()
-        .map_err(|e| Error::DeviceUnavailable(format!("{e:?}")))?
+        .map_err(super::capability_query_failed)?
         .0;
     Ok(if major >= 9 {
         (PTX_90, "rftx_sm90")

@@ -21,6 +21,8 @@ pub use ops::decode_attention;
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::error::Error;
+
 /// The kernels of the decode step on a GPU (`model.gpu_kernels`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,5 +62,31 @@ impl Default for GpuOptions {
             kernels: GpuKernels::Candle,
             batch_invariant: true,
         }
+    }
+}
+
+/// cuBLASLt gave no handle on a GPU that opened: the CUDA libraries and the driver do not work
+/// together, which waiting does not clear (exit 1, never 75: a Slurm task would requeue for ever).
+pub fn cublaslt_failed(e: impl std::fmt::Debug) -> Error {
+    Error::Run(format!(
+        "cannot create a cuBLASLt handle ({e:?}): the CUDA libraries this rftx was built with do not work with this GPU's driver (check nvidia-smi; scripts/build-cuda.sh), or set model.batch_invariant = false to let cuBLAS choose its kernels"
+    ))
+}
+
+/// The driver could not say the GPU's compute capability while kernels were being launched: a
+/// driver failure mid-run (exit 1: the committed work is kept and the same command resumes).
+pub fn capability_query_failed(e: impl std::fmt::Debug) -> Error {
+    Error::Run(format!(
+        "the CUDA driver could not read the GPU's compute capability mid-run ({e:?}); check nvidia-smi, then run the same command to resume"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A failure that waiting does not clear is never exit 75.
+    #[test]
+    fn driver_failures_on_an_open_gpu_are_not_retryable() {
+        assert_eq!(super::cublaslt_failed("CUBLAS_STATUS_NOT_INITIALIZED").exit_code(), 1);
+        assert_eq!(super::capability_query_failed("CUDA_ERROR_UNKNOWN").exit_code(), 1);
     }
 }
