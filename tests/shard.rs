@@ -243,6 +243,74 @@ fn a_tampered_shard_is_refused_by_the_merge() {
     assert_eq!(m.code, 0, "{}", m.stderr);
 }
 
+/// A runs directory and a working directory with a space, `#` and `%`: the scripts' `#SBATCH`
+/// lines quote and escape them as sbatch reads them (`%%` in a log name); a runs directory
+/// with a backslash, which turns off Slurm's log name patterns, is refused before anything is
+/// written.
+#[test]
+fn slurm_directives_carry_any_path() {
+    let f = Fixture::new("");
+    let cfg = f.config.to_str().unwrap();
+    let cwd = f.path().join("work dir #2 %x");
+    std::fs::create_dir(&cwd).unwrap();
+    let args = [
+        "slurm",
+        "submit",
+        cfg,
+        "--shards",
+        "2",
+        "--dry-run",
+        "--runs-dir",
+        "runs with space#x%y",
+    ];
+    let r = rftx(&args, &[], &cwd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = printed_dir(&r, &cwd);
+    let logs = run
+        .join("slurm")
+        .display()
+        .to_string()
+        .replace('#', "\\#")
+        .replace('%', "%%");
+    let shard = std::fs::read_to_string(run.join("slurm/shard.sbatch")).unwrap();
+    let merge = std::fs::read_to_string(run.join("slurm/merge.sbatch")).unwrap();
+    let chdir = format!(
+        "#SBATCH --chdir=\"{}\"\n",
+        cwd.display().to_string().replace('#', "\\#")
+    );
+    assert!(
+        shard.contains(&format!("#SBATCH --output=\"{logs}/shard-%a.log\"\n")),
+        "{shard}"
+    );
+    assert!(
+        merge.contains(&format!("#SBATCH --output=\"{logs}/merge.log\"\n")),
+        "{merge}"
+    );
+    assert!(shard.contains(&chdir) && merge.contains(&chdir), "{shard}\n{merge}");
+    // The dry run's sbatch lines as a shell reads them back.
+    let script = run
+        .strip_prefix(&cwd)
+        .unwrap()
+        .join("slurm/shard.sbatch")
+        .display()
+        .to_string();
+    assert!(r.stdout.contains(&format!("'{script}'")), "{}", r.stdout);
+    let args = [
+        "slurm",
+        "submit",
+        cfg,
+        "--shards",
+        "2",
+        "--dry-run",
+        "--runs-dir",
+        "runs\\x",
+    ];
+    let r = rftx(&args, &[], &cwd);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("holds a backslash"), "{}", r.stderr);
+    assert!(!cwd.join("runs\\x").exists(), "nothing written");
+}
+
 /// `--of` larger than the questions, and `--shard` taken from SLURM_ARRAY_TASK_ID.
 #[test]
 fn shard_arguments_are_checked_and_the_index_comes_from_slurm() {

@@ -18,10 +18,14 @@ use common::*;
 struct Cluster {
     dir: tempfile::TempDir,
     conf: String,
+    /// slurmctld's port (slurmd's is the next one).
+    port: u16,
 }
 
 impl Cluster {
-    fn start() -> Option<Cluster> {
+    /// A cluster of its own for each test (`slot`: its ports), so that the tests of this file
+    /// may run at once.
+    fn start(slot: u16) -> Option<Cluster> {
         let have = |c: &str| {
             Command::new("sh")
                 .args(["-c", &format!("command -v {c}")])
@@ -39,9 +43,11 @@ impl Cluster {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        // Ports of our own, so that a cluster already running on this machine is left alone.
         let cluster = Cluster {
             conf: dir.path().join("slurm/etc/slurm.conf").display().to_string(),
             dir,
+            port: 20000 + (std::process::id() % 10000) as u16 * 4 + 2 * slot,
         };
         let out = cluster.script("start");
         assert!(
@@ -53,12 +59,10 @@ impl Cluster {
     }
 
     fn script(&self, verb: &str) -> std::process::Output {
-        // A port of our own, so that a cluster already running on this machine is left alone.
-        let port = 20000 + (std::process::id() % 20000) as u16 / 2 * 2;
         Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm-ci.sh"))
             .arg(verb)
             .env("SLURM_CI_DIR", self.dir.path().join("slurm"))
-            .env("SLURM_CI_PORT", port.to_string())
+            .env("SLURM_CI_PORT", self.port.to_string())
             .output()
             .unwrap()
     }
@@ -204,7 +208,7 @@ impl ArrayRun<'_> {
 
 #[test]
 fn a_slurm_array_with_a_kill_a_requeue_and_a_failure_merges_to_the_unsharded_bytes() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(cluster) = Cluster::start(0) else {
         return;
     };
     let started = Instant::now();
@@ -335,4 +339,51 @@ fn resubmit_the_failed_shard_and_merge(a: &ArrayRun) {
     assert!(a.log("merge.log").contains("merged 4 shards"), "{}", a.log("merge.log"));
     let submitted = std::fs::read_to_string(a.run.join("slurm/submissions.jsonl")).unwrap();
     assert_eq!(submitted.lines().count(), 2);
+}
+
+/// A runs directory and a working directory with a space, `#` and `%`, through a real sbatch:
+/// its `#SBATCH` lines read them back as they are, every task's log lands in the run's `slurm/`
+/// under its own name, and the merge completes the run.
+#[test]
+fn paths_with_spaces_hashes_and_percents_reach_the_right_logs() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let f = sized_fixture(4, 8);
+    let cwd = f.path().join("work dir #2 %x");
+    std::fs::create_dir(&cwd).unwrap();
+    let cfg = f.config.to_str().unwrap();
+    let args = [
+        "slurm",
+        "submit",
+        cfg,
+        "--shards",
+        "2",
+        "--runs-dir",
+        "runs with space#x%y",
+    ];
+    let r = rftx(&args, &[("SLURM_CONF", cluster.conf.as_str())], &cwd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = printed_dir(&r, &cwd);
+    let _dump = DumpOnFailure(run.clone());
+    let (array, merge) = (
+        job_after(&r.stdout, "submitted shards"),
+        job_after(&r.stdout, "submitted the merge"),
+    );
+    cluster.wait_idle(&[&array, &merge], 300);
+    let logs = run.join("slurm");
+    let mut names = entries(&logs);
+    names.retain(|n| n.ends_with(".log"));
+    names.sort();
+    assert_eq!(names, ["merge.log", "shard-0.log", "shard-1.log"], "{}", logs.display());
+    for i in 0..2 {
+        let log = std::fs::read_to_string(logs.join(format!("shard-{i}.log"))).unwrap();
+        assert!(
+            log.contains(&format!("rftx shard {i} of 2")) && log.contains(": done"),
+            "{log}"
+        );
+    }
+    let merged = std::fs::read_to_string(logs.join("merge.log")).unwrap();
+    assert!(merged.contains("merged 2 shards"), "{merged}");
+    assert_eq!(read_json(&run.join("manifest.json"))["status"], "complete");
 }

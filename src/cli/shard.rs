@@ -186,7 +186,7 @@ pub(super) fn slurm(command: SlurmCommand) -> Result<(), Error> {
             shard::array_expr(&s.running)
         );
     }
-    let shown: Vec<String> = s.commands.iter().map(|c| c.join(" ")).collect();
+    let shown: Vec<String> = s.commands.iter().map(|c| slurm::command_line(c)).collect();
     match (a.dry_run, &s.array_job, &s.merge_job) {
         (true, _, _) => shown.iter().for_each(|c| println!("would run: {c}")),
         (false, array, merge) => {

@@ -49,12 +49,79 @@ pub struct Submission {
     pub complete: bool,
 }
 
-/// Where the shard processes find rftx, the config and the runs.
+/// Where the shard processes find rftx, the config and the runs; the logs' folder and the
+/// working directory as their `#SBATCH` lines carry them, checked before anything is written.
 struct Paths {
     rftx: PathBuf,
     config: PathBuf,
     runs: PathBuf,
-    cwd: PathBuf,
+    /// The run's `slurm/` as the folder of an `--output` pattern (`%` doubled).
+    logs: String,
+    /// The working directory, as `--chdir` takes it (no patterns there).
+    cwd: String,
+}
+
+impl Paths {
+    fn new(p: &Prepared, config_file: &Path, runs_dir: &Path) -> Result<Paths> {
+        let cwd = std::env::current_dir().map_err(|e| Error::io("cannot read the working directory", e))?;
+        let logs = crate::base::util::absolute(&p.dir).join(SLURM_DIR);
+        Ok(Paths {
+            rftx: std::env::current_exe().map_err(|e| Error::io("cannot find the rftx executable", e))?,
+            config: crate::base::util::absolute(config_file),
+            runs: crate::base::util::absolute(runs_dir),
+            logs: output_dir(&logs)?,
+            cwd: directive_text(
+                &cwd,
+                "the working directory",
+                "run rftx slurm submit from another directory",
+            )?,
+        })
+    }
+}
+
+/// A path as text that an `#SBATCH` line can carry: UTF-8 without control characters (sbatch
+/// reads its directives line by line).
+fn directive_text(path: &Path, what: &str, fix: &str) -> Result<String> {
+    match path.to_str() {
+        Some(s) if !s.chars().any(char::is_control) => Ok(s.to_string()),
+        _ => Err(Error::Usage(format!(
+            "{what} {path:?} cannot be written in an #SBATCH line (it holds a newline, another control character or bytes that are not UTF-8): {fix}"
+        ))),
+    }
+}
+
+/// The logs' folder as an `--output` pattern's: `%` doubled (a single one starts a pattern,
+/// `%%` is a literal `%`). A backslash is refused: in an output path Slurm then drops every
+/// pattern and the backslashes with it, so `shard-%a.log` would not be the task's log.
+fn output_dir(dir: &Path) -> Result<String> {
+    let fix = "use a runs directory (--runs-dir, RFTX_RUNS_DIR) without one";
+    let s = directive_text(dir, "the run directory", fix)?;
+    if s.contains('\\') {
+        return Err(Error::Usage(format!(
+            "the run directory {s:?} holds a backslash, which makes Slurm ignore the patterns of its log names (slurm/shard-%a.log): {fix}"
+        )));
+    }
+    Ok(s.replace('%', "%%"))
+}
+
+/// `--key="value"`, one argument of an `#SBATCH` line as sbatch reads it: quotes keep the
+/// whitespace; `\`, `"` and `#` are escaped with a backslash (an unescaped `#` may end the line
+/// as a comment).
+fn directive(key: &str, value: &str) -> String {
+    let mut out = format!("--{key}=\"");
+    for c in value.chars() {
+        if matches!(c, '\\' | '"' | '#') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// A command line as a shell reads it back (`--dry-run` prints them): each word quoted.
+pub fn command_line(words: &[String]) -> String {
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
 
 /// Plans the run in `K` shards (or checks the plan in force), writes the scripts and submits
@@ -73,6 +140,8 @@ pub fn submit(
             o.shards
         )));
     }
+    // Paths an #SBATCH line cannot carry are refused before anything is written.
+    let paths = Paths::new(p, config_file, runs_dir)?;
     let mut s = Submission {
         run_dir: p.dir.clone(),
         scripts: Vec::new(),
@@ -100,7 +169,7 @@ pub fn submit(
     s.running.dedup();
     let todo: Vec<usize> = overview.todo().into_iter().filter(|i| !queued.contains(i)).collect();
     s.array = array_expr(&todo);
-    let (shard_script, merge_script) = write_scripts(p, &plan, config_file, sets, runs_dir, o)?;
+    let (shard_script, merge_script) = write_scripts(p, &plan, &paths, sets, o)?;
     s.scripts = vec![shard_script.clone(), merge_script.clone()];
     if !s.array.is_empty() {
         let mut array = format!("--array={}", s.array);
@@ -147,24 +216,17 @@ fn queued_tasks(job_name: &str) -> Vec<usize> {
 fn write_scripts(
     p: &Prepared,
     plan: &Plan,
-    config_file: &Path,
+    paths: &Paths,
     sets: &[String],
-    runs_dir: &Path,
     o: &SubmitOptions,
 ) -> Result<(PathBuf, PathBuf)> {
-    let paths = Paths {
-        rftx: std::env::current_exe().map_err(|e| Error::io("cannot find the rftx executable", e))?,
-        config: crate::base::util::absolute(config_file),
-        runs: crate::base::util::absolute(runs_dir),
-        cwd: std::env::current_dir().map_err(|e| Error::io("cannot read the working directory", e))?,
-    };
     let dir = p.dir.join(SLURM_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("{}: cannot create", dir.display()), e))?;
     let (shard_script, merge_script) = (dir.join(SHARD_SCRIPT), dir.join(MERGE_SCRIPT));
     let run_dir = crate::base::util::absolute(&p.dir);
-    let shard_text = shard_script_text(p, plan, &paths, sets, o, &run_dir);
+    let shard_text = shard_script_text(p, plan, paths, sets, o);
     crate::base::util::write_atomic(&shard_script, shard_text.as_bytes())?;
-    crate::base::util::write_atomic(&merge_script, merge_script_text(p, &paths, &run_dir).as_bytes())?;
+    crate::base::util::write_atomic(&merge_script, merge_script_text(p, paths, &run_dir).as_bytes())?;
     Ok((shard_script, merge_script))
 }
 
@@ -238,22 +300,14 @@ fn quote(s: &str) -> String {
     }
 }
 
-fn shard_script_text(
-    p: &Prepared,
-    plan: &Plan,
-    x: &Paths,
-    sets: &[String],
-    o: &SubmitOptions,
-    run_dir: &Path,
-) -> String {
-    let log = run_dir.join(SLURM_DIR).join("shard-%a.log");
+fn shard_script_text(p: &Prepared, plan: &Plan, x: &Paths, sets: &[String], o: &SubmitOptions) -> String {
     let mut head = vec![
         format!("--job-name={}", job_name(p)),
-        format!("--output={}", log.display()),
+        directive("output", &format!("{}/shard-%a.log", x.logs)),
         "--open-mode=append".into(),
         "--requeue".into(),
         format!("--signal=B:USR1@{WARN_SECONDS}"),
-        format!("--chdir={}", x.cwd.display()),
+        directive("chdir", &x.cwd),
     ];
     if let Some(g) = o.gpus_per_shard.filter(|&g| g > 0) {
         head.push(format!("--gres=gpu:{g}"));
@@ -278,9 +332,9 @@ fn shard_script_text(
 fn merge_script_text(p: &Prepared, x: &Paths, run_dir: &Path) -> String {
     let head = vec![
         format!("--job-name=rftx-merge-{}", p.resolved.config.name),
-        format!("--output={}", run_dir.join(SLURM_DIR).join("merge.log").display()),
+        directive("output", &format!("{}/merge.log", x.logs)),
         "--open-mode=append".into(),
-        format!("--chdir={}", x.cwd.display()),
+        directive("chdir", &x.cwd),
     ];
     format!(
         "#!/bin/bash\n# Merge of run {}-{}: written by `rftx slurm submit` on {}.\n{}\n{} merge {}\n",
@@ -364,5 +418,93 @@ mod tests {
             }
             assert_eq!(shlex::split(&q), Some(vec![word.to_string()]), "{q}");
         }
+    }
+
+    /// The arguments of an `#SBATCH` line as sbatch reads them (`_get_argument` of Slurm 22.05's
+    /// src/sbatch/opt.c): whitespace separates them unless quoted, a backslash escapes the next
+    /// character, quotes are dropped, an unquoted `#` ends the line.
+    fn sbatch_args(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut chars = line.strip_prefix("#SBATCH").unwrap().chars().peekable();
+        loop {
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            let (mut arg, mut quote, mut escaped) = (String::new(), None, false);
+            while let Some(&c) = chars.peek() {
+                if (quote.is_none() && c.is_whitespace()) || c == '\n' {
+                    break;
+                }
+                chars.next();
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => {
+                        escaped = true;
+                        continue;
+                    }
+                    _ if quote == Some(c) => {
+                        quote = None;
+                        continue;
+                    }
+                    _ if quote.is_some() => {}
+                    '"' | '\'' => {
+                        quote = Some(c);
+                        continue;
+                    }
+                    '#' => return out,
+                    _ => {}
+                }
+                arg.push(c);
+            }
+            assert!(quote.is_none(), "sbatch: unmatched quote in {line}");
+            if arg.is_empty() {
+                return out;
+            }
+            out.push(arg);
+        }
+    }
+
+    /// Slurm's file name patterns, those rftx's log names use: `%%` and `%a`.
+    fn expand(pattern: &str, task: usize) -> String {
+        pattern
+            .replace("%%", "\0")
+            .replace("%a", &task.to_string())
+            .replace('\0', "%")
+    }
+
+    #[test]
+    fn sbatch_reads_every_path_back_as_it_is() {
+        for dir in [
+            "/runs",
+            "/a b/runs with space#x",
+            "/r%a/50% #1",
+            "/q\"u'o/t#e",
+            "/tab\there",
+        ] {
+            let dir = Path::new(dir);
+            let Ok(logs) = output_dir(dir) else {
+                assert!(dir.to_str().unwrap().contains('\t'), "{dir:?}");
+                continue;
+            };
+            let line = format!("#SBATCH {}", directive("output", &format!("{logs}/shard-%a.log")));
+            let args = sbatch_args(&line);
+            assert_eq!(args.len(), 1, "{line}: {args:?}");
+            let pattern = args[0].strip_prefix("--output=").unwrap();
+            assert_eq!(expand(pattern, 3), format!("{}/shard-3.log", dir.display()), "{line}");
+            let line = format!("#SBATCH {}", directive("chdir", dir.to_str().unwrap()));
+            assert_eq!(sbatch_args(&line), [format!("--chdir={}", dir.display())], "{line}");
+        }
+    }
+
+    #[test]
+    fn paths_that_sbatch_cannot_carry_are_refused() {
+        let e = output_dir(Path::new("/runs\\x")).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().contains("holds a backslash") && e.to_string().contains("--runs-dir"),
+            "{e}"
+        );
+        let e = output_dir(Path::new("/runs\nx")).unwrap_err();
+        assert!(e.to_string().contains("#SBATCH line") && e.exit_code() == 2, "{e}");
+        let e = directive_text(Path::new("/w\rx"), "the working directory", "fix").unwrap_err();
+        assert!(e.to_string().contains("the working directory"), "{e}");
     }
 }
