@@ -1,16 +1,59 @@
 //! Chat formatting. The prompt asks for brief reasoning and a final `<answer>NUMBER</answer>`,
 //! with few-shot examples as earlier turns so that even a small model often produces the tag.
+use std::collections::BTreeMap;
+
 use crate::core::config::PromptConfig;
 
-/// A model's chat template, rendered with a Jinja engine (minijinja, with Python's string
-/// methods, trim_blocks, lstrip_blocks and loop controls) as transformers renders it: `messages`, `add_generation_prompt = true`, `bos_token`
-/// and `eos_token`. `strftime_now` is deliberately not defined, so that templates that print
-/// today's date fall back to their fixed one and prompts do not change with the day.
+mod jinja;
+mod rewrite;
+mod strftime;
+
+pub use strftime::Date;
+
+/// Variables rftx sets itself, which `prompt.template_vars` may not name.
+pub const RESERVED_VARS: &[&str] = &["messages", "add_generation_prompt"];
+
+/// A model's chat template, rendered with a Jinja engine (minijinja) in the environment
+/// transformers' `apply_chat_template` uses (`jinja::environment`): `messages`,
+/// `add_generation_prompt`, `bos_token`, `eos_token`, `tools` and `documents` (none), and
+/// `prompt.template_vars` over them; `strftime_now` formats `prompt.date`, so that prompts do not
+/// change with the day.
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
     env: minijinja::Environment<'static>,
-    bos: String,
-    eos: String,
+    /// Every variable but `messages` and `add_generation_prompt`.
+    vars: Vec<(String, minijinja::Value)>,
+}
+
+/// What a template is rendered with besides the conversation.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateContext {
+    pub bos: String,
+    pub eos: String,
+    /// `strftime_now`'s day.
+    pub date: Date,
+    /// `prompt.template_vars`.
+    pub vars: toml::Table,
+}
+
+impl TemplateContext {
+    /// The special tokens with the defaults: [`Date::DEFAULT`], no variables.
+    pub fn new(bos: &str, eos: &str) -> Self {
+        TemplateContext {
+            bos: bos.into(),
+            eos: eos.into(),
+            ..Default::default()
+        }
+    }
+
+    /// With `prompt.date` and `prompt.template_vars`.
+    pub fn with_prompt(mut self, cfg: &PromptConfig) -> Result<Self, String> {
+        if let Some(d) = &cfg.date {
+            self.date = Date::parse(d).map_err(|e| format!("prompt.date: {e}"))?;
+        }
+        self.vars = cfg.template_vars.clone();
+        Ok(self)
+    }
 }
 
 /// ChatML (SmolLM2's template without its default system turn): prompts estimated when no model
@@ -20,28 +63,15 @@ pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + messag
 impl ChatTemplate {
     /// Compiles a model's template and renders a trial conversation (system and user turns).
     pub fn new(source: Option<&str>, bos: &str, eos: &str) -> Result<Self, String> {
+        Self::with_context(source, TemplateContext::new(bos, eos))
+    }
+
+    /// [`ChatTemplate::new`] with a date and template variables.
+    pub fn with_context(source: Option<&str>, ctx: TemplateContext) -> Result<Self, String> {
         let source = source.ok_or(
             "it has no chat template (GGUF tokenizer.chat_template, chat_template.jinja or tokenizer_config.json's chat_template); rftx needs an instruct model",
         )?;
-        let mut env = minijinja::Environment::new();
-        // transformers renders with trim_blocks, lstrip_blocks and the loopcontrols extension.
-        let syntax = minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .build()
-            .expect("the default delimiters");
-        env.set_syntax(syntax);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |m: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, m))
-        });
-        env.add_template_owned("chat", source.to_string())
-            .map_err(|e| format!("its chat template does not compile: {e}"))?;
-        let t = ChatTemplate {
-            env,
-            bos: bos.into(),
-            eos: eos.into(),
-        };
+        let t = Self::compile(source, ctx)?;
         let trial = [
             Message {
                 role: "system",
@@ -56,6 +86,24 @@ impl ChatTemplate {
         Ok(t)
     }
 
+    /// Compiles a template without trying it on a conversation.
+    pub fn compile(source: &str, ctx: TemplateContext) -> Result<Self, String> {
+        let env =
+            jinja::environment(source, ctx.date).map_err(|e| format!("its chat template does not compile: {e}"))?;
+        // apply_chat_template's order: the special tokens, then its keyword arguments over them.
+        let mut vars = vec![
+            ("bos_token".to_string(), minijinja::Value::from(ctx.bos)),
+            ("eos_token".to_string(), minijinja::Value::from(ctx.eos)),
+            ("tools".to_string(), minijinja::Value::from(())),
+            ("documents".to_string(), minijinja::Value::from(())),
+        ];
+        for (k, v) in &ctx.vars {
+            vars.retain(|(name, _)| name != k);
+            vars.push((k.clone(), toml_value(v)));
+        }
+        Ok(ChatTemplate { env, vars })
+    }
+
     /// [`CHATML`].
     pub fn chatml() -> Self {
         ChatTemplate::new(Some(CHATML), "", "<|im_end|>").expect("the built-in template renders")
@@ -63,16 +111,38 @@ impl ChatTemplate {
 
     /// Renders the conversation and opens the assistant's turn.
     pub fn render(&self, messages: &[Message]) -> Result<String, String> {
+        self.render_with(messages, true)
+    }
+
+    /// Renders the conversation, with or without the opening of the assistant's turn.
+    pub fn render_with(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, String> {
         let template = self.env.get_template("chat").map_err(|e| e.to_string())?;
-        let ctx = minijinja::context! {
-            messages => minijinja::Value::from(minijinja::value::Serde(messages)),
-            add_generation_prompt => true,
-            bos_token => &self.bos,
-            eos_token => &self.eos,
-        };
+        let mut ctx: BTreeMap<String, minijinja::Value> = self.vars.iter().cloned().collect();
+        ctx.insert(
+            "messages".into(),
+            minijinja::Value::from(minijinja::value::Serde(messages)),
+        );
+        ctx.insert("add_generation_prompt".into(), add_generation_prompt.into());
         template
             .render(ctx)
             .map_err(|e| format!("its chat template failed to render: {e:#}"))
+    }
+}
+
+/// A TOML value as the template sees it (a date or time as its TOML text).
+fn toml_value(v: &toml::Value) -> minijinja::Value {
+    match v {
+        toml::Value::String(s) => s.as_str().into(),
+        toml::Value::Integer(i) => (*i).into(),
+        toml::Value::Float(f) => (*f).into(),
+        toml::Value::Boolean(b) => (*b).into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => a.iter().map(toml_value).collect::<Vec<_>>().into(),
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_value(v)))
+            .collect::<BTreeMap<_, _>>()
+            .into(),
     }
 }
 

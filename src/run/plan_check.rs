@@ -171,7 +171,7 @@ fn prompt_lengths(p: &Prepared, source: Option<&ModelSource>) -> Result<(usize, 
         p.questions.questions.iter().map(render).collect()
     };
     if let Some(source) = source {
-        if let Ok(template) = chat_template(source) {
+        if let Ok(template) = chat_template(source, &c.prompt) {
             let tok = source.tokenizer()?;
             let mut longest = 0;
             for text in texts(&template)? {

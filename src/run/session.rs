@@ -7,10 +7,10 @@ use super::Prepared;
 use crate::base::error::{Error, Result};
 use crate::base::record::Completion;
 use crate::base::sampling::Sampler;
-use crate::core::config::{Config, ModelInit};
+use crate::core::config::{Config, ModelInit, PromptConfig};
 use crate::core::generate::{ChunkReport, Finished, GenerationParams, Generator, Job, SharedPrefix};
 use crate::core::plan::Arch;
-use crate::core::prompt::{self, ChatTemplate};
+use crate::core::prompt::{self, ChatTemplate, TemplateContext};
 use crate::engine::device::{GpuInfo, GpuMemory};
 use crate::engine::{GpuOptions, Model, Weights};
 use crate::source::{GgufTokenizer, ModelSource};
@@ -39,11 +39,12 @@ pub fn open_source(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<ModelSourc
     ModelSource::open(&p.model_file(say)?)
 }
 
-/// A model's chat template, ready to render.
-pub fn chat_template(source: &ModelSource) -> Result<ChatTemplate> {
+/// A model's chat template, ready to render with `prompt.date` and `prompt.template_vars`.
+pub fn chat_template(source: &ModelSource, cfg: &PromptConfig) -> Result<ChatTemplate> {
     let (bos, eos) = source.template_tokens();
-    ChatTemplate::new(source.chat_template().as_deref(), &bos, &eos)
-        .map_err(|e| Error::input(source.path(), format!("cannot format prompts for this model: {e}")))
+    let cannot = |e: String| Error::input(source.path(), format!("cannot format prompts for this model: {e}"));
+    let ctx = TemplateContext::new(&bos, &eos).with_prompt(cfg).map_err(cannot)?;
+    ChatTemplate::with_context(source.chat_template().as_deref(), ctx).map_err(cannot)
 }
 
 impl Session {
@@ -82,7 +83,7 @@ impl Session {
             }
             ModelInit::Random => random_model(p, &tokenizer, &device)?,
         };
-        let template = chat_template(&source)?;
+        let template = chat_template(&source, &c.prompt)?;
         let shared = shared_prefix(&model, &tokenizer, &template, c)?;
         let stop_ids = match c.model.init {
             ModelInit::File => tokenizer.stop_ids.clone(),
@@ -280,7 +281,7 @@ fn gpu_options(c: &Config, device: &candle_core::Device) -> Option<GpuOptions> {
 /// the model file's header.
 pub fn rendered_prompts(p: &Prepared, say: &mut dyn FnMut(&str)) -> Result<Vec<String>> {
     let source = open_source(p, say)?;
-    let template = chat_template(&source)?;
+    let template = chat_template(&source, &p.resolved.config.prompt)?;
     p.questions
         .questions
         .iter()

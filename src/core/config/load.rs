@@ -344,6 +344,68 @@ mod tests {
     }
 
     #[test]
+    fn prompt_date_and_template_vars_load_validate_and_enter_the_hash_only_when_set() {
+        use crate::core::config::{EngineKey, WeightFormat};
+        let d = tempfile::tempdir().unwrap();
+        let engine = EngineKey {
+            weights: WeightFormat::Q8_0,
+            kv_cache: None,
+            gpu: false,
+        };
+        let prompt_hash = |r: &Resolved| r.hash_input(&engine, "m", "q", 1)["prompt"].clone();
+        let plain = load(&write(d.path(), "a.toml", ""), &[]).unwrap();
+        let keys = prompt_hash(&plain);
+        assert!(
+            keys.get("date").is_none() && keys.get("template_vars").is_none(),
+            "{keys}"
+        );
+        // A TOML date or a string; a table of any values.
+        let text = "[prompt]\ndate = 2026-01-01\n[prompt.template_vars]\nenable_thinking = false\ndate_string = \"01 Jan 2026\"\n";
+        let set = load(&write(d.path(), "b.toml", text), &[]).unwrap();
+        assert_eq!(set.config.prompt.date.as_deref(), Some("2026-01-01"));
+        assert_eq!(
+            set.config.prompt.template_vars["enable_thinking"],
+            toml::Value::Boolean(false)
+        );
+        let keys = prompt_hash(&set);
+        assert_eq!(keys["date"], "2026-01-01");
+        assert_eq!(
+            keys["template_vars"],
+            serde_json::json!({"date_string": "01 Jan 2026", "enable_thinking": false})
+        );
+        let quoted = load(&write(d.path(), "c.toml", ""), &["prompt.date=\"2026-01-01\"".into()]).unwrap();
+        assert_eq!(quoted.config.prompt.date, set.config.prompt.date);
+        let f2 = write(d.path(), "d.toml", &set.to_toml());
+        assert_eq!(load(&f2, &[]).unwrap().config, set.config);
+        let e = load(
+            &write(d.path(), "f.toml", ""),
+            &[
+                "prompt.date=2025-02-29".into(),
+                "prompt.template_vars.messages=[]".into(),
+                "prompt.template_vars.add_generation_prompt=false".into(),
+            ],
+        )
+        .unwrap_err();
+        let s = e.to_string();
+        assert_eq!(e.problems.len(), 3, "{s}");
+        assert!(
+            s.contains("prompt.date = \"2025-02-29\": \"2025-02-29\" is not a day of the calendar"),
+            "{s}"
+        );
+        assert!(
+            s.contains("prompt.template_vars.messages: rftx sets `messages` itself"),
+            "{s}"
+        );
+        let e = load(&write(d.path(), "g.toml", ""), &["prompt.date=5".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("prompt.date: found 5, expected a date written YYYY-MM-DD"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn resolved_toml_round_trips() {
         let d = tempfile::tempdir().unwrap();
         let f = write(d.path(), "a.toml", "name = \"rt\"\n[generation]\ntop_p = 0.9\n");

@@ -34,6 +34,7 @@ pub const ENV_RESERVED: &[&str] = &[
     "require_all",
     "test_python",
     "vocab_dir",
+    "templates_dir",
     "cpu_kernel",
 ];
 
@@ -288,6 +289,27 @@ pub struct PromptConfig {
     /// row (`{choices.0}`), `{{`/`}}` for braces. Unset: the question as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// The day a chat template's `strftime_now` formats, `YYYY-MM-DD` (a string or a TOML date).
+    /// Unset: 2024-07-26 (`core::prompt::Date::DEFAULT`), and left out of the run hash.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "date_text")]
+    pub date: Option<String>,
+    /// Variables the chat template sees beside `messages` (`enable_thinking = false`,
+    /// `date_string`, `tools`, …), as apply_chat_template's keyword arguments. In the run hash
+    /// only when not empty.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub template_vars: toml::Table,
+}
+
+/// `prompt.date` as its text, whether written as a string or as a TOML date (`2026-01-01`).
+fn date_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<toml::Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s)),
+        Some(toml::Value::Datetime(t)) => Ok(Some(t.to_string())),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "found {other}, expected a date written YYYY-MM-DD (e.g. \"2026-01-01\")"
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -479,6 +501,8 @@ impl Default for Config {
                     },
                 ],
                 template: None,
+                date: None,
+                template_vars: toml::Table::new(),
             },
             generation: GenerationConfig {
                 oversample: 15,

@@ -1,5 +1,5 @@
 //! Range checks of a config, each problem starting with its key path (`key = value: rule`).
-use super::{Config, Count, GenerationConfig, Grader, ModelInit, RftConfig};
+use super::{Config, Count, GenerationConfig, Grader, ModelInit, PromptConfig, RftConfig};
 
 /// Range checks. Each problem starts with its key path, as `key = value: rule`.
 pub fn validate(c: &Config) -> Vec<String> {
@@ -65,14 +65,31 @@ pub fn validate(c: &Config) -> Vec<String> {
             ));
         }
     }
-    for (i, e) in c.prompt.examples.iter().enumerate() {
+    validate_prompt(&c.prompt, &mut p);
+    p
+}
+
+/// Checks of `[prompt]`.
+fn validate_prompt(c: &PromptConfig, p: &mut Vec<String>) {
+    for (i, e) in c.examples.iter().enumerate() {
         if e.question.trim().is_empty() || e.response.trim().is_empty() {
             p.push(format!(
                 "prompt.examples[{i}]: question and response must both be non-empty"
             ));
         }
     }
-    p
+    if let Some(d) = &c.date {
+        if let Err(e) = crate::core::prompt::Date::parse(d) {
+            p.push(format!("prompt.date = {d:?}: {e}"));
+        }
+    }
+    for key in crate::core::prompt::RESERVED_VARS {
+        if c.template_vars.contains_key(*key) {
+            p.push(format!(
+                "prompt.template_vars.{key}: rftx sets `{key}` itself; leave it out of prompt.template_vars"
+            ));
+        }
+    }
 }
 
 /// Range checks of `[generation]`.
