@@ -11,7 +11,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file;
 use rftx::source::GgufTokenizer;
 
 /// Vocabularies with test vectors that rftx must accept (and then tokenize 100 % as expected).
@@ -158,26 +157,10 @@ fn llama_cpp_vocab_test_vectors() {
     }
 }
 
-/// `path`'s GGUF file again with `key` set to the string `value`.
-fn rewrite_metadata(path: &Path, key: &str, value: &str) {
-    let mut f = std::fs::File::open(path).unwrap();
-    let content = gguf_file::Content::read(&mut f).unwrap();
-    let mut md = content.metadata.clone();
-    md.insert(key.to_string(), gguf_file::Value::String(value.to_string()));
-    let tensors: Vec<(String, candle_core::quantized::QTensor)> = content
-        .tensor_infos
-        .keys()
-        .map(|n| (n.clone(), content.tensor(&mut f, n, &candle_core::Device::Cpu).unwrap()))
-        .collect();
-    let md_refs: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &candle_core::quantized::QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    gguf_file::write(&mut std::fs::File::create(path).unwrap(), &md_refs, &t_refs).unwrap();
-}
-
 #[test]
 fn an_unknown_pre_tokenizer_is_exit_2_naming_it_and_the_supported_ones() {
     let f = common::Fixture::new("");
-    rewrite_metadata(&f.model, "tokenizer.ggml.pre", "kimi-k2");
+    common::rewrite_metadata(&f.model, "tokenizer.ggml.pre", "kimi-k2");
     let r = f.run(&[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     for needle in [

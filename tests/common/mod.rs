@@ -153,3 +153,20 @@ pub fn signal(pid: u32, name: &str) {
 pub fn contents(dir: &Path, names: &[&str]) -> Vec<Vec<u8>> {
     names.iter().map(|n| std::fs::read(dir.join(n)).unwrap()).collect()
 }
+
+/// `path`'s GGUF file again with `key` set to the string `value`.
+pub fn rewrite_metadata(path: &Path, key: &str, value: &str) {
+    use candle_core::quantized::{gguf_file, QTensor};
+    let mut f = std::fs::File::open(path).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let mut md = content.metadata.clone();
+    md.insert(key.to_string(), gguf_file::Value::String(value.to_string()));
+    let tensors: Vec<(String, QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|n| (n.clone(), content.tensor(&mut f, n, &candle_core::Device::Cpu).unwrap()))
+        .collect();
+    let md_refs: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut std::fs::File::create(path).unwrap(), &md_refs, &t_refs).unwrap();
+}
