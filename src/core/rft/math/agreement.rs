@@ -1,7 +1,7 @@
 //! The math grader against math_verify 0.9.0's own verdicts on cases nobody here wrote:
 //! `tests/data/math_verify_cases.jsonl` (built by `scripts/math_verify_cases.py` from PyPI
 //! packages: GSM8K's and AIME 2025's real answers in the formats models write them, MATH-500's
-//! reference solutions, a real model's completions; each labelled by
+//! reference solutions, real completions of SmolLM2-135M and Qwen2.5-Coder-0.5B; each labelled by
 //! `verify(parse(gold), parse(pred))`). `RFTX_MATH_CASES=FILE` measures another file of the
 //! same shape (a held-out suite) and prints every case that differs.
 //! `tests/data/math_verify_stress.jsonl` (`scripts/math_verify_stress.py`): MATH-500's 500
