@@ -217,7 +217,11 @@ fn rows_after_the_limit_are_not_read() {
     let f = Fixture::new("");
     let good = "{\"question\": \"1+1?\", \"answer\": 2}\n{\"question\": \"2+2?\", \"answer\": 4}\n";
     std::fs::write(f.path().join("good.jsonl"), good).unwrap();
-    std::fs::write(f.path().join("bad.jsonl"), format!("{good}{{\"question\": \"x\"}}\nnot json\n")).unwrap();
+    std::fs::write(
+        f.path().join("bad.jsonl"),
+        format!("{good}{{\"question\": \"x\"}}\nnot json\n"),
+    )
+    .unwrap();
     let hash = |name: &str, limit: &str| {
         let source = format!("data.source={name:?}");
         let args = ["hash", f.config.to_str().unwrap(), "--set", &source, "--set", limit];
@@ -228,7 +232,11 @@ fn rows_after_the_limit_are_not_read() {
     assert_eq!(bad.last_line(), hash("good.jsonl", "data.limit=2").last_line());
     let all = hash("bad.jsonl", "data.limit=3");
     assert_eq!(all.code, 2, "{}", all.stderr);
-    assert!(all.stderr.contains("bad.jsonl: line 3: no field `answer`"), "{}", all.stderr);
+    assert!(
+        all.stderr.contains("bad.jsonl: line 3: no field `answer`"),
+        "{}",
+        all.stderr
+    );
 }
 
 /// Four questions with ids and nested fields; the reference `(?s).*` takes every completion.

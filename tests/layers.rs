@@ -39,11 +39,18 @@ fn code(line: &str) -> &str {
 fn named_paths(line: &str, module: &[String]) -> Vec<Vec<String>> {
     let word = |s: &str| -> Vec<String> {
         s.split("::")
-            .map(|p| p.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>())
+            .map(|p| {
+                p.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            })
             .take_while(|p| !p.is_empty())
             .collect()
     };
-    let mut out: Vec<Vec<String>> = line.match_indices("crate::").map(|(i, _)| word(&line[i + 7..])).collect();
+    let mut out: Vec<Vec<String>> = line
+        .match_indices("crate::")
+        .map(|(i, _)| word(&line[i + 7..]))
+        .collect();
     if let Some(rest) = line.strip_prefix("use super::") {
         // `super` of `engine/linear.rs` is `engine`; of `engine/cuda/mod.rs`, `engine` too.
         let mut base: Vec<String> = module[..module.len().saturating_sub(1)].to_vec();
@@ -55,7 +62,9 @@ fn named_paths(line: &str, module: &[String]) -> Vec<Vec<String>> {
 
 /// The file module that a path names: its longest prefix that is a file's module.
 fn owner<'a>(path: &[String], files: &'a BTreeMap<Vec<String>, PathBuf>) -> Option<&'a Vec<String>> {
-    (1..=path.len()).rev().find_map(|n| files.get_key_value(&path[..n]).map(|(k, _)| k))
+    (1..=path.len())
+        .rev()
+        .find_map(|n| files.get_key_value(&path[..n]).map(|(k, _)| k))
 }
 
 struct Source {

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::q4::Q4Linear;
 use super::cpu::q8::Q8Linear;
-use super::cuda::gemm::{dense_forward, Gemm};
 pub use super::cuda::gemm::DENSE_ROWS;
+use super::cuda::gemm::{dense_forward, Gemm};
 
 /// Weight format of the linear layers after loading (`model.weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

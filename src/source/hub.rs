@@ -99,7 +99,10 @@ fn check_revision(r: &str) -> Result<(), &'static str> {
         Err("is empty")
     } else if r.starts_with('/') || r.ends_with('/') || r.contains("//") {
         Err("is not a name: it starts or ends with `/`, or has an empty part")
-    } else if r.split('/').any(|part| part.starts_with('.') || part.ends_with(".lock")) {
+    } else if r
+        .split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
         Err("has a part that starts with `.` (`..` leads out of the cache) or ends with `.lock`")
     } else if r.chars().any(bad_char) || r.contains("@{") || r.ends_with('.') {
         Err("holds a character a ref name cannot (space, control, ~ ^ : ? * [ \\ or @{) or ends with `.`")
@@ -196,7 +199,13 @@ mod tests {
         let (cache, outside) = cache_and_outside();
         let c = cache.path();
         let abs = format!("Org/Tiny@{}", outside.display());
-        for spec in [abs.as_str(), "Org/Tiny@../../outside", "Org/Tiny@..", "Org/Tiny@a b", "Org/Tiny@"] {
+        for spec in [
+            abs.as_str(),
+            "Org/Tiny@../../outside",
+            "Org/Tiny@..",
+            "Org/Tiny@a b",
+            "Org/Tiny@",
+        ] {
             let e = resolve_dataset(spec, c).unwrap_err();
             assert!(e.contains("a revision is a branch or tag name"), "{spec}: {e}");
             assert!(resolve(spec, c).is_err(), "{spec}");
@@ -207,7 +216,9 @@ mod tests {
         let e = resolve_dataset("Org/Tiny@evil", c).unwrap_err();
         assert!(e.contains("is not a commit hash") && e.contains("refs/evil"), "{e}");
         std::fs::write(refs.join("up"), "../../outside").unwrap();
-        assert!(resolve_dataset("Org/Tiny@up", c).unwrap_err().contains("is not a commit hash"));
+        assert!(resolve_dataset("Org/Tiny@up", c)
+            .unwrap_err()
+            .contains("is not a commit hash"));
         // A snapshot that is a link to elsewhere.
         let snaps = c.join("datasets--Org--Tiny/snapshots");
         std::os::unix::fs::symlink(&outside, snaps.join("beef")).unwrap();

@@ -88,9 +88,9 @@ fn read_json(path: &Path, prefix: &str, limit: usize) -> Result<Vec<(String, Ite
     let list = serde::Deserializer::deserialize_seq(&mut de, FirstValues(limit))
         .and_then(|list| de.end().map(|()| list))
         .map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => bad(
-                "expected a JSON list of [question, answer] pairs or of objects at the top level".into(),
-            ),
+            serde_json::error::Category::Data => {
+                bad("expected a JSON list of [question, answer] pairs or of objects at the top level".into())
+            }
             _ => bad(format!(
                 "not valid JSON ({e}); expected a list of [question, answer] pairs or of objects"
             )),
@@ -262,8 +262,14 @@ mod tests {
     fn the_limit_applies_while_reading() {
         let d = tempfile::tempdir().unwrap();
         let cases: [(&str, &str); 4] = [
-            ("q.jsonl", "{\"question\": \"a\", \"answer\": 1}\n\n{\"question\": \"b\", \"answer\": 2}\nnot json\n"),
-            ("q.json", "[[\"a\", 1], {\"question\": \"b\", \"answer\": 2}, 7, \"bad\"]"),
+            (
+                "q.jsonl",
+                "{\"question\": \"a\", \"answer\": 1}\n\n{\"question\": \"b\", \"answer\": 2}\nnot json\n",
+            ),
+            (
+                "q.json",
+                "[[\"a\", 1], {\"question\": \"b\", \"answer\": 2}, 7, \"bad\"]",
+            ),
             ("q.csv", "question,answer\na,1\nb,2\n\"unterminated\n"),
             ("pairs.json", "[[\"a\", 1], [\"b\", 2], [\"\", 3]]"),
         ];
@@ -272,14 +278,23 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             let rows = read_file(&path, "", 2).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(rows.len(), 2, "{name}");
-            assert!(read_file(&path, "", usize::MAX).is_err(), "{name}: the whole file has a bad row");
+            assert!(
+                read_file(&path, "", usize::MAX).is_err(),
+                "{name}: the whole file has a bad row"
+            );
             assert_eq!(read_file(&path, "", 1).unwrap().len(), 1, "{name}");
         }
         // A file that is no JSON list is still refused.
         let path = d.path().join("obj.json");
         std::fs::write(&path, "{\"a\": 1}").unwrap();
-        assert!(read_file(&path, "", 1).unwrap_err().to_string().contains("expected a JSON list"));
+        assert!(read_file(&path, "", 1)
+            .unwrap_err()
+            .to_string()
+            .contains("expected a JSON list"));
         std::fs::write(&path, "[[\"a\", 1], [").unwrap();
-        assert!(read_file(&path, "", 1).unwrap_err().to_string().contains("not valid JSON"));
+        assert!(read_file(&path, "", 1)
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
     }
 }

@@ -76,7 +76,11 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn is_data_file(rel: &Path) -> bool {
-    let ext = rel.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = rel
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     EXTENSIONS.contains(&ext.as_str())
 }
 
@@ -102,7 +106,10 @@ fn place(rel: &Path) -> Option<(Option<String>, String)> {
     let parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
     let (name, dirs) = parts.split_last()?;
     let config = |d: &str| (d != "data").then(|| d.to_string());
-    let numbered = name.split('.').next().is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    let numbered = name
+        .split('.')
+        .next()
+        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
     match dirs {
         [] => Some((None, split_in_name(name)?)),
         [d] if SPLIT_WORDS.contains(d) => Some((None, d.to_string())),
@@ -115,10 +122,8 @@ fn place(rel: &Path) -> Option<(Option<String>, String)> {
 
 /// The files of `data.config` and `data.split` by the hub's naming convention.
 fn by_convention(files: &[PathBuf], data: &DataConfig) -> Result<Vec<PathBuf>, String> {
-    let placed: Vec<(&PathBuf, Option<String>, String)> = files
-        .iter()
-        .filter_map(|f| place(f).map(|(c, s)| (f, c, s)))
-        .collect();
+    let placed: Vec<(&PathBuf, Option<String>, String)> =
+        files.iter().filter_map(|f| place(f).map(|(c, s)| (f, c, s))).collect();
     if placed.is_empty() {
         return Err(no_data_files(files));
     }
@@ -146,7 +151,10 @@ fn pick_config(placed: &[(&PathBuf, Option<String>, String)], data: &DataConfig)
             if has_default {
                 all.insert(0, "default".into());
             }
-            Err(format!("no config {c:?}; it has {}", list(&all, "only the default one")))
+            Err(format!(
+                "no config {c:?}; it has {}",
+                list(&all, "only the default one")
+            ))
         }
         None if named.is_empty() => Ok(None),
         None if named.len() == 1 && !has_default => Ok(Some(named.remove(0))),
@@ -154,7 +162,10 @@ fn pick_config(placed: &[(&PathBuf, Option<String>, String)], data: &DataConfig)
             if has_default {
                 named.insert(0, "default (the top folder and data/)".into());
             }
-            Err(format!("it has several configs: {}; set data.config to one", named.join(", ")))
+            Err(format!(
+                "it has several configs: {}; set data.config to one",
+                named.join(", ")
+            ))
         }
     }
 }
@@ -226,7 +237,11 @@ fn card_configs(card: &Path) -> Result<Option<Vec<CardConfig>>, String> {
         return Ok(None);
     };
     let list = configs.as_vec().ok_or_else(|| at("not a list of configs".into()))?;
-    list.iter().map(card_config).collect::<Result<Vec<_>, _>>().map(Some).map_err(at)
+    list.iter()
+        .map(card_config)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(at)
 }
 
 /// The text between a leading `---` line and the next one.
@@ -336,8 +351,8 @@ fn matched(config: &CardConfig, files: &[PathBuf]) -> Result<Vec<(String, Vec<Pa
         let mut hits = Vec::new();
         for p in patterns {
             let p = p.trim_start_matches("./");
-            let pattern = Pattern::new(p)
-                .map_err(|e| format!("config {:?}: data_files pattern {p:?}: {e}", config.name))?;
+            let pattern =
+                Pattern::new(p).map_err(|e| format!("config {:?}: data_files pattern {p:?}: {e}", config.name))?;
             hits.extend(
                 files
                     .iter()
@@ -392,7 +407,11 @@ mod tests {
         assert!(by_convention(&files, &data(None, Some("x")))
             .unwrap_err()
             .contains("no config \"x\"; it has main, socratic"));
-        let flat = paths(&["data/train-0.parquet", "data/test-0.parquet", "default/validation/0000.parquet"]);
+        let flat = paths(&[
+            "data/train-0.parquet",
+            "data/test-0.parquet",
+            "default/validation/0000.parquet",
+        ]);
         assert_eq!(place(&flat[2]), Some((Some("default".into()), "validation".into())));
         assert_eq!(
             by_convention(&flat[..2], &data(None, None)).unwrap(),
@@ -417,7 +436,13 @@ mod tests {
             "scripts/convert.json",
             "notes/train/x.txt",
         ]);
-        for stray in ["README.md", "dataset_infos.json", "test_metadata.json", "metadata.csv", "scripts/convert.json"] {
+        for stray in [
+            "README.md",
+            "dataset_infos.json",
+            "test_metadata.json",
+            "metadata.csv",
+            "scripts/convert.json",
+        ] {
             assert_eq!(place(Path::new(stray)), None, "{stray}");
         }
         // A split name of any kind in the sharded form; `dataset` is no split.
@@ -432,7 +457,10 @@ mod tests {
             paths(&["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"])
         );
         let e = by_convention(&paths(&["dataset_infos.json", "notes.csv"]), &data(None, None)).unwrap_err();
-        assert!(e.contains("no data files by the hub's naming convention (2 found: dataset_infos.json, notes.csv)"), "{e}");
+        assert!(
+            e.contains("no data files by the hub's naming convention (2 found: dataset_infos.json, notes.csv)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -466,8 +494,13 @@ mod tests {
         let e = got(None, Some("x")).unwrap_err();
         assert!(e.contains("no config \"x\"; it has main, flat, kept"), "{e}");
         let e = got(Some("dev"), Some("main")).unwrap_err();
-        assert!(e.contains("config \"main\": no split \"dev\"; its splits are test, train"), "{e}");
+        assert!(
+            e.contains("config \"main\": no split \"dev\"; its splits are test, train"),
+            "{e}"
+        );
         std::fs::write(dir.path().join("README.md"), "---\nconfigs: [\n---\n").unwrap();
-        assert!(got(None, None).unwrap_err().contains("README.md: the YAML header's configs: not valid YAML"));
+        assert!(got(None, None)
+            .unwrap_err()
+            .contains("README.md: the YAML header's configs: not valid YAML"));
     }
 }

@@ -76,7 +76,10 @@ impl QuestionSet {
         // `data.limit` applies while reading: rows after it are neither read nor checked. The
         // digest is of the questions kept, as it always was.
         let (mut questions, source) = match path {
-            None => (builtin(data.limit.unwrap_or(BUILTIN_COUNT).min(BUILTIN_COUNT)), "builtin".to_string()),
+            None => (
+                builtin(data.limit.unwrap_or(BUILTIN_COUNT).min(BUILTIN_COUNT)),
+                "builtin".to_string(),
+            ),
             Some(p) => {
                 let rows = files::load(p, data)?;
                 let source = rows.source.clone();
