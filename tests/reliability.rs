@@ -320,7 +320,7 @@ fn without_pip_the_error_says_what_file_to_put_where() {
         &[("RFTX_MODELS_DIR", models.to_str().unwrap()), ("PATH", "/nonexistent")],
         d.path(),
     );
-    assert_eq!(r.code, 75, "a failed fetch may succeed later: {}", r.stderr);
+    assert_eq!(r.code, 2, "no python3 does not clear by waiting: {}", r.stderr);
     assert!(r.stderr.contains("is not the pinned"), "{}", r.stderr);
     assert!(r.stderr.contains("cannot run python3"), "{}", r.stderr);
     assert!(
