@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let p = run::prepare(rftx::core::config::load(config.as_ref(), &[])?, "runs".as_ref())?;
     let source = ModelSource::open(&p.model_file(&mut |s| eprintln!("{s}"))?)?;
-    let template = session::chat_template(&source)?;
+    let template = session::chat_template(&source, &p.resolved.config.prompt)?;
     let tokenizer = source.tokenizer()?;
     let mut out = Vec::new();
     for q in p.questions.questions.iter().take(n) {
