@@ -79,7 +79,8 @@ fn tokenizer_matches_the_model_vocabulary() {
     ] {
         assert_eq!(tok.decode(&tok.encode(s).unwrap()).unwrap(), s);
     }
-    assert!(rftx::run::session::chat_template(&source).is_ok());
+    let prompt = rftx::core::config::Config::default().prompt;
+    assert!(rftx::run::session::chat_template(&source, &prompt).is_ok());
 }
 
 fn config(dir: &Path) -> PathBuf {
