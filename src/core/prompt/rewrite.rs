@@ -17,7 +17,7 @@ pub const ITERABLE_FILTER: &str = "__rftx_iterable";
 pub fn rewrite(source: &str) -> String {
     let mut out = String::with_capacity(source.len() + 64);
     let mut rest = source;
-    while let Some(at) = rest.find('{') {
+    while let Some(at) = rest.find('\u{7b}') {
         out.push_str(&rest[..at]);
         rest = &rest[at..];
         let len = if rest.starts_with("{#") {
