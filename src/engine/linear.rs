@@ -337,3 +337,52 @@ impl Embedding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use candle_core::quantized::gguf_file;
+    use candle_core::Device;
+
+    use super::*;
+
+    /// Every tensor type real GGUF files hold, read and converted to f32 as `model.weights =
+    /// "f32"` loads it, equals gguf-py's dequantisation bit for bit. tests/data/quants.gguf
+    /// (scripts/make_quant_fixture.py) holds blocks written by the `gguf` package's quantiser,
+    /// rows of a real Q4_K_M file written by llama.cpp's, and random bits for each k-quant.
+    #[test]
+    fn dequantises_every_tensor_type_as_gguf_py_does() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/quants.gguf");
+        let mut file = std::fs::File::open(path).unwrap();
+        let content = gguf_file::Content::read(&mut file).unwrap();
+        let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+        names.retain(|n| !n.ends_with(".expected"));
+        names.sort();
+        let mut types = BTreeSet::new();
+        for name in names {
+            let qt = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+            types.insert(format!("{:?}", qt.dtype()));
+            let values = |t: QTensor| {
+                let d = t.dequantize(&Device::Cpu).unwrap();
+                d.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            };
+            let expected = values(
+                content
+                    .tensor(&mut file, &format!("{name}.expected"), &Device::Cpu)
+                    .unwrap(),
+            );
+            let got = values(convert(qt, WeightFormat::F32).unwrap());
+            assert_eq!(got.len(), expected.len(), "{name}");
+            let differ = got.iter().zip(&expected).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(
+                differ.map(|i| (i, got[i], expected[i])),
+                None,
+                "{name}: first value that differs"
+            );
+        }
+        for t in ["F32", "F16", "BF16", "Q4_0", "Q5_0", "Q8_0", "Q4K", "Q5K", "Q6K"] {
+            assert!(types.contains(t), "the fixture lacks {t}: {types:?}");
+        }
+    }
+}
