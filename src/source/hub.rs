@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Whether a `model.path` value that is not on disk reads as a repository id.
 pub fn looks_like_repo_id(s: &str) -> bool {
+    let s = s.split_once(':').map_or(s, |(repo, _)| repo);
     let id = s.split_once('@').map_or(s, |(id, _)| id);
     let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     let file = [
@@ -37,10 +38,71 @@ pub fn cache_dir() -> PathBuf {
     base.unwrap_or_else(|| PathBuf::from(".cache")).join("huggingface/hub")
 }
 
-/// The snapshot folder of `repo[@revision]` in `cache`; the error says where it looked and the
-/// command that fetches it where a network is.
+/// The model `repo[@revision][:file]` in `cache`: the snapshot folder of a model repository (it
+/// holds config.json), or one GGUF file of a GGUF repository — the one named after `:` (a file
+/// name, or a quantisation such as `Q4_K_M` that exactly one file name holds between `-` or `.`),
+/// or the only one the snapshot holds. The error says where it looked and what to do.
 pub fn resolve(spec: &str, cache: &Path) -> Result<PathBuf, String> {
-    snapshot(spec, cache, "models", Some(super::hf::CONFIG))
+    let (repo, file) = match spec.split_once(':') {
+        Some((repo, file)) => (repo, Some(file)),
+        None => (spec, None),
+    };
+    if file.is_none() {
+        if let Ok(folder) = snapshot(repo, cache, "models", Some(super::hf::CONFIG)) {
+            return Ok(folder);
+        }
+    }
+    let snap = snapshot(repo, cache, "models", None)?;
+    let ggufs = gguf_files(&snap);
+    let chosen: Vec<&String> = match file {
+        Some(f) => ggufs.iter().filter(|g| names_file(g, f)).collect(),
+        None => ggufs.iter().collect(),
+    };
+    match (chosen.as_slice(), file) {
+        ([one], _) => Ok(snap.join(one)),
+        ([], None) if ggufs.is_empty() => {
+            let (id, revision) = repo.split_once('@').unwrap_or((repo, "main"));
+            Err(not_cached(repo, id, revision, "models", &snap.join(super::hf::CONFIG)))
+        }
+        (_, _) => Err(format!(
+            "`{spec}`: {} of the GGUF files in {} ({}); name one after `:` (`{repo}:Q4_K_M` or `{repo}:FILE.gguf`)",
+            if chosen.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{} are candidates", chosen.len())
+            },
+            snap.display(),
+            if ggufs.is_empty() {
+                "none".to_string()
+            } else {
+                ggufs.join(", ")
+            }
+        )),
+    }
+}
+
+/// The `.gguf` files of a snapshot's top folder, sorted.
+fn gguf_files(snap: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(snap)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.to_ascii_lowercase().ends_with(".gguf"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Whether `want` (after `:`) names the GGUF file `name`: the whole name, or a part of it between
+/// `-` or `.` (`Q4_K_M` names `x-q4_k_m.gguf`, not `x-q4_k_s.gguf`), ignoring case.
+fn names_file(name: &str, want: &str) -> bool {
+    let (name, want) = (name.to_ascii_lowercase(), want.to_ascii_lowercase());
+    name == want
+        || name
+            .trim_end_matches(".gguf")
+            .split(['-', '.'])
+            .any(|part| part == want)
 }
 
 /// The snapshot folder of the dataset `repo[@revision]` in `cache` (`datasets--org--name`).
@@ -178,6 +240,47 @@ mod tests {
             e.contains("models--Org--Other") && e.contains("huggingface-cli download Org/Other`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_gguf_repository_resolves_to_the_file_named_after_the_colon() {
+        let cache = tempfile::tempdir().unwrap();
+        let repo = cache.path().join("models--Qwen--Coder-GGUF");
+        let snap = repo.join("snapshots/abc123");
+        std::fs::create_dir_all(&snap).unwrap();
+        for f in ["coder-q4_k_m.gguf", "coder-q4_k_s.gguf", "coder-q8_0.gguf", "README.md"] {
+            std::fs::write(snap.join(f), "x").unwrap();
+        }
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs/main"), "abc123").unwrap();
+        let c = cache.path();
+        assert!(looks_like_repo_id("Qwen/Coder-GGUF:Q4_K_M"));
+        assert!(looks_like_repo_id("Qwen/Coder-GGUF@main:coder-q8_0.gguf"));
+        for (spec, file) in [
+            ("Qwen/Coder-GGUF:Q4_K_M", "coder-q4_k_m.gguf"),
+            ("Qwen/Coder-GGUF@main:q4_k_s", "coder-q4_k_s.gguf"),
+            ("Qwen/Coder-GGUF@abc123:coder-q8_0.gguf", "coder-q8_0.gguf"),
+        ] {
+            assert_eq!(resolve(spec, c).unwrap(), snap.join(file), "{spec}");
+        }
+        // Several files and none named, a name that is only part of a quantisation, none at all.
+        for (spec, says) in [
+            ("Qwen/Coder-GGUF", "3 are candidates"),
+            ("Qwen/Coder-GGUF:Q4_K", "none of the GGUF files"),
+            ("Qwen/Coder-GGUF:Q5_0", "none of the GGUF files"),
+        ] {
+            let e = resolve(spec, c).unwrap_err();
+            assert!(
+                e.contains(says) && e.contains("coder-q4_k_m.gguf, coder-q4_k_s.gguf, coder-q8_0.gguf"),
+                "{spec}: {e}"
+            );
+        }
+        std::fs::remove_file(snap.join("coder-q4_k_s.gguf")).unwrap();
+        std::fs::remove_file(snap.join("coder-q8_0.gguf")).unwrap();
+        assert_eq!(resolve("Qwen/Coder-GGUF", c).unwrap(), snap.join("coder-q4_k_m.gguf"));
+        std::fs::remove_file(snap.join("coder-q4_k_m.gguf")).unwrap();
+        let e = resolve("Qwen/Coder-GGUF", c).unwrap_err();
+        assert!(e.contains("huggingface-cli download Qwen/Coder-GGUF"), "{e}");
     }
 
     /// A cache with `Org/Tiny` at commit `abc123` (refs/main), and a folder outside the cache
