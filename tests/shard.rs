@@ -156,7 +156,13 @@ fn check_merge(f: &Fixture, run: &Path, reference: &Path) {
     let m = rftx(&["merge", cfg, "--runs-dir", "sharded"], &[], f.path());
     assert_eq!(m.code, 0, "{}", m.stderr);
     assert_eq!(printed_dir(&m, f.path()), run);
-    for name in ["samples.jsonl", "dataset.json"] {
+    for name in [
+        "samples.jsonl",
+        "dataset.json",
+        "dpo_pairs.jsonl",
+        "kto.jsonl",
+        "rl_prompts.jsonl",
+    ] {
         assert!(
             std::fs::read(run.join(name)).unwrap() == std::fs::read(reference.join(name)).unwrap(),
             "{name} differs from the unsharded run's"

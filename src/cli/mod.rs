@@ -572,6 +572,7 @@ fn show(a: ShowArgs) -> Result<(), Error> {
                 "dir": run.dir.display().to_string(),
                 "manifest": run.manifest,
                 "metrics": run.metrics,
+                "pass_rate_histogram": run.pass_rate_histogram(),
                 "config": run.config,
             });
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
@@ -624,6 +625,10 @@ fn regrade(a: RegradeArgs) -> Result<(), Error> {
     let k = format!("pass@{}", n.k);
     println!("{k:<10} {:.1} % → {:.1} %", 100.0 * b.pass_at_k, 100.0 * n.pass_at_k);
     println!("dataset    {} records", n.dataset_records);
+    let w = &r.preferences;
+    println!("dpo pairs  {}", w.pairs);
+    println!("kto        {} desirable, {} undesirable", w.desirable, w.undesirable);
+    println!("rl prompts {} of {} questions", w.rl_prompts, w.questions);
     Ok(())
 }
 

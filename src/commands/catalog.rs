@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::base::error::{Error, Result};
 use crate::core::report::Metrics;
+use crate::core::rft::pass;
 use crate::core::store::{self, Manifest};
 use crate::run::shard;
 
@@ -202,6 +203,46 @@ pub fn render_list(runs: &[RunInfo]) -> String {
     crate::base::util::align_columns(&rows, 2)
 }
 
+impl RunInfo {
+    /// The pass-rate histogram of `metrics.json`'s `correct_counts` (empty before the first
+    /// checkpoint).
+    pub fn pass_rate_histogram(&self) -> Vec<pass::Bin> {
+        self.metrics
+            .as_ref()
+            .map(|m| pass::Counts::from_rows(&m.correct_counts).histogram())
+            .unwrap_or_default()
+    }
+
+    /// `rft.keep_pass_rate` of the run's config, if set.
+    pub fn keep_pass_rate(&self) -> Option<[f64; 2]> {
+        let v = self.config.get("rft")?.get("keep_pass_rate")?.as_array()?;
+        let num = |x: &toml::Value| x.as_float().or_else(|| x.as_integer().map(|i| i as f64));
+        match v.as_slice() {
+            [lo, hi] => Some([num(lo)?, num(hi)?]),
+            _ => None,
+        }
+    }
+
+    /// `rftx show`'s pass-rate histogram and what `rft.keep_pass_rate` keeps of it; empty
+    /// without per-question counts.
+    fn render_pass_rates(&self) -> String {
+        let Some(m) = self.metrics.as_ref().filter(|m| !m.correct_counts.is_empty()) else {
+            return String::new();
+        };
+        let mut out = format!("\n{}", pass::render_histogram(&self.pass_rate_histogram()));
+        if let Some(keep @ [lo, hi]) = self.keep_pass_rate() {
+            let counts = pass::Counts::from_rows(&m.correct_counts);
+            let kept = counts.count_where(|c, n| crate::core::rft::preference::keeps(Some(keep), c, n));
+            out += &format!(
+                "rft.keep_pass_rate = [{lo}, {hi}] keeps {kept} of {} questions in {}\n",
+                m.questions,
+                store::RL_PROMPTS_FILE
+            );
+        }
+        out
+    }
+}
+
 /// `rftx show`: status, inputs, sessions, metrics and the config of one run.
 pub fn render_show(r: &RunInfo) -> String {
     let m = &r.manifest;
@@ -245,6 +286,7 @@ pub fn render_show(r: &RunInfo) -> String {
         Some(metrics) => out += &format!("\n{}\n", crate::core::report::summary(metrics)),
         None => out += "\nno metrics yet (written at the first checkpoint)\n",
     }
+    out += &r.render_pass_rates();
     out += "\nconfig.toml:\n";
     let config = toml::to_string(&r.config).unwrap_or_default();
     for line in config.lines() {

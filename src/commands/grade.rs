@@ -9,7 +9,8 @@ use crate::base::error::{Error, Result};
 use crate::base::record::Answer;
 use crate::core::config::{self, Config, RftConfig};
 use crate::core::report::{self, Metrics, Tally};
-use crate::core::rft::{Dataset, Grader, Item};
+use crate::core::rft::preference::Written;
+use crate::core::rft::{Dataset, Grader, Item, Preferences};
 use crate::core::store::{self, jsonl, QuestionRecord};
 
 /// Folder of a run directory that regrades are written under.
@@ -145,6 +146,8 @@ pub struct Regraded {
     pub dir: PathBuf,
     pub before: Metrics,
     pub after: Metrics,
+    /// The preference and RL files' counts.
+    pub preferences: Written,
 }
 
 /// Regrades the committed questions of `run` with its config and `sets` (only `rft.*` keys).
@@ -160,7 +163,7 @@ pub fn regrade(run: &Path, sets: &[String]) -> Result<Regraded> {
     grader.start().map_err(Error::Usage)?;
     let (mut before, mut after) = (Tally::default(), Tally::default());
     let mut dataset = Dataset::new(&config.rft, &config.prompt.system);
-    let (mut verdicts, mut failed) = (Vec::new(), None);
+    let (mut verdicts, mut correct, mut failed) = (Vec::new(), Vec::new(), None);
     let read =
         jsonl::for_each::<QuestionRecord>(&run.join(store::SAMPLES_FILE), "rerun the run to repair it", |mut q| {
             before.add_question(&q);
@@ -173,6 +176,7 @@ pub fn regrade(run: &Path, sets: &[String]) -> Result<Regraded> {
             }
             after.add_question(&q);
             dataset.add_question(&q, None);
+            correct.push(q.samples.iter().map(|s| s.correct).collect::<Vec<bool>>());
             Ok(())
         });
     if let Some(e) = failed {
@@ -195,6 +199,11 @@ pub fn regrade(run: &Path, sets: &[String]) -> Result<Regraded> {
     for (name, bytes) in report::finished_files(&dataset, &after)? {
         write(name, &bytes)?;
     }
+    let preferences = Preferences::new(&config.rft, &config.prompt.system).write_files(
+        &dir,
+        &run.join(store::SAMPLES_FILE),
+        Some(&correct),
+    )?;
     let total = before.questions();
     let after_metrics = after.metrics(total, 0.0, dataset.len());
     write(store::METRICS_FILE, report::metrics_json(&after_metrics).as_bytes())?;
@@ -202,6 +211,7 @@ pub fn regrade(run: &Path, sets: &[String]) -> Result<Regraded> {
         dir,
         before: before.metrics(total, 0.0, 0),
         after: after_metrics,
+        preferences,
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::base::error::Result;
 use crate::core::config::Config;
 use crate::core::report::{self, Metrics, Tally};
-use crate::core::rft::Dataset;
+use crate::core::rft::{Dataset, Preferences};
 use crate::core::store::{self, Appender, ChunkRecord, Manifest, QuestionRecord, Recovered, RunDir, Status};
 
 pub(crate) struct Journal<'a> {
@@ -16,6 +16,8 @@ pub(crate) struct Journal<'a> {
     chunks: Appender,
     tally: Tally,
     dataset: Dataset,
+    /// How the complete run's preference and RL files are made from its samples.
+    preferences: Preferences,
     total: usize,
     /// Wall time of earlier sessions, and when this one started.
     earlier_wall_s: f64,
@@ -55,6 +57,7 @@ impl<'a> Journal<'a> {
             chunks: dir.appender(store::CHUNKS_FILE)?,
             tally,
             dataset,
+            preferences: Preferences::new(&config.rft, &config.prompt.system),
             started,
         };
         // What an earlier session committed after its last checkpoint is made durable now: else
@@ -88,7 +91,8 @@ impl<'a> Journal<'a> {
 
     /// Makes everything committed durable (fsync), rewrites `dataset.json` and `metrics.json`,
     /// and the manifest with `status`; a complete run also gets the trainer files and
-    /// `pass_at_k.csv` ([`report::finished_files`]), written once rather than at every checkpoint.
+    /// `pass_at_k.csv` ([`report::finished_files`]), and the preference and RL files streamed from
+    /// `samples.jsonl` ([`Preferences::write_files`]), written once rather than at every checkpoint.
     pub(crate) fn checkpoint(&mut self, status: Status) -> Result<Metrics> {
         self.chunks.sync()?;
         self.samples.sync()?;
@@ -98,6 +102,8 @@ impl<'a> Journal<'a> {
             for (name, bytes) in report::finished_files(&self.dataset, &self.tally)? {
                 self.dir.write(name, &bytes)?;
             }
+            self.preferences
+                .write_files(&self.dir.path, &self.dir.file(store::SAMPLES_FILE), None)?;
         } else {
             self.dir.write(store::DATASET_FILE, self.dataset.to_json().as_bytes())?;
         }

@@ -207,6 +207,22 @@ mod tests {
     }
 
     #[test]
+    fn preference_keys_enter_the_hash_only_when_set() {
+        let default = RftConfig::default();
+        // What every run hashed before the keys existed: they are absent.
+        assert_eq!(canonical_json(&default.hash_value(true)), r#"{"tolerance":0.05}"#);
+        let set = RftConfig {
+            max_pairs_per_question: Some(2),
+            keep_pass_rate: Some([0.1, 0.9]),
+            ..default
+        };
+        assert_eq!(
+            canonical_json(&set.hash_value(true)),
+            r#"{"keep_pass_rate":[0.1,0.9],"max_pairs_per_question":2,"tolerance":0.05}"#
+        );
+    }
+
+    #[test]
     fn canonical_json_sorts_keys() {
         let v = serde_json::json!({"b": 1, "a": {"d": [1, {"z": 0, "y": 0.7}], "c": "x"}});
         assert_eq!(canonical_json(&v), r#"{"a":{"c":"x","d":[1,{"y":0.7,"z":0}]},"b":1}"#);

@@ -290,6 +290,39 @@ mod tests {
     }
 
     #[test]
+    fn preference_keys_are_checked_with_their_key_path() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "a.toml", "[rft]\nkeep_pass_rate = [0.9, 0.1]\n");
+        let s = load(&f, &[]).unwrap_err().to_string();
+        assert!(
+            s.contains("a.toml: rft.keep_pass_rate = [0.9, 0.1]: lo must be ≤ hi"),
+            "{s}"
+        );
+        let e = load(
+            &f,
+            &[
+                "rft.keep_pass_rate=[0, 1.5]".into(),
+                "rft.max_pairs_per_question=0".into(),
+            ],
+        )
+        .unwrap_err();
+        let s = e.to_string();
+        assert_eq!(e.problems.len(), 2, "{s}");
+        assert!(
+            s.contains("--set rft.keep_pass_rate=[0, 1.5]: rft.keep_pass_rate = [0, 1.5]: both bounds must be pass rates in [0, 1]"),
+            "{s}"
+        );
+        assert!(s.contains("rft.max_pairs_per_question = 0: must be ≥ 1"), "{s}");
+        // Whole numbers are pass rates too; equal bounds keep one pass rate.
+        let c = load(&f, &["rft.keep_pass_rate=[0, 1]".into()]).unwrap().config;
+        assert_eq!(c.rft.keep_pass_rate, Some([0.0, 1.0]));
+        let c = load(&f, &["rft.keep_pass_rate=[0.2, 0.2]".into()]).unwrap().config;
+        assert_eq!(c.rft.keep_pass_rate, Some([0.2, 0.2]));
+        let e = load(&f, &["rft.keep_pass_rate=[0.2]".into()]).unwrap_err().to_string();
+        assert!(e.contains("rft.keep_pass_rate"), "{e}");
+    }
+
+    #[test]
     fn set_errors() {
         assert!(SetArg::parse("generation.chunk_size")
             .unwrap_err()

@@ -361,6 +361,14 @@ pub struct RftConfig {
     /// Keep at most this many correct samples per question (the first ones). Unset: all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_question: Option<usize>,
+    /// `dpo_pairs.jsonl`: at most this many (chosen, rejected) pairs per question, the first
+    /// ones (see `core::rft::preference`). Unset: one per right sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pairs_per_question: Option<usize>,
+    /// `rl_prompts.jsonl`: keep only the questions whose pass rate (correct samples over
+    /// samples) lies in `[lo, hi]`, both included. Unset: every question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_pass_rate: Option<[f64; 2]>,
     /// `grader = "command"`: the verifier's program and its arguments (`["python3", "v.py"]`),
     /// started once and asked in JSON Lines (see `core::rft::command`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -394,6 +402,8 @@ impl Default for RftConfig {
             pattern: None,
             dedup: true,
             max_per_question: None,
+            max_pairs_per_question: None,
+            keep_pass_rate: None,
             command: None,
             command_timeout_s: DEFAULT_COMMAND_TIMEOUT_S,
         }

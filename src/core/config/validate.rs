@@ -133,6 +133,19 @@ fn validate_rft(r: &RftConfig, p: &mut Vec<String>) {
             r.command_timeout_s
         ));
     }
+    if r.max_pairs_per_question == Some(0) {
+        p.push("rft.max_pairs_per_question = 0: must be ≥ 1 (leave it unset for one pair per right sample)".into());
+    }
+    if let Some([lo, hi]) = r.keep_pass_rate {
+        let shown = format!("rft.keep_pass_rate = [{lo}, {hi}]");
+        if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) {
+            p.push(format!(
+                "{shown}: both bounds must be pass rates in [0, 1] (the share of a question's samples that are right)"
+            ));
+        } else if lo > hi {
+            p.push(format!("{shown}: lo must be ≤ hi"));
+        }
+    }
     let program = r.command.as_ref().and_then(|c| c.first()).filter(|p| !p.is_empty());
     if r.grader == Grader::Command && program.is_none() {
         p.push(

@@ -1,16 +1,19 @@
 //! Rejection sampling: read each completion's answer (`extract`), grade it (`grade`, `math`, or
 //! the user's verifier: `command`), keep the right ones, and write them in the formats trainers
-//! read (`outputs`); pass@k (`pass`) says how often a question is solved.
+//! read (`outputs`); the right and wrong ones as preference pairs, labelled samples and RL
+//! prompts by pass rate (`preference`); pass@k (`pass`) says how often a question is solved.
 pub mod command;
 pub mod extract;
 pub mod grade;
 pub mod math;
 pub mod outputs;
 pub mod pass;
+pub mod preference;
 
 use std::collections::HashSet;
 
 pub use grade::{Grader, Item, Verdict};
+pub use preference::Preferences;
 
 use crate::base::record::Answer;
 use crate::core::config::RftConfig;

@@ -57,6 +57,75 @@ impl Counts {
     pub fn min_samples(&self) -> Option<usize> {
         self.0.keys().map(|&(n, _)| n).min()
     }
+
+    /// Questions by pass rate (right samples over samples). Where every question has the same
+    /// n ≤ 20 samples, one bin per count of right ones (`0/5` … `5/5`); else `0`, ten bins of
+    /// width 0.1 (`(0, 0.1]` … `(0.8, 0.9]`, `(0.9, 1)`) and `1`.
+    pub fn histogram(&self) -> Vec<Bin> {
+        let ns: std::collections::BTreeSet<usize> = self.0.keys().map(|&(n, _)| n).collect();
+        if let (1, Some(&n)) = (ns.len(), ns.first()) {
+            if n <= 20 {
+                return (0..=n)
+                    .map(|c| Bin {
+                        bin: format!("{c}/{n}"),
+                        questions: self.0.get(&(n, c)).copied().unwrap_or(0),
+                    })
+                    .collect();
+            }
+        }
+        let mut bins: Vec<Bin> = std::iter::once("0".to_string())
+            .chain((1..=10).map(|k| match k {
+                10 => "(0.9, 1)".to_string(),
+                k => format!("({}, {}]", tenth(k - 1), tenth(k)),
+            }))
+            .chain(std::iter::once("1".to_string()))
+            .map(|bin| Bin { bin, questions: 0 })
+            .collect();
+        for (&(n, c), &q) in &self.0 {
+            // c/n in ((k − 1)/10, k/10] is bin k: k = ⌈10c/n⌉, in whole numbers.
+            let k = match c {
+                0 => 0,
+                c if c >= n => 11,
+                c => (10 * c).div_ceil(n),
+            };
+            bins[k].questions += q;
+        }
+        bins
+    }
+
+    /// Questions whose `c` of `n` samples right `keep(c, n)` accepts.
+    pub fn count_where(&self, keep: impl Fn(usize, usize) -> bool) -> usize {
+        self.0.iter().filter(|(&(n, c), _)| keep(c, n)).map(|(_, &q)| q).sum()
+    }
+}
+
+/// One bar of [`Counts::histogram`]: the questions whose pass rate lies in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Bin {
+    pub bin: String,
+    pub questions: usize,
+}
+
+/// `k` tenths as text: 0, 0.1, …, 0.9, 1.
+fn tenth(k: usize) -> String {
+    match k {
+        0 => "0".into(),
+        10 => "1".into(),
+        k => format!("0.{k}"),
+    }
+}
+
+/// The histogram as text, one bar per bin (`#`, the largest 30 wide).
+pub fn render_histogram(bins: &[Bin]) -> String {
+    let width = bins.iter().map(|b| b.bin.chars().count()).max().unwrap_or(0).max(9);
+    let most = bins.iter().map(|b| b.questions).max().unwrap_or(0).max(1);
+    let mut out = format!("{:<width$}  questions\n", "pass rate");
+    for b in bins {
+        let bar = "#".repeat((b.questions * 30).div_ceil(most));
+        out += format!("{:<width$}  {:>9}  {bar}", b.bin, b.questions).trim_end();
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -104,5 +173,57 @@ mod tests {
         assert_eq!(c.min_samples(), Some(4));
         assert_eq!(Counts::default().mean(1), None);
         assert_eq!(Counts::from_rows(&c.rows()), c);
+    }
+
+    #[test]
+    fn histogram_bins_by_right_samples_or_by_tenths() {
+        let mut c = Counts::default();
+        c.add(5, 0);
+        c.add(5, 1);
+        c.add(5, 1);
+        c.add(5, 5);
+        let bins = c.histogram();
+        let got: Vec<(&str, usize)> = bins.iter().map(|b| (b.bin.as_str(), b.questions)).collect();
+        assert_eq!(
+            got,
+            [("0/5", 1), ("1/5", 2), ("2/5", 0), ("3/5", 0), ("4/5", 0), ("5/5", 1)]
+        );
+        assert_eq!(
+            render_histogram(&bins),
+            "pass rate  questions\n0/5                1  ###############\n1/5                2  ##############################\n2/5                0\n3/5                0\n4/5                0\n5/5                1  ###############\n"
+        );
+        assert_eq!(c.count_where(|c, n| c > 0 && c < n), 2);
+
+        // Sample counts that differ (or more than 20): tenths, the bounds where they belong.
+        let mut c = Counts::default();
+        for (n, r) in [
+            (10, 0),
+            (10, 1),
+            (20, 2),
+            (10, 2),
+            (30, 4),
+            (10, 9),
+            (12, 11),
+            (10, 10),
+            (25, 25),
+        ] {
+            c.add(n, r);
+        }
+        let got: Vec<(String, usize)> = c.histogram().into_iter().map(|b| (b.bin, b.questions)).collect();
+        let want = [
+            ("0", 1),
+            ("(0, 0.1]", 2),   // 1/10, 2/20: 0.1 exactly
+            ("(0.1, 0.2]", 2), // 2/10; 4/30 = 0.133
+            ("(0.2, 0.3]", 0),
+            ("(0.3, 0.4]", 0),
+            ("(0.4, 0.5]", 0),
+            ("(0.5, 0.6]", 0),
+            ("(0.6, 0.7]", 0),
+            ("(0.7, 0.8]", 0),
+            ("(0.8, 0.9]", 1), // 9/10
+            ("(0.9, 1)", 1),   // 11/12
+            ("1", 2),
+        ];
+        assert_eq!(got, want.map(|(b, q)| (b.to_string(), q)));
     }
 }

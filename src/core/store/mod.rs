@@ -40,6 +40,13 @@ pub const SFT_PROMPT_COMPLETION_FILE: &str = "sft_prompt_completion.jsonl";
 pub const PARQUET_FILE: &str = "dataset.parquet";
 /// pass@1 and pass@k of every question, as CSV.
 pub const PASS_FILE: &str = "pass_at_k.csv";
+/// Right and wrong samples of a question paired, TRL's conversational preference format (see
+/// `core::rft::preference`).
+pub const DPO_PAIRS_FILE: &str = "dpo_pairs.jsonl";
+/// Every sample labelled by its verdict, TRL's conversational unpaired preference format.
+pub const KTO_FILE: &str = "kto.jsonl";
+/// Every question with its reference and pass rate (under `rft.keep_pass_rate`), for RL.
+pub const RL_PROMPTS_FILE: &str = "rl_prompts.jsonl";
 pub const LOG_FILE: &str = "run.log";
 pub const LOCK_FILE: &str = "lock";
 /// A shard directory's marker that it is done (`shard::Done`), written last.
@@ -140,6 +147,9 @@ impl RunDir {
             SFT_PROMPT_COMPLETION_FILE,
             PARQUET_FILE,
             PASS_FILE,
+            DPO_PAIRS_FILE,
+            KTO_FILE,
+            RL_PROMPTS_FILE,
             MANIFEST_FILE,
         ] {
             match std::fs::remove_file(self.file(f)) {

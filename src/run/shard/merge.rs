@@ -7,7 +7,7 @@ use super::plan::{shard_dir, Done, Plan, DONE_FILE};
 use super::status::{array_expr, Overview};
 use crate::base::error::{Error, IoContext, Result};
 use crate::core::report::{self, Metrics, ShardRow, Tally};
-use crate::core::rft::Dataset;
+use crate::core::rft::{Dataset, Preferences};
 use crate::core::store::{self, jsonl, ChunkRecord, Manifest, QuestionRecord, Status};
 
 /// What to do about a shard whose files do not check out.
@@ -39,6 +39,7 @@ pub fn merge(run_dir: &Path, force: bool) -> Result<Merged> {
     let (_lock, _) = store::Lock::acquire(run_dir)?;
     let config = crate::core::config::read_run_config(&dirs[0].join(store::CONFIG_FILE))?;
     let mut dataset = Dataset::new(&config.rft, &config.prompt.system);
+    let preferences = Preferences::new(&config.rft, &config.prompt.system);
     let tally = read_records(&dirs, plan, &mut dataset)?;
     concatenate(&dirs, store::SAMPLES_FILE, &run_dir.join(store::SAMPLES_FILE))?;
     concatenate(&dirs, store::CHUNKS_FILE, &run_dir.join(store::CHUNKS_FILE))?;
@@ -58,6 +59,7 @@ pub fn merge(run_dir: &Path, force: bool) -> Result<Merged> {
     for (name, bytes) in report::finished_files(&dataset, &tally)? {
         run.write(name, &bytes)?;
     }
+    preferences.write_files(run_dir, &run_dir.join(store::SAMPLES_FILE), None)?;
     run.write(store::METRICS_FILE, report::metrics_json(&metrics).as_bytes())?;
     run.write_manifest(&merged_manifest(&manifests, plan, wall_s))?;
     let mut log = run.appender(store::LOG_FILE)?;
