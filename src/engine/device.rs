@@ -332,8 +332,8 @@ fn injected_oom(site: Site, rows: usize) -> Option<String> {
     })
 }
 
-/// Whether a candle error is the GPU running out of memory (an allocation, or cuBLAS failing
-/// to allocate its workspace).
+/// Whether a candle error is the GPU running out of memory (an allocation, a kernel launch, or
+/// cuBLAS or cuBLASLt failing to allocate).
 pub fn is_out_of_memory(e: &candle_core::Error) -> bool {
     use candle_core::Error as E;
     match e {
@@ -342,7 +342,10 @@ pub fn is_out_of_memory(e: &candle_core::Error) -> bool {
         }
         #[cfg(feature = "cuda")]
         E::Cuda(b) => cuda_memory::is_oom(b.as_ref()),
-        other => other.to_string().contains("CUDA_ERROR_OUT_OF_MEMORY"),
+        other => {
+            let s = other.to_string();
+            s.contains("CUDA_ERROR_OUT_OF_MEMORY") || s.contains("CUBLAS_STATUS_ALLOC_FAILED")
+        }
     }
 }
 

@@ -1,54 +1,89 @@
-// kernels.cu compiled for the host (host_shim.h), each kernel behind a C function that runs
-// its whole grid: what the tests call (src/engine/cuda/emulation.rs) to check the CUDA code
-// itself — indexing, shared memory, barriers, reductions — against the reference without a GPU.
-// Built by build.rs for test builds only (the `testing` feature), with -ffp-contract=off as the
-// kernels are built with --fmad=false.
+// kernels.cu compiled for the host (host_shim.h), behind one C entry point, emu_launch: a launch
+// plan of src/engine/cuda/plan.rs — the kernel's name, its grid, block and dynamic shared bytes,
+// its arguments — run as a GPU would run it. What the tests call (src/engine/cuda/emulation.rs)
+// to check the CUDA code itself — indexing, shared memory, barriers, reductions — and the plans
+// that launch.rs launches — argument order, grids, shared sizes — against the reference without
+// a GPU. Built by build.rs for test builds only (the `testing` feature), with -ffp-contract=off
+// as the kernels are built with --fmad=false.
 #include "host_shim.h"
 #include "kernels.cu"
 
-static unsigned blocks(size_t n) { return (unsigned)std::min<size_t>((n + BLOCK - 1) / BLOCK, 65535); }
+#include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 extern "C" {
-void emu_add_rmsnorm_f32(const float* h, const float* a, const float* w, float* out, int rows, int d, float eps) {
-  emulate(rows, 1, BLOCK, 0, [&] { add_rmsnorm_f32(h, a, w, out, rows, d, eps); });
+// One argument of a plan (plan.rs's Arg): kind 'P' an address, 'I' an int, 'F' a float.
+struct EmuArg {
+  int32_t kind;
+  int32_t i;
+  float f;
+  uint64_t p;
+};
 }
-void emu_add_rmsnorm_f16(const __half* h, const __half* a, const __half* w, __half* out, int rows, int d, float eps) {
-  emulate(rows, 1, BLOCK, 0, [&] { add_rmsnorm_f16(h, a, w, out, rows, d, eps); });
+
+// The results of emu_launch.
+enum : int {
+  EMU_OK = 0,
+  EMU_UNKNOWN_KERNEL = 1,
+  EMU_ARG_COUNT = 2,    // not as many arguments as the kernel's signature
+  EMU_ARG_KIND = 3,     // an argument of another kind than the signature's
+  EMU_BLOCK = 4,        // a block of other than BLOCK threads (every kernel assumes BLOCK)
+  EMU_SHARED = 5,       // the kernel wrote past the dynamic shared memory the plan gave it
+};
+
+template <typename T>
+constexpr char kind_of() {
+  if constexpr (std::is_pointer_v<T>) return 'P';
+  else if constexpr (std::is_same_v<T, int>) return 'I';
+  else if constexpr (std::is_same_v<T, float>) return 'F';
+  else static_assert(!sizeof(T), "a kernel argument of another type");
 }
-void emu_silu_mul_f32(const float* gu, float* out, int rows, int ff) {
-  emulate(blocks((size_t)rows * ff), 1, BLOCK, 0, [&] { silu_mul_f32(gu, out, rows, ff); });
+
+template <typename T>
+T value(const EmuArg& a) {
+  if constexpr (std::is_pointer_v<T>) return reinterpret_cast<T>(a.p);
+  else if constexpr (std::is_same_v<T, int>) return a.i;
+  else return a.f;
 }
-void emu_silu_mul_f16(const __half* gu, __half* out, int rows, int ff) {
-  emulate(blocks((size_t)rows * ff), 1, BLOCK, 0, [&] { silu_mul_f16(gu, out, rows, ff); });
+
+// Checks the arguments against `kernel`'s signature, then runs it on the plan's grid.
+template <typename... A, size_t... I>
+int run(void (*kernel)(A...), std::index_sequence<I...>, unsigned gx, unsigned gy, unsigned block, size_t shared,
+        const EmuArg* args, int n) {
+  constexpr char kinds[] = {kind_of<A>()..., 0};
+  if (n != (int)sizeof...(A)) return EMU_ARG_COUNT;
+  for (int i = 0; i < n; i++)
+    if (args[i].kind != kinds[i]) return EMU_ARG_KIND;
+  if (block != BLOCK) return EMU_BLOCK;
+  std::tuple<A...> values{value<A>(args[I])...};
+  return emulate(gx, gy, block, shared, [&] { std::apply(kernel, values); }) ? EMU_OK : EMU_SHARED;
 }
-void emu_rope_write_f16_f16(const __half* qkv, const __half* bias, const float* cos, const float* sin,
-                            const uint32_t* rows_meta, const uint64_t* caches, float* q_out, int rows, int n_head,
-                            int n_kv, int hd) {
-  emulate(rows, 1, BLOCK, 0,
-          [&] { rope_write_f16_f16(qkv, bias, cos, sin, rows_meta, caches, q_out, n_head, n_kv, hd); });
+
+template <typename... A>
+int run(void (*kernel)(A...), unsigned gx, unsigned gy, unsigned block, size_t shared, const EmuArg* args, int n) {
+  return run(kernel, std::index_sequence_for<A...>{}, gx, gy, block, shared, args, n);
 }
-void emu_sample_rows_f16(const __half* logits, const double* u, uint32_t* tokens, uint32_t* bad, int rows, int vocab,
-                         float inv_t, int greedy) {
-  emulate(rows, 1, BLOCK, 0, [&] { sample_rows_f16(logits, u, tokens, bad, vocab, inv_t, greedy); });
-}
-void emu_rope_write_f32_f32(const float* qkv, const float* bias, const float* cos, const float* sin,
-                            const uint32_t* rows_meta, const uint64_t* caches, float* q_out, int rows, int n_head,
-                            int n_kv, int hd) {
-  emulate(rows, 1, BLOCK, 0,
-          [&] { rope_write_f32_f32(qkv, bias, cos, sin, rows_meta, caches, q_out, n_head, n_kv, hd); });
-}
-#define EMU_ATTENTION(NAME, KERNEL, T)                                                                         \
-  void NAME(const float* q, const uint32_t* rows_meta, const uint32_t* groups, int n_groups, const uint64_t* caches, \
-            T* out, int n_head, int n_kv, int hd, float scale, int group_heads) {                                    \
-    const size_t shared = (size_t)(group_heads * hd + group_heads * BLOCK + BLOCK) * 4;                             \
-    emulate(n_groups, n_kv, BLOCK, shared,                                                                          \
-            [&] { KERNEL(q, rows_meta, groups, caches, out, n_head, n_kv, hd, scale); });                           \
-  }
-EMU_ATTENTION(emu_attention_f32_f32, attention_f32_f32, float)
-EMU_ATTENTION(emu_attention_f16_f32, attention_f16_f32, float)
-EMU_ATTENTION(emu_attention_f16_f16, attention_f16_f16, __half)
-void emu_sample_rows_f32(const float* logits, const double* u, uint32_t* tokens, uint32_t* bad, int rows, int vocab,
-                         float inv_t, int greedy) {
-  emulate(rows, 1, BLOCK, 0, [&] { sample_rows_f32(logits, u, tokens, bad, vocab, inv_t, greedy); });
-}
+
+#define KERNEL(NAME) \
+  if (std::strcmp(name, #NAME) == 0) return run(NAME, gx, gy, block, shared, args, n);
+
+extern "C" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned block, size_t shared,
+                          const EmuArg* args, int n) {
+  KERNEL(add_rmsnorm_f32)
+  KERNEL(add_rmsnorm_f16)
+  KERNEL(silu_mul_f32)
+  KERNEL(silu_mul_f16)
+  KERNEL(rope_write_f32_f32)
+  KERNEL(rope_write_f32_f16)
+  KERNEL(rope_write_f16_f32)
+  KERNEL(rope_write_f16_f16)
+  KERNEL(attention_f32_f32)
+  KERNEL(attention_f32_f16)
+  KERNEL(attention_f16_f32)
+  KERNEL(attention_f16_f16)
+  KERNEL(sample_rows_f32)
+  KERNEL(sample_rows_f16)
+  return EMU_UNKNOWN_KERNEL;
 }

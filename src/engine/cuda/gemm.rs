@@ -23,6 +23,18 @@ pub const PIN_ROWS: usize = 64;
 /// decode batches up to this size cost one weight read, as one row would.
 pub const DENSE_ROWS: usize = 16;
 
+/// The byte alignment the pinned algorithms are picked for (`MIN_ALIGNMENT_{A,B,C,D}_BYTES`):
+/// cuBLASLt may then read 16 bytes at a time, so an operand at an address off a multiple of 16 —
+/// `add_rmsnorm`'s second half at `rows·d` elements, with `rows·d·size` not a multiple of 16 —
+/// would be misread without an error. Such an operand is copied to a fresh (aligned) allocation
+/// first ([`aligned`]).
+pub const ALIGN: u64 = 16;
+
+/// Whether cuBLASLt may be given `address` as an operand of a pinned algorithm.
+pub fn aligned(address: u64) -> bool {
+    address.is_multiple_of(ALIGN)
+}
+
 /// How the fused path multiplies.
 pub enum Gemm {
     /// Fixed 16-row GEMMs ([`dense_forward`]): the CPU, where the fused path runs in tests.
@@ -186,7 +198,7 @@ mod lt {
             let transpose: i32 = 1;
             let workspace = WORKSPACE as u64;
             let none = sys::cublasLtReductionScheme_t::CUBLASLT_REDUCTION_SCHEME_NONE as u32;
-            let align: u32 = 16;
+            let align = super::ALIGN as u32;
             type P = sys::cublasLtMatmulPreferenceAttributes_t;
             // SAFETY: live descriptors; each attribute gets a value of its documented type.
             let picked = unsafe {
@@ -268,7 +280,8 @@ mod lt {
             let (n, k) = w.dims2()?;
             let mut dims = x.dims().to_vec();
             let rows = x.elem_count() / k.max(1);
-            let (w, x) = (w.contiguous()?, x.reshape((rows, k))?.contiguous()?);
+            let w = self.aligned(w.contiguous()?)?;
+            let x = self.aligned(x.reshape((rows, k))?.contiguous()?)?;
             let key = (n, k, w.dtype());
             let mut algos = self.algos.lock().map_err(|_| err("algorithms", "poisoned"))?;
             let algo = match algos.entry(key) {
@@ -283,6 +296,20 @@ mod lt {
             y.reshape(dims)
         }
 
+        /// `t` (contiguous) itself where its address is 16-byte aligned, else a copy in a fresh
+        /// allocation (aligned to far more).
+        fn aligned(&self, t: Tensor) -> candle_core::Result<Tensor> {
+            if super::aligned(address(&t)?) {
+                return Ok(t);
+            }
+            let (copy, at) = output(&self.device, t.dtype(), t.shape().clone())?;
+            copy.slice_set(&t, 0, 0)?;
+            if !super::aligned(at) {
+                return Err(err("alignment", format!("a fresh allocation at {at:#x}")));
+            }
+            Ok(copy)
+        }
+
         fn run(
             &self,
             w: &Tensor,
@@ -293,6 +320,12 @@ mod lt {
         ) -> candle_core::Result<Tensor> {
             let (y, py) = output(&self.device, w.dtype(), (rows, n))?;
             let (pw, px) = (address(w)?, address(x)?);
+            if ![pw, px, py].into_iter().all(super::aligned) {
+                return Err(err(
+                    "alignment",
+                    format!("operands at {pw:#x}, {px:#x}, {py:#x}: the pinned algorithm needs 16-byte alignment"),
+                ));
+            }
             let (alpha, beta) = (1f32, 0f32);
             let [a, b, d] = layouts.0;
             let (ws, _guard) = self.workspace.device_ptr(&self.stream);
@@ -334,5 +367,24 @@ mod lt {
             // SAFETY: created by `Pinned::new`, destroyed once, after its descriptors.
             let _ = unsafe { result::destroy_handle(self.handle) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned;
+
+    /// `add_rmsnorm`'s (2, rows, d) output in one allocation: x, the half the next GEMM reads,
+    /// starts `rows·d` elements in. Off a multiple of 16 bytes it is not handed to cuBLASLt as
+    /// it is (the pinned algorithm would misread it), but copied.
+    #[test]
+    fn an_operand_off_16_bytes_is_not_given_to_cublaslt_as_it_is() {
+        let base = 0x7f12_3456_7800u64; // an allocation: 256-byte aligned
+        let x = |rows: u64, d: u64, size: u64| base + rows * d * size;
+        assert!(aligned(base));
+        assert!(aligned(x(3, 896, 2)), "f16, 3 rows of 896: 5376 bytes in");
+        assert!(aligned(x(5, 4, 4)), "f32, 5 rows of 4: 80 bytes in");
+        assert!(!aligned(x(3, 9, 2)), "f16, 3 rows of 9: 54 bytes in");
+        assert!(!aligned(x(1, 6, 4)), "f32, 1 row of 6: 24 bytes in");
     }
 }

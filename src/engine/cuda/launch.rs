@@ -1,14 +1,17 @@
 //! Launches of rftx's CUDA kernels (`kernels.cu`, compiled to PTX by build.rs for compute
 //! capabilities 7.5 and 9.0; the module matching the device is loaded once per device by
-//! candle's module cache). Every launch's grid depends only on the rows and the model's shape,
-//! never on which rows they are.
+//! candle's module cache). What each launch is — grid, block, shared memory, arguments in order
+//! — is [`super::plan`]'s, which the emulation tests run on the host; here only the device
+//! addresses are taken and the plan launched. Every launch's grid depends only on the rows and
+//! the model's shape, never on which rows they are.
 use candle_core::cuda::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{DType, Device, Shape, Storage, Tensor};
 
-use super::reference::{group_rows, Heads, BLOCK, GROUP_HEADS};
-use crate::base::error::{Error, Result};
+use super::plan::{self, Arg, Launch};
+use super::reference::Heads;
+use crate::base::error::Result;
 
 const PTX_75: &str = include_str!(concat!(env!("OUT_DIR"), "/kernels_sm75.ptx"));
 const PTX_90: &str = include_str!(concat!(env!("OUT_DIR"), "/kernels_sm90.ptx"));
@@ -17,29 +20,21 @@ fn cuda(device: &Device) -> Result<&CudaDevice> {
     Ok(device.as_cuda_device()?)
 }
 
+/// The major compute capability of each device, asked of the driver once per device (not on
+/// every launch).
+static MAJOR: super::PerDevice<i32> = super::PerDevice::new();
+
 /// The PTX for this device: sm_90's from compute capability 9.0 on, sm_75's before.
 fn ptx(dev: &CudaDevice) -> Result<(&'static str, &'static str)> {
-    let major = dev
-        .cuda_stream()
-        .context()
-        .compute_capability()
-        .map_err(super::capability_query_failed)?
-        .0;
+    let ctx = dev.cuda_stream().context().clone();
+    let major = MAJOR.get_or_try(ctx.ordinal(), || {
+        Ok(ctx.compute_capability().map_err(super::capability_query_failed)?.0)
+    })?;
     Ok(if major >= 9 {
         (PTX_90, "rftx_sm90")
     } else {
         (PTX_75, "rftx_sm75")
     })
-}
-
-fn suffix(dtype: DType) -> Result<&'static str> {
-    match dtype {
-        DType::F32 => Ok("f32"),
-        DType::F16 => Ok("f16"),
-        other => Err(Error::Run(format!(
-            "model.gpu_kernels = \"fused\" runs f16 or f32, not {other:?}: use model.weights = \"f16\" or gpu_kernels = \"candle\""
-        ))),
-    }
 }
 
 /// Device address of a tensor's first element (for kernels and cuBLASLt alike).
@@ -92,40 +87,27 @@ pub(super) fn output(dev: &CudaDevice, dtype: DType, shape: impl Into<Shape>) ->
     Ok((t, a))
 }
 
-fn config(grid: (u32, u32), shared: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (grid.0, grid.1, 1),
-        block_dim: (BLOCK as u32, 1, 1),
-        shared_mem_bytes: shared,
-    }
-}
-
-/// A kernel argument: an address, an `int` or a `float`.
-enum Arg {
-    P(u64),
-    I(i32),
-    F(f32),
-}
-
-fn int(n: usize) -> Arg {
-    Arg::I(n as i32)
-}
-
-/// Launches `name` with `args`, in the order of its signature in kernels.cu.
-fn launch(dev: &CudaDevice, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
+/// Launches a plan of [`super::plan`] on `dev`.
+fn launch(dev: &CudaDevice, plan: &Launch) -> Result<()> {
     let (ptx, module) = ptx(dev)?;
-    let func = dev.get_or_load_custom_func(name, module, ptx)?;
+    let func = dev.get_or_load_custom_func(&plan.kernel, module, ptx)?;
+    let cfg = LaunchConfig {
+        grid_dim: (plan.grid.0, plan.grid.1, 1),
+        block_dim: (plan.block, 1, 1),
+        shared_mem_bytes: plan.shared,
+    };
     let mut b = func.builder();
-    for a in args {
+    for a in &plan.args {
         match a {
-            Arg::P(x) => b.arg(x),
-            Arg::I(x) => b.arg(x),
-            Arg::F(x) => b.arg(x),
+            Arg::Ptr(x) => b.arg(x),
+            Arg::Int(x) => b.arg(x),
+            Arg::Float(x) => b.arg(x),
         };
     }
-    // SAFETY: the arguments match the kernel's signature in kernels.cu, and every address is a
-    // live allocation of the size the kernel reads or writes (the callers' shapes).
-    unsafe { b.launch(cfg) }.map_err(|e| Error::Run(format!("CUDA kernel {name}: {e:?}")))?;
+    // SAFETY: the plan's arguments match the kernel's signature in kernels.cu (the emulation
+    // tests run every plan against it), and every address is a live allocation of the size the
+    // kernel reads or writes (the callers' shapes).
+    unsafe { b.launch(cfg) }.map_err(|e| super::kernel_failed(&plan.kernel, e))?;
     Ok(())
 }
 
@@ -139,21 +121,8 @@ pub(super) fn add_rmsnorm(h: &Tensor, a: Option<&Tensor>, w: &Tensor, eps: f32) 
     let (h, a) = (contiguous(h)?, a.map(contiguous).transpose()?);
     let (rows, d) = h.dims2()?;
     let (out, o) = output(dev, h.dtype(), (2, rows, d))?;
-    let args = [
-        Arg::P(address(&h)?),
-        Arg::P(optional(a.as_ref())?),
-        Arg::P(address(w)?),
-        Arg::P(o),
-        int(rows),
-        int(d),
-        Arg::F(eps),
-    ];
-    launch(
-        dev,
-        &format!("add_rmsnorm_{}", suffix(h.dtype())?),
-        config((rows as u32, 1), 0),
-        &args,
-    )?;
+    let addresses = [address(&h)?, optional(a.as_ref())?, address(w)?, o];
+    launch(dev, &plan::add_rmsnorm(h.dtype(), addresses, (rows, d), eps)?)?;
     Ok(out)
 }
 
@@ -164,14 +133,7 @@ pub(super) fn silu_mul(gu: &Tensor) -> Result<Tensor> {
     let (rows, two_ff) = gu.dims2()?;
     let ff = two_ff / 2;
     let (out, o) = output(dev, gu.dtype(), (rows, ff))?;
-    let args = [Arg::P(address(&gu)?), Arg::P(o), int(rows), int(ff)];
-    let blocks = (rows * ff).div_ceil(BLOCK).min(65_535) as u32;
-    launch(
-        dev,
-        &format!("silu_mul_{}", suffix(gu.dtype())?),
-        config((blocks, 1), 0),
-        &args,
-    )?;
+    launch(dev, &plan::silu_mul(gu.dtype(), [address(&gu)?, o], (rows, ff))?)?;
     Ok(out)
 }
 
@@ -188,20 +150,16 @@ pub(super) fn rope_write(
     let qkv = contiguous(qkv)?;
     let rows = qkv.dim(0)?;
     let (out, o) = output(dev, DType::F32, (rows, s.n_head * s.hd))?;
-    let args = [
-        Arg::P(address(&qkv)?),
-        Arg::P(optional(bias)?),
-        Arg::P(address(cos)?),
-        Arg::P(address(sin)?),
-        Arg::P(address(rows_meta)?),
-        Arg::P(address(caches)?),
-        Arg::P(o),
-        int(s.n_head),
-        int(s.n_kv),
-        int(s.hd),
+    let addresses = [
+        address(&qkv)?,
+        optional(bias)?,
+        address(cos)?,
+        address(sin)?,
+        address(rows_meta)?,
+        address(caches)?,
+        o,
     ];
-    let name = format!("rope_write_{}_{}", suffix(qkv.dtype())?, suffix(cache)?);
-    launch(dev, &name, config((rows as u32, 1), 0), &args)?;
+    launch(dev, &plan::rope_write((qkv.dtype(), cache), addresses, rows, s)?)?;
     Ok(out)
 }
 
@@ -214,34 +172,12 @@ pub(super) fn attention(
     scale: f32,
     (cache, out): (DType, DType),
 ) -> Result<Tensor> {
-    let n_rep = s.n_head / s.n_kv;
-    let group = group_rows(n_rep, s.hd);
-    if group == 0 {
-        return Err(Error::Run(format!(
-            "model.gpu_kernels = \"fused\": {n_rep} query heads of {} per KV head exceed the attention kernel's {GROUP_HEADS} heads and {} values; use gpu_kernels = \"candle\"",
-            s.hd,
-            GROUP_HEADS * BLOCK
-        )));
-    }
     let dev = cuda(q.device())?;
     let rows = q.dim(0)?;
     let (y, o) = output(dev, out, (rows, s.n_head * s.hd))?;
-    let args = [
-        Arg::P(address(q)?),
-        Arg::P(address(rows_meta)?),
-        Arg::P(address(groups)?),
-        Arg::P(address(caches)?),
-        Arg::P(o),
-        int(s.n_head),
-        int(s.n_kv),
-        int(s.hd),
-        Arg::F(scale),
-    ];
-    let heads = group * n_rep;
-    let shared = ((heads * s.hd + heads * BLOCK + BLOCK) * 4) as u32;
-    let name = format!("attention_{}_{}", suffix(cache)?, suffix(out)?);
-    let blocks = (groups.dim(0)? / 4) as u32;
-    launch(dev, &name, config((blocks, s.n_kv as u32), shared), &args)?;
+    let addresses = [address(q)?, address(rows_meta)?, address(groups)?, address(caches)?, o];
+    let n_groups = groups.dim(0)? / 4;
+    launch(dev, &plan::attention((cache, out), addresses, n_groups, s, scale)?)?;
     Ok(y)
 }
 
@@ -255,17 +191,11 @@ pub(super) fn sample_rows(logits: &Tensor, u: &Tensor, inv_t: f32, greedy: bool)
     let storage = CudaStorage::wrap_cuda_slice(dev.alloc_zeros::<u32>(2 * rows)?, dev.clone());
     let out = Tensor::from_storage(Storage::Cuda(storage), (2, rows), BackpropOp::none(), false);
     let base = address(&out)?;
-    let args = [
-        Arg::P(address(&logits)?),
-        Arg::P(address(u)?),
-        Arg::P(base),
-        Arg::P(base + 4 * rows as u64),
-        int(vocab),
-        Arg::F(inv_t),
-        Arg::I(i32::from(greedy)),
-    ];
-    let name = format!("sample_rows_{}", suffix(logits.dtype())?);
-    launch(dev, &name, config((rows as u32, 1), 0), &args)?;
+    let addresses = [address(&logits)?, address(u)?, base, base + 4 * rows as u64];
+    launch(
+        dev,
+        &plan::sample_rows(logits.dtype(), addresses, (rows, vocab), inv_t, greedy)?,
+    )?;
     let v = out.flatten_all()?.to_vec1::<u32>()?;
     Ok((v[..rows].to_vec(), v[rows..].iter().map(|&b| b == 0).collect()))
 }

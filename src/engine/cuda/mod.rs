@@ -1,7 +1,8 @@
 //! The GPU backend. Two decode paths, chosen by `model.gpu_kernels`:
 //! - `candle` ([`ops`]): candle's tensor ops, decode attention without GEMMs, dense layers in
 //!   fixed 16-row GEMMs (`linear::Linear::Dense`);
-//! - `fused` ([`fused`]): rftx's CUDA kernels (`kernels.cu`, launched by `launch`), one GEMM per
+//! - `fused` ([`fused`]): rftx's CUDA kernels (`kernels.cu`, each launch described by [`plan`],
+//!   launched by `launch`), one GEMM per
 //!   layer for all rows ([`gemm`]: one cuBLASLt algorithm pinned per weight shape, or cuBLAS's own
 //!   choice under `model.batch_invariant = false`).
 //!
@@ -15,6 +16,7 @@ pub mod gemm;
 #[cfg(feature = "cuda")]
 mod launch;
 pub mod ops;
+pub mod plan;
 pub mod reference;
 
 pub use ops::decode_attention;
@@ -81,6 +83,45 @@ pub fn capability_query_failed(e: impl std::fmt::Debug) -> Error {
     ))
 }
 
+/// A kernel launch failed (`e`: the driver's error). The device out of memory (a launch can
+/// need memory: local memory, the module's load) is a candle out-of-memory, which
+/// [`crate::engine::device::allocation`] makes the out-of-memory of its site, so that the run
+/// shrinks or stops as `memory.on_exceed` says; anything else is exit 1.
+pub fn kernel_failed(name: &str, e: impl std::fmt::Debug) -> Error {
+    let message = format!("CUDA kernel {name}: {e:?}");
+    if message.contains("CUDA_ERROR_OUT_OF_MEMORY") {
+        Error::Candle(candle_core::Error::Msg(message))
+    } else {
+        Error::Run(format!("{message}; check nvidia-smi, then run the same command to resume"))
+    }
+}
+
+/// A value per device ordinal, computed once (the driver asked once per device, not per call).
+pub struct PerDevice<V>(std::sync::Mutex<std::collections::BTreeMap<usize, V>>);
+
+impl<V: Copy> PerDevice<V> {
+    pub const fn new() -> Self {
+        PerDevice(std::sync::Mutex::new(std::collections::BTreeMap::new()))
+    }
+
+    /// Device `ordinal`'s value: `query`'s, the first time it succeeds.
+    pub fn get_or_try(&self, ordinal: usize, query: impl FnOnce() -> Result<V, Error>) -> Result<V, Error> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = map.get(&ordinal) {
+            return Ok(*v);
+        }
+        let v = query()?;
+        map.insert(ordinal, v);
+        Ok(v)
+    }
+}
+
+impl<V: Copy> Default for PerDevice<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// A failure that waiting does not clear is never exit 75.
@@ -88,5 +129,55 @@ mod tests {
     fn driver_failures_on_an_open_gpu_are_not_retryable() {
         assert_eq!(super::cublaslt_failed("CUBLAS_STATUS_NOT_INITIALIZED").exit_code(), 1);
         assert_eq!(super::capability_query_failed("CUDA_ERROR_UNKNOWN").exit_code(), 1);
+    }
+
+    /// The driver is asked once per device: a second launch on the same device, or a failed
+    /// query retried, never asks twice for what it already said.
+    #[test]
+    fn the_compute_capability_is_asked_once_per_device() {
+        let cache = super::PerDevice::<i32>::new();
+        let asked = std::cell::Cell::new(0);
+        let query = |v: i32| {
+            let asked = &asked;
+            move || {
+                asked.set(asked.get() + 1);
+                Ok(v)
+            }
+        };
+        for _ in 0..3 {
+            assert_eq!(cache.get_or_try(0, query(9)).unwrap(), 9);
+        }
+        assert_eq!(cache.get_or_try(1, query(7)).unwrap(), 7);
+        assert_eq!(cache.get_or_try(1, query(8)).unwrap(), 7);
+        assert_eq!(asked.get(), 2, "once for device 0, once for device 1");
+        let failed = cache.get_or_try(2, || Err(super::capability_query_failed("CUDA_ERROR_UNKNOWN")));
+        assert!(failed.is_err());
+        assert_eq!(cache.get_or_try(2, query(8)).unwrap(), 8, "a failure is not remembered");
+    }
+
+    /// A launch that runs out of device memory takes the run's out-of-memory path (the site's
+    /// error, then the shrink or the stop of `memory.on_exceed`), as an allocation does; cuBLASLt
+    /// failing to allocate does too. Any other launch failure is exit 1.
+    #[test]
+    fn a_launch_or_gemm_out_of_memory_is_the_sites_out_of_memory() {
+        use crate::base::error::{Error, Site};
+        use crate::engine::device::allocation;
+        let launch = r#"DriverError(CUDA_ERROR_OUT_OF_MEMORY, "out of memory")"#;
+        let gemm = "cuBLASLt matmul: CublasError(CUBLAS_STATUS_ALLOC_FAILED)";
+        let failures = [
+            super::kernel_failed("attention_f16_f16", launch),
+            Error::Candle(candle_core::Error::Msg(gemm.into())),
+        ];
+        for e in failures {
+            match allocation(Site::Step, 6, || -> crate::base::error::Result<()> { Err(e) }) {
+                Err(e @ Error::DeviceOutOfMemory { site: Site::Step, rows: 6, .. }) => {
+                    assert!(matches!(e.at_question(3, 1, 6), Error::OutOfMemory { question: 3, .. }))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let other = super::kernel_failed("attention_f16_f16", r#"DriverError(CUDA_ERROR_LAUNCH_FAILED, "x")"#);
+        let e = allocation(Site::Step, 6, || -> crate::base::error::Result<()> { Err(other) }).unwrap_err();
+        assert!(matches!(e, Error::Run(_)) && e.exit_code() == 1, "{e:?}");
     }
 }
