@@ -1,7 +1,9 @@
 //! With the `cuda` feature, compiles rftx's CUDA kernels (src/engine/cuda/kernels.cu) to PTX
 //! for compute capabilities 7.5 (T4) and 9.0 (H100/H200), with the nvcc that builds candle's
-//! kernels (`$NVCC`, else `nvcc` on PATH: scripts/build-cuda.sh puts the CUDA 13.0 wheel's
-//! there). The driver compiles the PTX for the device at load.
+//! kernels (`$NVCC`, else `nvcc` on PATH: scripts/build-cuda.sh puts its line's there). The
+//! driver compiles the PTX for the device at load, which needs a driver of at least nvcc's CUDA
+//! version: that version is recorded as `RFTX_CUDA_VERSION` (e.g. `13.0`) for the check at
+//! start (`engine::device::check_driver`).
 //!
 //! With the `testing` feature (test builds), compiles the same kernels.cu for the host with the
 //! system C++ compiler (`$CXX`, else `c++`; C++20 for std::barrier) through
@@ -69,6 +71,7 @@ fn emulation(out: &std::path::Path) {
 fn ptx(out: &std::path::Path) {
     println!("cargo:rerun-if-changed={KERNELS}");
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
+    println!("cargo:rustc-env=RFTX_CUDA_VERSION={}", nvcc_version(&nvcc));
     for cap in ["75", "90"] {
         let ptx = out.join(format!("kernels_sm{cap}.ptx"));
         // --fmad=false: no implicit multiply-add contraction, so that the kernels' roundings are
@@ -85,4 +88,18 @@ fn ptx(out: &std::path::Path) {
             });
         assert!(status.success(), "{nvcc} failed on {KERNELS} for compute_{cap}");
     }
+}
+
+/// `X.Y` of `nvcc --version`'s "release X.Y, VX.Y.Z" line.
+fn nvcc_version(nvcc: &str) -> String {
+    let out = Command::new(nvcc)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {nvcc} --version: {e} (scripts/build-cuda.sh puts nvcc on PATH)"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("release ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("{nvcc} --version names no release: {text}"))
 }

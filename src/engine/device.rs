@@ -56,6 +56,7 @@ impl DeviceChoice {
                 self.as_str()
             ))),
             DeviceChoice::Cuda(n) => {
+                check_driver_version()?;
                 let device = Device::new_cuda(n).map_err(|e| {
                     Error::DeviceUnavailable(format!(
                         "cannot open CUDA device {n}: {}; check nvidia-smi, or set device = \"cpu\"",
@@ -473,6 +474,84 @@ mod cuda_memory {
     }
 }
 
+/// The CUDA version this binary's kernels were built with (`nvcc --version` at build time, by
+/// build.rs), e.g. `13.0`; `None` without CUDA.
+pub fn built_cuda_version() -> Option<&'static str> {
+    option_env!("RFTX_CUDA_VERSION")
+}
+
+/// The oldest Linux driver of each CUDA version (NVIDIA's release notes).
+fn minimum_driver((major, minor): (i32, i32)) -> Option<i32> {
+    let table = [
+        ((12, 0), 525),
+        ((12, 1), 530),
+        ((12, 2), 535),
+        ((12, 3), 545),
+        ((12, 4), 550),
+        ((12, 5), 555),
+        ((12, 6), 560),
+        ((12, 8), 570),
+        ((12, 9), 575),
+        ((13, 0), 580),
+        ((13, 1), 590),
+    ];
+    table.iter().find(|(v, _)| *v >= (major, minor)).map(|(_, d)| *d)
+}
+
+/// The CUDA 12 line of scripts/build-cuda.sh binds CUDA 12.2.
+const LINE_12: (i32, i32) = (12, 2);
+
+/// Whether a driver that supports CUDA `driver` (`cuDriverGetVersion`: 1000·major + 10·minor)
+/// runs what was built with CUDA `built` (`X.Y`): the kernels' PTX needs a driver of at least
+/// that version. Else the message says which build runs there, or which driver to install.
+pub fn check_driver(built: &str, driver: i32) -> std::result::Result<(), String> {
+    let mut parts = built.split('.').map(|p| p.trim().parse::<i32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        return Ok(());
+    };
+    let have = (driver / 1000, (driver % 1000) / 10);
+    if have >= (major, minor) {
+        return Ok(());
+    }
+    let needs = minimum_driver((major, minor)).map_or_else(|| "a newer driver".to_string(), |d| format!("a driver ≥ {d}"));
+    let todo = if have >= LINE_12 {
+        format!(
+            "build with CUDA_LINE=12 bash scripts/build-cuda.sh (with an nvcc of CUDA 12.2 to {}.{}), or update the driver",
+            have.0, have.1
+        )
+    } else {
+        "update the driver to ≥ 535 (CUDA 12.2), the oldest any rftx build runs on".to_string()
+    };
+    Err(format!(
+        "this rftx was built with CUDA {major}.{minor}, which needs {needs}; this driver supports CUDA {}.{}: {todo}",
+        have.0, have.1
+    ))
+}
+
+/// Refuses (exit 2) a driver too old for the CUDA this binary was built with, before the first
+/// kernel would fail to load. A driver that cannot be asked is left to `Device::new_cuda`.
+#[cfg(feature = "cuda")]
+fn check_driver_version() -> Result<()> {
+    use candle_core::cuda::cudarc::driver::{result, sys};
+    let Some(built) = built_cuda_version() else {
+        return Ok(());
+    };
+    if result::init().is_err() {
+        return Ok(());
+    }
+    let mut driver: std::ffi::c_int = 0;
+    // SAFETY: the driver is initialised; `driver` receives the version.
+    if unsafe { sys::cuDriverGetVersion(&mut driver) } != sys::CUresult::CUDA_SUCCESS {
+        return Ok(());
+    }
+    check_driver(built, driver).map_err(Error::Device)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn check_driver_version() -> Result<()> {
+    Ok(())
+}
+
 fn check_compute_capability(device: &Device, n: usize) -> Result<()> {
     let (Some(info), Some(built)) = (gpu_info(device)?, built_compute_capability()) else {
         return Ok(());
@@ -516,6 +595,29 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// A driver too old for the CUDA the binary was built with is refused at start, naming the
+    /// build that runs there; one new enough passes.
+    #[test]
+    fn a_driver_too_old_for_the_build_is_refused_naming_the_build_that_runs() {
+        assert_eq!(check_driver("13.0", 13000), Ok(()));
+        assert_eq!(check_driver("13.0", 13020), Ok(()));
+        assert_eq!(check_driver("12.2", 12040), Ok(()));
+        assert_eq!(check_driver("12.2", 13000), Ok(()));
+        let e = check_driver("13.0", 12040).unwrap_err();
+        assert_eq!(
+            e,
+            "this rftx was built with CUDA 13.0, which needs a driver ≥ 580; this driver supports CUDA 12.4: build with CUDA_LINE=12 bash scripts/build-cuda.sh (with an nvcc of CUDA 12.2 to 12.4), or update the driver"
+        );
+        let e = check_driver("12.4", 12020).unwrap_err();
+        assert!(e.contains("needs a driver ≥ 550") && e.contains("CUDA_LINE=12"), "{e}");
+        let e = check_driver("12.2", 11080).unwrap_err();
+        assert!(e.contains("supports CUDA 11.8") && e.contains("update the driver to ≥ 535"), "{e}");
+        assert!(check_driver("13.9", 13000).unwrap_err().contains("needs a newer driver"));
+        assert_eq!(check_driver("unknown", 11000), Ok(()), "a version it cannot read: not refused");
+        // As the binary reports it: exit 2.
+        assert_eq!(Error::Device(e).exit_code(), crate::base::error::EXIT_INPUT);
     }
 
     #[test]
