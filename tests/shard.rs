@@ -168,6 +168,21 @@ fn check_merge(f: &Fixture, run: &Path, reference: &Path) {
             "{name} differs from the unsharded run's"
         );
     }
+    // A reader of the merged run regenerates some of its samples, each alone.
+    let v = rftx(
+        &[
+            "verify",
+            run.to_str().unwrap(),
+            "--samples",
+            "6",
+            "--seed",
+            "2",
+            "--quiet",
+        ],
+        &[],
+        f.path(),
+    );
+    assert_eq!((v.code, v.last_line()), (0, "6 of 6 identical"), "{}", v.stderr);
     let first = contents(run, &MERGED);
     let metrics = read_json(&run.join("metrics.json"));
     let rows = metrics["shards"].as_array().unwrap();

@@ -70,6 +70,10 @@ enum Command {
     /// Rebuild a run's datasets and pass@k under other rft.* settings, without generating:
     /// written to RUN/regrade/rft-<hash>/; samples.jsonl is untouched.
     Regrade(RegradeArgs),
+    /// Generate (question, sample) pairs drawn at random from a run again, each alone, and compare
+    /// them byte for byte with what the run stored: exit 0 when all are identical, 1 naming the
+    /// first that differs.
+    Verify(VerifyArgs),
     /// A run split into shards: generate one (`shard run`), or see which are done (`shard status`).
     #[command(subcommand)]
     Shard(shard::ShardCommand),
@@ -187,6 +191,28 @@ struct RegradeArgs {
     /// An rft.* key to change: --set rft.grader=math (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The run: a run directory (a merged one, or one copied from another machine), a config
+    /// file, a hash prefix or a directory name.
+    run: String,
+    #[command(flatten)]
+    dir: RunsDirArg,
+    /// How many (question, sample) pairs to generate again (all, where the run has fewer).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    samples: usize,
+    /// Seed of the random draw (default: from the clock; printed, to draw the same pairs again).
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// The run's model file, where it is not at the path config.toml names (a run copied from
+    /// another machine); checked against the manifest's sha256.
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// No line per pair on stderr.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -308,6 +334,7 @@ pub fn main() -> ExitCode {
         Command::Data(a) => data(a),
         Command::Grade(a) => grade(a),
         Command::Regrade(a) => regrade(a),
+        Command::Verify(a) => verify(a),
         Command::Shard(c) => shard::shard(c),
         Command::Merge(a) => shard::merge(a),
         Command::Slurm(c) => shard::slurm(c),
@@ -630,6 +657,43 @@ fn regrade(a: RegradeArgs) -> Result<(), Error> {
     println!("kto        {} desirable, {} undesirable", w.desirable, w.undesirable);
     println!("rl prompts {} of {} questions", w.rl_prompts, w.questions);
     Ok(())
+}
+
+fn verify(a: VerifyArgs) -> Result<(), Error> {
+    let dir = one_run(&a.run, &[], &a.dir.runs_dir)?;
+    let seed = a.seed.unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        t.as_nanos() as u64 ^ u64::from(std::process::id())
+    });
+    let opts = run::verify::Options {
+        samples: a.samples,
+        seed,
+        model: a.model,
+    };
+    let mut progress = Progress::new(a.quiet);
+    let v = run::verify::verify(&dir, &opts, &mut |s| progress.log(s))?;
+    let n = v.checks.len();
+    println!(
+        "{n} of {} (question, sample) pairs of {} (seed {seed}), each generated alone on `{}`",
+        v.pairs,
+        dir.display(),
+        v.device
+    );
+    println!("{} of {n} identical", v.identical());
+    match v.first_difference() {
+        None => Ok(()),
+        Some(c) => Err(Error::Run(format!(
+            "question {}, sample {} is not what {} stored: {}; the run was made on {}; this machine computes on `{}`",
+            c.question,
+            c.sample,
+            dir.join(rftx::core::store::SAMPLES_FILE).display(),
+            c.difference(),
+            v.made_on.join("; "),
+            v.device
+        ))),
+    }
 }
 
 fn data(a: DataArgs) -> Result<(), Error> {

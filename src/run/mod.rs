@@ -7,7 +7,8 @@
 //! - [`budget`]: `memory.budget`, checked before every question;
 //! - `journal`: the durable record (appends, checkpoints, manifest) of a run in progress;
 //! - [`plan_check`]: `rftx plan` for a config and `plan --check` on the real model;
-//! - [`shard`]: one shard of a run (`rftx shard run`).
+//! - [`shard`]: one shard of a run (`rftx shard run`);
+//! - [`verify`]: samples of a run generated again, each alone, and compared (`rftx verify`).
 mod batching;
 mod budget;
 mod journal;
@@ -15,6 +16,7 @@ pub mod plan_check;
 pub mod prepare;
 pub mod session;
 pub mod shard;
+pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -563,56 +565,68 @@ impl Runner<'_> {
         ))
     }
 
-    /// Decodes and grades a question's completions (in one batch: the `command` grader asks its
-    /// verifier about them together).
+    /// Decodes and grades a question's completions (see [`grade_completions`]).
     fn grade(&self, index: usize, completions: Vec<crate::base::record::Completion>) -> Result<QuestionRecord> {
-        let q = &self.p.questions.questions[index];
-        let texts = completions
-            .iter()
-            .map(|comp| {
-                self.session
-                    .tokenizer
-                    .decode(&comp.tokens)
-                    .map_err(|e| Error::Run(format!("question {index}: cannot decode: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let row = crate::core::rft::command::row(index, q.id.as_deref(), &q.question);
-        let items: Vec<Item> = texts
-            .iter()
-            .map(|t| Item {
-                completion: t,
-                answer: &q.answer,
-                row: &row,
-            })
-            .collect();
-        let verdicts = self.p.grader.grade_all(&items).map_err(|e| {
-            Error::Run(format!(
-                "question {index}: {e}; the questions before it are committed: fix the verifier and run the same command to resume"
-            ))
-        })?;
-        let samples = completions
-            .into_iter()
-            .zip(texts)
-            .zip(verdicts)
-            .map(|((comp, text), verdict)| SampleRecord {
-                sample: comp.sample,
-                text,
-                new_tokens: comp.new_tokens,
-                finish: comp.finish,
-                parsed: verdict.parsed,
-                correct: verdict.correct,
-                reason: verdict.reason,
-            })
-            .collect();
-        Ok(QuestionRecord {
-            index,
-            id: q.id.clone(),
-            question: q.question.clone(),
-            user: q.user.clone(),
-            answer: q.answer.clone(),
-            samples,
-        })
+        let fix = "; the questions before it are committed: fix the verifier and run the same command to resume";
+        grade_completions(self.p, self.session, index, completions, fix)
     }
+}
+
+/// Question `index`'s record with `completions` decoded and graded, as a run commits it (in one
+/// batch: the `command` grader asks its verifier about them together); `rftx verify` builds the
+/// samples it compares the same way. `fix` ends the message of a grader's failure.
+pub(crate) fn grade_completions(
+    p: &Prepared,
+    session: &Session,
+    index: usize,
+    completions: Vec<crate::base::record::Completion>,
+    fix: &str,
+) -> Result<QuestionRecord> {
+    let q = &p.questions.questions[index];
+    let texts = completions
+        .iter()
+        .map(|comp| {
+            session
+                .tokenizer
+                .decode(&comp.tokens)
+                .map_err(|e| Error::Run(format!("question {index}: cannot decode: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let row = crate::core::rft::command::row(index, q.id.as_deref(), &q.question);
+    let items: Vec<Item> = texts
+        .iter()
+        .map(|t| Item {
+            completion: t,
+            answer: &q.answer,
+            row: &row,
+        })
+        .collect();
+    let verdicts = p
+        .grader
+        .grade_all(&items)
+        .map_err(|e| Error::Run(format!("question {index}: {e}{fix}")))?;
+    let samples = completions
+        .into_iter()
+        .zip(texts)
+        .zip(verdicts)
+        .map(|((comp, text), verdict)| SampleRecord {
+            sample: comp.sample,
+            text,
+            new_tokens: comp.new_tokens,
+            finish: comp.finish,
+            parsed: verdict.parsed,
+            correct: verdict.correct,
+            reason: verdict.reason,
+        })
+        .collect();
+    Ok(QuestionRecord {
+        index,
+        id: q.id.clone(),
+        question: q.question.clone(),
+        user: q.user.clone(),
+        answer: q.answer.clone(),
+        samples,
+    })
 }
 
 /// The `chunks.jsonl` line of a chunk's report.

@@ -37,6 +37,27 @@ pub struct Prepared {
 /// Resolves inputs and computes the run hash and directory, creating nothing. The default
 /// model's digest is the pinned one (it is verified when fetched and when loaded).
 pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
+    let model = resolve_model(&resolved)?;
+    let questions = QuestionSet::from_config(
+        resolved.data_path.as_deref(),
+        &resolved.config.data,
+        resolved.config.prompt.template.as_deref(),
+    )?;
+    let digest = (questions.sha256.clone(), questions.questions.len());
+    assemble(resolved, model, questions, digest, runs_dir)
+}
+
+/// A config's model: the file or folder, whether it is the default model, and its digest.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelFile {
+    pub path: PathBuf,
+    pub is_default: bool,
+    pub sha256: String,
+}
+
+/// The model `model.path` names (a hub repository id resolved in the local cache, a folder, a
+/// file) with its digest, or the default model's place in the cache with its pinned digest.
+pub(crate) fn resolve_model(resolved: &Resolved) -> Result<ModelFile> {
     // config::load keeps a repository id relative, as written.
     let hub_id = resolved
         .model_path
@@ -50,10 +71,16 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
         ),
         None => resolved.model_path.clone(),
     };
-    let (model_path, model_is_default, model_sha256) = match &model_path {
-        Some(p) if crate::source::hf::is_folder(p) => {
+    let file = |path: PathBuf, sha256| ModelFile {
+        path,
+        is_default: false,
+        sha256,
+    };
+    match model_path {
+        Some(p) if crate::source::hf::is_folder(&p) => {
             let cache = fetch::models_dir().join(DIGEST_CACHE);
-            (p.clone(), false, crate::source::hf::content_digest(p, &cache)?)
+            let sha256 = crate::source::hf::content_digest(&p, &cache)?;
+            Ok(file(p, sha256))
         }
         Some(p) => {
             if !p.is_file() {
@@ -63,23 +90,30 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
                     "no such file"
                 };
                 return Err(Error::input(
-                    p,
+                    &p,
                     format!("model.path: {what} (set in {}); point it at a llama-architecture GGUF file or Hugging Face model folder, or remove it to use the default model", resolved.file.display()),
                 ));
             }
-            (p.clone(), false, crate::base::util::sha256_file(p)?)
+            let sha256 = crate::base::util::sha256_file(&p)?;
+            Ok(file(p, sha256))
         }
-        None => (
-            fetch::default_model_path(),
-            true,
-            fetch::DEFAULT_MODEL_SHA256.to_string(),
-        ),
-    };
-    let questions = QuestionSet::from_config(
-        resolved.data_path.as_deref(),
-        &resolved.config.data,
-        resolved.config.prompt.template.as_deref(),
-    )?;
+        None => Ok(ModelFile {
+            path: fetch::default_model_path(),
+            is_default: true,
+            sha256: fetch::DEFAULT_MODEL_SHA256.to_string(),
+        }),
+    }
+}
+
+/// The prepared run of `resolved` with its `model` and `questions`, the hash computed over the
+/// question set's digest and count `(sha256, count)`, its directory under `runs_dir`.
+pub(crate) fn assemble(
+    resolved: Resolved,
+    model: ModelFile,
+    questions: QuestionSet,
+    (questions_sha256, count): (String, usize),
+    runs_dir: &Path,
+) -> Result<Prepared> {
     let grader = check_references(&resolved, &questions)?;
     let (device, weights) = resolve_engine(&resolved)?;
     // The activations' dtype on that device: an f32 cache on the CPU is the cache of `auto`.
@@ -93,14 +127,14 @@ pub fn prepare(resolved: Resolved, runs_dir: &Path) -> Result<Prepared> {
         kv_cache: (kv.dtype(activations) != activations).then_some(kv),
         gpu: device.is_gpu(),
     };
-    let input = resolved.hash_input(&engine, &model_sha256, &questions.sha256, questions.questions.len());
+    let input = resolved.hash_input(&engine, &model.sha256, &questions_sha256, count);
     let hash = crate::base::util::sha256_hex(crate::core::config::canonical_json(&input).as_bytes());
     let dir = store::run_dir_path(runs_dir, &resolved.config.name, &hash);
     Ok(Prepared {
         resolved,
-        model_path,
-        model_is_default,
-        model_sha256,
+        model_path: model.path,
+        model_is_default: model.is_default,
+        model_sha256: model.sha256,
         device,
         weights,
         questions,

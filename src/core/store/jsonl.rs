@@ -143,6 +143,72 @@ pub fn for_each<T: DeserializeOwned>(
     Ok(())
 }
 
+/// The elements of the array that the top-level member `key` of the JSON object `text` holds,
+/// each exactly as written there (a record's bytes, not a parse of them); `None` when there is
+/// no such member or `text` is not JSON. Strings are skipped whole: brackets, quotes and
+/// keys inside them count for nothing.
+pub fn raw_array_elements<'a>(text: &'a str, key: &str) -> Option<Vec<&'a str>> {
+    let b = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    let mut last_key: Option<&str> = None;
+    // Some while inside the array of `key`; `start`: where its current element began.
+    let mut elements: Option<Vec<&str>> = None;
+    let mut start: Option<usize> = None;
+    while i < b.len() {
+        let c = b[i];
+        let inside = elements.is_some() && depth == 2;
+        if inside && start.is_none() && !matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b',' | b']') {
+            start = Some(i);
+        }
+        match c {
+            b'"' => {
+                let close = i + 1 + string_length(&b[i + 1..])?;
+                let after = b[close + 1..].iter().find(|c| !c.is_ascii_whitespace());
+                if depth == 1 && after == Some(&b':') {
+                    last_key = Some(&text[i + 1..close]);
+                }
+                i = close + 1;
+                continue;
+            }
+            b'[' | b'\x7B' => {
+                if depth == 1 && c == b'[' && last_key == Some(key) && elements.is_none() {
+                    elements = Some(Vec::new());
+                }
+                depth += 1;
+            }
+            b']' | b'\x7D' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 1 && elements.is_some() {
+                    let mut found = elements.take()?;
+                    found.extend(start.map(|s| text[s..i].trim_end()));
+                    return Some(found);
+                }
+            }
+            b',' if inside => {
+                if let Some(s) = start.take() {
+                    elements.as_mut()?.push(text[s..i].trim_end());
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Bytes up to the quote that closes a JSON string whose content starts at `b[0]`.
+fn string_length(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// Cuts a file to its first `len` bytes (durably), if it is longer.
 pub fn truncate(path: &Path, len: u64) -> Result<()> {
     let Ok(meta) = std::fs::metadata(path) else {
@@ -195,5 +261,41 @@ impl Appender {
         self.file
             .sync_data()
             .ctx(|| format!("{}: cannot sync", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_array_elements_are_the_bytes_as_written() {
+        let line = r#"{"index":3,"question":"a \"samples\":[1,2] [","samples":[{"sample":0,"text":"x],{}\\","n":[1, 2]}, {"sample":1} ,7,"s,"],"after":[9]}"#;
+        assert_eq!(
+            raw_array_elements(line, "samples").unwrap(),
+            [
+                r#"{"sample":0,"text":"x],{}\\","n":[1, 2]}"#,
+                r#"{"sample":1}"#,
+                "7",
+                r#""s,""#
+            ]
+        );
+        assert_eq!(raw_array_elements(line, "after").unwrap(), ["9"]);
+        assert_eq!(
+            raw_array_elements(r#"{"samples":[]}"#, "samples").unwrap(),
+            Vec::<&str>::new()
+        );
+        // A key inside a nested object or a string is not the member.
+        assert_eq!(
+            raw_array_elements(r#"{"a":{"samples":[1]},"b":"samples"}"#, "samples"),
+            None
+        );
+        assert_eq!(raw_array_elements(r#"{"samples":[1,"#, "samples"), None);
+        assert_eq!(raw_array_elements(r#"{"samples":["unclosed]}"#, "samples"), None);
+        // What the appender writes of a record reads back as its elements' own serialisation.
+        let q = serde_json::json!({"index": 0, "samples": [{"text": "a\nb", "parsed": 0.30000000000000004}, {"text": "]"}]});
+        let line = serde_json::to_string(&q).unwrap();
+        let want: Vec<String> = q["samples"].as_array().unwrap().iter().map(|s| s.to_string()).collect();
+        assert_eq!(raw_array_elements(&line, "samples").unwrap(), want);
     }
 }
