@@ -105,3 +105,186 @@ fn a_run_is_continued_only_on_the_device_its_questions_were_computed_on() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(dir.join("samples.jsonl")).unwrap(), samples);
 }
+
+/// The fixture's run with `sets` (and 15 samples a question): its directory and `samples.jsonl`.
+fn run_with(f: &Fixture, sets: &[&str]) -> (std::path::PathBuf, Vec<u8>) {
+    let mut args = vec!["--set", "generation.oversample=15"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let r = f.run(&args);
+    assert_eq!(r.code, 0, "{sets:?}: {}", r.stderr);
+    let dir = printed_dir(&r, f.path());
+    let samples = std::fs::read(dir.join("samples.jsonl")).unwrap();
+    (dir, samples)
+}
+
+const SETTINGS: [(&str, &str); 5] = [("1", "1"), ("3", "1"), ("15", "1"), ("3", "2"), ("1", "4")];
+
+/// `generation.logprobs`: the same bytes at chunk sizes 1, 3 and 15 and several questions per
+/// batch; one value per token, their sum as `logprob_sum`; the tokens those of the run without.
+#[test]
+fn logprobs_are_identical_whatever_the_chunk_size_and_batch() {
+    let f = Fixture::new("");
+    let (plain_dir, plain) = run_with(&f, &[]);
+    let mut reference: Option<Vec<u8>> = None;
+    for (cs, ppb) in SETTINGS {
+        let (cs, ppb) = (
+            format!("generation.chunk_size={cs}"),
+            format!("generation.prompts_per_batch={ppb}"),
+        );
+        let (dir, samples) = run_with(&f, &["generation.logprobs=true", &cs, &ppb]);
+        assert_ne!(dir, plain_dir, "the key is in the hash when set");
+        match &reference {
+            None => reference = Some(samples),
+            Some(r) => assert!(r == &samples, "{cs}, {ppb} changed the samples"),
+        }
+    }
+    let with = String::from_utf8(reference.unwrap()).unwrap();
+    let plain = String::from_utf8(plain).unwrap();
+    assert!(!plain.contains("logprob"));
+    let mut tokens = 0;
+    for (a, b) in with.lines().zip(plain.lines()) {
+        let mut a: serde_json::Value = serde_json::from_str(a).unwrap();
+        let b: serde_json::Value = serde_json::from_str(b).unwrap();
+        for s in a["samples"].as_array_mut().unwrap() {
+            let values: Vec<f32> = s["logprobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(values.len() as u64, s["new_tokens"].as_u64().unwrap());
+            assert!(values.iter().all(|&x| x <= 0.0), "{values:?}");
+            let sum = values.iter().map(|&x| x as f64).sum::<f64>() as f32;
+            assert_eq!(s["logprob_sum"].as_f64().unwrap() as f32, sum);
+            tokens += values.len();
+            let m = s.as_object_mut().unwrap();
+            m.remove("logprobs");
+            m.remove("logprob_sum");
+        }
+        assert_eq!(a, b, "the same samples otherwise");
+    }
+    assert!(tokens > 100, "{tokens}");
+    // Unset and `false` are the run every earlier config made.
+    assert_eq!(run_with(&f, &["generation.logprobs=false"]).0, plain_dir);
+}
+
+/// The fixture's four questions in a file whose references are regular expressions: a sample is
+/// right when the last lowercase letter of its text is one of `a`–`m` (the `regex` grader on
+/// `extract = "regex"`), about half of the tiny model's samples.
+fn regex_graded(f: &Fixture) -> Vec<String> {
+    let data = f.path().join("q.jsonl");
+    let rows: String = (0..4)
+        .map(|i| format!("{{\"question\": \"q{i}\", \"answer\": \"[a-m]\"}}\n"))
+        .collect();
+    std::fs::write(&data, rows).unwrap();
+    [
+        format!("data.source={:?}", data.display().to_string()),
+        "rft.grader=\"regex\"".into(),
+        "rft.extract=\"regex\"".into(),
+        "rft.pattern=\"[a-z]\"".into(),
+    ]
+    .to_vec()
+}
+
+/// `generation.stop_after_correct = 3`: each question keeps the first m samples of the full run
+/// such that 3 are right, at chunk sizes 1, 3 and 15 and several questions per batch, resumed and
+/// sharded alike; the metrics say what it skipped, and chunks of one drop nothing.
+#[test]
+fn stopping_after_k_right_keeps_the_same_samples_whatever_the_chunk_size_batch_resume_and_shard() {
+    let f = Fixture::new("");
+    let graded = regex_graded(&f);
+    let mut sets: Vec<&str> = graded.iter().map(String::as_str).collect();
+    let (_, full) = run_with(&f, &sets);
+    let full = String::from_utf8(full).unwrap();
+    // The expected lines: the full run's, each question cut after its third right sample.
+    let mut expected = String::new();
+    let mut kept = 0;
+    for line in full.lines() {
+        let mut q: serde_json::Value = serde_json::from_str(line).unwrap();
+        let samples = q["samples"].as_array_mut().unwrap();
+        let mut right = 0;
+        let m = samples
+            .iter()
+            .position(|s| {
+                right += usize::from(s["correct"].as_bool().unwrap());
+                right == 3
+            })
+            .map_or(samples.len(), |i| i + 1);
+        samples.truncate(m);
+        kept += m;
+        expected += &format!("{}\n", serde_json::to_string(&q).unwrap());
+    }
+    assert!(kept < 4 * 15 - 10, "the cut must save something: {kept} kept");
+    sets.push("generation.stop_after_correct=3");
+    let mut dirs = Vec::new();
+    for (cs, ppb) in SETTINGS {
+        let (cs, ppb) = (
+            format!("generation.chunk_size={cs}"),
+            format!("generation.prompts_per_batch={ppb}"),
+        );
+        let mut with = sets.clone();
+        with.extend([cs.as_str(), ppb.as_str()]);
+        let (dir, samples) = run_with(&f, &with);
+        assert_eq!(String::from_utf8(samples).unwrap(), expected, "{cs}, {ppb}");
+        let m = read_json(&dir.join("metrics.json"));
+        let s = &m["stop_after_correct"];
+        assert_eq!(s["k"], 3);
+        assert_eq!(s["samples_skipped"].as_u64().unwrap() as usize, 4 * 15 - kept);
+        let decoded = s["tokens_decoded"].as_u64().unwrap();
+        assert_eq!(
+            decoded - s["tokens_dropped"].as_u64().unwrap(),
+            m["new_tokens"].as_u64().unwrap()
+        );
+        if cs.ends_with("=1") {
+            assert_eq!(
+                (
+                    s["samples_decoded"].as_u64().unwrap() as usize,
+                    s["tokens_dropped"].as_u64().unwrap()
+                ),
+                (kept, 0)
+            );
+        }
+        // Chunks of 15 decode every sample (nothing saved, only dropped); smaller ones save.
+        let never = 4 * 15 - s["samples_decoded"].as_u64().unwrap();
+        assert_eq!(s["tokens_saved_estimate"].as_u64().unwrap() > 0, never > 0, "{cs}: {s}");
+        assert_eq!(never == 0, cs.ends_with("=15"), "{cs}: {s}");
+        dirs.push(dir);
+    }
+    // Resumed after two committed questions: the same bytes.
+    let dir = &dirs[1];
+    let samples = std::fs::read_to_string(dir.join("samples.jsonl")).unwrap();
+    let first_two: String = samples.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join("samples.jsonl"), &first_two).unwrap();
+    let mut manifest = read_json(&dir.join("manifest.json"));
+    manifest["status"] = "interrupted".into();
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    let mut with = sets.clone();
+    with.push("generation.chunk_size=3");
+    let (again, resumed) = run_with(&f, &with);
+    assert_eq!((&again, String::from_utf8(resumed).unwrap()), (dir, expected.clone()));
+    // Two shards, merged.
+    let cfg = f.config.to_str().unwrap();
+    let mut args: Vec<&str> = vec!["--quiet", "--runs-dir", "sharded", "--set", "generation.oversample=15"];
+    for s in &with {
+        args.extend(["--set", s]);
+    }
+    for shard in ["0", "1"] {
+        let mut a = vec!["shard", "run", cfg, "--shard", shard, "--of", "2"];
+        a.extend(&args);
+        let r = rftx(&a, &[], f.path());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let mut a = vec!["merge", cfg];
+    a.extend(&args[1..]);
+    let r = rftx(&a, &[], f.path());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let merged = printed_dir(&r, f.path());
+    assert_eq!(std::fs::read_to_string(merged.join("samples.jsonl")).unwrap(), expected);
+    let m = read_json(&merged.join("metrics.json"));
+    assert_eq!(
+        m["stop_after_correct"]["samples_skipped"].as_u64().unwrap() as usize,
+        4 * 15 - kept
+    );
+}

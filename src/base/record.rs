@@ -20,6 +20,10 @@ pub struct Completion {
     /// Tokens generated, the stop token included.
     pub new_tokens: usize,
     pub finish: Finish,
+    /// With `generation.logprobs`: each generated token's log-probability under the
+    /// distribution it was drawn from (`sampling::Sampler::draw`), one per `new_tokens`: the stop
+    /// token's last.
+    pub logprobs: Option<Vec<f32>>,
 }
 
 /// A question's reference answer, or what was read out of a completion: a number (the built-in

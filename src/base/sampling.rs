@@ -75,12 +75,26 @@ impl Sampler {
     /// Picks a token. Uses exactly one draw of `rng`, also for greedy decoding, so that a
     /// stream's position always equals the number of tokens generated.
     pub fn sample(&self, logits: &[f32], rng: &mut Rng, scratch: &mut Vec<(f32, u32)>) -> u32 {
+        self.draw(logits, rng, scratch).0
+    }
+
+    /// Picks a token as [`Sampler::sample`] does (the same token, the same draw) and gives its
+    /// natural log-probability under the distribution it was drawn from: the temperature
+    /// softmax, truncated to the nucleus and renormalised when `top_p < 1`. In the sampler's
+    /// own arithmetic: `(l − max)·(1/T)` in f32 (the exponent of the token's weight) minus the
+    /// natural log of the f64 sum of the f32 weights it was drawn among, summed in the order the
+    /// sampler sums them (vocabulary order; the nucleus in descending weight) — so the value
+    /// depends on the row of logits alone. Greedy decoding (temperature 0) draws from the
+    /// degenerate distribution on the argmax: 0.
+    pub fn draw(&self, logits: &[f32], rng: &mut Rng, scratch: &mut Vec<(f32, u32)>) -> (u32, f32) {
         let u = rng.next_f64();
         if self.temperature == 0.0 {
-            return argmax(logits);
+            return (argmax(logits), 0.0);
         }
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let inv_t = (1.0 / self.temperature) as f32;
+        let exponent = |id: u32| (logits[id as usize] - max) * inv_t;
+        let with_logprob = |id: u32, mass: f64| (id, (exponent(id) as f64 - mass.ln()) as f32);
         scratch.clear();
         scratch.extend(
             logits
@@ -90,7 +104,7 @@ impl Sampler {
         );
         let total: f64 = scratch.iter().map(|&(w, _)| w as f64).sum();
         if self.top_p >= 1.0 {
-            return pick(scratch, total, u);
+            return with_logprob(pick(scratch, total, u), total);
         }
         // The nucleus: the fewest most-probable tokens whose mass reaches top_p. Select the k
         // largest first and sort only those; grow k in the rare case they are not enough.
@@ -113,10 +127,10 @@ impl Sampler {
                 }
             }
             if let Some(cut) = cut {
-                return pick(&scratch[..cut], acc, u);
+                return with_logprob(pick(&scratch[..cut], acc, u), acc);
             }
             if k == n {
-                return pick(&scratch[..n], acc, u);
+                return with_logprob(pick(&scratch[..n], acc, u), acc);
             }
             k = (k * 4).min(n);
         }
@@ -257,6 +271,55 @@ mod tests {
             grew += usize::from(drawn.len() > 64);
         }
         assert!(grew >= 1, "some case must need more than the first 64 tokens");
+    }
+
+    /// At temperature 1 without a nucleus, a token's log-probability is log_softmax of the
+    /// logits at it (computed here in f64); greedy tokens have 0; in a nucleus, the mass is
+    /// renormalised over it; `draw` picks what `sample` picks.
+    #[test]
+    fn logprobs_are_the_sampling_distribution() {
+        let logits = [1.5f32, -0.25, 3.0, 0.0, 2.75, -4.0];
+        let max = 3.0f64;
+        let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+        let mut scratch = Vec::new();
+        let full = Sampler {
+            temperature: 1.0,
+            top_p: 1.0,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..200 {
+            let (id, lp) = full.draw(&logits, &mut Rng::from_seed(seed), &mut scratch);
+            assert_eq!(id, full.sample(&logits, &mut Rng::from_seed(seed), &mut scratch));
+            let expected = logits[id as usize] as f64 - lse;
+            assert!((lp as f64 - expected).abs() < 1e-6, "token {id}: {lp} vs {expected}");
+            seen.insert(id);
+        }
+        assert!(seen.len() >= 4, "{seen:?}");
+        let greedy = Sampler {
+            temperature: 0.0,
+            top_p: 1.0,
+        };
+        assert_eq!(greedy.draw(&logits, &mut Rng::from_seed(1), &mut scratch), (2, 0.0));
+        // top_p = 0.6 keeps tokens 2 and 4 (e^0 + e^-0.25 of 2.09 ≈ 0.85): renormalised over them.
+        let nucleus = Sampler {
+            temperature: 1.0,
+            top_p: 0.6,
+        };
+        let kept = 1.0f64 + (-0.25f64).exp();
+        for seed in 0..100 {
+            let (id, lp) = nucleus.draw(&logits, &mut Rng::from_seed(seed), &mut scratch);
+            assert!(id == 2 || id == 4, "{id}");
+            let expected = (logits[id as usize] as f64 - max) - kept.ln();
+            assert!((lp as f64 - expected).abs() < 1e-6, "token {id}: {lp} vs {expected}");
+        }
+        // Temperature 0.5 doubles the exponents.
+        let hot = Sampler {
+            temperature: 0.5,
+            top_p: 1.0,
+        };
+        let lse2 = logits.iter().map(|&l| (2.0 * (l as f64 - max)).exp()).sum::<f64>().ln();
+        let (id, lp) = hot.draw(&logits, &mut Rng::from_seed(5), &mut scratch);
+        assert!((lp as f64 - (2.0 * (logits[id as usize] as f64 - max) - lse2)).abs() < 1e-6);
     }
 
     #[test]

@@ -160,10 +160,16 @@ fn measure(
         prompt: ids,
         chunk_size: chunk,
     });
-    session.generate_batch(&mut jobs, per_batch, params, &mut |n| observer.tokens(n), &mut |f| {
-        finished.push(f);
-        Ok(())
-    })?;
+    session.generate_batch(
+        &mut jobs,
+        per_batch,
+        (params, None),
+        &mut |n| observer.tokens(n),
+        &mut |f| {
+            finished.push(f);
+            Ok(())
+        },
+    )?;
     finished.sort_by_key(|f| f.index);
     let mut tally = crate::core::report::Tally::default();
     let mut digest = Sha256::new();

@@ -67,10 +67,33 @@ pub struct Metrics {
     /// Highest GPU memory in use over all chunks (GPU runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_peak_bytes: Option<u64>,
+    /// `generation.stop_after_correct`: what ending questions early saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after_correct: Option<StopMetrics>,
     /// A merged run's shards, one row each (`rftx merge`); the fields above are their sums
     /// (times, counts) and maxima (peaks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardRow>,
+}
+
+/// `metrics.json`'s `stop_after_correct`: the samples a run with `generation.stop_after_correct
+/// = k` did not keep, and the tokens it did not decode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopMetrics {
+    pub k: usize,
+    /// Questions that reached k right samples before their last (kept fewer than `oversample`).
+    pub questions_stopped: usize,
+    /// Σ over questions of `oversample` − samples kept (the same at every chunk size).
+    pub samples_skipped: usize,
+    /// Samples decoded (chunks started), those dropped past a question's cut included.
+    pub samples_decoded: usize,
+    /// Tokens decoded, those of dropped samples included (`new_tokens` counts the kept ones).
+    pub tokens_decoded: usize,
+    /// Tokens of samples decoded in a question's last chunk past its cut, then dropped.
+    pub tokens_dropped: usize,
+    /// Samples never decoded × the mean tokens of a decoded sample: what decoding every sample
+    /// would have added (an estimate; `bench/stop_after_correct.sh` measures it exactly).
+    pub tokens_saved_estimate: usize,
 }
 
 /// One shard of a merged run, in `metrics.json`'s `shards`.
@@ -115,9 +138,21 @@ pub struct Tally {
     gpu_peak_bytes: Option<u64>,
     /// Each question's index, id, samples and correct samples: pass@k and `pass_at_k.csv`.
     per_question: Vec<(usize, Option<String>, usize, usize)>,
+    /// `generation.stop_after_correct` as (oversample, k), and Σ chunk sizes and tokens.
+    stop: Option<(usize, usize)>,
+    chunk_samples: usize,
+    chunk_tokens: usize,
 }
 
 impl Tally {
+    /// An empty tally of a run generated with `g`.
+    pub fn of(g: &crate::core::config::GenerationConfig) -> Tally {
+        Tally {
+            stop: g.stop_after_correct.map(|k| (g.oversample, k)),
+            ..Tally::default()
+        }
+    }
+
     pub fn add_question(&mut self, q: &QuestionRecord) {
         self.questions += 1;
         self.samples += q.samples.len();
@@ -133,6 +168,8 @@ impl Tally {
 
     pub fn add_chunk(&mut self, c: &ChunkRecord) {
         self.chunks += 1;
+        self.chunk_samples += c.size;
+        self.chunk_tokens += c.new_tokens;
         self.prefill_ms += c.prefill_ms;
         self.decode_ms += c.ms;
         // A chunk's first tokens come from the prompt's logits, the others from steps.
@@ -188,8 +225,24 @@ impl Tally {
             peak_bytes: self.peak_bytes,
             rss_peak_bytes: self.rss_peak_bytes,
             gpu_peak_bytes: self.gpu_peak_bytes,
+            stop_after_correct: self.stop_metrics(),
             shards: Vec::new(),
         }
+    }
+
+    fn stop_metrics(&self) -> Option<StopMetrics> {
+        let (oversample, k) = self.stop?;
+        let never = (self.questions * oversample).saturating_sub(self.chunk_samples);
+        let per_sample = self.chunk_tokens as f64 / self.chunk_samples.max(1) as f64;
+        Some(StopMetrics {
+            k,
+            questions_stopped: self.per_question.iter().filter(|q| q.2 < oversample).count(),
+            samples_skipped: (self.questions * oversample).saturating_sub(self.samples),
+            samples_decoded: self.chunk_samples,
+            tokens_decoded: self.chunk_tokens,
+            tokens_dropped: self.chunk_tokens.saturating_sub(self.new_tokens),
+            tokens_saved_estimate: (never as f64 * per_sample).round() as usize,
+        })
     }
 }
 
@@ -272,5 +325,13 @@ pub fn summary(m: &Metrics) -> String {
         100.0 * m.pass_at_k,
         human_bytes(m.peak_bytes),
         human_bytes(m.rss_peak_bytes),
+    ) + &m.stop_after_correct.as_ref().map(stop_line).unwrap_or_default()
+}
+
+/// The summary's line for `generation.stop_after_correct`.
+fn stop_line(s: &StopMetrics) -> String {
+    format!(
+        "\nstop_after_correct = {}: {} questions stopped early, {} samples skipped, about {} tokens saved ({} decoded, {} of them dropped past a cut)",
+        s.k, s.questions_stopped, s.samples_skipped, s.tokens_saved_estimate, s.tokens_decoded, s.tokens_dropped
     )
 }

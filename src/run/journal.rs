@@ -37,7 +37,7 @@ impl<'a> Journal<'a> {
         device: String,
         batching: store::Batching,
     ) -> Result<Self> {
-        let mut tally = Tally::default();
+        let mut tally = Tally::of(&config.generation);
         let mut dataset = Dataset::new(&config.rft, &config.prompt.system);
         for q in &recovered.questions {
             tally.add_question(q);

@@ -26,7 +26,7 @@ use std::time::Instant;
 use crate::base::error::{Error, Result};
 use crate::base::util::{human_bytes, now_rfc3339};
 use crate::core::config::{ModelInit, OnExceed};
-use crate::core::generate::{ChunkReport, Finished, Job};
+use crate::core::generate::{ChunkReport, Finished, Job, StopAfter};
 use crate::core::report::{self, Metrics};
 use crate::core::rft::Item;
 use crate::core::store::{
@@ -452,10 +452,19 @@ impl Runner<'_> {
                 }
             });
         let params = generation_params(c, batching.chunk_size);
+        // `generation.stop_after_correct`: a chunk's samples judged as they will be committed.
+        let judge = |index: u64, completions: &[crate::base::record::Completion]| -> Result<Vec<bool>> {
+            let record = self.grade(index as usize, completions.to_vec())?;
+            Ok(record.samples.iter().map(|s| s.correct).collect())
+        };
+        let stop_after = c
+            .generation
+            .stop_after_correct
+            .map(|right| StopAfter { right, judge: &judge });
         let generated = self.session.generate_batch(
             &mut jobs,
             batching.prompts_per_batch,
-            params,
+            (params, stop_after),
             &mut |n| log.borrow_mut().observer.tokens(n),
             &mut |finished| {
                 state.waiting.insert(finished.index as usize, finished);
@@ -617,6 +626,8 @@ pub(crate) fn grade_completions(
             parsed: verdict.parsed,
             correct: verdict.correct,
             reason: verdict.reason,
+            logprob_sum: comp.logprobs.as_deref().map(store::logprob_sum),
+            logprobs: comp.logprobs,
         })
         .collect();
     Ok(QuestionRecord {

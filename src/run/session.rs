@@ -8,7 +8,7 @@ use crate::base::error::{Error, Result};
 use crate::base::record::Completion;
 use crate::base::sampling::Sampler;
 use crate::core::config::{Config, ModelInit, PromptConfig};
-use crate::core::generate::{ChunkReport, Finished, GenerationParams, Generator, Job, SharedPrefix};
+use crate::core::generate::{ChunkReport, Finished, GenerationParams, Generator, Job, SharedPrefix, StopAfter};
 use crate::core::plan::Arch;
 use crate::core::prompt::{self, ChatTemplate, TemplateContext};
 use crate::engine::device::{GpuInfo, GpuMemory};
@@ -160,28 +160,30 @@ impl Session {
         params: GenerationParams,
         on_tokens: &mut dyn FnMut(usize),
     ) -> Result<(Vec<Completion>, Vec<ChunkReport>)> {
-        self.generator(params).question(index as u64, ids, on_tokens)
+        self.generator(params, None).question(index as u64, ids, on_tokens)
     }
 
-    /// The questions of `jobs`, `prompts` at a time (see [`Generator::batch`]).
+    /// The questions of `jobs`, `prompts` at a time (see [`Generator::batch`]), each ended
+    /// early by `stop` where given.
     pub fn generate_batch<'p>(
         &self,
         jobs: &mut dyn Iterator<Item = Job<'p>>,
         prompts: usize,
-        params: GenerationParams,
+        (params, stop): (GenerationParams, Option<StopAfter<'_>>),
         on_tokens: &mut dyn FnMut(usize),
         on_done: &mut dyn FnMut(Finished) -> Result<()>,
     ) -> Result<()> {
-        self.generator(params).batch(jobs, prompts, on_tokens, on_done)
+        self.generator(params, stop).batch(jobs, prompts, on_tokens, on_done)
     }
 
-    fn generator(&self, params: GenerationParams) -> Generator<'_> {
+    fn generator<'s>(&'s self, params: GenerationParams, stop: Option<StopAfter<'s>>) -> Generator<'s> {
         Generator {
             model: &self.model,
             shared: self.shared.as_ref(),
             stop_ids: &self.stop_ids,
             params,
             gpu: self.gpu.as_ref(),
+            stop,
         }
     }
 }
@@ -300,6 +302,7 @@ pub fn generation_params(c: &Config, chunk_size: usize) -> GenerationParams {
             top_p: c.generation.top_p,
         },
         seed: c.seed,
+        logprobs: c.generation.logprobs,
     }
 }
 

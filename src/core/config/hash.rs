@@ -223,6 +223,27 @@ mod tests {
     }
 
     #[test]
+    fn generation_keys_enter_the_hash_only_when_set() {
+        let default = crate::core::config::Config::default().generation;
+        let key = |g: &crate::core::config::GenerationConfig| canonical_json(&serde_json::to_value(g).unwrap());
+        let before = key(&default);
+        assert!(
+            !before.contains("logprobs") && !before.contains("stop_after_correct"),
+            "{before}"
+        );
+        let set = crate::core::config::GenerationConfig {
+            logprobs: true,
+            stop_after_correct: Some(3),
+            ..default
+        };
+        let after = key(&set);
+        assert!(
+            after.contains(r#""logprobs":true"#) && after.contains(r#""stop_after_correct":3"#),
+            "{after}"
+        );
+    }
+
+    #[test]
     fn canonical_json_sorts_keys() {
         let v = serde_json::json!({"b": 1, "a": {"d": [1, {"z": 0, "y": 0.7}], "c": "x"}});
         assert_eq!(canonical_json(&v), r#"{"a":{"c":"x","d":[1,{"y":0.7,"z":0}]},"b":1}"#);

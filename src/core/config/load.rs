@@ -290,6 +290,36 @@ mod tests {
     }
 
     #[test]
+    fn generation_keys_are_checked_with_their_key_path() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "a.toml", "[generation]\nstop_after_correct = 0\n");
+        let s = load(&f, &[]).unwrap_err().to_string();
+        assert!(
+            s.contains("a.toml: generation.stop_after_correct = 0: must be ≥ 1"),
+            "{s}"
+        );
+        let e = load(&f, &["generation.stop_after_correct=-1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("generation.stop_after_correct"), "{e}");
+        let e = load(&f, &["generation.logprobs=1".into()]).unwrap_err().to_string();
+        assert!(e.contains("generation.logprobs"), "{e}");
+        let c = load(
+            &f,
+            &[
+                "generation.stop_after_correct=2".into(),
+                "generation.logprobs=true".into(),
+            ],
+        )
+        .unwrap()
+        .config;
+        assert_eq!(
+            (c.generation.stop_after_correct, c.generation.logprobs),
+            (Some(2), true)
+        );
+    }
+
+    #[test]
     fn preference_keys_are_checked_with_their_key_path() {
         let d = tempfile::tempdir().unwrap();
         let f = write(d.path(), "a.toml", "[rft]\nkeep_pass_rate = [0.9, 0.1]\n");

@@ -336,6 +336,15 @@ pub struct GenerationConfig {
     pub top_p: f64,
     /// Generation budget per sample, the end-of-turn token included.
     pub max_new_tokens: usize,
+    /// Each sample's tokens' log-probabilities under the sampling distribution, and their sum,
+    /// in `samples.jsonl` (`base::sampling::Sampler::draw`). In the run hash only when set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub logprobs: bool,
+    /// A question ends once this many of its samples are right: its samples are the first m
+    /// (in sample order) such that k of them are right; those decoded past m are dropped. Unset:
+    /// every question gets `oversample` samples. In the run hash only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after_correct: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -416,6 +425,10 @@ fn is_default<T: Default + PartialEq>(x: &T) -> bool {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_true(b: &bool) -> bool {
@@ -521,6 +534,8 @@ impl Default for Config {
                 temperature: 0.7,
                 top_p: 1.0,
                 max_new_tokens: 80,
+                logprobs: false,
+                stop_after_correct: None,
             },
             rft: RftConfig::default(),
             checkpoint: CheckpointConfig { every: 100 },

@@ -118,6 +118,9 @@ fn validate_generation(g: &GenerationConfig, p: &mut Vec<String>) {
     if g.max_new_tokens == 0 {
         p.push("generation.max_new_tokens = 0: must be ≥ 1".into());
     }
+    if g.stop_after_correct == Some(0) {
+        p.push("generation.stop_after_correct = 0: must be ≥ 1 (leave it unset to keep every sample)".into());
+    }
 }
 
 /// Range checks of `[rft]`.

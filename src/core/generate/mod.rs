@@ -22,6 +22,9 @@ pub struct GenerationParams {
     pub max_new_tokens: usize,
     pub sampler: Sampler,
     pub seed: u64,
+    /// `generation.logprobs`: keep each token's log-probability ([`Sampler::draw`]). On the
+    /// fused GPU kernels the tokens are then drawn on the host, where the logits are.
+    pub logprobs: bool,
 }
 
 /// Measurements of one chunk.
@@ -75,6 +78,46 @@ pub struct Finished {
     pub index: u64,
     pub completions: Vec<Completion>,
     pub reports: Vec<ChunkReport>,
+    /// Where [`StopAfter`] ended it, if it did.
+    pub stopped: Option<Stopped>,
+}
+
+/// The verdicts of some of a question's completions (its index, them in sample order), one each.
+pub type Judge<'a> = dyn Fn(u64, &[Completion]) -> Result<Vec<bool>> + 'a;
+
+/// `generation.stop_after_correct`: a question ends once `right` of its samples are right. Its
+/// samples are the first m in sample order such that `right` of them are right (all of them
+/// when fewer are): a function of the samples alone, so the same at every chunk size and batch.
+/// Each drained chunk's completions are judged in sample order; those of the chunk past the m-th
+/// are dropped and no further chunk starts.
+#[derive(Clone, Copy)]
+pub struct StopAfter<'a> {
+    pub right: usize,
+    pub judge: &'a Judge<'a>,
+}
+
+/// How a question that reached [`StopAfter::right`] right samples ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// m: the samples kept.
+    pub kept: usize,
+    /// Samples decoded (chunks started), the dropped ones included.
+    pub decoded: usize,
+    /// Tokens of the samples decoded past m, dropped.
+    pub dropped_tokens: usize,
+}
+
+/// The samples `completions` (a question's, in sample order, `from..` just judged as
+/// `verdicts`) keep, having seen `right` right ones before `from`: `Some(m)` once `k` are right.
+/// Updates `right`.
+pub fn cut_at(verdicts: &[bool], from: usize, right: &mut usize, k: usize) -> Option<usize> {
+    for (i, &v) in verdicts.iter().enumerate() {
+        *right += usize::from(v);
+        if v && *right >= k {
+            return Some(from + i + 1);
+        }
+    }
+    None
 }
 
 /// Generates the samples of questions in chunks, one question or several at once.
@@ -87,6 +130,8 @@ pub struct Generator<'a> {
     pub params: GenerationParams,
     /// GPU memory peaks, on a GPU.
     pub gpu: Option<&'a GpuMemory>,
+    /// `generation.stop_after_correct`, with the run's grader.
+    pub stop: Option<StopAfter<'a>>,
 }
 
 /// A prompt's cache and the logits that follow it.
@@ -99,6 +144,8 @@ struct Chunk {
     cache: KvCache,
     rngs: Vec<Rng>,
     outs: Vec<Vec<u32>>,
+    /// Each sample's tokens' log-probabilities, with `params.logprobs` (else empty).
+    logprobs: Vec<Vec<f32>>,
     finished: Vec<Option<Finish>>,
     /// `active[i]` = index into `samples` of cache row i.
     active: Vec<usize>,
@@ -122,6 +169,9 @@ struct Slot<'p> {
     prefill_ms: f64,
     completions: Vec<Completion>,
     reports: Vec<ChunkReport>,
+    /// Right samples so far, and where [`StopAfter`] ended the question.
+    right: usize,
+    stopped: Option<Stopped>,
 }
 
 impl Slot<'_> {
@@ -222,7 +272,10 @@ impl Generator<'_> {
                 }
                 if slot.chunk.as_ref().is_some_and(|c| c.active.is_empty()) {
                     let drained = slot.chunk.take().expect("checked above");
-                    slot.reports.push(close(&mut slot.completions, drained, room.rows));
+                    let from = slot.completions.len();
+                    slot.reports
+                        .push(close(&mut slot.completions, drained, room.rows, self.params.logprobs));
+                    self.cut(slot, from)?;
                 }
             }
             if let Some(i) = slots.iter().position(|s| s.chunk.is_none() && s.next >= n) {
@@ -231,6 +284,7 @@ impl Generator<'_> {
                     index: slot.job.index,
                     completions: slot.completions,
                     reports: slot.reports,
+                    stopped: slot.stopped,
                 })?;
                 continue;
             }
@@ -269,6 +323,8 @@ impl Generator<'_> {
                         prefill_ms,
                         completions: Vec::with_capacity(n),
                         reports: Vec::new(),
+                        right: 0,
+                        stopped: None,
                     });
                 }
                 _ => return Ok(()),
@@ -294,14 +350,22 @@ impl Generator<'_> {
             .clone()
             .map(|s| Rng::for_sample(p.seed, job.index, s as u64))
             .collect();
-        let outs = rngs
+        let first: Vec<(u32, f32)> = rngs
             .iter_mut()
-            .map(|rng| {
+            .map(|rng| p.sampler.draw(logits, rng, &mut scratch))
+            .collect();
+        let outs = first
+            .iter()
+            .map(|&(t, _)| {
                 let mut out = Vec::with_capacity(p.max_new_tokens);
-                out.push(p.sampler.sample(logits, rng, &mut scratch));
+                out.push(t);
                 out
             })
             .collect();
+        let logprobs = match p.logprobs {
+            true => first.iter().map(|&(_, lp)| vec![lp]).collect(),
+            false => vec![Vec::new(); first.len()],
+        };
         let n = samples.len();
         Ok(Chunk {
             number,
@@ -309,6 +373,7 @@ impl Generator<'_> {
             samples,
             rngs,
             outs,
+            logprobs,
             finished: vec![None; n],
             active: (0..n).collect(),
             prefill_ms,
@@ -317,6 +382,23 @@ impl Generator<'_> {
             peaks: Peaks::default(),
             gpu_peak: None,
         })
+    }
+
+    /// With [`StopAfter`]: judges the completions `from..` of `slot` (a chunk's, just closed)
+    /// and, once enough are right, drops those past the cut and starts no further chunk.
+    fn cut(&self, slot: &mut Slot, from: usize) -> Result<()> {
+        let Some(stop) = self.stop else { return Ok(()) };
+        let verdicts = (stop.judge)(slot.job.index, &slot.completions[from..])?;
+        if let Some(kept) = cut_at(&verdicts, from, &mut slot.right, stop.right) {
+            let dropped = slot.completions.split_off(kept);
+            slot.stopped = Some(Stopped {
+                kept,
+                decoded: slot.next,
+                dropped_tokens: dropped.iter().map(|c| c.new_tokens).sum(),
+            });
+            slot.next = self.params.oversample;
+        }
+        Ok(())
     }
 
     /// Sequences a chunk of `chunk_size` holds: at least one, at most `oversample`.
@@ -362,10 +444,11 @@ impl Generator<'_> {
             .filter_map(|s| s.chunk.as_mut().map(|c| &mut c.cache))
             .collect();
         let sampler = &self.params.sampler;
-        let tokens = if self.model.samples_on_device(sampler) {
+        let tokens = if self.model.samples_on_device(sampler) && !self.params.logprobs {
             // One uniform draw a row goes to the device; one token a row comes back.
             let draws: Vec<f64> = rngs.iter_mut().map(Rng::next_f64).collect();
-            self.model.step_sample(&mut caches, &last, &draws, sampler)?
+            let tokens = self.model.step_sample(&mut caches, &last, &draws, sampler)?;
+            tokens.into_iter().map(|t| t.map(|t| (t, 0.0))).collect()
         } else {
             self.sample_on_host(&mut caches, &last, &mut rngs)?
         };
@@ -376,8 +459,12 @@ impl Generator<'_> {
         for c in slots.iter_mut().filter_map(|s| s.chunk.as_mut()) {
             for &i in &c.active {
                 let (rng, t) = drawn.next().expect("a draw per active row");
+                let (t, lp) = t.unwrap_or((0, 0.0));
                 c.rngs[i] = rng;
-                c.outs[i].push(t.unwrap_or(0));
+                c.outs[i].push(t);
+                if self.params.logprobs {
+                    c.logprobs[i].push(lp);
+                }
             }
         }
         Ok(())
@@ -387,15 +474,20 @@ impl Generator<'_> {
     /// spread over the thread pool (the same tokens in any split); `None` for a row whose logits
     /// are not finite, checked there too (a GPU's batch of hundreds of rows hands over tens of
     /// MB a step: one pass, in parallel, while they are in cache).
-    fn sample_on_host(&self, caches: &mut [&mut KvCache], last: &[u32], rngs: &mut [Rng]) -> Result<Vec<Option<u32>>> {
+    fn sample_on_host(
+        &self,
+        caches: &mut [&mut KvCache],
+        last: &[u32],
+        rngs: &mut [Rng],
+    ) -> Result<Vec<Option<(u32, f32)>>> {
         let logits = self.model.step_many(caches, last)?;
         let vocab = self.model.spec.vocab_size;
         let sampler = &self.params.sampler;
-        let mut draws: Vec<(&mut Rng, Option<u32>)> = rngs.iter_mut().map(|r| (r, None)).collect();
+        let mut draws: Vec<(&mut Rng, Option<(u32, f32)>)> = rngs.iter_mut().map(|r| (r, None)).collect();
         crate::engine::cpu::for_each_parallel(&mut draws, |row, (rng, t), scratch: &mut Vec<(f32, u32)>| {
             let row = &logits[row * vocab..(row + 1) * vocab];
             if row.iter().all(|x| x.is_finite()) {
-                *t = Some(sampler.sample(row, rng, scratch));
+                *t = Some(sampler.draw(row, rng, scratch));
             }
         });
         Ok(draws.into_iter().map(|(_, t)| t).collect())
@@ -432,9 +524,11 @@ impl Generator<'_> {
 }
 
 /// A drained chunk's completions (appended to `completions`) and its report.
-fn close(completions: &mut Vec<Completion>, chunk: Chunk, batch_rows: usize) -> ChunkReport {
+fn close(completions: &mut Vec<Completion>, chunk: Chunk, batch_rows: usize, logprobs: bool) -> ChunkReport {
     let mut new_tokens = 0;
+    let mut lps = chunk.logprobs.into_iter();
     for ((sample, mut tokens), finish) in chunk.samples.clone().zip(chunk.outs).zip(chunk.finished) {
+        let lp = lps.next().expect("log-probabilities per sample");
         let finish = finish.expect("every sample of a drained chunk finished");
         let n = tokens.len();
         if finish == Finish::Eos {
@@ -446,6 +540,7 @@ fn close(completions: &mut Vec<Completion>, chunk: Chunk, batch_rows: usize) -> 
             tokens,
             new_tokens: n,
             finish,
+            logprobs: logprobs.then_some(lp),
         });
     }
     ChunkReport {
@@ -510,6 +605,7 @@ mod tests {
                 top_p: 0.95,
             },
             seed: 42,
+            logprobs: false,
         }
     }
 
@@ -593,6 +689,7 @@ mod tests {
             stop_ids: &tokenizer.stop_ids,
             params: params(2),
             gpu: None,
+            stop: None,
         };
         batches_match_alone(&generator, &prompts(&tokenizer, 5), &[(3, 2), (2, 7), (5, 1)], Some(2));
     }
@@ -624,6 +721,7 @@ mod tests {
                 ..params(chunk_size)
             },
             gpu: None,
+            stop: None,
         };
         let prompts = prompts(&tokenizer, 4);
         batches_match_alone(&generator(&model, 1), &prompts, &[(1, 7), (3, 2), (4, 7)], None);
@@ -634,6 +732,142 @@ mod tests {
         let (on_cpu, on_device) = (first(&cpu), first(&model));
         let same = on_cpu.iter().zip(&on_device).filter(|(a, b)| a == b).count();
         assert!(same >= 6, "first tokens: cpu {on_cpu:?}, device {on_device:?}");
+    }
+
+    /// With `logprobs`, the same tokens, each with its log-probability (the stop token's
+    /// included), the same in every chunk size and batch.
+    #[test]
+    fn logprobs_are_the_same_at_every_chunk_and_batch() {
+        let (_d, model, tokenizer) = tiny();
+        let generator = |logprobs| Generator {
+            model: &model,
+            shared: None,
+            stop_ids: &tokenizer.stop_ids,
+            params: GenerationParams { logprobs, ..params(3) },
+            gpu: None,
+            stop: None,
+        };
+        let prompts = prompts(&tokenizer, 4);
+        batches_match_alone(&generator(true), &prompts, &[(1, 1), (2, 3), (4, 7)], Some(1));
+        for (i, ids) in prompts.iter().enumerate() {
+            let (with, _) = generator(true).question(i as u64, ids, &mut |_| {}).unwrap();
+            let (without, _) = generator(false).question(i as u64, ids, &mut |_| {}).unwrap();
+            for (a, b) in with.iter().zip(&without) {
+                assert_eq!((&a.tokens, a.finish), (&b.tokens, b.finish));
+                assert_eq!(b.logprobs, None);
+                let lp = a.logprobs.as_ref().unwrap();
+                assert_eq!(lp.len(), a.new_tokens);
+                assert!(lp.iter().all(|&x| x <= 0.0 && x.is_finite()), "{lp:?}");
+            }
+        }
+    }
+
+    /// The cut on a hand-made verdict sequence, fed in pieces as chunks would: the kept samples
+    /// are the first m of which k are right, wherever the chunks end.
+    #[test]
+    fn the_cut_is_the_first_m_samples_with_k_right() {
+        let verdicts = [false, true, false, false, true, true, false, true];
+        for k in 1..=5 {
+            // Expected: the position after the k-th `true`, or none.
+            let expected = verdicts
+                .iter()
+                .enumerate()
+                .filter(|(_, &v)| v)
+                .nth(k - 1)
+                .map(|(i, _)| i + 1);
+            for size in 1..=8 {
+                let (mut right, mut got) = (0, None);
+                for (c, piece) in verdicts.chunks(size).enumerate() {
+                    got = cut_at(piece, c * size, &mut right, k);
+                    if got.is_some() {
+                        break;
+                    }
+                }
+                assert_eq!(got, expected, "k {k}, chunks of {size}");
+            }
+        }
+        assert_eq!(cut_at(&[true, true], 0, &mut 0, 2), Some(2));
+        assert_eq!(cut_at(&[false, true, true], 4, &mut 1, 2), Some(6));
+        assert_eq!(cut_at(&[false; 3], 0, &mut 0, 1), None);
+    }
+
+    /// With a judge (here: a sample is right when its first token is even), every chunk size and
+    /// batch keeps exactly the first m samples of the full run such that k of them are right, and
+    /// says how many it decoded and dropped.
+    #[test]
+    fn stopping_after_k_right_is_the_same_at_every_chunk_and_batch() {
+        let (_d, model, tokenizer) = tiny();
+        let judge = |_: u64, cs: &[Completion]| -> Result<Vec<bool>> {
+            Ok(cs
+                .iter()
+                .map(|c| c.tokens.first().is_some_and(|t| t % 2 == 0))
+                .collect())
+        };
+        let generator = |chunk, stop| Generator {
+            model: &model,
+            shared: None,
+            stop_ids: &tokenizer.stop_ids,
+            params: params(chunk),
+            gpu: None,
+            stop,
+        };
+        let prompts = prompts(&tokenizer, 5);
+        let full: Vec<Vec<Completion>> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| generator(7, None).question(i as u64, ids, &mut |_| {}).unwrap().0)
+            .collect();
+        let mut stopped_somewhere = 0;
+        for k in [1, 2, 3] {
+            let stop = StopAfter {
+                right: k,
+                judge: &judge,
+            };
+            let expected: Vec<&[Completion]> = full
+                .iter()
+                .map(|f| {
+                    let right = judge(0, f).unwrap();
+                    let m = cut_at(&right, 0, &mut 0, k).unwrap_or(f.len());
+                    &f[..m]
+                })
+                .collect();
+            for (per_batch, chunk) in [(1, 1), (1, 3), (2, 2), (3, 7), (5, 1)] {
+                let mut jobs = prompts.iter().enumerate().map(|(i, ids)| Job {
+                    index: i as u64,
+                    prompt: ids,
+                    chunk_size: chunk,
+                });
+                let mut done: Vec<Finished> = Vec::new();
+                generator(chunk, Some(stop))
+                    .batch(&mut jobs, per_batch, &mut |_| {}, &mut |f| {
+                        done.push(f);
+                        Ok(())
+                    })
+                    .unwrap();
+                done.sort_by_key(|f| f.index);
+                for f in &done {
+                    let want = expected[f.index as usize];
+                    assert_eq!(
+                        f.completions, want,
+                        "k {k}, {per_batch} × {chunk}, question {}",
+                        f.index
+                    );
+                    let decoded: usize = f.reports.iter().map(|r| r.size).sum();
+                    let tokens: usize = f.reports.iter().map(|r| r.new_tokens).sum();
+                    let kept: usize = want.iter().map(|c| c.new_tokens).sum();
+                    match f.stopped {
+                        Some(s) => {
+                            assert_eq!((s.kept, s.decoded), (want.len(), decoded));
+                            assert_eq!(s.dropped_tokens, tokens - kept);
+                            assert_eq!(decoded, (want.len().div_ceil(chunk) * chunk).min(7));
+                            stopped_somewhere += usize::from(s.kept < 7);
+                        }
+                        None => assert_eq!((want.len(), decoded, tokens), (7, 7, kept)),
+                    }
+                }
+            }
+        }
+        assert!(stopped_somewhere > 0, "some question must stop early");
     }
 
     #[test]
@@ -648,6 +882,7 @@ mod tests {
             stop_ids: &tokenizer.stop_ids,
             params: params(cs),
             gpu: None,
+            stop: None,
         };
         let run = |cs| generator(cs).question(3, &prompt, &mut |_| {}).unwrap();
         let (reference, reports) = run(1);

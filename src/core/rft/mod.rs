@@ -129,6 +129,8 @@ mod tests {
                     parsed: None,
                     correct: *c,
                     reason: None,
+                    logprobs: None,
+                    logprob_sum: None,
                 })
                 .collect(),
         }

@@ -154,6 +154,8 @@ mod tests {
                         parsed: None,
                         correct: true,
                         reason: None,
+                        logprobs: None,
+                        logprob_sum: None,
                     }],
                 },
                 None,

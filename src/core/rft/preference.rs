@@ -274,6 +274,8 @@ mod tests {
                     parsed: None,
                     correct: *c,
                     reason: None,
+                    logprobs: None,
+                    logprob_sum: None,
                 })
                 .collect(),
         }

@@ -24,7 +24,7 @@ pub use lock::{lock_held, Lock};
 pub use manifest::{
     Batching, GpuInput, Inputs, Manifest, ModelInput, Progress, QuestionsInput, Session, ShardOf, Status,
 };
-pub use records::{ChunkRecord, QuestionRecord, SampleRecord};
+pub use records::{logprob_sum, ChunkRecord, QuestionRecord, SampleRecord};
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -246,6 +246,8 @@ mod tests {
                 parsed: None,
                 correct: false,
                 reason: None,
+                logprobs: None,
+                logprob_sum: None,
             }],
         }
     }

@@ -32,6 +32,19 @@ pub struct SampleRecord {
     /// read; `command`: the verifier's reason). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With `generation.logprobs`: each generated token's natural log-probability under the
+    /// distribution it was drawn from, the stop token's last (`new_tokens` values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<f32>>,
+    /// With `generation.logprobs`: their sum ([`logprob_sum`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprob_sum: Option<f32>,
+}
+
+/// The sum of a sample's token log-probabilities: added in f64 in token order, rounded to f32
+/// once (a sum of f32 values that the same values read back give exactly).
+pub fn logprob_sum(logprobs: &[f32]) -> f32 {
+    logprobs.iter().map(|&x| x as f64).sum::<f64>() as f32
 }
 
 /// One line of `chunks.jsonl`.

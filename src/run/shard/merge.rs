@@ -40,7 +40,7 @@ pub fn merge(run_dir: &Path, force: bool) -> Result<Merged> {
     let config = crate::core::config::read_run_config(&dirs[0].join(store::CONFIG_FILE))?;
     let mut dataset = Dataset::new(&config.rft, &config.prompt.system);
     let preferences = Preferences::new(&config.rft, &config.prompt.system);
-    let tally = read_records(&dirs, plan, &mut dataset)?;
+    let tally = read_records(&dirs, plan, &mut dataset, Tally::of(&config.generation))?;
     concatenate(&dirs, store::SAMPLES_FILE, &run_dir.join(store::SAMPLES_FILE))?;
     concatenate(&dirs, store::CHUNKS_FILE, &run_dir.join(store::CHUNKS_FILE))?;
     let mut rows = Vec::new();
@@ -165,8 +165,7 @@ fn one_device(manifests: &[Manifest], force: bool) -> Result<String> {
 
 /// Tallies every shard's committed records in question order, checking that the indices tile
 /// the run's questions, and builds the dataset exactly as a single run would.
-fn read_records(dirs: &[PathBuf], plan: &Plan, dataset: &mut Dataset) -> Result<Tally> {
-    let mut tally = Tally::default();
+fn read_records(dirs: &[PathBuf], plan: &Plan, dataset: &mut Dataset, mut tally: Tally) -> Result<Tally> {
     let mut next = 0;
     for (i, dir) in dirs.iter().enumerate() {
         let range = plan.range(i);
