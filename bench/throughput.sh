@@ -7,6 +7,13 @@
 # GGUF, the same prompts and THREADS threads. Prints one table per workload, then the best of
 # each engine and their ratios (tokens/s, peak RSS). Not part of CI; about 20 minutes a round on 2 cores (ROUNDS, default 3).
 #
+# MODEL=FILE.gguf runs another GGUF than the default model (rftx gets it as model.path, and its
+# chat template makes the prompts both engines get); WORKLOADS (default "w15 w60") picks the
+# workloads. rftx's lean setting is the default model's own Q4_1 weights with an f16 KV cache;
+# for another file, LEAN_WEIGHTS (default "native": the file's own tensor types through candle's
+# kernels, Q4_K/Q6_K/Q5_0 for a llama.cpp Q4_K_M file) with an f16 KV cache.
+#   MODEL=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf WORKLOADS=w15 W15_PPB=5,auto W15_CHUNKS=15 W15_K="2 5" bash bench/throughput.sh
+#
 # llama.cpp comes from llama-cpp-python 0.3.36 in a virtualenv outside the repo (RFTX_PEERS_VENV,
 # default ~/.cache/rftx-peers-venv; pip compiles llama.cpp, about 9 minutes on 2 cores).
 set -euo pipefail
@@ -19,18 +26,24 @@ mkdir -p "$OUT"
 "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null || "$VENV/bin/pip" install -q llama-cpp-python==0.3.36
 cargo build --release -q
 RFTX=target/release/rftx
-MODEL=${RFTX_MODELS_DIR:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
-
-# rftx runs twice per round: as configured (q8_0 weights, f32 KV cache) and lean (LEAN: the
-# file's Q4_1 weights and an f16 KV cache, as llama.cpp runs the same file).
-LEAN=(--set 'model.weights="q4_1"' --set 'model.kv_cache="f16"')
+SET=()
+if [ -n "${MODEL:-}" ]; then
+  MODEL=$(realpath "$MODEL")
+  SET=(--set "model.path=\"$MODEL\"")
+  LEAN=(--set "model.weights=\"${LEAN_WEIGHTS:-native}\"" --set 'model.kv_cache="f16"')
+else
+  MODEL=${RFTX_MODELS_DIR:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+  # rftx runs twice per round: as configured (q8_0 weights, f32 KV cache) and lean (LEAN: the
+  # file's Q4_1 weights and an f16 KV cache, as llama.cpp runs the same file).
+  LEAN=(--set 'model.weights="q4_1"' --set 'model.kv_cache="f16"')
+fi
 run() { # workload, rftx chunks, rftx prompts-per-batch, llama.cpp Ks, output folder
   local w=$1 dir=$5
   mkdir -p "$dir"
-  $RFTX bench "configs/$w.toml" --write-prompts "$OUT/$w-prompts.json"
-  CANDLE_NUM_THREADS=$THREADS $RFTX bench "configs/$w.toml" --chunks "$2" --prompts-per-batch "$3" \
+  $RFTX bench "configs/$w.toml" "${SET[@]}" --write-prompts "$OUT/$w-prompts.json"
+  CANDLE_NUM_THREADS=$THREADS $RFTX bench "configs/$w.toml" "${SET[@]}" --chunks "$2" --prompts-per-batch "$3" \
     --out "$dir/$w-rftx.json" >&2
-  CANDLE_NUM_THREADS=$THREADS $RFTX bench "configs/$w.toml" --chunks "$2" --prompts-per-batch "$3" \
+  CANDLE_NUM_THREADS=$THREADS $RFTX bench "configs/$w.toml" "${SET[@]}" --chunks "$2" --prompts-per-batch "$3" \
     "${LEAN[@]}" --out "$dir/$w-rftx-lean.json" >&2
   for k in $4; do
     "$VENV/bin/python" bench/llamacpp_batched.py "$MODEL" "$OUT/$w-prompts.json" --threads "$THREADS" \
@@ -40,7 +53,7 @@ run() { # workload, rftx chunks, rftx prompts-per-batch, llama.cpp Ks, output fo
 }
 # ROUNDS rounds, each engine and setting once per round, alternating; the table takes medians.
 for i in $(seq 1 "${ROUNDS:-3}"); do
-  run w15 "${W15_CHUNKS:-1,3,15}" "${W15_PPB:-1,3,5,auto}" "${W15_K:-1 2 5}" "$OUT/round$i"
-  run w60 "${W60_CHUNKS:-15}" "${W60_PPB:-1,4,8,auto}" "${W60_K:-1 4 8}" "$OUT/round$i"
+  case " ${WORKLOADS:-w15 w60} " in *" w15 "*) run w15 "${W15_CHUNKS:-1,3,15}" "${W15_PPB:-1,3,5,auto}" "${W15_K:-1 2 5}" "$OUT/round$i" ;; esac
+  case " ${WORKLOADS:-w15 w60} " in *" w60 "*) run w60 "${W60_CHUNKS:-15}" "${W60_PPB:-1,4,8,auto}" "${W60_K:-1 4 8}" "$OUT/round$i" ;; esac
 done
-python3 bench/throughput_table.py "$OUT"
+python3 bench/throughput_table.py "$OUT" "${SET[@]}"

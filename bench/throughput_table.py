@@ -1,5 +1,5 @@
 """Tables of bench/throughput.sh's results: every setting of each engine, then the best of each
-and their ratios. Usage: python3 throughput_table.py OUT_DIR"""
+and their ratios. Usage: python3 throughput_table.py OUT_DIR [--set model.path=...]"""
 import glob
 import json
 import os
@@ -11,7 +11,7 @@ MiB = 2 ** 20
 
 # This machine's limits (rftx plan measures them) and the model's weight bytes and multiply-adds
 # per token: the roofline of a batch of R rows is R / max(weights / read rate, R × MACs / int8 rate).
-plan = json.loads(subprocess.check_output(["target/release/rftx", "plan", "configs/w15.toml", "--format", "json"]))
+plan = json.loads(subprocess.check_output(["target/release/rftx", "plan", "configs/w15.toml", *sys.argv[2:], "--format", "json"]))
 machine = plan["throughput"]["machine"]
 weight_bytes = plan["breakdown"]["weights"]
 macs = plan["arch"]["matrix_params"] + plan["arch"]["embed_params"]
