@@ -98,6 +98,7 @@ fn write_run(runs: &Path, r: &FakeRun) -> PathBuf {
             peak_bytes: heap,
             rss_peak_bytes: rss,
             gpu_peak_bytes: None,
+            stop_after_correct: None,
             shards: Vec::new(),
         };
         std::fs::write(dir.join("metrics.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
