@@ -21,10 +21,7 @@ OUT=${OUT:-$(mktemp -d)}
 TRANSFORMERS=${TRANSFORMERS:-1}
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
-  echo "installing llama-cpp-python==0.3.36 (compiles llama.cpp)…" >&2
-  "$VENV/bin/pip" install -q llama-cpp-python==0.3.36
-fi
+bash bench/install-llamacpp.sh "$VENV"
 if [ "$TRANSFORMERS" = 1 ] && ! "$VENV/bin/python" -c "import transformers, gguf, accelerate" 2>/dev/null; then
   echo "installing torch, transformers, gguf, accelerate (about 3 GB from PyPI)…" >&2
   "$VENV/bin/pip" install -q torch transformers gguf accelerate

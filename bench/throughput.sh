@@ -23,7 +23,7 @@ THREADS=${THREADS:-2}
 OUT=${OUT:-bench/out/throughput}
 mkdir -p "$OUT"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c "import llama_cpp" 2>/dev/null || "$VENV/bin/pip" install -q llama-cpp-python==0.3.36
+bash bench/install-llamacpp.sh "$VENV"
 cargo build --release -q
 RFTX=target/release/rftx
 SET=()
