@@ -16,7 +16,8 @@ use progress::Progress;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success (also: the run was already complete)
-  1  the run failed while generating; its durable work is kept, and re-running resumes it
+  1  the run failed while generating; its durable work is kept, and re-running resumes it.
+     `rftx verify`: a sample generated again is not what the run stored
   2  bad input: command line, config file, model file, question file or runs directory, a
      default model this machine cannot fetch (no python3 or pip) or not the pinned file;
      nothing was run and no run directory was created
