@@ -31,6 +31,7 @@ if [ -n "${MODEL:-}" ]; then
   MODEL=$(realpath "$MODEL")
   SET=(--set "model.path=\"$MODEL\"")
   LEAN=(--set "model.weights=\"${LEAN_WEIGHTS:-native}\"" --set 'model.kv_cache="f16"')
+  export LEAN_DESC=${LEAN_WEIGHTS:-native}
 else
   MODEL=${RFTX_MODELS_DIR:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
   # rftx runs twice per round: as configured (q8_0 weights, f32 KV cache) and lean (LEAN: the

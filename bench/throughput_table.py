@@ -67,7 +67,7 @@ for w in ("w15", "w60"):
         mine = [x for x in rows if x[0].startswith("rftx lean" if lean else "rftx") and (lean or "lean" not in x[0])]
         if not mine:
             continue
-        what = "rftx lean (q4_1, f16 KV)" if lean else "rftx (q8_0, f32 KV)"
+        what = f"rftx lean ({os.environ.get('LEAN_DESC', 'q4_1')}, f16 KV)" if lean else "rftx (q8_0, f32 KV)"
         ours = max(mine, key=lambda x: x[1])
         print(f"{what}: best {ours[0]} {ours[1]:.1f} tokens/s vs {theirs[0]} {theirs[1]:.1f}: "
               f"{ours[1] / theirs[1]:.2f}× the tokens/s at {ours[2] / theirs[2]:.2f}× the peak RSS")
