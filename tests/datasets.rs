@@ -316,34 +316,11 @@ fn check_parquet(dir: &Path, messages: &[serde_json::Value]) {
 /// The trainer files loaded by Hugging Face `datasets`, as TRL's SFTTrainer loads them
 /// (`scripts/check_trainer_files.py`), with the Python `$RFTX_TEST_PYTHON` (else `python3`).
 fn check_with_python(dir: &Path, records: usize) {
-    let python = std::env::var("RFTX_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has = std::process::Command::new(&python)
-        .args(["-c", "import datasets"])
-        .output();
-    if !has.is_ok_and(|o| o.status.success()) {
-        return rftx::testing::skip(&format!(
-            "{python} has no `datasets` (pip install datasets; .ci/run does)"
-        ));
-    }
-    let cache = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_trainer_files.py");
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .args([dir.to_str().unwrap(), &records.to_string()])
-        .env("HF_DATASETS_CACHE", cache.path())
-        .env("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains(&format!("ok: {records} records")),
-        "{text}"
-    );
+    let args = [dir.display().to_string(), records.to_string()];
+    let Some((ok, text)) = common::python_check("check_trainer_files.py", &args) else {
+        return;
+    };
+    assert!(ok && text.contains(&format!("ok: {records} records")), "{text}");
 }
 
 fn regrade(f: &Fixture, dir: &Path) {

@@ -205,33 +205,13 @@ fn keep_pass_rate_in_a_config_is_another_run_and_show_says_what_it_keeps() {
 /// The three files loaded by Hugging Face `datasets` and, where installed, checked by TRL's own
 /// dataset preparation (`scripts/check_preference_files.py`), with `$RFTX_TEST_PYTHON`.
 fn check_with_python(dir: &Path, counts: [usize; 4]) {
-    let python = std::env::var("RFTX_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has = std::process::Command::new(&python)
-        .args(["-c", "import datasets"])
-        .output();
-    if !has.is_ok_and(|o| o.status.success()) {
-        return rftx::testing::skip(&format!(
-            "{python} has no `datasets` (pip install datasets; .ci/run does)"
-        ));
-    }
-    let cache = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_preference_files.py");
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .arg(dir)
-        .args(counts.map(|c| c.to_string()))
-        .env("HF_DATASETS_CACHE", cache.path())
-        .env("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && text.contains("ok: 5 pairs"), "{text}");
+    let mut args = vec![dir.display().to_string()];
+    args.extend(counts.map(|c| c.to_string()));
+    let Some((ok, text)) = common::python_check("check_preference_files.py", &args) else {
+        return;
+    };
+    assert!(ok && text.contains("ok: 5 pairs"), "{text}");
     if !text.contains("accept the three files") {
-        rftx::testing::skip(&format!("{python} has no `trl` (.ci/run installs it): {text}"));
+        rftx::testing::skip(&format!("the test Python has no `trl` (.ci/run installs it): {text}"));
     }
 }

@@ -170,3 +170,34 @@ pub fn rewrite_metadata(path: &Path, key: &str, value: &str) {
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     gguf_file::write(&mut std::fs::File::create(path).unwrap(), &md_refs, &t_refs).unwrap();
 }
+
+/// Runs `scripts/<script>` with `args` under the Python of `$RFTX_TEST_PYTHON` (else `python3`),
+/// offline, with a fresh `datasets` cache: whether it succeeded, and its stdout and stderr
+/// together. `None` (having printed `skipped:`) where that Python has no `datasets`.
+pub fn python_check(script: &str, args: &[String]) -> Option<(bool, String)> {
+    let python = std::env::var("RFTX_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has = std::process::Command::new(&python)
+        .args(["-c", "import datasets"])
+        .output();
+    if !has.is_ok_and(|o| o.status.success()) {
+        rftx::testing::skip(&format!(
+            "{python} has no `datasets` (pip install datasets; .ci/run does)"
+        ));
+        return None;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(script))
+        .args(args)
+        .env("HF_DATASETS_CACHE", cache.path())
+        .env("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), text))
+}

@@ -111,7 +111,9 @@ mod tests {
     use crate::base::record::Finish;
     use crate::core::store::SampleRecord;
 
-    fn question(index: usize, texts: &[(&str, bool)]) -> QuestionRecord {
+    /// Question `index` with samples of the given texts and verdicts, in sample order (also the
+    /// preference files' tests' questions).
+    pub(crate) fn question(index: usize, texts: &[(&str, bool)]) -> QuestionRecord {
         QuestionRecord {
             index,
             id: None,

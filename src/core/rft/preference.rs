@@ -252,32 +252,15 @@ fn verdict(q: &QuestionRecord, i: usize, correct: Option<&[bool]>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::record::{Answer, Finish};
-    use crate::core::store::SampleRecord;
+    use crate::base::record::Answer;
 
     /// Question `index` with samples of the given texts and verdicts, in sample order.
     fn question(index: usize, samples: &[(&str, bool)]) -> QuestionRecord {
         QuestionRecord {
-            index,
             id: (index == 1).then(|| "b".to_string()),
-            question: format!("q{index}"),
             user: (index == 2).then(|| "Question: q2".to_string()),
             answer: Answer::Number(7.0),
-            samples: samples
-                .iter()
-                .enumerate()
-                .map(|(i, (t, c))| SampleRecord {
-                    sample: i,
-                    text: t.to_string(),
-                    new_tokens: 1,
-                    finish: Finish::Eos,
-                    parsed: None,
-                    correct: *c,
-                    reason: None,
-                    logprobs: None,
-                    logprob_sum: None,
-                })
-                .collect(),
+            ..super::super::tests::question(index, samples)
         }
     }
 
