@@ -513,7 +513,8 @@ pub fn check_driver(built: &str, driver: i32) -> std::result::Result<(), String>
     if have >= (major, minor) {
         return Ok(());
     }
-    let needs = minimum_driver((major, minor)).map_or_else(|| "a newer driver".to_string(), |d| format!("a driver ≥ {d}"));
+    let needs =
+        minimum_driver((major, minor)).map_or_else(|| "a newer driver".to_string(), |d| format!("a driver ≥ {d}"));
     let todo = if have >= LINE_12 {
         format!(
             "build with CUDA_LINE=12 bash scripts/build-cuda.sh (with an nvcc of CUDA 12.2 to {}.{}), or update the driver",
@@ -613,9 +614,18 @@ mod tests {
         let e = check_driver("12.4", 12020).unwrap_err();
         assert!(e.contains("needs a driver ≥ 550") && e.contains("CUDA_LINE=12"), "{e}");
         let e = check_driver("12.2", 11080).unwrap_err();
-        assert!(e.contains("supports CUDA 11.8") && e.contains("update the driver to ≥ 535"), "{e}");
-        assert!(check_driver("13.9", 13000).unwrap_err().contains("needs a newer driver"));
-        assert_eq!(check_driver("unknown", 11000), Ok(()), "a version it cannot read: not refused");
+        assert!(
+            e.contains("supports CUDA 11.8") && e.contains("update the driver to ≥ 535"),
+            "{e}"
+        );
+        assert!(check_driver("13.9", 13000)
+            .unwrap_err()
+            .contains("needs a newer driver"));
+        assert_eq!(
+            check_driver("unknown", 11000),
+            Ok(()),
+            "a version it cannot read: not refused"
+        );
         // As the binary reports it: exit 2.
         assert_eq!(Error::Device(e).exit_code(), crate::base::error::EXIT_INPUT);
     }

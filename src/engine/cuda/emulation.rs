@@ -51,14 +51,37 @@ unsafe fn emulate(plan: &Launch) -> i32 {
         .args
         .iter()
         .map(|a| match *a {
-            Arg::Ptr(p) => EmuArg { kind: b'P' as i32, i: 0, f: 0.0, p },
-            Arg::Int(i) => EmuArg { kind: b'I' as i32, i, f: 0.0, p: 0 },
-            Arg::Float(f) => EmuArg { kind: b'F' as i32, i: 0, f, p: 0 },
+            Arg::Ptr(p) => EmuArg {
+                kind: b'P' as i32,
+                i: 0,
+                f: 0.0,
+                p,
+            },
+            Arg::Int(i) => EmuArg {
+                kind: b'I' as i32,
+                i,
+                f: 0.0,
+                p: 0,
+            },
+            Arg::Float(f) => EmuArg {
+                kind: b'F' as i32,
+                i: 0,
+                f,
+                p: 0,
+            },
         })
         .collect();
     let name = std::ffi::CString::new(plan.kernel.as_str()).expect("a kernel name without NUL");
     let (gx, gy) = plan.grid;
-    emu_launch(name.as_ptr(), gx, gy, plan.block, plan.shared as usize, args.as_ptr(), args.len() as i32)
+    emu_launch(
+        name.as_ptr(),
+        gx,
+        gy,
+        plan.block,
+        plan.shared as usize,
+        args.as_ptr(),
+        args.len() as i32,
+    )
 }
 
 /// [`emulate`], which must succeed.
@@ -104,7 +127,12 @@ fn add_rmsnorm_and_silu_mul_are_their_reference() {
     }
     let (h16, a16, w16) = (half(&h), half(&a), half(&w));
     let mut out16 = vec![f16::ZERO; 2 * rows * d];
-    let p = plan::add_rmsnorm(DType::F16, [at(&h16), at(&a16), at(&w16), at_mut(&mut out16)], (rows, d), 1e-5);
+    let p = plan::add_rmsnorm(
+        DType::F16,
+        [at(&h16), at(&a16), at(&w16), at_mut(&mut out16)],
+        (rows, d),
+        1e-5,
+    );
     unsafe { run(&p.unwrap()) };
     assert_eq!(out16, reference::add_rmsnorm(&h16, Some(&a16), &w16, d, 1e-5));
     let gu = values(rows * 2 * ff, 4);
@@ -176,7 +204,11 @@ fn attention_plan<T: Default + Clone>(
 ) -> (Launch, Vec<T>, Vec<u32>) {
     let groups = super::fused::groups(&[2, 1], group);
     let mut out = vec![T::default(); 3 * S.n_head * S.hd];
-    let out_dtype = if std::mem::size_of::<T>() == 2 { DType::F16 } else { DType::F32 };
+    let out_dtype = if std::mem::size_of::<T>() == 2 {
+        DType::F16
+    } else {
+        DType::F32
+    };
     let addresses = [at(q), at(&c.meta), at(&groups), at(table), at_mut(&mut out)];
     let p = plan::attention((cache, out_dtype), addresses, groups.len() / 4, S, 0.3).unwrap();
     (p, out, groups)
@@ -239,7 +271,15 @@ fn rope_write_rotates_q_and_writes_each_rows_k_and_v_at_its_position() {
     let (qkv, bias, cos, sin) = rope_inputs();
     let before = c.own.clone();
     let mut q = vec![0f32; 3 * S.n_head * S.hd];
-    let addresses = [at(&qkv), at(&bias), at(&cos), at(&sin), at(&c.meta), at(&c.table), at_mut(&mut q)];
+    let addresses = [
+        at(&qkv),
+        at(&bias),
+        at(&cos),
+        at(&sin),
+        at(&c.meta),
+        at(&c.table),
+        at_mut(&mut q),
+    ];
     // SAFETY: the table's addresses are the live buffers of `c`; row positions 299 and 149 lie
     // within their own tensors' allocated positions.
     unsafe { run(&plan::rope_write((DType::F32, DType::F32), addresses, 3, S).unwrap()) };
@@ -311,14 +351,25 @@ fn the_f16_rope_write_and_attention_are_their_reference() {
     let (qkv, bias, cos, sin) = rope_inputs();
     let (qkv, bias) = (half(&qkv), half(&bias));
     let mut q = vec![0f32; 3 * S.n_head * S.hd];
-    let addresses = [at(&qkv), at(&bias), at(&cos), at(&sin), at(&c.meta), at(&table), at_mut(&mut q)];
+    let addresses = [
+        at(&qkv),
+        at(&bias),
+        at(&cos),
+        at(&sin),
+        at(&c.meta),
+        at(&table),
+        at_mut(&mut q),
+    ];
     // SAFETY: the table's addresses are the live f16 buffers of `bufs`, sized for every position.
     unsafe { run(&plan::rope_write((DType::F16, DType::F16), addresses, 3, S).unwrap()) };
     let (want_q, k, v) = reference::rope(&qkv, Some(&bias), (&cos, &sin), &[299, 299, 149], S);
     assert_eq!(q, want_q);
     let o = (S.n_kv * alloc + 299 - start) * S.hd; // row 1 of cache 0, head 0
     assert_eq!(bufs[2][o..o + S.hd], half(&k[S.n_kv * S.hd..][..S.hd])[..]);
-    assert_eq!(bufs[5][149 * S.hd..150 * S.hd], half(&v[2 * S.n_kv * S.hd..][..S.hd])[..]);
+    assert_eq!(
+        bufs[5][149 * S.hd..150 * S.hd],
+        half(&v[2 * S.n_kv * S.hd..][..S.hd])[..]
+    );
     // attention over the caches as rope_write left them, in groups of 4, out in f16.
     let (p, out, _groups) = attention_plan::<f16>(&q, &c, (&table, DType::F16), 4);
     unsafe {
@@ -371,7 +422,15 @@ fn plans_with_swapped_arguments_wrong_counts_or_a_short_grid_fail_the_check() {
     let c = caches(130, 140, 180, 2, 300, 150);
     let (qkv, bias, cos, sin) = rope_inputs();
     let mut q = vec![0f32; 3 * S.n_head * S.hd];
-    let addresses = [at(&qkv), at(&bias), at(&sin), at(&cos), at(&c.meta), at(&c.table), at_mut(&mut q)];
+    let addresses = [
+        at(&qkv),
+        at(&bias),
+        at(&sin),
+        at(&cos),
+        at(&c.meta),
+        at(&c.table),
+        at_mut(&mut q),
+    ];
     unsafe { run(&plan::rope_write((DType::F32, DType::F32), addresses, 3, S).unwrap()) };
     let (want_q, _, _) = reference::rope(&qkv, Some(&bias), (&cos, &sin), &[299, 299, 149], S);
     assert!(max_diff(&q, &want_q) > 1e-3, "cos and sin swapped");
@@ -392,7 +451,13 @@ fn plans_with_swapped_arguments_wrong_counts_or_a_short_grid_fail_the_check() {
     unsafe { run(&p) };
     let want = reference::add_rmsnorm(&h, None, &w, d, 1e-5);
     let (last_h, last_x) = ((rows - 1) * d..rows * d, (2 * rows - 1) * d..2 * rows * d);
-    assert!(out[last_h.clone()].iter().chain(&out[last_x.clone()]).all(|x| x.is_nan()), "the last row unwritten");
+    assert!(
+        out[last_h.clone()]
+            .iter()
+            .chain(&out[last_x.clone()])
+            .all(|x| x.is_nan()),
+        "the last row unwritten"
+    );
     assert_eq!(out[..last_h.start], want[..last_h.start], "the other rows are right");
 }
 
@@ -407,7 +472,10 @@ fn an_attention_grid_one_group_short_leaves_rows_unwritten() {
     p.grid.0 -= 1;
     unsafe { run(&p) };
     let width = S.n_head * S.hd;
-    assert!(out[2 * width..].iter().all(|x| x.is_nan()), "row 2 (the last group) unwritten");
+    assert!(
+        out[2 * width..].iter().all(|x| x.is_nan()),
+        "row 2 (the last group) unwritten"
+    );
     assert!(out[..2 * width].iter().all(|x| x.is_finite()));
 }
 

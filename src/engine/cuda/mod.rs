@@ -92,7 +92,9 @@ pub fn kernel_failed(name: &str, e: impl std::fmt::Debug) -> Error {
     if message.contains("CUDA_ERROR_OUT_OF_MEMORY") {
         Error::Candle(candle_core::Error::Msg(message))
     } else {
-        Error::Run(format!("{message}; check nvidia-smi, then run the same command to resume"))
+        Error::Run(format!(
+            "{message}; check nvidia-smi, then run the same command to resume"
+        ))
     }
 }
 
@@ -170,7 +172,13 @@ mod tests {
         ];
         for e in failures {
             match allocation(Site::Step, 6, || -> crate::base::error::Result<()> { Err(e) }) {
-                Err(e @ Error::DeviceOutOfMemory { site: Site::Step, rows: 6, .. }) => {
+                Err(
+                    e @ Error::DeviceOutOfMemory {
+                        site: Site::Step,
+                        rows: 6,
+                        ..
+                    },
+                ) => {
                     assert!(matches!(e.at_question(3, 1, 6), Error::OutOfMemory { question: 3, .. }))
                 }
                 other => panic!("{other:?}"),

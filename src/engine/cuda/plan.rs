@@ -58,7 +58,15 @@ pub fn suffix(dtype: DType) -> Result<&'static str> {
 
 /// `add_rmsnorm`: `[h, a (0: none), w, out]`, h (rows, d), out (2, rows, d); a block a row.
 pub fn add_rmsnorm(dtype: DType, [h, a, w, out]: [u64; 4], (rows, d): (usize, usize), eps: f32) -> Result<Launch> {
-    let args = vec![Arg::Ptr(h), Arg::Ptr(a), Arg::Ptr(w), Arg::Ptr(out), int(rows), int(d), Arg::Float(eps)];
+    let args = vec![
+        Arg::Ptr(h),
+        Arg::Ptr(a),
+        Arg::Ptr(w),
+        Arg::Ptr(out),
+        int(rows),
+        int(d),
+        Arg::Float(eps),
+    ];
     Ok(plan(format!("add_rmsnorm_{}", suffix(dtype)?), (rows, 1), 0, args))
 }
 
