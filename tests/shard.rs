@@ -274,17 +274,20 @@ fn slurm_directives_carry_any_path() {
     let cfg = f.config.to_str().unwrap();
     let cwd = f.path().join("work dir #2 %x");
     std::fs::create_dir(&cwd).unwrap();
-    let args = [
-        "slurm",
-        "submit",
-        cfg,
-        "--shards",
-        "2",
-        "--dry-run",
-        "--runs-dir",
-        "runs with space#x%y",
-    ];
-    let r = rftx(&args, &[], &cwd);
+    let dry_run = |runs_dir: &str| {
+        let args = [
+            "slurm",
+            "submit",
+            cfg,
+            "--shards",
+            "2",
+            "--dry-run",
+            "--runs-dir",
+            runs_dir,
+        ];
+        rftx(&args, &[], &cwd)
+    };
+    let r = dry_run("runs with space#x%y");
     assert_eq!(r.code, 0, "{}", r.stderr);
     let run = printed_dir(&r, &cwd);
     let logs = run
@@ -316,17 +319,7 @@ fn slurm_directives_carry_any_path() {
         .display()
         .to_string();
     assert!(r.stdout.contains(&format!("'{script}'")), "{}", r.stdout);
-    let args = [
-        "slurm",
-        "submit",
-        cfg,
-        "--shards",
-        "2",
-        "--dry-run",
-        "--runs-dir",
-        "runs\\x",
-    ];
-    let r = rftx(&args, &[], &cwd);
+    let r = dry_run("runs\\x");
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("holds a backslash"), "{}", r.stderr);
     assert!(!cwd.join("runs\\x").exists(), "nothing written");
