@@ -19,7 +19,7 @@
 //! What the VNNI kernel does besides: the scale products `d_w · d_x` a tile needs are computed
 //! ahead, eight at a time, so a block, column and row costs three instructions (`vpdpbusd`, a
 //! conversion, an FMA); the rows a tile shares (four on AVX-512, two on AVX-VNNI) are packed
-//! block by block into one stream ([`pack_groups`]); and the first group of rows prefetches the
+//! block by block into one stream (`vnni::pack_groups`); and the first group of rows prefetches the
 //! next tile's weights, which come from memory in a real model. On the Qwen2.5 0.5B file's W15
 //! this made the kernel 1.3–1.5× faster than the previous `|x|`/`w · sign x` form
 //! (`cargo run --release --example q8_speed`).
