@@ -52,8 +52,7 @@ pub struct Q8Linear {
 /// The instructions the int8 kernel's integer part runs on; all give the same lane sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
-    /// `vpmaddubsw` + `vpmaddwd` of `|w|` and `x · sign w` (AVX2; also what a matrix with a -128
-    /// weight runs).
+    /// `vpmaddubsw` + `vpmaddwd` of `|w|` and `x · sign w` (AVX2).
     Avx2,
     /// `vpdpbusd` with a VEX encoding (AVX-VNNI: Alder Lake, Sapphire Rapids, Zen 5).
     AvxVnni,
@@ -227,7 +226,7 @@ impl Q8Linear {
             if vnni && cols == 4 {
                 // `tiled` starts each group of rows at a multiple of `max_rows`.
                 let xb = &groups[r * self.k / QK..][..rows * self.k / QK];
-                let ds = |i: usize| &xd[(r + i.min(rows - 1)) * self.k / QK..];
+                let ds = |i: usize| &xd[(r + i) * self.k / QK..];
                 let first = r == 0;
                 // SAFETY: AVX2, FMA and `isa`'s instructions are present (detected; the
                 // caller's promise); `xb` holds the group's `k / 32` blocks of `rows` rows, each
