@@ -490,8 +490,7 @@ pub(crate) unsafe fn lane_sums<const I: u8>(
     use std::arch::x86_64::*;
     match I {
         AVX2 => _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
-        AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s),
-        _ => _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s),
+        _ => vnni::dpbusd::<I>(_mm256_setzero_si256(), u, s),
     }
 }
 

@@ -139,7 +139,7 @@ const PF: i32 = std::arch::x86_64::_MM_HINT_T1;
 /// encoding `I` names (AVX-VNNI or AVX-512 VNNI).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn dpbusd<const I: u8>(
+pub(super) unsafe fn dpbusd<const I: u8>(
     src: std::arch::x86_64::__m256i,
     u: std::arch::x86_64::__m256i,
     s: std::arch::x86_64::__m256i,
