@@ -15,7 +15,7 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 
-use super::q8::{apply, blocks_of, hsum8, isa, quantize_rows, tiled, Isa, Q8Linear, KERNEL_ENV, QK};
+use super::q8::{apply, blocks_of, hsum8, isa, quantize_rows, tiled, Isa, Q8Linear, Tile, KERNEL_ENV, QK};
 #[cfg(target_arch = "x86_64")]
 use super::q8::{lane_sums, AVX2, AVX512_VNNI, AVX_VNNI};
 
@@ -125,6 +125,8 @@ impl Q4Linear {
     /// `out[r][j] = Σ x[r]·w[j]` for `m` rows, on the instructions of `isa` (which the CPU must
     /// have).
     pub fn matmul_with(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
+        // No 512-bit form of this kernel: its 256-bit AVX-512 one takes that choice.
+        let isa = if isa == Isa::Avx512Pairs { Isa::Avx512Vnni } else { isa };
         let (xq, xd) = quantize_rows(x, m, self.k);
         let sums = self.block_sums(&xq, &xd, m);
         let (nb, padded) = (self.blocks(), self.padded());
@@ -151,7 +153,9 @@ impl Q4Linear {
                         (Isa::Avx512Vnni, 1) => self.tile_avx512vnni::<1>([rs(0)], j0, res),
                         (Isa::Avx512Vnni, 2) => self.tile_avx512vnni::<2>([rs(0), rs(1)], j0, res),
                         (Isa::Avx512Vnni, 3) => self.tile_avx512vnni::<3>([rs(0), rs(1), rs(2)], j0, res),
-                        (Isa::Avx512Vnni, _) => self.tile_avx512vnni::<4>([rs(0), rs(1), rs(2), rs(3)], j0, res),
+                        (Isa::Avx512Vnni | Isa::Avx512Pairs, _) => {
+                            self.tile_avx512vnni::<4>([rs(0), rs(1), rs(2), rs(3)], j0, res)
+                        }
                     }
                 }
                 return;
@@ -210,7 +214,7 @@ impl Q4Linear {
     /// scales and the padded block sums; rows `j0..j0 + 4` of the matrix exist.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn tile<const I: u8, const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut [[f32; 4]; 4]) {
+    unsafe fn tile<const I: u8, const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut Tile) {
         use std::arch::x86_64::*;
         let (nb, padded, row_bytes) = (self.blocks(), self.padded(), self.row_bytes());
         let low = _mm256_set1_epi8(0x0F);
@@ -253,21 +257,21 @@ impl Q4Linear {
     /// [`Q4Linear::tile`] on AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_avx2<const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut [[f32; 4]; 4]) {
+    unsafe fn tile_avx2<const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut Tile) {
         self.tile::<AVX2, R>(rows, j0, res)
     }
 
     /// [`Q4Linear::tile`] on AVX-VNNI.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,avxvnni")]
-    unsafe fn tile_avxvnni<const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut [[f32; 4]; 4]) {
+    unsafe fn tile_avxvnni<const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut Tile) {
         self.tile::<AVX_VNNI, R>(rows, j0, res)
     }
 
     /// [`Q4Linear::tile`] on AVX-512 VNNI.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    unsafe fn tile_avx512vnni<const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut [[f32; 4]; 4]) {
+    unsafe fn tile_avx512vnni<const R: usize>(&self, rows: [Row; R], j0: usize, res: &mut Tile) {
         self.tile::<AVX512_VNNI, R>(rows, j0, res)
     }
 }

@@ -17,7 +17,7 @@ pub struct Machine {
     /// int8 multiply-adds per second of the Q8_0 kernel on a decoder-sized matrix, 32 rows.
     pub int8_macs_per_s: f64,
     pub threads: usize,
-    /// The instructions the int8 kernel ran on (`avx2`, `avx-vnni`, `avx512-vnni`).
+    /// The instructions the int8 kernel ran on (`avx2`, `avx-vnni`, `avx512-vnni`, `avx512-pairs`).
     pub int8_kernel: &'static str,
 }
 

@@ -1,6 +1,6 @@
 //! The VNNI kernel of [`Q8Linear`]: four output columns of up to four activation rows per call,
 //! each block, column and row one `vpdpbusd`, a conversion and an FMA (see the parent module).
-use super::{Q8Linear, AVX512_VNNI, AVX_VNNI, QK};
+use super::{Q8Linear, Tile, AVX512_VNNI, AVX_VNNI, QK};
 
 impl Q8Linear {
     /// Four output columns `j0..j0 + 4` of `R` activation rows, every weight load shared by the
@@ -20,7 +20,7 @@ impl Q8Linear {
         xd: [&[f32]; R],
         j0: usize,
         first: bool,
-        res: &mut [[f32; 4]; 4],
+        res: &mut Tile,
     ) {
         use std::arch::x86_64::*;
         let nb = self.k / QK;
@@ -79,7 +79,7 @@ impl Q8Linear {
         xd: [&[f32]; R],
         j0: usize,
         first: bool,
-        res: &mut [[f32; 4]; 4],
+        res: &mut Tile,
     ) {
         self.xoff::<AVX_VNNI, R>(xb, xd, j0, first, res)
     }
@@ -93,7 +93,7 @@ impl Q8Linear {
         xd: [&[f32]; R],
         j0: usize,
         first: bool,
-        res: &mut [[f32; 4]; 4],
+        res: &mut Tile,
     ) {
         self.xoff::<AVX512_VNNI, R>(xb, xd, j0, first, res)
     }
@@ -120,12 +120,19 @@ pub(super) fn pack_groups(xq: &[i8], m: usize, k: usize, max_rows: usize) -> Vec
         for b in 0..nb {
             for r in g..g + rows {
                 let x: [i8; QK] = xq[r * k + b * QK..][..QK].try_into().expect("a block");
-                let off = std::array::from_fn(|l| -128 * x[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>());
-                out.push(XBlock { x, off });
+                out.push(XBlock {
+                    x,
+                    off: lane_offsets(&x),
+                });
             }
         }
     }
     out
+}
+
+/// Each lane's start for a block of activations: `-128 · (x[4l] + … + x[4l + 3])`.
+pub(super) fn lane_offsets(x: &[i8; QK]) -> [i32; 8] {
+    std::array::from_fn(|l| -128 * x[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum::<i32>())
 }
 
 /// Blocks whose scale products the VNNI kernel computes at once, on the stack.
@@ -133,7 +140,7 @@ pub(super) const SCALE_CHUNK: usize = 32;
 
 /// The cache level the VNNI kernel prefetches the next tile's weights into.
 #[cfg(target_arch = "x86_64")]
-const PF: i32 = std::arch::x86_64::_MM_HINT_T1;
+pub(super) const PF: i32 = std::arch::x86_64::_MM_HINT_T1;
 
 /// `src + Σ u[4l + i] · s[4l + i]` in each of eight lanes (`u` unsigned), by `vpdpbusd` on the
 /// encoding `I` names (AVX-VNNI or AVX-512 VNNI).
@@ -154,7 +161,7 @@ pub(super) unsafe fn dpbusd<const I: u8>(
 /// The four accumulators' fixed-order lane sums.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn store4(acc: &[std::arch::x86_64::__m256; 4], out: &mut [f32; 4]) {
+pub(super) unsafe fn store4(acc: &[std::arch::x86_64::__m256; 4], out: &mut [f32; 4]) {
     use std::arch::x86_64::*;
     // h = (l0 + l4, l1 + l5, l2 + l6, l3 + l7) per accumulator; two rounds of pairwise adds
     // then give hsum8's ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)) for all four.
