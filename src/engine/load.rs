@@ -112,6 +112,11 @@ impl Loader<'_, '_> {
 
     fn converted(&mut self, name: &str, format: WeightFormat) -> Result<QTensor> {
         let qt = self.read(name)?;
+        self.convert_named(name, qt, format)
+    }
+
+    /// `qt`, the tensor `name`, converted to `format`; an error names both.
+    fn convert_named(&self, name: &str, qt: QTensor, format: WeightFormat) -> Result<QTensor> {
         convert(qt, format).map_err(|e| {
             let message = format!(
                 "cannot convert {name} to {}: {}",
@@ -165,13 +170,17 @@ impl Loader<'_, '_> {
             self.weight_bytes += (embed.elem_count() * dtype.size_in_bytes()) as u64;
             return Ok((Embedding::Dense(embed), output));
         }
-        let embed_qt = self.converted("token_embd.weight", self.format.embedding())?;
-        let output = if tied {
-            None
+        let (name, format) = ("token_embd.weight", self.format.embedding());
+        let table = self.read(name)?;
+        let (embed, lm_head) = if tied {
+            Embedding::tied(self.convert_named(name, table, format)?, format)?
         } else {
-            Some(self.linear_as("output.weight", self.format.embedding())?)
+            let embed = match Embedding::requantized(table, format) {
+                Ok(embed) => embed,
+                Err(table) => Embedding::Quantized(Arc::new(self.convert_named(name, table, format)?)),
+            };
+            (embed, self.linear_as("output.weight", format)?)
         };
-        let (embed, lm_head) = Embedding::with_output(embed_qt, output, self.format.embedding())?;
         self.weight_bytes += embed.bytes();
         Ok((embed, lm_head))
     }
