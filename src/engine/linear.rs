@@ -374,20 +374,27 @@ mod tests {
 
     use super::*;
 
+    /// tests/data/quants.gguf, open, and the names of its tensors (not their expected values),
+    /// sorted.
+    fn fixture() -> (std::fs::File, gguf_file::Content, Vec<String>) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/quants.gguf");
+        let mut file = std::fs::File::open(path).unwrap();
+        let content = gguf_file::Content::read(&mut file).unwrap();
+        let mut names: Vec<String> = content.tensor_infos.keys().cloned().collect();
+        names.retain(|n| !n.ends_with(".expected"));
+        names.sort();
+        (file, content, names)
+    }
+
     /// Every tensor type real GGUF files hold, read and converted to f32 as `model.weights =
     /// "f32"` loads it, equals gguf-py's dequantisation bit for bit. tests/data/quants.gguf
     /// (scripts/make_quant_fixture.py) holds blocks written by the `gguf` package's quantiser,
     /// rows of a real Q4_K_M file written by llama.cpp's, and random bits for each k-quant.
     #[test]
     fn dequantises_every_tensor_type_as_gguf_py_does() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/quants.gguf");
-        let mut file = std::fs::File::open(path).unwrap();
-        let content = gguf_file::Content::read(&mut file).unwrap();
-        let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-        names.retain(|n| !n.ends_with(".expected"));
-        names.sort();
+        let (mut file, content, names) = fixture();
         let mut types = BTreeSet::new();
-        for name in names {
+        for name in &names {
             let qt = content.tensor(&mut file, name, &Device::Cpu).unwrap();
             types.insert(format!("{:?}", qt.dtype()));
             let values = |t: QTensor| {
@@ -418,14 +425,9 @@ mod tests {
     /// stored smaller; Q8_0 and wider tables are converted as before.
     #[test]
     fn requantized_rows_equal_the_converted_table() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/quants.gguf");
-        let mut file = std::fs::File::open(path).unwrap();
-        let content = gguf_file::Content::read(&mut file).unwrap();
-        let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-        names.retain(|n| !n.ends_with(".expected"));
-        names.sort();
+        let (mut file, content, names) = fixture();
         let mut kept = BTreeSet::new();
-        for name in names {
+        for name in &names {
             let table = content.tensor(&mut file, name, &Device::Cpu).unwrap();
             let Ok((rows, _)) = table.shape().dims2() else { continue };
             let dtype = table.dtype();
