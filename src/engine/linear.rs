@@ -286,7 +286,8 @@ impl Group {
     }
 }
 
-/// The token embedding: candle's quantised lookup, or the rows of the tied [`Q8Linear`].
+/// The token embedding: candle's quantised lookup, an untied table in its own format passed
+/// through the configured one, or the rows of the tied [`Q8Linear`].
 pub(super) enum Embedding {
     Quantized(Arc<QTensor>),
     /// An untied table kept in the file's own format, smaller than the configured one: the rows
