@@ -130,7 +130,7 @@ pub fn isa() -> Isa {
 
 /// Of two instruction sets, the one that multiplies a 512 × 1024 matrix by 12 rows faster: the
 /// best of five alternating passes each, after one of each to warm up (a few milliseconds). The
-/// 512-bit form is 1.3–1.8× the 256-bit one where 512-bit instructions run at full width, and
+/// 512-bit form is 1.4–1.65× the 256-bit one where 512-bit instructions run at full width, and
 /// slower where they are split in two (Zen 4).
 fn faster(a: Isa, b: Isa) -> Isa {
     let (n, k, m) = (512, 1024, 12);

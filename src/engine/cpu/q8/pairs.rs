@@ -5,7 +5,7 @@
 //! kernel ([`super::vnni`]) runs three for 32. Each half of a register sees exactly the
 //! operations the 256-bit kernel's register sees for its row, so the bits are the same.
 //!
-//! It pays where 512-bit instructions run at full width (Intel's server cores: 1.3–1.8× the
+//! It pays where 512-bit instructions run at full width (Intel's server cores: 1.4–1.65× the
 //! 256-bit kernel on an Emerald Rapids core) and not where they are split in two (Zen 4, where
 //! a two-column form of it ran at 0.67×): [`super::isa`] measures which is faster.
 use super::vnni::{lane_offsets, store4};
